@@ -1,0 +1,176 @@
+//! Wiring: builds the application from a [`Config`] and serves it on a
+//! listener until a shutdown future resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::{ClientConfig, Config, ProviderChoice};
+use crate::devprovider::{DevClient, DevProvider};
+use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
+use crate::secret::{Secret, random_token};
+use crate::session::{CookieSettings, Lifetimes};
+use crate::store::{Store, StoreError};
+use crate::web::{self, AppState};
+
+/// Where the development provider is mounted.
+pub const DEV_PROVIDER_PATH: &str = "/dev-provider";
+/// How often expired sessions are deleted.
+const CLEANUP_PERIOD: Duration = Duration::from_secs(300);
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The provider's configuration is wrong (e.g. its issuer differs).
+    #[error("provider configuration error: {0}")]
+    Provider(#[from] ProviderError),
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built application, ready to serve.
+pub struct App {
+    router: Router,
+    state: AppState,
+    dev_provider: bool,
+}
+
+impl App {
+    /// Opens the store and builds the routes. Makes no network request.
+    pub async fn build(config: &Config, clock: Clock) -> Result<Self, StartupError> {
+        let store = Store::open_sqlite(&config.data_dir).await?;
+        Ok(Self::with_store(config, clock, store))
+    }
+
+    /// Builds the routes over an already opened store.
+    pub fn with_store(config: &Config, clock: Clock, store: Store) -> Self {
+        let (client, dev) = match &config.provider {
+            ProviderChoice::Configured(client) => (client.clone(), None),
+            ProviderChoice::Development => {
+                let issuer = config.public_path(DEV_PROVIDER_PATH.trim_start_matches('/'));
+                let client = ClientConfig {
+                    issuer: issuer.as_str().to_owned(),
+                    client_id: "oidc-gate-dev".to_owned(),
+                    client_secret: Secret::new(random_token(32)),
+                };
+                let dev = DevProvider::new(
+                    issuer,
+                    DevClient {
+                        client_id: client.client_id.clone(),
+                        client_secret: client.client_secret.expose().to_owned(),
+                        redirect_uris: vec![config.redirect_uri().to_string()],
+                        post_logout_redirect_uris: vec![config.public_path("").to_string()],
+                    },
+                );
+                (client, Some(dev))
+            }
+        };
+        let provider = Provider::new(
+            ProviderSettings {
+                client,
+                redirect_uri: config.redirect_uri(),
+                scopes: config.scopes.clone(),
+                http_timeout: config.http_timeout,
+                clock_skew: config.clock_skew,
+            },
+            clock.clone(),
+        );
+        let state = AppState {
+            provider,
+            store,
+            clock,
+            lifetimes: Lifetimes::new(config.session),
+            public_url: Arc::new(config.public_url.clone()),
+        };
+        let mut router = web::router(state.clone(), &CookieSettings::for_scheme(config.is_https()));
+        let dev_provider = dev.is_some();
+        if let Some(dev) = dev {
+            router = router.nest_service(DEV_PROVIDER_PATH, dev.router());
+        }
+        Self {
+            router,
+            state,
+            dev_provider,
+        }
+    }
+
+    /// The router, for in-process tests.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The shared state (store, provider, clock).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` resolves. Fetches the provider's
+    /// discovery once the server is up (the development provider is served
+    /// by this same server): a wrong issuer stops start-up with an error, an
+    /// unreachable provider is retried in the background.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let addr = listener.local_addr()?;
+        let server = axum::serve(listener, self.router).with_graceful_shutdown(shutdown);
+        let server = tokio::spawn(async move { server.await });
+        if self.dev_provider {
+            banner(&self.state);
+        }
+        tracing::info!(%addr, public_url = %self.state.public_url, issuer = self.state.provider.issuer(), "listening");
+
+        let provider = self.state.provider.clone();
+        match provider.refresh().await {
+            Ok(_) => tracing::info!(issuer = provider.issuer(), "provider discovered"),
+            Err(e) if e.reason == Reason::IssuerMismatch => {
+                server.abort();
+                return Err(e.into());
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e.reason, error = %e.detail, "provider not reachable yet; retrying in the background")
+            }
+        }
+        let background = [
+            tokio::spawn(provider.refresh_forever()),
+            tokio::spawn(
+                self.state
+                    .store
+                    .clone()
+                    .clean_up_forever(CLEANUP_PERIOD, self.state.clock.clone()),
+            ),
+        ];
+        let result = server.await;
+        abort_all(&background);
+        result.map_err(|e| std::io::Error::other(e.to_string()))??;
+        Ok(())
+    }
+}
+
+fn abort_all(tasks: &[JoinHandle<()>]) {
+    for t in tasks {
+        t.abort();
+    }
+}
+
+fn banner(state: &AppState) {
+    let line = "=".repeat(72);
+    tracing::warn!(
+        "\n{line}\n  DEVELOPMENT PROVIDER ACTIVE: no OIDC_ISSUER configured.\n  \
+         Anyone can sign in as anyone at {}{DEV_PROVIDER_PATH}.\n  \
+         For real use set OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET.\n  \
+         Open {} to try it.\n{line}",
+        state.public_url.as_str().trim_end_matches('/'),
+        state.public_url
+    );
+}

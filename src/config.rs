@@ -1,0 +1,404 @@
+//! Configuration: read from the environment (and `.env`), validated once at
+//! start-up into precise types.
+//!
+//! [`Args`] is what the command line and environment say; [`Config`] is what
+//! the application runs with. Every rejection names the variable at fault.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use url::{Host, Url};
+
+use crate::secret::Secret;
+
+/// Google's issuer, implied by `GOOGLE_CLIENT_ID` / `GOOGLE_CLIENT_SECRET`.
+pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+/// Command-line flags and environment variables of the `oidc-gate` binary.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "oidc-gate", version, about = "OpenID Connect login in front of web pages.")]
+pub struct Args {
+    /// Issuer URL of the OpenID provider (e.g. https://accounts.google.com).
+    /// Leave unset, with a loopback PUBLIC_URL, to use the embedded development provider.
+    #[arg(long, env = "OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Client id registered at the provider.
+    #[arg(long, env = "OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// Client secret registered at the provider.
+    #[arg(long, env = "OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// Scopes to request, separated by spaces.
+    #[arg(long, env = "OIDC_SCOPES", default_value = "openid email profile")]
+    pub oidc_scopes: String,
+    /// Google client id (implies OIDC_ISSUER=https://accounts.google.com).
+    #[arg(long, env = "GOOGLE_CLIENT_ID")]
+    pub google_client_id: Option<String>,
+    /// Google client secret.
+    #[arg(long, env = "GOOGLE_CLIENT_SECRET", hide_env_values = true)]
+    pub google_client_secret: Option<String>,
+    /// Allowed clock difference with the provider for ID token times.
+    #[arg(long, env = "OIDC_CLOCK_SKEW", default_value = "60s")]
+    pub oidc_clock_skew: String,
+    /// Timeout of every request to the provider (connect and total).
+    #[arg(long, env = "OIDC_HTTP_TIMEOUT", default_value = "10s")]
+    pub oidc_http_timeout: String,
+    /// External base URL of this app; the redirect URI is PUBLIC_URL/callback.
+    #[arg(long, env = "PUBLIC_URL", default_value = "http://localhost:5000")]
+    pub public_url: String,
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: String,
+    /// Directory for the embedded database (created if missing).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// A session unused for this long ends (e.g. 30m, 12h).
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT", default_value = "12h")]
+    pub session_idle_timeout: String,
+    /// A session ends this long after sign-in, however active (e.g. 7d).
+    #[arg(long, env = "SESSION_MAX_AGE", default_value = "7d")]
+    pub session_max_age: String,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Which provider users sign in with.
+    pub provider: ProviderChoice,
+    /// External base URL, without a trailing slash in its path.
+    pub public_url: Url,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database.
+    pub data_dir: PathBuf,
+    /// Session lifetimes.
+    pub session: SessionConfig,
+    /// Timeout of every outbound request to the provider.
+    pub http_timeout: Duration,
+    /// Allowed clock difference for ID token `exp` and `iat`.
+    pub clock_skew: Duration,
+    /// Scopes to request.
+    pub scopes: Vec<String>,
+}
+
+/// The provider to use.
+#[derive(Debug, Clone)]
+pub enum ProviderChoice {
+    /// A provider configured by the operator.
+    Configured(ClientConfig),
+    /// The embedded development provider (loopback `PUBLIC_URL` only).
+    Development,
+}
+
+/// How this app is registered at a provider.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Issuer URL exactly as configured (compared byte for byte with discovery).
+    pub issuer: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: Secret,
+}
+
+/// Session lifetimes, both enforced server-side.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// Ends a session unused for this long.
+    pub idle_timeout: Duration,
+    /// Ends a session this long after sign-in.
+    pub max_age: Duration,
+}
+
+/// A configuration error: one sentence naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+impl Config {
+    /// Reads `.env` (if present), the command line and the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_args(Args::parse())
+    }
+
+    /// Validates already-parsed arguments.
+    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
+        let public_url = parse_public_url(&args.public_url)?;
+        let listen = args.listen.parse().map_err(|_| {
+            err(format!(
+                "LISTEN must be an address like 127.0.0.1:5000, got `{}`.",
+                args.listen
+            ))
+        })?;
+        let provider = provider_choice(&args, &public_url)?;
+        let session = SessionConfig {
+            idle_timeout: parse_duration("SESSION_IDLE_TIMEOUT", &args.session_idle_timeout)?,
+            max_age: parse_duration("SESSION_MAX_AGE", &args.session_max_age)?,
+        };
+        let scopes: Vec<String> = args.oidc_scopes.split_whitespace().map(str::to_owned).collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            return Err(err("OIDC_SCOPES must include `openid`."));
+        }
+        Ok(Self {
+            provider,
+            public_url,
+            listen,
+            data_dir: args.data_dir,
+            session,
+            http_timeout: parse_duration("OIDC_HTTP_TIMEOUT", &args.oidc_http_timeout)?,
+            clock_skew: parse_duration_allow_zero("OIDC_CLOCK_SKEW", &args.oidc_clock_skew)?,
+            scopes,
+        })
+    }
+
+    /// The redirect URI to register at the provider: `PUBLIC_URL/callback`.
+    pub fn redirect_uri(&self) -> Url {
+        self.public_path("callback")
+    }
+
+    /// An absolute URL under `PUBLIC_URL` (path without leading slash).
+    pub fn public_path(&self, path: &str) -> Url {
+        let mut base = self.public_url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        base.join(path).expect("a relative path joins onto an http(s) URL")
+    }
+
+    /// Whether the app is served over https (cookies are then `Secure`).
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|_| err(format!("PUBLIC_URL must be an absolute http(s) URL, got `{raw}`.")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(err(format!("PUBLIC_URL must be an absolute http(s) URL, got `{raw}`.")));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err("PUBLIC_URL must not have a query or fragment."));
+    }
+    if url.scheme() == "http" && !is_loopback(&url) {
+        tracing::warn!("PUBLIC_URL is plain http on a non-loopback host: cookies cannot be Secure");
+    }
+    Ok(url)
+}
+
+fn provider_choice(args: &Args, public_url: &Url) -> Result<ProviderChoice, ConfigError> {
+    let google = args.google_client_id.is_some() || args.google_client_secret.is_some();
+    let generic = args.oidc_issuer.is_some() || args.oidc_client_id.is_some() || args.oidc_client_secret.is_some();
+    if google && generic && args.oidc_issuer.as_deref().is_some_and(|i| i != GOOGLE_ISSUER) {
+        return Err(err(
+            "Set either GOOGLE_CLIENT_ID/GOOGLE_CLIENT_SECRET or OIDC_ISSUER/OIDC_CLIENT_ID/OIDC_CLIENT_SECRET, not both.",
+        ));
+    }
+    let (issuer, id, secret, id_var, secret_var) = if google {
+        (
+            Some(GOOGLE_ISSUER.to_owned()),
+            args.google_client_id.clone().or(args.oidc_client_id.clone()),
+            args.google_client_secret.clone().or(args.oidc_client_secret.clone()),
+            "GOOGLE_CLIENT_ID",
+            "GOOGLE_CLIENT_SECRET",
+        )
+    } else {
+        (
+            args.oidc_issuer.clone(),
+            args.oidc_client_id.clone(),
+            args.oidc_client_secret.clone(),
+            "OIDC_CLIENT_ID",
+            "OIDC_CLIENT_SECRET",
+        )
+    };
+    let Some(issuer) = issuer else {
+        if generic {
+            return Err(err(
+                "OIDC_ISSUER is required when OIDC_CLIENT_ID or OIDC_CLIENT_SECRET is set.",
+            ));
+        }
+        if !is_loopback(public_url) {
+            return Err(err(
+                "OIDC_ISSUER is not set: configure a provider (OIDC_ISSUER, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET); \
+                 the development provider only runs with a loopback PUBLIC_URL.",
+            ));
+        }
+        return Ok(ProviderChoice::Development);
+    };
+    let issuer_url =
+        Url::parse(&issuer).map_err(|_| err(format!("OIDC_ISSUER must be an absolute URL, got `{issuer}`.")))?;
+    match issuer_url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&issuer_url) => {}
+        "http" => {
+            return Err(err(format!(
+                "OIDC_ISSUER must use https (plain http is only allowed on loopback hosts), got `{issuer}`."
+            )));
+        }
+        _ => {
+            return Err(err(format!("OIDC_ISSUER must be an https URL, got `{issuer}`.")));
+        }
+    }
+    if issuer_url.query().is_some() || issuer_url.fragment().is_some() || issuer_url.host().is_none() {
+        return Err(err(format!(
+            "OIDC_ISSUER must not have a query or fragment, got `{issuer}`."
+        )));
+    }
+    let client_id = id
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| err(format!("{id_var} is required.")))?;
+    let client_secret = secret
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| err(format!("{secret_var} is required.")))?;
+    Ok(ProviderChoice::Configured(ClientConfig {
+        issuer,
+        client_id,
+        client_secret: Secret::new(client_secret),
+    }))
+}
+
+/// Whether the URL's host is a loopback name or address.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn parse_duration(var: &str, raw: &str) -> Result<Duration, ConfigError> {
+    let d = parse_duration_allow_zero(var, raw)?;
+    if d.is_zero() {
+        return Err(err(format!("{var} must be longer than zero.")));
+    }
+    Ok(d)
+}
+
+fn parse_duration_allow_zero(var: &str, raw: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(raw.trim()).map_err(|_| {
+        err(format!(
+            "{var} must be a duration like 90s, 30m, 12h or 7d, got `{raw}`."
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> Args {
+        Args::try_parse_from(["oidc-gate"]).unwrap()
+    }
+
+    #[test]
+    fn defaults_select_the_development_provider() {
+        let c = Config::from_args(args()).unwrap();
+        assert!(matches!(c.provider, ProviderChoice::Development));
+        assert_eq!(c.redirect_uri().as_str(), "http://localhost:5000/callback");
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(12 * 3600));
+        assert_eq!(c.session.max_age, Duration::from_secs(7 * 86400));
+    }
+
+    #[test]
+    fn non_loopback_without_provider_is_refused() {
+        let e = Config::from_args(Args {
+            public_url: "https://app.example.com".into(),
+            ..args()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("OIDC_ISSUER"), "{e}");
+    }
+
+    #[test]
+    fn http_issuer_only_on_loopback() {
+        let base = Args {
+            oidc_client_id: Some("c".into()),
+            oidc_client_secret: Some("s".into()),
+            ..args()
+        };
+        let e = Config::from_args(Args {
+            oidc_issuer: Some("http://idp.example.com".into()),
+            ..base.clone()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("OIDC_ISSUER must use https"), "{e}");
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+            "https://idp.example.com/realms/x",
+        ] {
+            Config::from_args(Args {
+                oidc_issuer: Some(ok.into()),
+                ..base.clone()
+            })
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn google_variables_imply_the_google_issuer() {
+        let c = Config::from_args(Args {
+            google_client_id: Some("g".into()),
+            google_client_secret: Some("s".into()),
+            ..args()
+        })
+        .unwrap();
+        let ProviderChoice::Configured(client) = c.provider else {
+            panic!("expected a configured provider")
+        };
+        assert_eq!(client.issuer, "https://accounts.google.com");
+        assert_eq!(client.client_id, "g");
+        let e = Config::from_args(Args {
+            google_client_id: Some("g".into()),
+            ..args()
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "GOOGLE_CLIENT_SECRET is required.");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: [(&str, Args); 4] = [
+            (
+                "LISTEN",
+                Args {
+                    listen: "nope".into(),
+                    ..args()
+                },
+            ),
+            (
+                "PUBLIC_URL",
+                Args {
+                    public_url: "ftp://x".into(),
+                    ..args()
+                },
+            ),
+            (
+                "SESSION_IDLE_TIMEOUT",
+                Args {
+                    session_idle_timeout: "soon".into(),
+                    ..args()
+                },
+            ),
+            (
+                "OIDC_SCOPES",
+                Args {
+                    oidc_scopes: "email".into(),
+                    ..args()
+                },
+            ),
+        ];
+        for (var, a) in cases {
+            let e = Config::from_args(a).unwrap_err();
+            assert!(e.to_string().contains(var), "{var}: {e}");
+        }
+    }
+}

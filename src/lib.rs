@@ -1,0 +1,27 @@
+//! # oidc-gate
+//!
+//! OpenID Connect login, server-side sessions and page protection for axum
+//! apps, and the `oidc-gate` binary built on them.
+//!
+//! ## Layout
+//! - [`config`]: environment configuration, validated at start-up.
+//! - [`provider`]: the OpenID provider: discovery, keys, code exchange, ID token checks.
+//! - [`store`]: the database: users and the session index (SQLite by default).
+//! - [`session`]: server-side sessions, their timeouts and the login data kept in them.
+//! - [`users`]: the signed-in user and the `axum-login` backend.
+//! - [`web`]: HTTP routes and pages.
+//! - [`app`]: wiring it together and serving.
+//! - [`devprovider`]: the embedded development OpenID provider (a stand-in for a real one).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod devprovider;
+pub mod provider;
+pub mod secret;
+pub mod session;
+pub mod store;
+pub mod users;
+pub mod web;

@@ -1,0 +1,121 @@
+//! Why a provider interaction failed, as a short reason code.
+
+use std::fmt;
+
+/// A short, stable reason code for each way a provider interaction can fail.
+/// It is logged and tested; it never contains a token, code or secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The discovery document could not be fetched or parsed.
+    DiscoveryFailed,
+    /// The discovery document's `issuer` differs from the configured issuer.
+    IssuerMismatch,
+    /// The JWKS could not be fetched or parsed.
+    JwksFailed,
+    /// The token endpoint could not be reached, timed out or answered an error.
+    TokenEndpoint,
+    /// The token endpoint's answer is not a valid token response.
+    TokenResponseInvalid,
+    /// The token response has no `id_token`.
+    IdTokenMissing,
+    /// The ID token is not a well-formed JWT with the required claims.
+    IdTokenMalformed,
+    /// The ID token's `alg` is `none`, symmetric, or not one we accept.
+    IdTokenAlg,
+    /// The ID token's signature does not verify.
+    IdTokenSignature,
+    /// No key in the provider's JWKS matches the ID token, even after a refetch.
+    IdTokenUnknownKey,
+    /// The ID token's `iss` is not the provider's issuer.
+    IdTokenIss,
+    /// The ID token's `aud` is missing or does not contain our client id.
+    IdTokenAud,
+    /// `azp` is not our client id, or is missing with several audiences.
+    IdTokenAzp,
+    /// The ID token has expired.
+    IdTokenExp,
+    /// The ID token's `iat` is missing or in the future.
+    IdTokenIat,
+    /// The ID token has no `sub`.
+    IdTokenSub,
+    /// The ID token's `nonce` is missing or not the one we sent.
+    IdTokenNonce,
+    /// The ID token's `at_hash` does not match the access token.
+    IdTokenAtHash,
+    /// The UserInfo endpoint failed or answered garbage.
+    UserinfoFailed,
+    /// UserInfo's `sub` differs from the ID token's.
+    UserinfoSub,
+    /// A back-channel logout token failed validation.
+    LogoutToken,
+}
+
+impl Reason {
+    /// The code as logged, e.g. `id_token_aud`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::DiscoveryFailed => "discovery_failed",
+            Reason::IssuerMismatch => "issuer_mismatch",
+            Reason::JwksFailed => "jwks_failed",
+            Reason::TokenEndpoint => "token_endpoint",
+            Reason::TokenResponseInvalid => "token_response_invalid",
+            Reason::IdTokenMissing => "id_token_missing",
+            Reason::IdTokenMalformed => "id_token_malformed",
+            Reason::IdTokenAlg => "id_token_alg",
+            Reason::IdTokenSignature => "id_token_signature",
+            Reason::IdTokenUnknownKey => "id_token_unknown_key",
+            Reason::IdTokenIss => "id_token_iss",
+            Reason::IdTokenAud => "id_token_aud",
+            Reason::IdTokenAzp => "id_token_azp",
+            Reason::IdTokenExp => "id_token_exp",
+            Reason::IdTokenIat => "id_token_iat",
+            Reason::IdTokenSub => "id_token_sub",
+            Reason::IdTokenNonce => "id_token_nonce",
+            Reason::IdTokenAtHash => "id_token_at_hash",
+            Reason::UserinfoFailed => "userinfo_failed",
+            Reason::UserinfoSub => "userinfo_sub",
+            Reason::LogoutToken => "logout_token",
+        }
+    }
+
+    /// Whether the provider (not the browser's request) is at fault: such
+    /// failures are shown as 502 Bad Gateway.
+    pub fn is_upstream_failure(self) -> bool {
+        matches!(
+            self,
+            Reason::DiscoveryFailed
+                | Reason::IssuerMismatch
+                | Reason::JwksFailed
+                | Reason::TokenEndpoint
+                | Reason::TokenResponseInvalid
+                | Reason::IdTokenMissing
+                | Reason::UserinfoFailed
+        )
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A failed provider interaction: a reason code and a detail for the log.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct ProviderError {
+    /// The reason code.
+    pub reason: Reason,
+    /// What went wrong, for operators; free of secrets.
+    pub detail: String,
+}
+
+impl ProviderError {
+    /// A new error.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The OpenID provider, as seen by this relying party: discovery and keys
+//! (cached, refreshed in the background, refetched once on an unknown `kid`),
+//! the authorization URL, the code exchange and ID token validation.
+
+mod discovery;
+mod error;
+mod token;
+mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use openidconnect::core::CoreJsonWebKeySet;
+use tokio::time::Instant;
+use url::Url;
+
+pub use discovery::Metadata;
+pub use error::{ProviderError, Reason};
+pub use token::UserInfo;
+pub use verify::{ExtraClaims, VerifiedIdToken};
+
+use crate::clock::Clock;
+use crate::config::ClientConfig;
+
+/// Minimum time between two JWKS refetches caused by unknown key ids.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Delay before retrying a failed background refresh.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Settings of a [`Provider`].
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// Issuer, client id and secret.
+    pub client: ClientConfig,
+    /// Our redirect URI (`PUBLIC_URL/callback`).
+    pub redirect_uri: Url,
+    /// Scopes to request.
+    pub scopes: Vec<String>,
+    /// Timeout of every outbound request.
+    pub http_timeout: Duration,
+    /// Allowed clock difference for `exp` and `iat`.
+    pub clock_skew: Duration,
+}
+
+/// A handle to the provider; cheap to clone.
+#[derive(Clone)]
+pub struct Provider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: ProviderSettings,
+    http: reqwest::Client,
+    clock: Clock,
+    current: ArcSwapOption<Snapshot>,
+    /// Serializes fetches so concurrent requests share one (single flight).
+    fetch_lock: tokio::sync::Mutex<()>,
+}
+
+/// Discovery document and key set as last fetched.
+pub struct Snapshot {
+    /// The discovery document.
+    pub metadata: Metadata,
+    jwks: CoreJsonWebKeySet,
+    jwks_fetched_at: Instant,
+    refresh_at: Instant,
+}
+
+/// The result of a successful code exchange and ID token validation.
+#[derive(Debug)]
+pub struct Login {
+    /// Validated ID token claims, completed from UserInfo when needed.
+    pub id_token: VerifiedIdToken,
+    /// The raw ID token, kept as `id_token_hint` for logout.
+    pub raw_id_token: String,
+}
+
+impl Provider {
+    /// A provider handle; nothing is fetched until [`Provider::refresh`] or first use.
+    pub fn new(settings: ProviderSettings, clock: Clock) -> Self {
+        let http = reqwest::Client::builder()
+            // Following redirects would let a provider point us anywhere (SSRF).
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.http_timeout)
+            .timeout(settings.http_timeout)
+            .user_agent(concat!("oidc-gate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a TLS backend is compiled in");
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                http,
+                clock,
+                current: ArcSwapOption::empty(),
+                fetch_lock: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The configured issuer.
+    pub fn issuer(&self) -> &str {
+        &self.inner.settings.client.issuer
+    }
+
+    /// Our client id.
+    pub fn client_id(&self) -> &str {
+        &self.inner.settings.client.client_id
+    }
+
+    /// Fetches discovery and JWKS now, replacing the cached ones.
+    pub async fn refresh(&self) -> Result<Arc<Snapshot>, ProviderError> {
+        let _guard = self.inner.fetch_lock.lock().await;
+        self.fetch_all().await
+    }
+
+    async fn fetch_all(&self) -> Result<Arc<Snapshot>, ProviderError> {
+        let http = &self.inner.http;
+        let (metadata, meta_ttl) = discovery::fetch_metadata(http, self.issuer()).await?;
+        let (jwks, jwks_ttl) = discovery::fetch_jwks(http, &metadata.jwks_uri).await?;
+        let now = Instant::now();
+        let snapshot = Arc::new(Snapshot {
+            metadata,
+            jwks,
+            jwks_fetched_at: now,
+            refresh_at: now + meta_ttl.min(jwks_ttl),
+        });
+        self.inner.current.store(Some(snapshot.clone()));
+        Ok(snapshot)
+    }
+
+    /// The cached discovery document and keys, fetched now if there are none yet.
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>, ProviderError> {
+        if let Some(s) = self.inner.current.load_full() {
+            return Ok(s);
+        }
+        let _guard = self.inner.fetch_lock.lock().await;
+        if let Some(s) = self.inner.current.load_full() {
+            return Ok(s);
+        }
+        self.fetch_all().await
+    }
+
+    /// Keeps discovery and keys fresh until the task is dropped: refetches
+    /// when the cache lifetime ends, and retries failures every 30 s.
+    pub async fn refresh_forever(self) {
+        loop {
+            let next = match self.inner.current.load_full() {
+                Some(s) => s.refresh_at,
+                None => Instant::now(),
+            };
+            tokio::time::sleep_until(next).await;
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(reason = %e.reason, error = %e.detail, "provider refresh failed; retrying in 30s");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+    }
+
+    /// Refetches the JWKS after a token named a key we do not have. Shared by
+    /// concurrent callers and rate-limited; `None` when no newer set can be had.
+    async fn refetch_jwks(&self, seen: &Arc<Snapshot>) -> Option<Arc<Snapshot>> {
+        let _guard = self.inner.fetch_lock.lock().await;
+        let current = self.inner.current.load_full()?;
+        if current.jwks_fetched_at > seen.jwks_fetched_at {
+            return Some(current); // someone else refetched while we waited
+        }
+        if current.jwks_fetched_at.elapsed() < JWKS_REFETCH_INTERVAL {
+            return None;
+        }
+        match discovery::fetch_jwks(&self.inner.http, &current.metadata.jwks_uri).await {
+            Ok((jwks, _)) => {
+                let fresh = Arc::new(Snapshot {
+                    metadata: current.metadata.clone(),
+                    jwks,
+                    jwks_fetched_at: Instant::now(),
+                    refresh_at: current.refresh_at,
+                });
+                self.inner.current.store(Some(fresh.clone()));
+                tracing::info!("provider keys refetched after an unknown key id");
+                Some(fresh)
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e.reason, error = %e.detail, "JWKS refetch failed");
+                None
+            }
+        }
+    }
+
+    /// The URL to send the browser to (built locally; no request is made).
+    pub fn authorization_url(&self, snapshot: &Snapshot, state: &str, nonce: &str, pkce_challenge: &str) -> Url {
+        let s = &self.inner.settings;
+        let mut url = snapshot.metadata.authorization_endpoint.clone();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &s.client.client_id)
+            .append_pair("redirect_uri", s.redirect_uri.as_str())
+            .append_pair("scope", &s.scopes.join(" "))
+            .append_pair("state", state)
+            .append_pair("nonce", nonce)
+            .append_pair("code_challenge", pkce_challenge)
+            .append_pair("code_challenge_method", "S256");
+        url
+    }
+
+    /// Exchanges `code`, validates the ID token and completes the profile
+    /// from UserInfo when the ID token lacks it.
+    pub async fn complete_login(&self, code: &str, pkce_verifier: &str, nonce: &str) -> Result<Login, ProviderError> {
+        let s = &self.inner.settings;
+        let snapshot = self.snapshot().await?;
+        let tokens = token::exchange_code(
+            &self.inner.http,
+            &snapshot.metadata,
+            &s.client,
+            s.redirect_uri.as_str(),
+            code,
+            pkce_verifier,
+        )
+        .await?;
+        let raw = tokens.id_token.unwrap_or_default();
+        let mut id_token = self
+            .verify_id_token(snapshot, &raw, nonce, &tokens.access_token)
+            .await?;
+        if id_token.email.is_none() || id_token.name.is_none() {
+            let current = self.snapshot().await?;
+            if let Some(endpoint) = &current.metadata.userinfo_endpoint {
+                let info = token::userinfo(&self.inner.http, endpoint, &tokens.access_token).await?;
+                if info.sub != id_token.subject {
+                    return Err(ProviderError::new(
+                        Reason::UserinfoSub,
+                        "UserInfo sub differs from the ID token's",
+                    ));
+                }
+                id_token.email = id_token.email.or(info.email);
+                id_token.email_verified = id_token.email_verified.or(info.email_verified);
+                id_token.name = id_token.name.or(info.name);
+                id_token.picture = id_token.picture.or(info.picture);
+            }
+        }
+        Ok(Login {
+            id_token,
+            raw_id_token: raw,
+        })
+    }
+
+    async fn verify_id_token(
+        &self,
+        snapshot: Arc<Snapshot>,
+        raw: &str,
+        nonce: &str,
+        access_token: &str,
+    ) -> Result<VerifiedIdToken, ProviderError> {
+        let s = &self.inner.settings;
+        let want = verify::Expectations {
+            issuer: &s.client.issuer,
+            client_id: &s.client.client_id,
+            nonce,
+            access_token,
+            now_unix: self.inner.clock.unix(),
+            skew: s.clock_skew,
+        };
+        match verify::verify(raw, &snapshot.jwks, &want) {
+            verify::Verdict::Valid(t) => return Ok(t),
+            verify::Verdict::Invalid(e) => return Err(e),
+            verify::Verdict::UnknownKey => {}
+        }
+        let unknown = || {
+            ProviderError::new(
+                Reason::IdTokenUnknownKey,
+                "no key in the provider's JWKS matches the token",
+            )
+        };
+        let Some(fresh) = self.refetch_jwks(&snapshot).await else {
+            return Err(unknown());
+        };
+        match verify::verify(raw, &fresh.jwks, &want) {
+            verify::Verdict::Valid(t) => Ok(t),
+            verify::Verdict::Invalid(e) => Err(e),
+            verify::Verdict::UnknownKey => Err(unknown()),
+        }
+    }
+
+    /// Where to send the browser for RP-initiated logout, if the provider supports it.
+    pub fn end_session_url(&self, id_token_hint: Option<&str>, post_logout_redirect_uri: &Url) -> Option<Url> {
+        let snapshot = self.inner.current.load_full()?;
+        let mut url = snapshot.metadata.end_session_endpoint.clone()?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(hint) = id_token_hint {
+                q.append_pair("id_token_hint", hint);
+            }
+            q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri.as_str());
+            q.append_pair("client_id", self.client_id());
+        }
+        Some(url)
+    }
+}

@@ -1,0 +1,145 @@
+//! The back-channel calls of a login: code exchange and UserInfo.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use url::form_urlencoded::byte_serialize;
+
+use super::discovery::{MAX_BODY, Metadata, describe, read_limited};
+use super::error::{ProviderError, Reason};
+use crate::config::ClientConfig;
+
+/// The useful part of a token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
+#[derive(Deserialize)]
+pub(crate) struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub id_token: Option<String>,
+}
+
+/// Profile claims from the UserInfo endpoint.
+#[derive(Debug, Default, Deserialize)]
+pub struct UserInfo {
+    /// Must equal the ID token's `sub`.
+    pub sub: String,
+    /// `email`.
+    pub email: Option<String>,
+    /// `email_verified` (some providers send it as a string).
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub email_verified: Option<bool>,
+    /// `name`.
+    pub name: Option<String>,
+    /// `picture`.
+    pub picture: Option<String>,
+}
+
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Bool(b) => Some(b),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    })
+}
+
+/// How we authenticate at the token endpoint: `client_secret_basic` unless
+/// the provider only offers `client_secret_post`.
+fn uses_basic_auth(metadata: &Metadata) -> bool {
+    match &metadata.token_endpoint_auth_methods_supported {
+        None => true,
+        Some(methods) => {
+            methods.iter().any(|m| m == "client_secret_basic") || !methods.iter().any(|m| m == "client_secret_post")
+        }
+    }
+}
+
+/// Exchanges an authorization code (with its PKCE verifier) for tokens.
+pub(crate) async fn exchange_code(
+    http: &reqwest::Client,
+    metadata: &Metadata,
+    client: &ClientConfig,
+    redirect_uri: &str,
+    code: &str,
+    pkce_verifier: &str,
+) -> Result<TokenResponse, ProviderError> {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", pkce_verifier),
+    ];
+    let mut request = http
+        .post(metadata.token_endpoint.clone())
+        .header(reqwest::header::ACCEPT, "application/json");
+    if uses_basic_auth(metadata) {
+        // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+        let id: String = byte_serialize(client.client_id.as_bytes()).collect();
+        let secret: String = byte_serialize(client.client_secret.expose().as_bytes()).collect();
+        let credentials = STANDARD.encode(format!("{id}:{secret}"));
+        request = request.header(reqwest::header::AUTHORIZATION, format!("Basic {credentials}"));
+    } else {
+        form.push(("client_id", &client.client_id));
+        form.push(("client_secret", client.client_secret.expose()));
+    }
+    let response = request
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| ProviderError::new(Reason::TokenEndpoint, format!("token request: {}", describe(&e))))?;
+    let status = response.status();
+    let body = read_limited(response, MAX_BODY)
+        .await
+        .map_err(|e| ProviderError::new(Reason::TokenEndpoint, format!("token response: {e}")))?;
+    if !status.is_success() {
+        #[derive(Deserialize)]
+        struct OAuthError {
+            error: String,
+        }
+        let detail = match serde_json::from_slice::<OAuthError>(&body) {
+            Ok(e) => format!(
+                "HTTP {status}, error `{}`",
+                e.error.chars().take(64).collect::<String>()
+            ),
+            Err(_) => format!("HTTP {status}"),
+        };
+        return Err(ProviderError::new(Reason::TokenEndpoint, detail));
+    }
+    let tokens: TokenResponse = serde_json::from_slice(&body)
+        .map_err(|e| ProviderError::new(Reason::TokenResponseInvalid, format!("not a token response: {e}")))?;
+    if !tokens.token_type.eq_ignore_ascii_case("bearer") {
+        return Err(ProviderError::new(
+            Reason::TokenResponseInvalid,
+            "token_type is not Bearer",
+        ));
+    }
+    if tokens.id_token.as_deref().is_none_or(str::is_empty) {
+        return Err(ProviderError::new(
+            Reason::IdTokenMissing,
+            "the token response has no id_token",
+        ));
+    }
+    Ok(tokens)
+}
+
+/// Fetches the UserInfo claims with the access token.
+pub(crate) async fn userinfo(
+    http: &reqwest::Client,
+    endpoint: &url::Url,
+    access_token: &str,
+) -> Result<UserInfo, ProviderError> {
+    let response = http
+        .get(endpoint.clone())
+        .bearer_auth(access_token)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| ProviderError::new(Reason::UserinfoFailed, describe(&e)))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ProviderError::new(Reason::UserinfoFailed, format!("HTTP {status}")));
+    }
+    let body = read_limited(response, MAX_BODY)
+        .await
+        .map_err(|e| ProviderError::new(Reason::UserinfoFailed, e))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ProviderError::new(Reason::UserinfoFailed, format!("not a JSON UserInfo: {e}")))
+}

@@ -1,0 +1,184 @@
+//! Server-side sessions: the `tower-sessions` layer (cookie holds only an
+//! opaque id), what a session keeps about a login, and its lifetimes.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::config::SessionConfig;
+use crate::secret::Secret;
+use crate::store::SessionBackend;
+
+/// Session key of the logins in progress.
+pub const PENDING_KEY: &str = "oidc.pending";
+/// Session key of the login data.
+pub const LOGIN_KEY: &str = "oidc.login";
+/// How many logins may be in progress at once in one session (browser tabs).
+pub const MAX_PENDING: usize = 3;
+/// How long a login may take at the provider.
+pub const PENDING_TTL_SECS: i64 = 600;
+
+/// A login in progress: sent to the provider, not yet back.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PendingLogin {
+    /// `state` sent to the provider.
+    pub state: Secret,
+    /// `nonce` sent to the provider.
+    pub nonce: Secret,
+    /// PKCE code verifier.
+    pub pkce_verifier: Secret,
+    /// Where to go after login (a checked same-origin path).
+    pub next: String,
+    /// When the login started (Unix seconds).
+    pub started_at: i64,
+}
+
+/// What a logged-in session keeps about its provider login.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LoginData {
+    /// The provider's issuer.
+    pub issuer: String,
+    /// The provider's subject.
+    pub subject: String,
+    /// The provider's session id, if any.
+    pub sid: Option<String>,
+    /// The raw ID token, sent back as `id_token_hint` at logout.
+    pub id_token: Secret,
+    /// Token protecting the logout form against cross-site requests.
+    pub csrf: Secret,
+    /// Sign-in time (Unix seconds), for the absolute lifetime.
+    pub login_at: i64,
+    /// Last request seen (Unix seconds, updated at most once a minute), for the idle timeout.
+    pub last_seen: i64,
+}
+
+/// Session lifetime rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// Idle timeout.
+    pub idle: Duration,
+    /// Absolute lifetime.
+    pub max_age: Duration,
+}
+
+/// What to do with a session on this request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still valid; nothing to write.
+    Fresh,
+    /// Still valid; record activity (extends the idle timeout).
+    Touch,
+    /// Idle for too long.
+    Idle,
+    /// Older than the absolute lifetime.
+    TooOld,
+}
+
+impl Lifetimes {
+    /// From the configuration.
+    pub fn new(c: SessionConfig) -> Self {
+        Self {
+            idle: c.idle_timeout,
+            max_age: c.max_age,
+        }
+    }
+
+    /// Activity is recorded at most this often, so that most requests do not write.
+    fn touch_interval(&self) -> i64 {
+        (self.idle.as_secs() as i64 / 10).clamp(1, 60)
+    }
+
+    /// Judges a login at time `now`.
+    pub fn judge(&self, login: &LoginData, now: i64) -> Verdict {
+        if now - login.login_at >= self.max_age.as_secs() as i64 {
+            Verdict::TooOld
+        } else if now - login.last_seen >= self.idle.as_secs() as i64 {
+            Verdict::Idle
+        } else if now - login.last_seen >= self.touch_interval() {
+            Verdict::Touch
+        } else {
+            Verdict::Fresh
+        }
+    }
+
+    /// When the session ends at the latest if left alone (Unix seconds).
+    pub fn expires_at(&self, login: &LoginData) -> i64 {
+        (login.last_seen + self.idle.as_secs() as i64).min(login.login_at + self.max_age.as_secs() as i64)
+    }
+}
+
+/// Session cookie settings derived from `PUBLIC_URL`.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    /// `__Host-oidc_gate` over https, `oidc_gate` otherwise.
+    pub name: &'static str,
+    /// Whether the cookie is `Secure`.
+    pub secure: bool,
+}
+
+impl CookieSettings {
+    /// `https` ⇒ `Secure` with the `__Host-` prefix (no Domain, Path=/).
+    pub fn for_scheme(https: bool) -> Self {
+        if https {
+            Self {
+                name: "__Host-oidc_gate",
+                secure: true,
+            }
+        } else {
+            Self {
+                name: "oidc_gate",
+                secure: false,
+            }
+        }
+    }
+}
+
+/// The `tower-sessions` layer: HttpOnly, SameSite=Lax, opaque random id,
+/// store-side expiry after the idle timeout.
+pub fn layer(
+    store: SessionBackend,
+    cookie: &CookieSettings,
+    lifetimes: Lifetimes,
+) -> SessionManagerLayer<SessionBackend> {
+    let idle = time::Duration::try_from(lifetimes.idle).unwrap_or(time::Duration::days(365));
+    SessionManagerLayer::new(store)
+        .with_name(cookie.name)
+        .with_secure(cookie.secure)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(idle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(login_at: i64, last_seen: i64) -> LoginData {
+        LoginData {
+            issuer: "i".into(),
+            subject: "s".into(),
+            sid: None,
+            id_token: Secret::new("t"),
+            csrf: Secret::new("c"),
+            login_at,
+            last_seen,
+        }
+    }
+
+    #[test]
+    fn lifetimes_are_judged_from_login_and_activity() {
+        let l = Lifetimes {
+            idle: Duration::from_secs(3600),
+            max_age: Duration::from_secs(86400),
+        };
+        assert_eq!(l.judge(&login(0, 0), 30), Verdict::Fresh);
+        assert_eq!(l.judge(&login(0, 0), 61), Verdict::Touch);
+        assert_eq!(l.judge(&login(0, 0), 3600), Verdict::Idle);
+        assert_eq!(l.judge(&login(0, 86000), 86400), Verdict::TooOld);
+        assert_eq!(l.expires_at(&login(0, 86000)), 86400);
+        assert_eq!(l.expires_at(&login(0, 100)), 3700);
+    }
+}

@@ -1,0 +1,134 @@
+//! The embedded SQLite implementation of [`super::Store`].
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{SessionLink, StoreError, UserProfile, UserRow};
+
+/// Opens the database file with WAL journaling and bounded waits, and
+/// migrates it (ours and the `tower-sessions` table).
+pub(super) async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?;
+    tower_sessions_sqlx_store::SqliteStore::new(pool.clone())
+        .migrate()
+        .await?;
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+    sqlx::query("CREATE INDEX IF NOT EXISTS tower_sessions_by_expiry ON tower_sessions (expiry_date)")
+        .execute(&pool)
+        .await?;
+    Ok(pool)
+}
+
+pub(super) async fn upsert_user(pool: &SqlitePool, p: &UserProfile<'_>, now: i64) -> Result<UserRow, StoreError> {
+    let row = sqlx::query_as::<_, UserRow>(
+        "INSERT INTO users (issuer, subject, email, email_verified, name, picture, created_at, last_login_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+         ON CONFLICT (issuer, subject) DO UPDATE SET
+             email = excluded.email, email_verified = excluded.email_verified,
+             name = excluded.name, picture = excluded.picture, last_login_at = excluded.last_login_at
+         RETURNING *",
+    )
+    .bind(p.issuer)
+    .bind(p.subject)
+    .bind(p.email)
+    .bind(p.email_verified)
+    .bind(p.name)
+    .bind(p.picture)
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    Ok(row)
+}
+
+pub(super) async fn user(pool: &SqlitePool, id: i64) -> Result<Option<UserRow>, StoreError> {
+    Ok(sqlx::query_as("SELECT * FROM users WHERE id = ?1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+pub(super) async fn user_by_subject(
+    pool: &SqlitePool,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<UserRow>, StoreError> {
+    Ok(sqlx::query_as("SELECT * FROM users WHERE issuer = ?1 AND subject = ?2")
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(pool)
+        .await?)
+}
+
+pub(super) async fn link_session(pool: &SqlitePool, l: &SessionLink<'_>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (session_id) DO UPDATE SET issuer = excluded.issuer, subject = excluded.subject,
+             sid = excluded.sid, expires_at = excluded.expires_at",
+    )
+    .bind(l.session_id)
+    .bind(l.issuer)
+    .bind(l.subject)
+    .bind(l.sid)
+    .bind(l.expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn unlink_session(pool: &SqlitePool, session_id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM session_index WHERE session_id = ?1")
+        .bind(session_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn linked_sessions(
+    pool: &SqlitePool,
+    issuer: &str,
+    subject: Option<&str>,
+    sid: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> =
+        match (subject, sid) {
+            (_, Some(sid)) => sqlx::query_as(
+                "SELECT session_id FROM session_index WHERE issuer = ?1 AND sid = ?2 AND (?3 IS NULL OR subject = ?3)",
+            )
+            .bind(issuer)
+            .bind(sid)
+            .bind(subject)
+            .fetch_all(pool)
+            .await?,
+            (Some(subject), None) => {
+                sqlx::query_as("SELECT session_id FROM session_index WHERE issuer = ?1 AND subject = ?2")
+                    .bind(issuer)
+                    .bind(subject)
+                    .fetch_all(pool)
+                    .await?
+            }
+            (None, None) => Vec::new(),
+        };
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+pub(super) async fn delete_expired_links(pool: &SqlitePool, now: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM session_index WHERE expires_at < ?1")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,68 @@
+//! The signed-in user, and the `axum-login` backend that loads users from
+//! the [`Store`] by id on each request.
+
+use axum_login::{AuthUser, AuthnBackend, UserId};
+
+use crate::store::{Store, StoreError, UserRow};
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The stored user.
+    pub row: UserRow,
+}
+
+impl User {
+    /// A name to greet the user with: name, else email, else subject.
+    pub fn display_name(&self) -> &str {
+        self.row
+            .name
+            .as_deref()
+            .or(self.row.email.as_deref())
+            .unwrap_or(&self.row.subject)
+    }
+}
+
+impl AuthUser for User {
+    type Id = i64;
+
+    fn id(&self) -> i64 {
+        self.row.id
+    }
+
+    /// Sessions stay valid while the user is the same provider identity.
+    fn session_auth_hash(&self) -> &[u8] {
+        self.row.subject.as_bytes()
+    }
+}
+
+/// The `axum-login` backend. Credentials are a user already created from a
+/// validated ID token: the provider did the authenticating.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    store: Store,
+}
+
+impl Backend {
+    /// A backend over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+impl AuthnBackend for Backend {
+    type User = User;
+    type Credentials = UserRow;
+    type Error = StoreError;
+
+    async fn authenticate(&self, row: UserRow) -> Result<Option<User>, StoreError> {
+        Ok(Some(User { row }))
+    }
+
+    async fn get_user(&self, id: &UserId<Self>) -> Result<Option<User>, StoreError> {
+        Ok(self.store.user(*id).await?.map(|row| User { row }))
+    }
+}
+
+/// The session type handlers extract.
+pub type AuthSession = axum_login::AuthSession<Backend>;

@@ -1,0 +1,215 @@
+//! The login routes: `/login` starts the authorization code flow (PKCE,
+//! state, nonce), `/callback` completes it, `/logout` ends the session here
+//! and at the provider.
+
+use axum::Router;
+use axum::extract::{RawForm, RawQuery, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use openidconnect::PkceCodeChallenge;
+use url::form_urlencoded;
+
+use super::AppState;
+use super::error::AppError;
+use super::redirect::safe_next;
+use crate::secret::{Secret, random_token};
+use crate::session::{LOGIN_KEY, LoginData, MAX_PENDING, PENDING_KEY, PENDING_TTL_SECS, PendingLogin};
+use crate::store::{SessionLink, UserProfile};
+use crate::users::AuthSession;
+
+/// Bytes of randomness in `state`, `nonce` and the CSRF token (256 bits).
+const TOKEN_BYTES: usize = 32;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login))
+        .route("/callback", get(callback))
+        .route("/logout", post(logout))
+}
+
+/// Query or form parameters, parsed leniently (never a rejection), first value wins.
+fn param(raw: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn login(
+    State(state): State<AppState>,
+    auth: AuthSession,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let next = safe_next(param(query.as_deref(), "next").as_deref());
+    let snapshot = state.provider.snapshot().await?;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);
+    let pending = PendingLogin {
+        state: Secret::new(random_token(TOKEN_BYTES)),
+        nonce: Secret::new(random_token(TOKEN_BYTES)),
+        pkce_verifier: Secret::new(verifier.secret().clone()),
+        next,
+        started_at: state.clock.unix(),
+    };
+    let url = state.provider.authorization_url(
+        &snapshot,
+        pending.state.expose(),
+        pending.nonce.expose(),
+        challenge.as_str(),
+    );
+    let session = &auth.session;
+    let now = state.clock.unix();
+    let mut all: Vec<PendingLogin> = session.get(PENDING_KEY).await?.unwrap_or_default();
+    all.retain(|p| now - p.started_at < PENDING_TTL_SECS);
+    all.push(pending);
+    if all.len() > MAX_PENDING {
+        all.drain(..all.len() - MAX_PENDING);
+    }
+    session.insert(PENDING_KEY, &all).await?;
+    Ok(Redirect::to(url.as_str()).into_response())
+}
+
+async fn callback(
+    State(state): State<AppState>,
+    mut auth: AuthSession,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let query = query.as_deref();
+    let session = auth.session.clone();
+    let now = state.clock.unix();
+
+    // The presented state is single use: its pending login is removed before
+    // anything else is checked, whatever the outcome.
+    let mut all: Vec<PendingLogin> = session.remove(PENDING_KEY).await?.unwrap_or_default();
+    all.retain(|p| now - p.started_at < PENDING_TTL_SECS);
+    let Some(presented) = param(query, "state") else {
+        return Err(AppError::Callback {
+            reason: "state_missing",
+            detail: "no state parameter",
+        });
+    };
+    let position = all.iter().position(|p| p.state.ct_eq(&presented));
+    let pending = position.map(|i| all.remove(i));
+    if !all.is_empty() {
+        session.insert(PENDING_KEY, &all).await?;
+    }
+    let Some(pending) = pending else {
+        return Err(AppError::Callback {
+            reason: "state_mismatch",
+            detail: "state unknown, expired or already used",
+        });
+    };
+
+    if let Some(code) = param(query, "error") {
+        return Err(AppError::ProviderRefused {
+            code: code.chars().take(64).collect(),
+        });
+    }
+    // RFC 9207: when the provider names itself, it must be our issuer.
+    if let Some(iss) = param(query, "iss")
+        && iss != state.provider.issuer()
+    {
+        return Err(AppError::Callback {
+            reason: "iss_mismatch",
+            detail: "iss parameter is not our issuer",
+        });
+    }
+    let Some(code) = param(query, "code").filter(|c| !c.is_empty()) else {
+        return Err(AppError::Callback {
+            reason: "code_missing",
+            detail: "no code parameter",
+        });
+    };
+
+    let login = state
+        .provider
+        .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
+        .await?;
+    let claims = &login.id_token;
+    let user = state
+        .store
+        .upsert_user(
+            &UserProfile {
+                issuer: state.provider.issuer(),
+                subject: &claims.subject,
+                email: claims.email.as_deref(),
+                email_verified: claims.email_verified,
+                name: claims.name.as_deref(),
+                picture: claims.picture.as_deref(),
+            },
+            now,
+        )
+        .await?;
+    let user_id = user.id;
+
+    // Logs in and gives the session a new id (no fixation).
+    auth.login(&crate::users::User { row: user }).await?;
+    session.remove_value(PENDING_KEY).await?;
+    let data = LoginData {
+        issuer: state.provider.issuer().to_owned(),
+        subject: claims.subject.clone(),
+        sid: claims.sid.clone(),
+        id_token: Secret::new(login.raw_id_token),
+        csrf: Secret::new(random_token(TOKEN_BYTES)),
+        login_at: now,
+        last_seen: now,
+    };
+    session.insert(LOGIN_KEY, &data).await?;
+    session.save().await?;
+    if let Some(id) = session.id() {
+        let id = id.to_string();
+        state
+            .store
+            .link_session(&SessionLink {
+                session_id: &id,
+                issuer: &data.issuer,
+                subject: &data.subject,
+                sid: data.sid.as_deref(),
+                expires_at: state.lifetimes.expires_at(&data),
+            })
+            .await?;
+    }
+    tracing::info!(user.id = user_id, issuer = %data.issuer, "login");
+    Ok(Redirect::to(&pending.next).into_response())
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    mut auth: AuthSession,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Result<Response, AppError> {
+    let session = auth.session.clone();
+    let Some(login) = session.get::<LoginData>(LOGIN_KEY).await? else {
+        // Not logged in: nothing to end.
+        return Ok(Redirect::to("/").into_response());
+    };
+    let form = std::str::from_utf8(&form).ok();
+    let token_ok = param(form, "csrf").is_some_and(|t| login.csrf.ct_eq(&t));
+    if !token_ok || !same_origin(&headers, &state) {
+        return Err(AppError::Csrf);
+    }
+    if let Some(id) = session.id() {
+        state.store.unlink_session(&id.to_string()).await?;
+    }
+    let user_id = auth.user.as_ref().map(|u| u.row.id);
+    auth.logout().await?;
+    session.flush().await?;
+    tracing::info!(user.id = user_id, "logout");
+    let home = state.home_url();
+    let target = state
+        .provider
+        .end_session_url(Some(login.id_token.expose()), &home)
+        .map(|u| u.to_string())
+        .unwrap_or_else(|| "/".to_owned());
+    Ok(Redirect::to(&target).into_response())
+}
+
+/// A browser's `Origin` (when sent) must be ours: a second line of defence
+/// after the CSRF token.
+fn same_origin(headers: &HeaderMap, state: &AppState) -> bool {
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => origin == state.public_url.origin().ascii_serialization(),
+    }
+}

@@ -1,0 +1,183 @@
+//! The application error: every failure a request can meet, rendered as a
+//! clear HTML page with the right status, and logged with its reason code.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::provider::{ProviderError, Reason};
+use crate::store::StoreError;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The callback is not the answer to a login this session started.
+    #[error("invalid callback ({reason}): {detail}")]
+    Callback {
+        /// Reason code, e.g. `state_mismatch`.
+        reason: &'static str,
+        /// Detail for the log.
+        detail: &'static str,
+    },
+    /// The provider answered the login with `error=`.
+    #[error("the provider refused the login: {code}")]
+    ProviderRefused {
+        /// The OAuth error code (`access_denied`, …), truncated.
+        code: String,
+    },
+    /// Talking to the provider failed, or its answer failed validation.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The logout form did not carry this session's CSRF token.
+    #[error("logout without a valid CSRF token")]
+    Csrf,
+    /// The database is unreachable.
+    #[error("store unavailable: {0}")]
+    Store(#[from] StoreError),
+    /// The session store is unreachable.
+    #[error("session store unavailable: {0}")]
+    Session(#[from] tower_sessions::session::Error),
+    /// No such page.
+    #[error("not found")]
+    NotFound,
+}
+
+impl From<axum_login::Error<crate::users::Backend>> for AppError {
+    fn from(e: axum_login::Error<crate::users::Backend>) -> Self {
+        match e {
+            axum_login::Error::Session(e) => AppError::Session(e),
+            axum_login::Error::Backend(e) => AppError::Store(e),
+        }
+    }
+}
+
+impl AppError {
+    /// The short reason code logged for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AppError::Callback { reason, .. } => reason,
+            AppError::ProviderRefused { .. } => "provider_error",
+            AppError::Provider(e) => e.reason.code(),
+            AppError::Csrf => "csrf_mismatch",
+            AppError::Store(_) | AppError::Session(_) => "store_unavailable",
+            AppError::NotFound => "not_found",
+        }
+    }
+
+    /// The HTTP status shown.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Callback { .. } => StatusCode::BAD_REQUEST,
+            AppError::ProviderRefused { code } if code == "access_denied" => StatusCode::FORBIDDEN,
+            AppError::ProviderRefused { .. } => StatusCode::BAD_REQUEST,
+            AppError::Provider(e) if e.reason.is_upstream_failure() => StatusCode::BAD_GATEWAY,
+            AppError::Provider(e) if e.reason == Reason::IdTokenNonce => StatusCode::BAD_REQUEST,
+            AppError::Provider(_) => StatusCode::UNAUTHORIZED,
+            AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::Store(_) | AppError::Session(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn page(&self) -> ErrorPage {
+        let (title, message, retry) = match self {
+            AppError::Callback {
+                reason: "state_missing" | "state_mismatch",
+                ..
+            } => (
+                "This sign-in link is not valid",
+                "The answer from the sign-in provider does not belong to a sign-in started here, \
+                 or it was already used. Nothing was changed; please start again.",
+                true,
+            ),
+            AppError::Callback { .. } => (
+                "This sign-in answer is not valid",
+                "The sign-in provider's answer was incomplete. Nothing was changed; please start again.",
+                true,
+            ),
+            AppError::ProviderRefused { code } if code == "access_denied" => (
+                "Sign-in was cancelled",
+                "The sign-in provider reports that access was denied or the sign-in was cancelled. \
+                 You are not signed in.",
+                true,
+            ),
+            AppError::ProviderRefused { .. } => (
+                "The sign-in provider refused the sign-in",
+                "The sign-in provider answered with an error. You are not signed in; \
+                 try again, and contact the site's operator if it keeps happening.",
+                true,
+            ),
+            AppError::Provider(e) if e.reason.is_upstream_failure() => (
+                "The sign-in provider is not answering properly",
+                "We could not complete the sign-in with the provider. You are not signed in; \
+                 please try again in a moment.",
+                true,
+            ),
+            AppError::Provider(_) => (
+                "Your sign-in could not be verified",
+                "The identity assertion from the sign-in provider failed our security checks, \
+                 so you were not signed in. Please try again.",
+                true,
+            ),
+            AppError::Csrf => (
+                "Log out was not confirmed",
+                "The log-out request did not come from this site's own button, so nothing was done. \
+                 Use the Log out button on the home page.",
+                false,
+            ),
+            AppError::Store(_) | AppError::Session(_) => (
+                "Temporarily unavailable",
+                "Our session storage is not answering right now. You have not been logged out; \
+                 please try again in a moment.",
+                false,
+            ),
+            AppError::NotFound => ("Page not found", "There is no page at this address.", false),
+        };
+        ErrorPage {
+            status: self.status().as_u16(),
+            title,
+            message,
+            retry,
+            reason: self.reason(),
+        }
+    }
+}
+
+/// The error page.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    /// HTTP status code shown on the page.
+    pub status: u16,
+    /// Headline.
+    pub title: &'static str,
+    /// What happened and what to do.
+    pub message: &'static str,
+    /// Whether to offer "Sign in again".
+    pub retry: bool,
+    /// Reason code, shown small for support requests.
+    pub reason: &'static str,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(reason = self.reason(), error = %self, "request failed");
+        } else {
+            tracing::info!(reason = self.reason(), error = %self, "request rejected");
+        }
+        render(status, &self.page())
+    }
+}
+
+/// Renders a template as an HTML response with `status`.
+pub fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! HTTP routes and pages. Each feature module has its own router; they are
+//! merged here with the session, login and security layers.
+
+mod auth;
+mod error;
+mod guard;
+mod pages;
+pub mod redirect;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use url::Url;
+
+pub use error::AppError;
+pub use guard::require_login;
+
+use crate::clock::Clock;
+use crate::provider::Provider;
+use crate::session::{self, CookieSettings, Lifetimes};
+use crate::store::Store;
+use crate::users::Backend;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The OpenID provider.
+    pub provider: Provider,
+    /// Users and the session index.
+    pub store: Store,
+    /// The clock for session lifetimes and token times.
+    pub clock: Clock,
+    /// Session lifetimes.
+    pub lifetimes: Lifetimes,
+    /// External base URL.
+    pub public_url: Arc<Url>,
+}
+
+impl AppState {
+    /// `PUBLIC_URL/` — the post-logout landing page.
+    pub fn home_url(&self) -> Url {
+        let mut url = (*self.public_url).clone();
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        url
+    }
+}
+
+/// The complete router: pages, login routes, sessions, and security headers.
+pub fn router(state: AppState, cookie: &CookieSettings) -> Router {
+    let backend = Backend::new(state.store.clone());
+    let auth_manager =
+        tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), "axum-login.data"));
+    let sessions = session::layer(state.store.session_backend(), cookie, state.lifetimes);
+    Router::new()
+        .merge(pages::router())
+        .merge(auth::router())
+        .fallback(pages::not_found)
+        .layer(auth_manager)
+        .layer(middleware::from_fn_with_state(state.clone(), guard::enforce_lifetimes))
+        .layer(sessions)
+        .layer(middleware::from_fn(guard::render_bare_errors))
+        .layer(default_header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .layer(default_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(default_header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(default_header(header::CACHE_CONTROL, "no-store"))
+        .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
+        .with_state(state)
+}
+
+/// A response header set unless the handler set its own.
+fn default_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}

@@ -1,0 +1,89 @@
+//! The pages: index, the protected secret page, health check, stylesheet.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Router, middleware};
+use tower_sessions::Session;
+
+use super::error::{AppError, render};
+use super::{AppState, guard};
+use crate::session::{LOGIN_KEY, LoginData};
+use crate::users::AuthSession;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/secret", get(secret))
+        .route_layer(middleware::from_fn(guard::require_login))
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/static/style.css", get(stylesheet))
+}
+
+/// What the index shows about a signed-in user.
+pub struct Profile {
+    name: String,
+    email: Option<String>,
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    user: Option<Profile>,
+}
+
+#[derive(Template)]
+#[template(path = "secret.html")]
+struct SecretPage<'a> {
+    name: &'a str,
+}
+
+async fn index(auth: AuthSession, session: Session) -> Result<Response, AppError> {
+    let user = match &auth.user {
+        Some(user) => {
+            let login = session.get::<LoginData>(LOGIN_KEY).await?;
+            Some(Profile {
+                name: user.display_name().to_owned(),
+                email: user.row.email.clone(),
+                csrf: login.map(|l| l.csrf.expose().to_owned()).unwrap_or_default(),
+            })
+        }
+        None => None,
+    };
+    Ok(render(StatusCode::OK, &IndexPage { user }))
+}
+
+async fn secret(auth: AuthSession) -> Response {
+    let name = auth.user.as_ref().map(|u| u.display_name()).unwrap_or_default();
+    render(StatusCode::OK, &SecretPage { name })
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: store unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+    }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/style.css"),
+    )
+        .into_response()
+}
+
+/// The 404 page.
+pub async fn not_found() -> AppError {
+    AppError::NotFound
+}
