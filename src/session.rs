@@ -103,9 +103,9 @@ impl Lifetimes {
         }
     }
 
-    /// When the session ends at the latest if left alone (Unix seconds).
-    pub fn expires_at(&self, login: &LoginData) -> i64 {
-        (login.last_seen + self.idle.as_secs() as i64).min(login.login_at + self.max_age.as_secs() as i64)
+    /// When the session ends at the latest, however active (Unix seconds).
+    pub fn ends_by(&self, login: &LoginData) -> i64 {
+        login.login_at + self.max_age.as_secs() as i64
     }
 }
 
@@ -178,7 +178,6 @@ mod tests {
         assert_eq!(l.judge(&login(0, 0), 61), Verdict::Touch);
         assert_eq!(l.judge(&login(0, 0), 3600), Verdict::Idle);
         assert_eq!(l.judge(&login(0, 86000), 86400), Verdict::TooOld);
-        assert_eq!(l.expires_at(&login(0, 86000)), 86400);
-        assert_eq!(l.expires_at(&login(0, 100)), 3700);
+        assert_eq!(l.ends_by(&login(0, 86000)), 86400);
     }
 }

@@ -4,6 +4,7 @@
 
 mod discovery;
 mod error;
+mod logout;
 mod token;
 mod verify;
 
@@ -17,6 +18,7 @@ use url::Url;
 
 pub use discovery::Metadata;
 pub use error::{ProviderError, Reason};
+pub use logout::LogoutRequest;
 pub use token::UserInfo;
 pub use verify::{ExtraClaims, VerifiedIdToken};
 
@@ -278,6 +280,33 @@ impl Provider {
             verify::Verdict::Invalid(e) => Err(e),
             verify::Verdict::UnknownKey => Err(unknown()),
         }
+    }
+
+    /// Validates a back-channel logout token (signature, `iss`, `aud`, `iat`,
+    /// `jti`, the logout event, `sid`/`sub`, no `nonce`). Replays are the
+    /// caller's to refuse, with the returned `jti`.
+    pub async fn verify_logout_token(&self, raw: &str) -> Result<LogoutRequest, ProviderError> {
+        let jws = logout::parse(raw)?;
+        let snapshot = self.snapshot().await?;
+        let checked = match jws.check_signature(&snapshot.jwks) {
+            logout::KeyCheck::UnknownKey => match self.refetch_jwks(&snapshot).await {
+                Some(fresh) => jws.check_signature(&fresh.jwks),
+                None => logout::KeyCheck::UnknownKey,
+            },
+            other => other,
+        };
+        match checked {
+            logout::KeyCheck::Valid => {}
+            logout::KeyCheck::UnknownKey => return Err(ProviderError::new(Reason::LogoutToken, "no matching key")),
+            logout::KeyCheck::BadSignature => return Err(ProviderError::new(Reason::LogoutToken, "bad signature")),
+        }
+        let s = &self.inner.settings;
+        jws.into_request(
+            &s.client.issuer,
+            &s.client.client_id,
+            self.inner.clock.unix(),
+            s.clock_skew.as_secs() as i64,
+        )
     }
 
     /// Where to send the browser for RP-initiated logout, if the provider supports it.

@@ -21,6 +21,9 @@ pub enum StoreError {
     /// Applying the schema migrations failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The session store failed.
+    #[error("session store error: {0}")]
+    Session(String),
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
@@ -172,7 +175,14 @@ impl Store {
         }
     }
 
-    /// Deletes expired session links; returns how many.
+    /// Records a back-channel logout token id; `false` if it was seen before (a replay).
+    pub async fn remember_logout_jti(&self, issuer: &str, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::remember_logout_jti(pool, issuer, jti, expires_at).await,
+        }
+    }
+
+    /// Deletes expired session links and logout token ids; returns how many.
     pub async fn delete_expired_links(&self, now: i64) -> Result<u64, StoreError> {
         match &self.db {
             Db::Sqlite(pool) => sqlite::delete_expired_links(pool, now).await,

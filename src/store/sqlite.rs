@@ -125,10 +125,31 @@ pub(super) async fn linked_sessions(
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
+pub(super) async fn remember_logout_jti(
+    pool: &SqlitePool,
+    issuer: &str,
+    jti: &str,
+    expires_at: i64,
+) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("INSERT INTO logout_jti (issuer, jti, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
+            .bind(issuer)
+            .bind(jti)
+            .bind(expires_at)
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes expired session links and remembered logout token ids.
 pub(super) async fn delete_expired_links(pool: &SqlitePool, now: i64) -> Result<u64, StoreError> {
-    let done = sqlx::query("DELETE FROM session_index WHERE expires_at < ?1")
+    let links = sqlx::query("DELETE FROM session_index WHERE expires_at < ?1")
         .bind(now)
         .execute(pool)
         .await?;
-    Ok(done.rows_affected())
+    let jtis = sqlx::query("DELETE FROM logout_jti WHERE expires_at < ?1")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(links.rows_affected() + jtis.rows_affected())
 }

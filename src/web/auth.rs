@@ -30,7 +30,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Query or form parameters, parsed leniently (never a rejection), first value wins.
-fn param(raw: Option<&str>, name: &str) -> Option<String> {
+pub(super) fn param(raw: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -165,7 +165,7 @@ async fn callback(
                 issuer: &data.issuer,
                 subject: &data.subject,
                 sid: data.sid.as_deref(),
-                expires_at: state.lifetimes.expires_at(&data),
+                expires_at: state.lifetimes.ends_by(&data),
             })
             .await?;
     }

@@ -2,6 +2,7 @@
 //! merged here with the session, login and security layers.
 
 mod auth;
+mod backchannel;
 mod error;
 mod guard;
 mod pages;
@@ -60,6 +61,7 @@ pub fn router(state: AppState, cookie: &CookieSettings) -> Router {
     Router::new()
         .merge(pages::router())
         .merge(auth::router())
+        .merge(backchannel::router())
         .fallback(pages::not_found)
         .layer(auth_manager)
         .layer(middleware::from_fn_with_state(state.clone(), guard::enforce_lifetimes))

@@ -1,1 +1,6 @@
+//! Integration tests: the real app on 127.0.0.1:0, driven over HTTP.
 
+mod support;
+
+mod login;
+mod sessions;

@@ -1,0 +1,179 @@
+//! Back-channel logout tokens (OpenID Connect Back-Channel Logout 1.0 §2.6).
+//!
+//! `openidconnect` has no logout token type, so this module checks the JWS
+//! with the crate's key primitives (`JsonWebKey::verify_signature` on the
+//! provider's JWKS) and validates the claims itself.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openidconnect::core::{CoreJsonWebKeySet, CoreJsonWebKeyUse, CoreJwsSigningAlgorithm};
+use openidconnect::{JsonWebKey, JsonWebKeyAlgorithm};
+use serde_json::{Map, Value};
+
+use super::error::{ProviderError, Reason};
+use super::verify::ACCEPTED_ALGS;
+
+/// The event member every logout token carries.
+pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// Oldest accepted `iat`; a `jti` is remembered this long, so an older token
+/// could not be told from a replay.
+pub const MAX_AGE_SECS: i64 = 600;
+
+/// What a valid logout token asks to end.
+#[derive(Debug, Clone)]
+pub struct LogoutRequest {
+    /// End the sessions of this subject (all of them when `sid` is absent).
+    pub subject: Option<String>,
+    /// End the sessions of this provider session.
+    pub sid: Option<String>,
+    /// Token id, to refuse replays.
+    pub jti: String,
+    /// Until when the `jti` must be remembered (Unix seconds).
+    pub remember_until: i64,
+}
+
+fn bad(detail: impl Into<String>) -> ProviderError {
+    ProviderError::new(Reason::LogoutToken, detail)
+}
+
+/// A parsed compact JWS whose signature is not yet checked.
+pub(crate) struct Jws<'a> {
+    alg: CoreJwsSigningAlgorithm,
+    kid: Option<String>,
+    signing_input: &'a str,
+    signature: Vec<u8>,
+    claims: Map<String, Value>,
+}
+
+/// Splits and decodes a logout token; rejects `none`, HMAC and unknown algs.
+pub(crate) fn parse(raw: &str) -> Result<Jws<'_>, ProviderError> {
+    let Some((signing_input, signature)) = raw.rsplit_once('.') else {
+        return Err(bad("not a compact JWS"));
+    };
+    let Some((header, payload)) = signing_input.split_once('.') else {
+        return Err(bad("not a compact JWS"));
+    };
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| bad("not base64url"));
+    let header: Map<String, Value> = serde_json::from_slice(&decode(header)?).map_err(|_| bad("header not JSON"))?;
+    let claims: Map<String, Value> = serde_json::from_slice(&decode(payload)?).map_err(|_| bad("claims not JSON"))?;
+    let alg: CoreJwsSigningAlgorithm = header
+        .get("alg")
+        .cloned()
+        .and_then(|a| serde_json::from_value(a).ok())
+        .ok_or_else(|| bad("missing or unknown alg"))?;
+    if !ACCEPTED_ALGS.contains(&alg) {
+        return Err(bad("alg not accepted (none and HMAC never are)"));
+    }
+    if let Some(typ) = header.get("typ").and_then(Value::as_str) {
+        let typ = typ.to_ascii_lowercase();
+        if !matches!(typ.as_str(), "logout+jwt" | "application/logout+jwt" | "jwt") {
+            return Err(bad("typ is not logout+jwt"));
+        }
+    }
+    let kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
+    Ok(Jws {
+        alg,
+        kid,
+        signing_input,
+        signature: decode(signature)?,
+        claims,
+    })
+}
+
+/// Outcome of checking the signature against one key set.
+pub(crate) enum KeyCheck {
+    Valid,
+    UnknownKey,
+    BadSignature,
+}
+
+impl Jws<'_> {
+    /// Verifies the signature with the keys of `jwks` that may sign with this alg.
+    pub(crate) fn check_signature(&self, jwks: &CoreJsonWebKeySet) -> KeyCheck {
+        let candidates: Vec<_> = jwks
+            .keys()
+            .iter()
+            .filter(|k| self.kid.is_none() || k.key_id().map(|id| id.as_str()) == self.kid.as_deref())
+            .filter(|k| !matches!(k.key_use(), Some(CoreJsonWebKeyUse::Encryption)))
+            .filter(|k| match k.signing_alg() {
+                JsonWebKeyAlgorithm::Algorithm(a) => *a == self.alg,
+                JsonWebKeyAlgorithm::Unspecified => true,
+                JsonWebKeyAlgorithm::Unsupported => false,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return KeyCheck::UnknownKey;
+        }
+        let input = self.signing_input.as_bytes();
+        if candidates
+            .iter()
+            .any(|k| k.verify_signature(&self.alg, input, &self.signature).is_ok())
+        {
+            KeyCheck::Valid
+        } else {
+            KeyCheck::BadSignature
+        }
+    }
+
+    /// Validates the claims (§2.6 steps 3–7) for `issuer` and `client_id` at `now`.
+    pub(crate) fn into_request(
+        self,
+        issuer: &str,
+        client_id: &str,
+        now: i64,
+        skew: i64,
+    ) -> Result<LogoutRequest, ProviderError> {
+        let c = &self.claims;
+        let str_claim = |k: &str| {
+            c.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        if str_claim("iss").as_deref() != Some(issuer) {
+            return Err(bad("iss is not our issuer"));
+        }
+        let aud_ok = match c.get("aud") {
+            Some(Value::String(a)) => a == client_id,
+            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(client_id)),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(bad("aud does not contain our client id"));
+        }
+        let iat = c.get("iat").and_then(Value::as_i64).ok_or_else(|| bad("no iat"))?;
+        if iat > now + skew || iat < now - MAX_AGE_SECS - skew {
+            return Err(bad("iat out of range"));
+        }
+        let exp = c
+            .get("exp")
+            .map(|v| v.as_i64().ok_or_else(|| bad("exp not a number")))
+            .transpose()?;
+        if exp.is_some_and(|exp| exp < now - skew) {
+            return Err(bad("expired"));
+        }
+        let jti = str_claim("jti").ok_or_else(|| bad("no jti"))?;
+        let event_ok = c
+            .get("events")
+            .and_then(Value::as_object)
+            .and_then(|e| e.get(BACKCHANNEL_EVENT))
+            .is_some_and(Value::is_object);
+        if !event_ok {
+            return Err(bad("no back-channel logout event"));
+        }
+        if c.contains_key("nonce") {
+            return Err(bad("a logout token must not carry a nonce"));
+        }
+        let (subject, sid) = (str_claim("sub"), str_claim("sid"));
+        if subject.is_none() && sid.is_none() {
+            return Err(bad("neither sub nor sid"));
+        }
+        let remember_until = exp.unwrap_or(iat + MAX_AGE_SECS).max(iat + MAX_AGE_SECS) + skew;
+        Ok(LogoutRequest {
+            subject,
+            sid,
+            jti,
+            remember_until,
+        })
+    }
+}

@@ -1,0 +1,342 @@
+//! The login flow against the development provider: the happy path, what
+//! anonymous users get, and every way a callback can be wrong.
+
+use reqwest::StatusCode;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn full_login_opens_the_secret_page() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+
+    let r = browser.get(&app.url("/secret")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/login?next=/secret");
+
+    let index = text(browser.get(&app.url("/")).await).await;
+    assert!(
+        index.contains(">login from here</a>") && index.contains("href=\"/login\""),
+        "{index}"
+    );
+
+    let callback = login(&app, &browser, Some("/secret")).await;
+    assert_eq!(callback.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&callback), "/secret");
+
+    let secret = browser.get(&app.url("/secret")).await;
+    assert_eq!(secret.status(), StatusCode::OK);
+    assert!(text(secret).await.contains(SECRET));
+
+    let index = text(browser.get(&app.url("/")).await).await;
+    assert!(
+        index.contains("Ada Lovelace") && index.contains("ada@example.com"),
+        "{index}"
+    );
+    assert!(
+        index.contains("href=\"/secret\"") && index.contains("Log out"),
+        "{index}"
+    );
+    assert_eq!(app.count("users").await, 1);
+    assert_eq!(app.count("session_index").await, 1);
+}
+
+#[tokio::test]
+async fn the_authorization_request_carries_pkce_state_and_nonce() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let url = url::Url::parse(&start_login(&app, &browser, None).await).unwrap();
+    let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["redirect_uri"], app.url("/callback"));
+    for key in ["state", "nonce", "code_challenge"] {
+        // 32 random bytes, base64url: 256 bits.
+        assert!(q[key].len() >= 43, "{key} too short: {}", q[key]);
+    }
+    let again = url::Url::parse(&start_login(&app, &browser, None).await).unwrap();
+    let q2: std::collections::HashMap<_, _> = again.query_pairs().into_owned().collect();
+    assert_ne!(q["state"], q2["state"]);
+    assert_ne!(q["nonce"], q2["nonce"]);
+}
+
+#[tokio::test]
+async fn anonymous_api_requests_get_401_not_a_redirect() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let json = browser
+        .client
+        .get(app.url("/secret"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), StatusCode::UNAUTHORIZED);
+    assert!(json.headers().get("location").is_none());
+    let xhr = browser
+        .client
+        .get(app.url("/secret"))
+        .header("x-requested-with", "XMLHttpRequest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xhr.status(), StatusCode::UNAUTHORIZED);
+    let deep = browser.get(&app.url("/secret?x=1&y=a%20b")).await;
+    assert_eq!(location(&deep), "/login?next=/secret%3Fx%3D1%26y%3Da%2520b");
+}
+
+#[tokio::test]
+async fn deep_link_comes_back_to_the_same_url() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let r = browser.get(&app.url("/secret?x=1")).await;
+    let login_path = location(&r);
+    let authorize = redirect_target(&browser.get(&app.url(&login_path)).await);
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    let done = browser.get(&callback).await;
+    assert_eq!(location(&done), "/secret?x=1");
+}
+
+#[tokio::test]
+async fn session_id_changes_at_login() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let before = browser
+        .session_id(&app)
+        .expect("a session cookie holds the login in progress");
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    browser.get(&callback).await;
+    let after = browser.session_id(&app).expect("a session cookie after login");
+    assert_ne!(before, after);
+
+    // The pre-login id (e.g. planted by an attacker) is worth nothing now.
+    let attacker = Browser::new();
+    attacker.set_cookie(&app, &format!("oidc_gate={before}"));
+    assert_eq!(attacker.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn session_cookie_is_http_only_lax_and_opaque() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let r = browser.get(&app.url("/login")).await;
+    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("oidc_gate="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    let value = cookie.split(';').next().unwrap().trim_start_matches("oidc_gate=");
+    assert!(
+        value.len() >= 22 && !value.contains('.'),
+        "an opaque random id, not data: {value}"
+    );
+}
+
+async fn assert_logged_out(app: &TestApp, browser: &Browser) {
+    let r = browser.get(&app.url("/secret")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "still logged out");
+    assert!(location(&r).starts_with("/login"));
+}
+
+#[tokio::test]
+async fn callback_without_state_is_400() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    start_login(&app, &browser, None).await;
+    let r = browser.get(&app.url("/callback?code=abc")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = text(r).await;
+    assert!(
+        body.contains("state_missing") && body.contains("Sign in again"),
+        "{body}"
+    );
+    assert_logged_out(&app, &browser).await;
+}
+
+#[tokio::test]
+async fn callback_with_wrong_state_is_400_and_consumes_nothing_useful() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    let forged = callback.replace("state=", "state=x");
+    let r = browser.get(&forged).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(text(r).await.contains("state_mismatch"));
+    assert_logged_out(&app, &browser).await;
+    assert_eq!(app.count("users").await, 0);
+}
+
+#[tokio::test]
+async fn callback_in_another_browser_is_refused() {
+    // A victim's callback URL replayed by someone else: their session never
+    // started this login.
+    let app = TestApp::spawn().await;
+    let victim = Browser::new();
+    let authorize = start_login(&app, &victim, None).await;
+    let callback = dev_provider_sign_in(&victim, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    let attacker = Browser::new();
+    let r = attacker.get(&callback).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_logged_out(&app, &attacker).await;
+    assert_eq!(app.count("users").await, 0);
+}
+
+#[tokio::test]
+async fn replayed_callback_is_refused() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    assert_eq!(browser.get(&callback).await.status(), StatusCode::SEE_OTHER);
+    let again = browser.get(&callback).await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert!(text(again).await.contains("state_mismatch"));
+}
+
+#[tokio::test]
+async fn state_is_single_use_even_when_the_callback_fails() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    // Same state, no code: fails, and burns the state.
+    let state = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let r = browser
+        .get(&app.url(&format!("/callback?state={}", urlencoding(&state))))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(text(r).await.contains("code_missing"));
+    let r = browser.get(&callback).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "the real callback now fails too");
+    assert_logged_out(&app, &browser).await;
+}
+
+#[tokio::test]
+async fn cancel_at_the_provider_shows_a_clear_page() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "cancel").await;
+    assert!(callback.contains("error=access_denied"));
+    let r = browser.get(&callback).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body = text(r).await;
+    assert!(
+        body.contains("Sign-in was cancelled") && body.contains("href=\"/login\""),
+        "{body}"
+    );
+    assert_logged_out(&app, &browser).await;
+    assert_eq!(app.count("users").await, 0);
+}
+
+#[tokio::test]
+async fn provider_error_and_wrong_iss_are_4xx() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let state = url::Url::parse(&authorize)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let r = browser
+        .get(&app.url(&format!(
+            "/callback?state={}&error=server_error&error_description=boom",
+            urlencoding(&state)
+        )))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(text(r).await.contains("provider_error"));
+
+    let authorize = start_login(&app, &browser, None).await;
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    let mut url = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .map(|(k, v)| {
+            if k == "iss" {
+                (k, "https://evil.example".into())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let r = browser.get(url.as_str()).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(text(r).await.contains("iss_mismatch"));
+    assert_logged_out(&app, &browser).await;
+}
+
+#[tokio::test]
+async fn open_redirects_land_on_the_index() {
+    let app = TestApp::spawn().await;
+    for evil in [
+        "//evil.example",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/%2F%2Fevil.example",
+        "%2F%2Fevil.example",
+    ] {
+        let browser = Browser::new();
+        let r = login(&app, &browser, Some(evil)).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&r), "/", "next={evil:?}");
+    }
+}
+
+#[tokio::test]
+async fn hostile_input_never_gets_a_5xx() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    start_login(&app, &browser, None).await;
+    let long = "a".repeat(20_000);
+    let paths = [
+        "/callback".to_owned(),
+        "/callback?state=".to_owned(),
+        "/callback?state=%FF%FE&code=%00".to_owned(),
+        "/callback?state[]=1&code[]=2".to_owned(),
+        format!("/callback?state={long}&code={long}"),
+        "/callback?state=a&state=b&code=c".to_owned(),
+        "/login?next=%FF".to_owned(),
+        "/login?next=".to_owned(),
+        "/secret/../secret".to_owned(),
+        "/nope".to_owned(),
+    ];
+    for p in paths {
+        let r = browser.get(&app.url(&p)).await;
+        assert!(
+            r.status().is_client_error() || r.status().is_redirection(),
+            "{p}: {}",
+            r.status()
+        );
+    }
+    for body in ["", "csrf=", "\u{0}\u{1}", "csrf=%FF"] {
+        let r = browser.client.post(app.url("/logout")).body(body).send().await.unwrap();
+        assert!(
+            r.status().is_redirection() || r.status().is_client_error(),
+            "{body:?}: {}",
+            r.status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let app = TestApp::spawn().await;
+    let r = Browser::new().get(&app.url("/healthz")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(text(r).await, "ok");
+}
