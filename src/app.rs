@@ -47,7 +47,7 @@ pub struct App {
 impl App {
     /// Opens the store and builds the routes. Makes no network request.
     pub async fn build(config: &Config, clock: Clock) -> Result<Self, StartupError> {
-        let store = Store::open_sqlite(&config.data_dir).await?;
+        let store = Store::open(&config.store).await?;
         Ok(Self::with_store(config, clock, store))
     }
 

@@ -1,16 +1,21 @@
 //! The database: users, the session index, and the session store handed to
 //! `tower-sessions`.
 //!
-//! [`Store`] is the interface the rest of the app uses; SQLite (embedded,
-//! under `DATA_DIR`) is its first implementation.
+//! [`Store`] is the interface the rest of the app uses. Users and the index
+//! live in SQLite (embedded, under `DATA_DIR`, the default) or PostgreSQL;
+//! sessions live there too, or in Redis. Every operation has a timeout, so
+//! an unreachable store is an error within `STORE_TIMEOUT`, never a hang.
 
+mod postgres;
 mod sessions;
 mod sqlite;
 
-use std::path::Path;
+use std::future::Future;
 use std::time::Duration;
 
 pub use sessions::SessionBackend;
+
+use crate::config::{StoreConfig, StoreUrl};
 
 /// A storage failure (the database is unreachable, full, or corrupt).
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,12 @@ pub enum StoreError {
     /// The session store failed.
     #[error("session store error: {0}")]
     Session(String),
+    /// The store did not answer within the timeout.
+    #[error("store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The configuration cannot be used (e.g. Redis for users).
+    #[error("{0}")]
+    Config(String),
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
@@ -93,115 +104,154 @@ pub struct SessionLink<'a> {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
+    sessions: SessionBackend,
+    timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
 enum Db {
     Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Runs `fut` with the store timeout.
+async fn bounded<T, E: Into<StoreError>>(
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(StoreError::Timeout(timeout)),
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $f:ident ( $($arg:expr),* )) => {
+        bounded($self.timeout, async {
+            match &$self.db {
+                Db::Sqlite(pool) => sqlite::$f(pool, $($arg),*).await,
+                Db::Postgres(pool) => postgres::$f(pool, $($arg),*).await,
+            }
+        })
+        .await
+    };
 }
 
 impl Store {
-    /// Opens (creating if needed) the embedded SQLite database in `data_dir`
-    /// and applies migrations.
-    pub async fn open_sqlite(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
-        let pool = sqlite::open(&data_dir.join("oidc-gate.sqlite3")).await?;
-        Ok(Self { db: Db::Sqlite(pool) })
+    /// Opens the configured stores (creating the SQLite file or the
+    /// PostgreSQL schema if needed) and applies migrations.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let db = open_db(&config.database, config).await?;
+        let sessions = match (&config.sessions, &db) {
+            (None, Db::Sqlite(pool)) => SessionBackend::sqlite(pool.clone(), config.timeout),
+            (None, Db::Postgres(pool)) => SessionBackend::postgres(pool.clone(), config).await?,
+            (Some(url), _) => match open_db(url, config).await {
+                Ok(Db::Sqlite(pool)) => SessionBackend::sqlite(pool, config.timeout),
+                Ok(Db::Postgres(pool)) => SessionBackend::postgres(pool, config).await?,
+                Err(StoreError::Config(_)) => SessionBackend::redis(url, config).await?,
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(Self {
+            db,
+            sessions,
+            timeout: config.timeout,
+        })
     }
 
-    /// The session store for `tower-sessions`, in the same database.
+    /// The session store for `tower-sessions`.
     pub fn session_backend(&self) -> SessionBackend {
-        match &self.db {
-            Db::Sqlite(pool) => SessionBackend::sqlite(pool.clone()),
-        }
+        self.sessions.clone()
     }
 
-    /// Checks that the database answers.
+    /// Checks that the database and the session store answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
-        }
-        Ok(())
+        dispatch!(self, ping())?;
+        self.sessions.ping().await
     }
 
     /// Creates the user or updates their profile and last sign-in time.
     pub async fn upsert_user(&self, profile: &UserProfile<'_>, now: i64) -> Result<UserRow, StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => sqlite::upsert_user(pool, profile, now).await,
-        }
+        dispatch!(self, upsert_user(profile, now))
     }
 
     /// The user with our id `id`.
     pub async fn user(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => sqlite::user(pool, id).await,
-        }
+        dispatch!(self, user(id))
     }
 
     /// The user signed in as `subject` at `issuer`.
     pub async fn user_by_subject(&self, issuer: &str, subject: &str) -> Result<Option<UserRow>, StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => sqlite::user_by_subject(pool, issuer, subject).await,
-        }
+        dispatch!(self, user_by_subject(issuer, subject))
     }
 
     /// Records which provider login a session belongs to.
     pub async fn link_session(&self, link: &SessionLink<'_>) -> Result<(), StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => sqlite::link_session(pool, link).await,
-        }
+        dispatch!(self, link_session(link))
     }
 
     /// Forgets a session's link (it was logged out).
     pub async fn unlink_session(&self, session_id: &str) -> Result<(), StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => sqlite::unlink_session(pool, session_id).await,
-        }
+        dispatch!(self, unlink_session(session_id))
     }
 
-    /// Session ids of a provider session (`sid`), or of every session of
-    /// `subject` when `sid` is `None`.
+    /// Session ids of a provider session (`sid`, and `subject` if given), or of
+    /// every session of `subject` when `sid` is `None`.
     pub async fn linked_sessions(
         &self,
         issuer: &str,
         subject: Option<&str>,
         sid: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => sqlite::linked_sessions(pool, issuer, subject, sid).await,
+        if subject.is_none() && sid.is_none() {
+            return Ok(Vec::new());
         }
+        dispatch!(self, linked_sessions(issuer, subject, sid))
     }
 
     /// Records a back-channel logout token id; `false` if it was seen before (a replay).
     pub async fn remember_logout_jti(&self, issuer: &str, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => sqlite::remember_logout_jti(pool, issuer, jti, expires_at).await,
-        }
+        dispatch!(self, remember_logout_jti(issuer, jti, expires_at))
     }
 
     /// Deletes expired session links and logout token ids; returns how many.
     pub async fn delete_expired_links(&self, now: i64) -> Result<u64, StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => sqlite::delete_expired_links(pool, now).await,
-        }
+        dispatch!(self, delete_expired_links(now))
     }
 
-    /// Runs expired-session cleanup every `period` until dropped.
+    /// Runs expired-session cleanup every `period` until dropped. Deletes in
+    /// small batches by indexed expiry, so requests are never blocked.
     pub async fn clean_up_forever(self, period: Duration, clock: crate::clock::Clock) {
-        let sessions = self.session_backend();
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = sessions.delete_expired_now().await {
+            if let Err(e) = self.sessions.delete_expired_now().await {
                 tracing::warn!(error = %e, "expired session cleanup failed");
             }
             if let Err(e) = self.delete_expired_links(clock.unix()).await {
                 tracing::warn!(error = %e, "expired session link cleanup failed");
             }
         }
+    }
+}
+
+async fn open_db(url: &StoreUrl, config: &StoreConfig) -> Result<Db, StoreError> {
+    match url {
+        StoreUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            Ok(Db::Sqlite(
+                bounded(config.timeout * 10, sqlite::open(path, config)).await?,
+            ))
+        }
+        StoreUrl::Postgres(url) => Ok(Db::Postgres(
+            bounded(config.timeout * 10, postgres::open(url.expose(), config)).await?,
+        )),
+        StoreUrl::Redis(_) => Err(StoreError::Config("Redis can hold sessions only".into())),
     }
 }

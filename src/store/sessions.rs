@@ -1,33 +1,148 @@
 //! The session store given to `tower-sessions`: one type over every backend,
-//! each a maintained store from the `tower-sessions` ecosystem.
+//! each a maintained store from the `tower-sessions` ecosystem (SQLite and
+//! PostgreSQL from `tower-sessions-sqlx-store`, Redis from
+//! `tower-sessions-redis-store`), with a timeout on every operation.
+
+use std::future::Future;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use fred::prelude::{ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy};
+use fred::types::Builder;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
-use tower_sessions_sqlx_store::SqliteStore;
+use tower_sessions_redis_store::RedisStore;
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+
+use super::StoreError;
+use crate::config::{StoreConfig, StoreUrl};
 
 /// Where sessions live.
 #[derive(Clone, Debug)]
 pub struct SessionBackend {
     inner: Inner,
+    timeout: Duration,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Inner {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+    Redis(RedisStore<RedisPool>, RedisPool),
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Inner::Sqlite(_) => "Sqlite",
+            Inner::Postgres(_) => "Postgres",
+            Inner::Redis(..) => "Redis",
+        })
+    }
+}
+
+/// Runs a store operation with a timeout.
+async fn bounded<T>(
+    timeout: Duration,
+    fut: impl Future<Output = session_store::Result<T>>,
+) -> session_store::Result<T> {
+    tokio::time::timeout(timeout, fut).await.unwrap_or_else(|_| {
+        Err(session_store::Error::Backend(format!(
+            "session store did not answer within {timeout:?}"
+        )))
+    })
 }
 
 impl SessionBackend {
-    pub(super) fn sqlite(pool: sqlx::SqlitePool) -> Self {
+    /// Sessions in the SQLite database (its table is created with the database).
+    pub(super) fn sqlite(pool: sqlx::SqlitePool, timeout: Duration) -> Self {
         Self {
             inner: Inner::Sqlite(SqliteStore::new(pool)),
+            timeout,
         }
     }
 
-    /// Deletes every expired session now.
+    /// Sessions in PostgreSQL, in `DATABASE_SCHEMA` or the store's own `tower_sessions` schema.
+    pub(super) async fn postgres(pool: sqlx::PgPool, config: &StoreConfig) -> Result<Self, StoreError> {
+        let mut store = PostgresStore::new(pool.clone());
+        if let Some(schema) = &config.schema {
+            store = store.with_schema_name(schema).map_err(StoreError::Config)?;
+        }
+        store.migrate().await?;
+        let schema = config.schema.as_deref().unwrap_or("tower_sessions");
+        // Cleanup deletes by expiry; keep it an index scan at any size.
+        sqlx::query(&format!(
+            "CREATE INDEX IF NOT EXISTS session_expiry_date ON \"{schema}\".\"session\" (expiry_date)"
+        ))
+        .execute(&pool)
+        .await?;
+        Ok(Self {
+            inner: Inner::Postgres(store),
+            timeout: config.timeout,
+        })
+    }
+
+    /// Sessions in Redis; expiry is Redis's own TTL.
+    pub(super) async fn redis(url: &StoreUrl, config: &StoreConfig) -> Result<Self, StoreError> {
+        let StoreUrl::Redis(url) = url else {
+            return Err(StoreError::Config("not a Redis URL".into()));
+        };
+        let redis_err = |e: fred::error::Error| StoreError::Session(format!("redis: {e}"));
+        let timeout = config.timeout;
+        let pool = Builder::from_config(RedisConfig::from_url(url.expose()).map_err(redis_err)?)
+            .with_connection_config(|c| {
+                c.connection_timeout = timeout;
+                c.internal_command_timeout = timeout;
+            })
+            .with_performance_config(|p| p.default_command_timeout = timeout)
+            // Reconnect forever, backing off up to 2 s: an outage heals by itself.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build_pool(config.max_connections.clamp(1, 64) as usize)
+            .map_err(redis_err)?;
+        tokio::time::timeout(timeout * 10, pool.init())
+            .await
+            .map_err(|_| StoreError::Timeout(timeout * 10))?
+            .map_err(redis_err)?;
+        Ok(Self {
+            inner: Inner::Redis(RedisStore::new(pool.clone()), pool),
+            timeout,
+        })
+    }
+
+    /// The kind of store, for logs.
+    pub fn kind(&self) -> &'static str {
+        match &self.inner {
+            Inner::Sqlite(_) => "sqlite",
+            Inner::Postgres(_) => "postgres",
+            Inner::Redis(..) => "redis",
+        }
+    }
+
+    /// Checks that the session store answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let result = bounded(self.timeout, async {
+            match &self.inner {
+                // The SQL stores share the database pinged by `Store::ping`; a
+                // load of an unknown id proves the session table answers.
+                Inner::Sqlite(s) => s.load(&Id::default()).await.map(drop),
+                Inner::Postgres(s) => s.load(&Id::default()).await.map(drop),
+                Inner::Redis(_, pool) => pool
+                    .ping::<String>(None)
+                    .await
+                    .map(drop)
+                    .map_err(|e| session_store::Error::Backend(e.to_string())),
+            }
+        })
+        .await;
+        result.map_err(|e| StoreError::Session(e.to_string()))
+    }
+
+    /// Deletes every expired session now (Redis expires them by itself).
     pub async fn delete_expired_now(&self) -> session_store::Result<()> {
         match &self.inner {
             Inner::Sqlite(s) => s.delete_expired().await,
+            Inner::Postgres(s) => s.delete_expired().await,
+            Inner::Redis(..) => Ok(()),
         }
     }
 }
@@ -35,26 +150,46 @@ impl SessionBackend {
 #[async_trait]
 impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        match &self.inner {
-            Inner::Sqlite(s) => s.create(record).await,
-        }
+        bounded(self.timeout, async {
+            match &self.inner {
+                Inner::Sqlite(s) => s.create(record).await,
+                Inner::Postgres(s) => s.create(record).await,
+                Inner::Redis(s, _) => s.create(record).await,
+            }
+        })
+        .await
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        match &self.inner {
-            Inner::Sqlite(s) => s.save(record).await,
-        }
+        bounded(self.timeout, async {
+            match &self.inner {
+                Inner::Sqlite(s) => s.save(record).await,
+                Inner::Postgres(s) => s.save(record).await,
+                Inner::Redis(s, _) => s.save(record).await,
+            }
+        })
+        .await
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        match &self.inner {
-            Inner::Sqlite(s) => s.load(id).await,
-        }
+        bounded(self.timeout, async {
+            match &self.inner {
+                Inner::Sqlite(s) => s.load(id).await,
+                Inner::Postgres(s) => s.load(id).await,
+                Inner::Redis(s, _) => s.load(id).await,
+            }
+        })
+        .await
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        match &self.inner {
-            Inner::Sqlite(s) => s.delete(id).await,
-        }
+        bounded(self.timeout, async {
+            match &self.inner {
+                Inner::Sqlite(s) => s.delete(id).await,
+                Inner::Postgres(s) => s.delete(id).await,
+                Inner::Redis(s, _) => s.delete(id).await,
+            }
+        })
+        .await
     }
 }

@@ -8,19 +8,20 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{SessionLink, StoreError, UserProfile, UserRow};
+use crate::config::StoreConfig;
 
 /// Opens the database file with WAL journaling and bounded waits, and
 /// migrates it (ours and the `tower-sessions` table).
-pub(super) async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
+pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqlitePool, StoreError> {
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(config.timeout.min(Duration::from_secs(5)))
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(5))
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.timeout)
         .connect_with(options)
         .await?;
     tower_sessions_sqlx_store::SqliteStore::new(pool.clone())
@@ -31,6 +32,11 @@ pub(super) async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
         .execute(&pool)
         .await?;
     Ok(pool)
+}
+
+pub(super) async fn ping(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
 }
 
 pub(super) async fn upsert_user(pool: &SqlitePool, p: &UserProfile<'_>, now: i64) -> Result<UserRow, StoreError> {
@@ -97,31 +103,25 @@ pub(super) async fn unlink_session(pool: &SqlitePool, session_id: &str) -> Resul
     Ok(())
 }
 
+/// Sessions of a provider session (`sid`, narrowed to `subject` if given),
+/// or of every session of `subject`. The caller passes at least one.
 pub(super) async fn linked_sessions(
     pool: &SqlitePool,
     issuer: &str,
     subject: Option<&str>,
     sid: Option<&str>,
 ) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<(String,)> =
-        match (subject, sid) {
-            (_, Some(sid)) => sqlx::query_as(
-                "SELECT session_id FROM session_index WHERE issuer = ?1 AND sid = ?2 AND (?3 IS NULL OR subject = ?3)",
-            )
-            .bind(issuer)
-            .bind(sid)
-            .bind(subject)
-            .fetch_all(pool)
-            .await?,
-            (Some(subject), None) => {
-                sqlx::query_as("SELECT session_id FROM session_index WHERE issuer = ?1 AND subject = ?2")
-                    .bind(issuer)
-                    .bind(subject)
-                    .fetch_all(pool)
-                    .await?
-            }
-            (None, None) => Vec::new(),
-        };
+    let query = if sid.is_some() {
+        "SELECT session_id FROM session_index WHERE issuer = ?1 AND sid = ?2 AND (?3 IS NULL OR subject = ?3)"
+    } else {
+        "SELECT session_id FROM session_index WHERE issuer = ?1 AND subject = ?3"
+    };
+    let rows: Vec<(String,)> = sqlx::query_as(query)
+        .bind(issuer)
+        .bind(sid)
+        .bind(subject)
+        .fetch_all(pool)
+        .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 

@@ -3,4 +3,6 @@
 mod support;
 
 mod login;
+mod scale;
 mod sessions;
+mod stores;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod html;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,17 @@ pub struct Options {
     pub tweak: Option<fn(&mut Args)>,
     /// A clock shared with the test (to move time forward).
     pub clock: Option<Clock>,
+    /// `DATABASE_URL`, `SESSION_STORE_URL`, `DATABASE_SCHEMA`, `STORE_TIMEOUT` (all optional).
+    pub store: StoreEnv,
+}
+
+/// Store settings as the environment would give them.
+#[derive(Default, Clone)]
+pub struct StoreEnv {
+    pub database_url: Option<String>,
+    pub session_store_url: Option<String>,
+    pub database_schema: Option<String>,
+    pub store_timeout: Option<String>,
 }
 
 /// A running oidc-gate.
@@ -73,12 +85,20 @@ impl TestApp {
             oidc_http_timeout: "2s".into(),
             session_idle_timeout: "12h".into(),
             session_max_age: "7d".into(),
+            database_max_connections: "10".into(),
+            store_timeout: "3s".into(),
             ..Args::default()
         };
         if let Some((issuer, id, secret)) = options.provider {
             args.oidc_issuer = Some(issuer);
             args.oidc_client_id = Some(id);
             args.oidc_client_secret = Some(secret);
+        }
+        args.database_url = options.store.database_url;
+        args.session_store_url = options.store.session_store_url;
+        args.database_schema = options.store.database_schema;
+        if let Some(t) = options.store.store_timeout {
+            args.store_timeout = t;
         }
         if let Some(tweak) = options.tweak {
             tweak(&mut args);
@@ -287,3 +307,14 @@ pub async fn text(r: Response) -> String {
 
 /// The sentence of the secret page.
 pub const SECRET: &str = "Only logged in user can see this.";
+
+impl TestApp {
+    /// Waits up to `limit` for the server to stop by itself (e.g. start-up
+    /// refused the provider) and returns how it ended; `None` while it still runs.
+    pub async fn exited(&mut self, limit: std::time::Duration) -> Option<Result<(), oidc_gate::app::StartupError>> {
+        let task = self.task.as_mut()?;
+        let outcome = tokio::time::timeout(limit, task).await.ok()?;
+        self.task = None;
+        Some(outcome.expect("the server task does not panic"))
+    }
+}

@@ -1,0 +1,205 @@
+//! Shared stores: the login app on PostgreSQL and Redis, and what happens
+//! when the store goes away and comes back.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::stores::service_url;
+use crate::support::proxy::Proxy;
+use crate::support::*;
+
+/// A per-test PostgreSQL schema, dropped at the end.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    pub fn new(url: &str) -> Self {
+        let name = format!(
+            "t_{}",
+            oidc_gate::secret::random_token(6)
+                .to_ascii_lowercase()
+                .replace('-', "_")
+        );
+        Self {
+            url: url.to_owned(),
+            name,
+        }
+    }
+
+    pub async fn drop(&self) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// `url` with its host and port replaced by `addr`.
+pub fn via(url: &str, addr: SocketAddr) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_host(Some(&addr.ip().to_string())).unwrap();
+    u.set_port(Some(addr.port())).unwrap();
+    u.to_string()
+}
+
+/// Host and port of a store URL.
+pub fn target(url: &str) -> SocketAddr {
+    let u = url::Url::parse(url).unwrap();
+    let host = u.host_str().unwrap();
+    let port = u
+        .port()
+        .unwrap_or(if u.scheme().starts_with("redis") { 6379 } else { 5432 });
+    format!("{host}:{port}").parse().unwrap()
+}
+
+/// Logs in, then checks /secret, /healthz and logout on this app.
+async fn full_cycle(app: &TestApp) {
+    let browser = Browser::new();
+    login(app, &browser, Some("/secret")).await;
+    let r = browser.get(&app.url("/secret")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(text(r).await.contains(SECRET));
+    assert_eq!(browser.get(&app.url("/healthz")).await.status(), StatusCode::OK);
+    let page = text(browser.get(&app.url("/")).await).await;
+    let token = html::form(&page)
+        .unwrap()
+        .inputs
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap()
+        .1;
+    let r = browser.post_form(&app.url("/logout"), &[("csrf", &token)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn login_app_on_postgres() {
+    let Some(url) = service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    let schema = PgSchema::new(&url);
+    let app = TestApp::spawn_with(Options {
+        store: StoreEnv {
+            database_url: Some(url.clone()),
+            database_schema: Some(schema.name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    full_cycle(&app).await;
+    drop(app);
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn login_app_with_redis_sessions() {
+    let Some(url) = service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    let app = TestApp::spawn_with(Options {
+        store: StoreEnv {
+            session_store_url: Some(url),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    full_cycle(&app).await;
+}
+
+/// Polls `url` until it answers `status` (the store reconnects in the background).
+async fn eventually(browser: &Browser, url: &str, status: StatusCode) {
+    for _ in 0..100 {
+        if browser.get(url).await.status() == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never answered {status}");
+}
+
+async fn outage_and_recovery(app: &TestApp, proxy: &Proxy) {
+    let browser = Browser::new();
+    login(app, &browser, None).await;
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+
+    proxy.cut();
+    let r = browser.get(&app.url("/secret")).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a store outage is a 503, not a logout"
+    );
+    let body = text(r).await;
+    assert!(
+        body.contains("Temporarily unavailable") && body.contains("not been logged out"),
+        "{body}"
+    );
+    assert_eq!(
+        browser.get(&app.url("/healthz")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let r = browser.get(&app.url("/login")).await;
+    assert!(
+        r.status() == StatusCode::SERVICE_UNAVAILABLE,
+        "login during an outage: {}",
+        r.status()
+    );
+
+    proxy.restore();
+    eventually(&browser, &app.url("/healthz"), StatusCode::OK).await;
+    let r = browser.get(&app.url("/secret")).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "still logged in after the store came back, no restart"
+    );
+}
+
+#[tokio::test]
+async fn postgres_outage_is_503_and_heals() {
+    let Some(url) = service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    let proxy = Proxy::start(target(&url)).await;
+    let schema = PgSchema::new(&url);
+    let app = TestApp::spawn_with(Options {
+        store: StoreEnv {
+            database_url: Some(via(&url, proxy.addr)),
+            database_schema: Some(schema.name.clone()),
+            store_timeout: Some("1s".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    outage_and_recovery(&app, &proxy).await;
+    drop(app);
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn redis_outage_is_503_and_heals() {
+    let Some(url) = service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    let proxy = Proxy::start(target(&url)).await;
+    let app = TestApp::spawn_with(Options {
+        store: StoreEnv {
+            session_store_url: Some(via(&url, proxy.addr)),
+            store_timeout: Some("1s".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    outage_and_recovery(&app, &proxy).await;
+}

@@ -1,0 +1,305 @@
+//! One store test suite, run against every backend: SQLite always;
+//! PostgreSQL when `TEST_DATABASE_URL` is set, Redis (sessions) when
+//! `TEST_REDIS_URL` is set. Each PostgreSQL test works in its own schema and
+//! drops it; Redis keys are random session ids, deleted by the tests.
+
+use std::time::Duration;
+
+use oidc_gate::config::{StoreConfig, StoreUrl};
+use oidc_gate::secret::{Secret, random_token};
+use oidc_gate::store::{SessionLink, Store, UserProfile};
+use tower_sessions::SessionStore;
+use tower_sessions::session::{Id, Record};
+
+/// A backend under test, and how to clean it up.
+pub struct Backend {
+    pub config: StoreConfig,
+    _dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+impl Backend {
+    pub async fn drop_schema(&self) {
+        if let Some((url, schema)) = &self.pg {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn base(dir: &tempfile::TempDir) -> StoreConfig {
+    StoreConfig {
+        database: StoreUrl::Sqlite(dir.path().join("oidc-gate.sqlite3")),
+        sessions: None,
+        schema: None,
+        max_connections: 4,
+        timeout: Duration::from_secs(3),
+    }
+}
+
+/// The environment variable, required when CI says so (`CI=true`): there a
+/// missing service is a failure, not a skip.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{var} must be set in CI"),
+        _ => None,
+    }
+}
+
+/// SQLite, plus PostgreSQL and Redis when configured.
+pub fn backends() -> Vec<(&'static str, Backend)> {
+    let mut all = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    all.push((
+        "sqlite",
+        Backend {
+            config: base(&dir),
+            _dir: dir,
+            pg: None,
+        },
+    ));
+    if let Some(url) = service_url("TEST_DATABASE_URL") {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = format!("t_{}", random_token(6).to_ascii_lowercase().replace('-', "_"));
+        let config = StoreConfig {
+            database: StoreUrl::Postgres(Secret::new(url.clone())),
+            schema: Some(schema.clone()),
+            ..base(&dir)
+        };
+        all.push((
+            "postgres",
+            Backend {
+                config,
+                _dir: dir,
+                pg: Some((url, schema)),
+            },
+        ));
+    }
+    if let Some(url) = service_url("TEST_REDIS_URL") {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            sessions: Some(StoreUrl::Redis(Secret::new(url))),
+            ..base(&dir)
+        };
+        all.push((
+            "redis",
+            Backend {
+                config,
+                _dir: dir,
+                pg: None,
+            },
+        ));
+    }
+    all
+}
+
+/// Runs `check` on every backend, cleaning up after each.
+macro_rules! for_each_backend {
+    ($check:ident) => {
+        for (name, backend) in backends() {
+            let store = Store::open(&backend.config)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: open: {e}"));
+            $check(name, &store).await;
+            backend.drop_schema().await;
+        }
+    };
+}
+
+async fn users_are_unique_per_issuer_and_subject(name: &str, store: &Store) {
+    let profile = |issuer, email| UserProfile {
+        issuer,
+        subject: "sub-1",
+        email: Some(email),
+        email_verified: Some(true),
+        name: Some("Ada"),
+        picture: None,
+    };
+    let a = store.upsert_user(&profile("https://a", "old@x"), 100).await.unwrap();
+    let again = store.upsert_user(&profile("https://a", "new@x"), 200).await.unwrap();
+    assert_eq!(a.id, again.id, "{name}: same user");
+    assert_eq!(again.email.as_deref(), Some("new@x"), "{name}");
+    assert_eq!((again.created_at, again.last_login_at), (100, 200), "{name}");
+    let other = store.upsert_user(&profile("https://b", "b@x"), 300).await.unwrap();
+    assert_ne!(other.id, a.id, "{name}: another issuer, another user");
+    assert_eq!(
+        store.user(a.id).await.unwrap().unwrap().email.as_deref(),
+        Some("new@x"),
+        "{name}"
+    );
+    assert_eq!(
+        store.user_by_subject("https://b", "sub-1").await.unwrap().unwrap().id,
+        other.id,
+        "{name}"
+    );
+    assert!(store.user(999_999).await.unwrap().is_none(), "{name}");
+}
+
+#[tokio::test]
+async fn store_users() {
+    for_each_backend!(users_are_unique_per_issuer_and_subject);
+}
+
+async fn sessions_are_found_by_sid_and_subject(name: &str, store: &Store) {
+    let link = |id, subject, sid| SessionLink {
+        session_id: id,
+        issuer: "https://a",
+        subject,
+        sid,
+        expires_at: 1_000,
+    };
+    store.link_session(&link("s1", "alice", Some("sid-1"))).await.unwrap();
+    store.link_session(&link("s2", "alice", Some("sid-2"))).await.unwrap();
+    store.link_session(&link("s3", "bob", Some("sid-3"))).await.unwrap();
+    let mut by_sub = store.linked_sessions("https://a", Some("alice"), None).await.unwrap();
+    by_sub.sort();
+    assert_eq!(by_sub, ["s1", "s2"], "{name}");
+    assert_eq!(
+        store.linked_sessions("https://a", None, Some("sid-2")).await.unwrap(),
+        ["s2"],
+        "{name}"
+    );
+    assert!(
+        store
+            .linked_sessions("https://a", Some("bob"), Some("sid-2"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
+    assert!(
+        store
+            .linked_sessions("https://other", Some("alice"), None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
+    assert!(
+        store.linked_sessions("https://a", None, None).await.unwrap().is_empty(),
+        "{name}"
+    );
+    store.unlink_session("s1").await.unwrap();
+    assert_eq!(
+        store.linked_sessions("https://a", Some("alice"), None).await.unwrap(),
+        ["s2"],
+        "{name}"
+    );
+
+    store
+        .link_session(&SessionLink {
+            expires_at: 10,
+            ..link("old", "carol", None)
+        })
+        .await
+        .unwrap();
+    assert!(store.delete_expired_links(500).await.unwrap() >= 1, "{name}");
+    assert!(
+        store
+            .linked_sessions("https://a", Some("carol"), None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
+    assert_eq!(
+        store.linked_sessions("https://a", Some("bob"), None).await.unwrap(),
+        ["s3"],
+        "{name}: live links stay"
+    );
+}
+
+#[tokio::test]
+async fn store_session_index() {
+    for_each_backend!(sessions_are_found_by_sid_and_subject);
+}
+
+async fn logout_token_ids_are_single_use(name: &str, store: &Store) {
+    assert!(
+        store.remember_logout_jti("https://a", "jti-1", 100).await.unwrap(),
+        "{name}"
+    );
+    assert!(
+        !store.remember_logout_jti("https://a", "jti-1", 100).await.unwrap(),
+        "{name}: replay"
+    );
+    assert!(
+        store.remember_logout_jti("https://b", "jti-1", 100).await.unwrap(),
+        "{name}: per issuer"
+    );
+    store.delete_expired_links(200).await.unwrap();
+    assert!(
+        store.remember_logout_jti("https://a", "jti-1", 300).await.unwrap(),
+        "{name}: forgotten once expired"
+    );
+}
+
+#[tokio::test]
+async fn store_logout_jti() {
+    for_each_backend!(logout_token_ids_are_single_use);
+}
+
+fn record(expiry: time::OffsetDateTime) -> Record {
+    let mut data = std::collections::HashMap::new();
+    data.insert("k".to_owned(), serde_json::json!("v"));
+    Record {
+        id: Id::default(),
+        data,
+        expiry_date: expiry,
+    }
+}
+
+async fn sessions_round_trip_and_expire(name: &str, store: &Store) {
+    let sessions = store.session_backend();
+    let now = time::OffsetDateTime::now_utc();
+    let mut live = record(now + time::Duration::hours(1));
+    sessions.create(&mut live).await.unwrap();
+    let loaded = sessions
+        .load(&live.id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name}: loads"));
+    assert_eq!(loaded.data["k"], "v", "{name}");
+    live.data.insert("k".to_owned(), serde_json::json!("w"));
+    sessions.save(&live).await.unwrap();
+    assert_eq!(sessions.load(&live.id).await.unwrap().unwrap().data["k"], "w", "{name}");
+
+    let expired = record(now - time::Duration::seconds(5));
+    sessions.save(&expired).await.ok(); // Redis may refuse a past expiry outright
+    assert!(
+        sessions.load(&expired.id).await.unwrap().is_none(),
+        "{name}: expired is gone"
+    );
+    sessions.delete_expired_now().await.unwrap();
+    assert!(
+        sessions.load(&live.id).await.unwrap().is_some(),
+        "{name}: cleanup keeps live sessions"
+    );
+
+    sessions.delete(&live.id).await.unwrap();
+    assert!(sessions.load(&live.id).await.unwrap().is_none(), "{name}: deleted");
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn store_sessions() {
+    for_each_backend!(sessions_round_trip_and_expire);
+}
+
+#[tokio::test]
+async fn migrations_run_twice() {
+    for (name, backend) in backends() {
+        Store::open(&backend.config)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        Store::open(&backend.config)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: second open: {e}"));
+        backend.drop_schema().await;
+    }
+}
