@@ -67,6 +67,10 @@ pub struct Args {
     /// Most connections in each store's pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value = "10")]
     pub database_max_connections: String,
+    /// Sessions kept in memory in front of the embedded SQLite store (0: none).
+    /// Never used for PostgreSQL or Redis, which several instances share.
+    #[arg(long, env = "SESSION_CACHE_SIZE", default_value = "10000")]
+    pub session_cache_size: String,
     /// Timeout of every store operation, including waiting for a pooled connection.
     #[arg(long, env = "STORE_TIMEOUT", default_value = "3s")]
     pub store_timeout: String,
@@ -143,6 +147,8 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// Timeout of every store operation.
     pub timeout: Duration,
+    /// In-memory session cache size for the embedded SQLite store (0: none).
+    pub session_cache: u64,
 }
 
 /// A store location. URLs may carry passwords, so they are [`Secret`]s.
@@ -371,6 +377,10 @@ fn store_config(args: &Args) -> Result<StoreConfig, ConfigError> {
         schema: args.database_schema.clone(),
         max_connections,
         timeout: parse_duration("STORE_TIMEOUT", &args.store_timeout)?,
+        session_cache: args
+            .session_cache_size
+            .parse()
+            .map_err(|_| err("SESSION_CACHE_SIZE must be a number (0 turns the cache off)."))?,
     })
 }
 

@@ -56,8 +56,9 @@ struct Inner {
     http: reqwest::Client,
     clock: Clock,
     current: ArcSwapOption<Snapshot>,
-    /// Serializes fetches so concurrent requests share one (single flight).
-    fetch_lock: tokio::sync::Mutex<()>,
+    /// Serializes fetches so concurrent requests share one (single flight);
+    /// holds the time of the last refetch caused by an unknown key id.
+    fetch_lock: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// Discovery document and key set as last fetched.
@@ -95,7 +96,7 @@ impl Provider {
                 http,
                 clock,
                 current: ArcSwapOption::empty(),
-                fetch_lock: tokio::sync::Mutex::new(()),
+                fetch_lock: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -162,14 +163,17 @@ impl Provider {
     /// Refetches the JWKS after a token named a key we do not have. Shared by
     /// concurrent callers and rate-limited; `None` when no newer set can be had.
     async fn refetch_jwks(&self, seen: &Arc<Snapshot>) -> Option<Arc<Snapshot>> {
-        let _guard = self.inner.fetch_lock.lock().await;
+        let mut last_forced = self.inner.fetch_lock.lock().await;
         let current = self.inner.current.load_full()?;
         if current.jwks_fetched_at > seen.jwks_fetched_at {
             return Some(current); // someone else refetched while we waited
         }
-        if current.jwks_fetched_at.elapsed() < JWKS_REFETCH_INTERVAL {
+        // Only refetches forced by unknown key ids are rate-limited: a routine
+        // refresh just before a key rotation must not delay the new key.
+        if last_forced.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
             return None;
         }
+        *last_forced = Some(Instant::now());
         match discovery::fetch_jwks(&self.inner.http, &current.metadata.jwks_uri).await {
             Ok((jwks, _)) => {
                 let fresh = Arc::new(Snapshot {

@@ -143,10 +143,10 @@ impl Store {
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         let db = open_db(&config.database, config).await?;
         let sessions = match (&config.sessions, &db) {
-            (None, Db::Sqlite(pool)) => SessionBackend::sqlite(pool.clone(), config.timeout),
+            (None, Db::Sqlite(pool)) => SessionBackend::sqlite(pool.clone(), config),
             (None, Db::Postgres(pool)) => SessionBackend::postgres(pool.clone(), config).await?,
             (Some(url), _) => match open_db(url, config).await {
-                Ok(Db::Sqlite(pool)) => SessionBackend::sqlite(pool, config.timeout),
+                Ok(Db::Sqlite(pool)) => SessionBackend::sqlite(pool, config),
                 Ok(Db::Postgres(pool)) => SessionBackend::postgres(pool, config).await?,
                 Err(StoreError::Config(_)) => SessionBackend::redis(url, config).await?,
                 Err(e) => return Err(e),

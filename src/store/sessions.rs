@@ -9,8 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::prelude::{ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy};
 use fred::types::Builder;
+use tower_sessions::CachingSessionStore;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions_moka_store::MokaStore;
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
@@ -27,6 +29,9 @@ pub struct SessionBackend {
 #[derive(Clone)]
 enum Inner {
     Sqlite(SqliteStore),
+    /// SQLite behind an in-memory cache: only for the embedded database, which
+    /// one instance owns, so every logout goes through this cache.
+    CachedSqlite(CachingSessionStore<MokaStore, SqliteStore>, SqliteStore),
     Postgres(PostgresStore),
     Redis(RedisStore<RedisPool>, RedisPool),
 }
@@ -35,6 +40,7 @@ impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Inner::Sqlite(_) => "Sqlite",
+            Inner::CachedSqlite(..) => "CachedSqlite",
             Inner::Postgres(_) => "Postgres",
             Inner::Redis(..) => "Redis",
         })
@@ -54,11 +60,17 @@ async fn bounded<T>(
 }
 
 impl SessionBackend {
-    /// Sessions in the SQLite database (its table is created with the database).
-    pub(super) fn sqlite(pool: sqlx::SqlitePool, timeout: Duration) -> Self {
+    /// Sessions in the SQLite database (its table is created with the
+    /// database), behind a cache of `config.session_cache` sessions unless 0.
+    pub(super) fn sqlite(pool: sqlx::SqlitePool, config: &StoreConfig) -> Self {
+        let store = SqliteStore::new(pool);
+        let inner = match config.session_cache {
+            0 => Inner::Sqlite(store),
+            n => Inner::CachedSqlite(CachingSessionStore::new(MokaStore::new(Some(n)), store.clone()), store),
+        };
         Self {
-            inner: Inner::Sqlite(SqliteStore::new(pool)),
-            timeout,
+            inner,
+            timeout: config.timeout,
         }
     }
 
@@ -112,7 +124,7 @@ impl SessionBackend {
     /// The kind of store, for logs.
     pub fn kind(&self) -> &'static str {
         match &self.inner {
-            Inner::Sqlite(_) => "sqlite",
+            Inner::Sqlite(_) | Inner::CachedSqlite(..) => "sqlite",
             Inner::Postgres(_) => "postgres",
             Inner::Redis(..) => "redis",
         }
@@ -124,7 +136,7 @@ impl SessionBackend {
             match &self.inner {
                 // The SQL stores share the database pinged by `Store::ping`; a
                 // load of an unknown id proves the session table answers.
-                Inner::Sqlite(s) => s.load(&Id::default()).await.map(drop),
+                Inner::Sqlite(s) | Inner::CachedSqlite(_, s) => s.load(&Id::default()).await.map(drop),
                 Inner::Postgres(s) => s.load(&Id::default()).await.map(drop),
                 Inner::Redis(_, pool) => pool
                     .ping::<String>(None)
@@ -140,7 +152,8 @@ impl SessionBackend {
     /// Deletes every expired session now (Redis expires them by itself).
     pub async fn delete_expired_now(&self) -> session_store::Result<()> {
         match &self.inner {
-            Inner::Sqlite(s) => s.delete_expired().await,
+            // The cache expires entries by their own expiry date.
+            Inner::Sqlite(s) | Inner::CachedSqlite(_, s) => s.delete_expired().await,
             Inner::Postgres(s) => s.delete_expired().await,
             Inner::Redis(..) => Ok(()),
         }
@@ -153,6 +166,7 @@ impl SessionStore for SessionBackend {
         bounded(self.timeout, async {
             match &self.inner {
                 Inner::Sqlite(s) => s.create(record).await,
+                Inner::CachedSqlite(s, _) => s.create(record).await,
                 Inner::Postgres(s) => s.create(record).await,
                 Inner::Redis(s, _) => s.create(record).await,
             }
@@ -164,6 +178,7 @@ impl SessionStore for SessionBackend {
         bounded(self.timeout, async {
             match &self.inner {
                 Inner::Sqlite(s) => s.save(record).await,
+                Inner::CachedSqlite(s, _) => s.save(record).await,
                 Inner::Postgres(s) => s.save(record).await,
                 Inner::Redis(s, _) => s.save(record).await,
             }
@@ -175,6 +190,7 @@ impl SessionStore for SessionBackend {
         bounded(self.timeout, async {
             match &self.inner {
                 Inner::Sqlite(s) => s.load(id).await,
+                Inner::CachedSqlite(s, _) => s.load(id).await,
                 Inner::Postgres(s) => s.load(id).await,
                 Inner::Redis(s, _) => s.load(id).await,
             }
@@ -186,6 +202,7 @@ impl SessionStore for SessionBackend {
         bounded(self.timeout, async {
             match &self.inner {
                 Inner::Sqlite(s) => s.delete(id).await,
+                Inner::CachedSqlite(s, _) => s.delete(id).await,
                 Inner::Postgres(s) => s.delete(id).await,
                 Inner::Redis(s, _) => s.delete(id).await,
             }

@@ -72,7 +72,8 @@ pub fn router(state: AppState, cookie: &CookieSettings) -> Router {
             "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'",
         ))
         .layer(default_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(default_header(header::REFERRER_POLICY, "no-referrer"))
+        // Not `no-referrer`: browsers then send `Origin: null` on our own forms.
+        .layer(default_header(header::REFERRER_POLICY, "same-origin"))
         .layer(default_header(header::CACHE_CONTROL, "no-store"))
         .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
         .with_state(state)

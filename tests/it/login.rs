@@ -340,3 +340,23 @@ async fn healthz_answers_ok() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(text(r).await, "ok");
 }
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    login(&app, &browser, None).await;
+    let r = browser.get(&app.url("/secret")).await;
+    let h = |name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(h("cache-control"), "no-store", "protected pages are never cached");
+    assert!(h("content-security-policy").contains("frame-ancestors 'none'"));
+    assert_eq!(h("x-content-type-options"), "nosniff");
+    // Not `no-referrer`: with it, browsers send `Origin: null` on the logout
+    // form, which the logout's origin check rightly refuses.
+    assert_eq!(h("referrer-policy"), "same-origin");
+}

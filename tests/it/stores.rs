@@ -38,6 +38,7 @@ fn base(dir: &tempfile::TempDir) -> StoreConfig {
         schema: None,
         max_connections: 4,
         timeout: Duration::from_secs(3),
+        session_cache: 100,
     }
 }
 
