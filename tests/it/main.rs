@@ -1,7 +1,9 @@
 //! Integration tests: the real app on 127.0.0.1:0, driven over HTTP.
 
+mod fake_op;
 mod support;
 
+mod certification;
 mod login;
 mod scale;
 mod sessions;

@@ -1,0 +1,152 @@
+//! Back-Channel Logout: `POST /backchannel-logout` with a logout token. A
+//! valid token ends the matching sessions (by `sid`, or every session of
+//! `sub`) and answers 200; anything wrong answers 400 and ends nothing.
+
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::fake_op::{Alg, send_logout_token};
+
+/// A browser logged in as `sub` with provider session `sid`.
+async fn logged_in_as(op: &FakeOp, app: &TestApp, sub: &str, sid: &str) -> Browser {
+    op.set(|b| {
+        b.sub = sub.to_owned();
+        b.sid = Some(sid.to_owned());
+    });
+    logged_in(app).await
+}
+
+async fn deliver(app: &TestApp, token: &str) -> Response {
+    let r = send_logout_token(&app.url("/backchannel-logout"), token).await;
+    assert_eq!(
+        r.headers().get("cache-control").map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
+    r
+}
+
+async fn is_logged_in(app: &TestApp, browser: &Browser) -> bool {
+    let r = browser.get(&app.url("/secret")).await;
+    match r.status() {
+        StatusCode::OK => true,
+        StatusCode::SEE_OTHER if location(&r).starts_with("/login") => false,
+        other => panic!("/secret answered {other}"),
+    }
+}
+
+/// A session for `user-1` / `sid-1`, then a logout token for it with the
+/// signing knobs `shape` and the claims `patch`: refused, nothing ended.
+async fn refused_token(shape: impl FnOnce(&mut Behavior), patch: Value) {
+    let (op, app) = setup(|_| {}).await;
+    let browser = logged_in_as(&op, &app, "user-1", "sid-1").await;
+    op.set(shape);
+    // `null` members stay in: the token minting removes those claims.
+    let mut claims = json!({"sub": "user-1", "sid": "sid-1"});
+    claims
+        .as_object_mut()
+        .unwrap()
+        .extend(patch.as_object().unwrap().clone());
+    let r = deliver(&app, &op.logout_token(claims)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(is_logged_in(&app, &browser).await, "the session survives");
+    assert_eq!(app.count("session_index").await, 1);
+}
+
+#[tokio::test]
+async fn rp_backchannel_rpinitlogout() {
+    // By sid: only the matching one of the user's two sessions ends.
+    let (op, app) = setup(|_| {}).await;
+    let a = logged_in_as(&op, &app, "user-1", "sid-a").await;
+    let b = logged_in_as(&op, &app, "user-1", "sid-b").await;
+    let r = deliver(&app, &op.logout_token(json!({"sub": "user-1", "sid": "sid-a"}))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!is_logged_in(&app, &a).await, "session sid-a ended");
+    assert!(is_logged_in(&app, &b).await, "session sid-b survives");
+    assert_eq!(app.count("session_index").await, 1);
+}
+
+#[tokio::test]
+async fn backchannel_logout_by_sub_ends_every_session_of_the_user() {
+    let (op, app) = setup(|_| {}).await;
+    let x1 = logged_in_as(&op, &app, "user-x", "sid-x1").await;
+    let x2 = logged_in_as(&op, &app, "user-x", "sid-x2").await;
+    let y = logged_in_as(&op, &app, "user-y", "sid-y").await;
+    let r = deliver(&app, &op.logout_token(json!({"sub": "user-x"}))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        !is_logged_in(&app, &x1).await && !is_logged_in(&app, &x2).await,
+        "user-x is logged out"
+    );
+    assert!(is_logged_in(&app, &y).await, "user-y is not");
+    assert_eq!(app.count("session_index").await, 1);
+}
+
+#[tokio::test]
+async fn backchannel_logout_replayed_jti() {
+    let (op, app) = setup(|_| {}).await;
+    logged_in_as(&op, &app, "user-1", "sid-1").await;
+    let token = op.logout_token(json!({"sub": "user-1", "sid": "sid-1"}));
+    assert_eq!(deliver(&app, &token).await.status(), StatusCode::OK);
+    assert_eq!(app.count("session_index").await, 0);
+    // The same sid logs in again; the replayed token must not end it.
+    let again = logged_in_as(&op, &app, "user-1", "sid-1").await;
+    assert_eq!(deliver(&app, &token).await.status(), StatusCode::BAD_REQUEST);
+    assert!(is_logged_in(&app, &again).await);
+    assert_eq!(app.count("session_index").await, 1);
+}
+
+#[tokio::test]
+async fn backchannel_logout_bad_signature() {
+    refused_token(|b| b.corrupt_signature = true, json!({})).await;
+}
+
+#[tokio::test]
+async fn rp_backchannel_rpinitlogout_lt_alg_none() {
+    refused_token(|b| b.alg = Alg::None, json!({})).await;
+}
+
+#[tokio::test]
+async fn rp_backchannel_rpinitlogout_lt_wrong_alg() {
+    refused_token(|b| b.alg = Alg::Hs256, json!({})).await;
+}
+
+#[tokio::test]
+async fn rp_backchannel_rpinitlogout_lt_wrong_issuer() {
+    refused_token(|_| {}, json!({"iss": "https://evil.example"})).await;
+}
+
+#[tokio::test]
+async fn rp_backchannel_rpinitlogout_lt_wrong_aud() {
+    refused_token(|_| {}, json!({"aud": "someone-else"})).await;
+}
+
+#[tokio::test]
+async fn backchannel_logout_missing_iat() {
+    refused_token(|_| {}, json!({"iat": null})).await;
+}
+
+#[tokio::test]
+async fn backchannel_logout_missing_jti() {
+    refused_token(|_| {}, json!({"jti": null})).await;
+}
+
+#[tokio::test]
+async fn rp_backchannel_rpinitlogout_lt_no_event() {
+    refused_token(|_| {}, json!({"events": null})).await;
+}
+
+#[tokio::test]
+async fn rp_backchannel_rpinitlogout_lt_wrong_event() {
+    refused_token(|_| {}, json!({"events": {"http://schemas.openid.net/event/other": {}}})).await;
+}
+
+#[tokio::test]
+async fn backchannel_logout_without_sid_or_sub() {
+    refused_token(|_| {}, json!({"sid": null, "sub": null})).await;
+}
+
+#[tokio::test]
+async fn rp_backchannel_rpinitlogout_lt_with_nonce() {
+    refused_token(|_| {}, json!({"nonce": "a-nonce"})).await;
+}

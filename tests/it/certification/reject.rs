@@ -1,0 +1,212 @@
+//! Hostile or broken responses: no login, a clean 4xx/502 page with the
+//! reason code, nothing stored.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::fake_op::{Alg, AtHash, Key, TokenReply, now};
+
+/// Logs in against a provider shaped by `shape` and asserts the refusal.
+async fn refused(shape: impl FnOnce(&mut Behavior), status: StatusCode, reason: &str) {
+    let (_op, app) = setup(shape).await;
+    let browser = Browser::new();
+    let callback = attempt_login(&app, &browser).await;
+    assert_rejected(&app, &browser, callback, status, reason).await;
+}
+
+/// Refused with 401 because of the ID token claims `patch`.
+async fn refused_claims(patch: Value, reason: &str) {
+    refused(|b| b.claims_patch = patch, StatusCode::UNAUTHORIZED, reason).await;
+}
+
+#[tokio::test]
+async fn rp_id_token_bad_sig_rs256() {
+    refused(
+        |b| b.corrupt_signature = true,
+        StatusCode::UNAUTHORIZED,
+        "id_token_signature",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_id_token_bad_sig_es256() {
+    let shape = |b: &mut Behavior| {
+        b.alg = Alg::Es256;
+        b.key = Key::Ec1;
+        b.corrupt_signature = true;
+    };
+    refused(shape, StatusCode::UNAUTHORIZED, "id_token_signature").await;
+}
+
+#[tokio::test]
+async fn rp_id_token_sig_none() {
+    refused(|b| b.alg = Alg::None, StatusCode::UNAUTHORIZED, "id_token_alg").await;
+}
+
+#[tokio::test]
+async fn rp_id_token_sig_hs256() {
+    // Signed with the client secret: proves nothing about the provider.
+    refused(|b| b.alg = Alg::Hs256, StatusCode::UNAUTHORIZED, "id_token_alg").await;
+}
+
+#[tokio::test]
+async fn rp_id_token_issuer_mismatch() {
+    refused_claims(json!({"iss": "https://evil.example"}), "id_token_iss").await;
+}
+
+#[tokio::test]
+async fn rp_id_token_aud() {
+    refused_claims(json!({"aud": "someone-else"}), "id_token_aud").await;
+}
+
+#[tokio::test]
+async fn rp_id_token_aud_missing() {
+    refused_claims(json!({"aud": null}), "id_token_aud").await;
+}
+
+#[tokio::test]
+async fn id_token_azp_not_our_client() {
+    refused_claims(json!({"azp": "someone-else"}), "id_token_azp").await;
+}
+
+#[tokio::test]
+async fn id_token_several_audiences_without_azp() {
+    // Refused already because `someone-else` is an audience we do not trust
+    // (OIDC Core 3.1.3.7 step 3), before the azp rule is reached.
+    refused_claims(json!({"aud": ["gate-client", "someone-else"]}), "id_token_aud").await;
+}
+
+#[tokio::test]
+async fn rp_id_token_iat() {
+    refused_claims(json!({"iat": null}), "id_token_iat").await;
+}
+
+#[tokio::test]
+async fn id_token_iat_far_in_the_future() {
+    refused_claims(json!({"iat": now() + 3600, "exp": now() + 3900}), "id_token_iat").await;
+}
+
+#[tokio::test]
+async fn id_token_exp_in_the_past_beyond_the_skew() {
+    refused_claims(json!({"iat": now() - 400, "exp": now() - 90}), "id_token_exp").await;
+}
+
+#[tokio::test]
+async fn rp_id_token_sub() {
+    refused_claims(json!({"sub": null}), "id_token_sub").await;
+}
+
+#[tokio::test]
+async fn rp_nonce_invalid() {
+    let patch = json!({"nonce": "not-the-nonce-we-sent"});
+    refused(|b| b.claims_patch = patch, StatusCode::BAD_REQUEST, "id_token_nonce").await;
+}
+
+#[tokio::test]
+async fn rp_nonce_missing() {
+    refused(
+        |b| b.claims_patch = json!({"nonce": null}),
+        StatusCode::BAD_REQUEST,
+        "id_token_nonce",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn id_token_at_hash_wrong() {
+    refused(
+        |b| b.at_hash = AtHash::Wrong,
+        StatusCode::UNAUTHORIZED,
+        "id_token_at_hash",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_userinfo_bad_sub_claim() {
+    let shape = |b: &mut Behavior| {
+        b.profile_in_id_token = false;
+        b.userinfo_sub = Some("someone-else".into());
+    };
+    refused(shape, StatusCode::UNAUTHORIZED, "userinfo_sub").await;
+}
+
+#[tokio::test]
+async fn token_endpoint_5xx() {
+    refused(
+        |b| b.token_reply = TokenReply::Status(500),
+        StatusCode::BAD_GATEWAY,
+        "token_endpoint",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn token_endpoint_garbage() {
+    let reason = "token_response_invalid";
+    refused(|b| b.token_reply = TokenReply::Garbage, StatusCode::BAD_GATEWAY, reason).await;
+}
+
+#[tokio::test]
+async fn token_endpoint_without_id_token() {
+    refused(
+        |b| b.token_reply = TokenReply::NoIdToken,
+        StatusCode::BAD_GATEWAY,
+        "id_token_missing",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn token_endpoint_timeout() {
+    // The one slow test: the app gives up after OIDC_HTTP_TIMEOUT (2 s in the harness).
+    let hang = TokenReply::Hang(Duration::from_secs(5));
+    refused(|b| b.token_reply = hang, StatusCode::BAD_GATEWAY, "token_endpoint").await;
+}
+
+#[tokio::test]
+async fn rp_discovery_issuer_not_matching_config() {
+    // Start-up refuses the provider, naming both issuers.
+    let op = FakeOp::start().await;
+    op.set(|b| b.discovery_patch = json!({"issuer": "https://impostor.example"}));
+    let mut app = spawn_for(&op).await;
+    let outcome = app.exited(Duration::from_secs(5)).await.expect("start-up stops");
+    let message = outcome.expect_err("start-up fails").to_string();
+    assert!(message.contains("issuer_mismatch"), "{message}");
+    assert!(
+        message.contains("https://impostor.example") && message.contains(op.issuer()),
+        "{message}"
+    );
+    // Nothing serves logins now (the listener is closed, or at worst a 502).
+    let login = Browser::new()
+        .client
+        .get(app.url("/login"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(
+        login.as_ref().map_or(true, |r| r.status() == StatusCode::BAD_GATEWAY),
+        "{login:?}"
+    );
+    assert_eq!(app.count("users").await, 0);
+}
+
+#[tokio::test]
+async fn rp_discovery_issuer_not_matching_config_at_login() {
+    // The provider is down at start-up, then comes back with the wrong issuer.
+    let op = FakeOp::start().await;
+    op.set(|b| {
+        b.discovery_failures = 1;
+        b.discovery_patch = json!({"issuer": "https://impostor.example"});
+    });
+    let app = spawn_for(&op).await;
+    op.wait_for(|l| l.discovery >= 1).await;
+    let browser = Browser::new();
+    let r = browser.get(&app.url("/login")).await;
+    assert_rejected(&app, &browser, r, StatusCode::BAD_GATEWAY, "issuer_mismatch").await;
+    assert_eq!(op.log().authorize, 0);
+}
