@@ -1,0 +1,176 @@
+// A real, certified OpenID Provider (panva/oidc-provider) on 127.0.0.1 with a
+// confidential client registered for oidc-gate.
+import http from 'node:http';
+import crypto from 'node:crypto';
+import Provider from 'oidc-provider';
+
+import { freePort } from './ports.js';
+
+export const ACCOUNTS = {
+  alice: {
+    sub: 'alice',
+    name: 'Alice Example',
+    given_name: 'Alice',
+    family_name: 'Example',
+    email: 'alice@example.com',
+    email_verified: true,
+  },
+  bob: {
+    sub: 'bob',
+    name: 'Bob Builder',
+    given_name: 'Bob',
+    family_name: 'Builder',
+    email: 'bob@example.com',
+    email_verified: true,
+  },
+};
+
+export const CLIENT_ID = 'oidc-gate';
+
+// Events worth showing when a scenario fails (they explain most interop
+// problems: rejected token requests, failed back-channel deliveries, ...).
+const WATCHED_EVENTS = [
+  'authorization.error',
+  'grant.error',
+  'grant.success',
+  'userinfo.error',
+  'end_session.error',
+  'end_session.success',
+  'backchannel.error',
+  'backchannel.success',
+  'server_error',
+];
+
+/**
+ * Start oidc-provider.
+ * @param {object} opts
+ * @param {string} opts.publicUrl oidc-gate's PUBLIC_URL (no trailing slash)
+ * @param {string} [opts.clientSecret]
+ * @param {(line: string) => void} [opts.log]
+ */
+export async function startProvider({ publicUrl, clientSecret = crypto.randomBytes(24).toString('base64url'), log = () => {} }) {
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'e2e-rs256', use: 'sig', alg: 'RS256' };
+
+  const configuration = {
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: clientSecret,
+        client_name: 'oidc-gate (e2e)',
+        application_type: 'web',
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        redirect_uris: [`${publicUrl}/callback`],
+        post_logout_redirect_uris: [`${publicUrl}/`],
+        backchannel_logout_uri: `${publicUrl}/backchannel-logout`,
+        backchannel_logout_session_required: true,
+        token_endpoint_auth_method: 'client_secret_basic',
+        id_token_signed_response_alg: 'RS256',
+      },
+    ],
+    jwks: { keys: [jwk] },
+    cookies: {
+      // oidc-gate runs on the same host (127.0.0.1, another port) and cookies
+      // are not isolated by port: keep the provider's cookie names distinct.
+      names: { session: 'op_session', interaction: 'op_interaction', resume: 'op_interaction_resume' },
+      keys: [crypto.randomBytes(32).toString('base64url')],
+    },
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'given_name', 'family_name'],
+    },
+    scopes: ['openid', 'email', 'profile', 'offline_access'],
+    // Lifetimes (seconds), set explicitly: a test run is short.
+    ttl: {
+      AccessToken: 600,
+      AuthorizationCode: 60,
+      IdToken: 600,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 3600,
+    },
+    features: {
+      // The login and consent pages exactly as the package ships them.
+      devInteractions: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+      backchannelLogout: { enabled: true },
+    },
+    async findAccount(ctx, id) {
+      const account = ACCOUNTS[id];
+      if (!account) return undefined;
+      return {
+        accountId: id,
+        async claims() {
+          return { ...account };
+        },
+      };
+    },
+    // oidc-provider guards its outgoing requests (here: the back-channel logout
+    // POST) against special-use addresses such as loopback (SSRF protection).
+    // In this test everything lives on 127.0.0.1, so allow exactly that host
+    // and keep the guard for anything else.
+    fetch(url, options) {
+      if (new URL(url).hostname === '127.0.0.1') {
+        const { dispatcher, ...rest } = options; // eslint-disable-line no-unused-vars
+        return globalThis.fetch(url, rest);
+      }
+      return globalThis.fetch(url, options);
+    },
+    renderError(ctx, out) {
+      ctx.type = 'html';
+      const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+      ctx.body = `<!DOCTYPE html><html><head><title>Provider error</title></head><body><h1>Provider error</h1>${
+        Object.entries(out).map(([k, v]) => `<p><strong>${esc(k)}</strong>: ${esc(v)}</p>`).join('')}</body></html>`;
+    },
+  };
+
+  const provider = new Provider(issuer, configuration);
+  const events = [];
+  for (const name of WATCHED_EVENTS) {
+    provider.on(name, (ctx, ...rest) => {
+      // Event signatures differ: find the Error (if any) among the arguments.
+      const err = [ctx, ...rest].find((a) => a instanceof Error);
+      const clientId = [ctx, ...rest].find((a) => a && typeof a === 'object' && a.clientId)?.clientId;
+      const entry = {
+        at: new Date().toISOString(),
+        event: name,
+        ...(clientId ? { client: clientId } : {}),
+        ...(err ? {
+          error: `${err.name}: ${err.message}${err.error_description ? ` (${err.error_description})` : ''}`
+            + `${err.cause ? ` [cause: ${err.cause.message || err.cause}]` : ''}`,
+        } : {}),
+      };
+      events.push(entry);
+      log(JSON.stringify(entry));
+    });
+  }
+
+  const server = http.createServer(provider.callback());
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  const sockets = new Set();
+  server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+
+  const discovery = await (await fetch(`${issuer}/.well-known/openid-configuration`)).json();
+
+  return {
+    issuer,
+    port,
+    clientId: CLIENT_ID,
+    clientSecret,
+    discovery,
+    provider,
+    events,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
