@@ -1,7 +1,10 @@
 //! The signed-in user, and the `axum-login` backend that loads users from
-//! the [`Store`] by id on each request.
+//! the [`Store`] by id on each request, through a short-lived cache.
+
+use std::time::Duration;
 
 use axum_login::{AuthUser, AuthnBackend, UserId};
+use moka::future::Cache;
 
 use crate::store::{Store, StoreError, UserRow};
 
@@ -36,17 +39,29 @@ impl AuthUser for User {
     }
 }
 
+/// How long a loaded user is reused. Profiles change only at sign-in and
+/// sessions are checked in the session store on every request, so a cached
+/// profile can at worst show a name that is this much out of date.
+const USER_CACHE_TTL: Duration = Duration::from_secs(60);
+
 /// The `axum-login` backend. Credentials are a user already created from a
 /// validated ID token: the provider did the authenticating.
 #[derive(Clone, Debug)]
 pub struct Backend {
     store: Store,
+    cache: Cache<i64, UserRow>,
 }
 
 impl Backend {
     /// A backend over `store`.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            cache: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(USER_CACHE_TTL)
+                .build(),
+        }
     }
 }
 
@@ -56,11 +71,19 @@ impl AuthnBackend for Backend {
     type Error = StoreError;
 
     async fn authenticate(&self, row: UserRow) -> Result<Option<User>, StoreError> {
+        self.cache.insert(row.id, row.clone()).await;
         Ok(Some(User { row }))
     }
 
     async fn get_user(&self, id: &UserId<Self>) -> Result<Option<User>, StoreError> {
-        Ok(self.store.user(*id).await?.map(|row| User { row }))
+        if let Some(row) = self.cache.get(id).await {
+            return Ok(Some(User { row }));
+        }
+        let row = self.store.user(*id).await?;
+        if let Some(row) = &row {
+            self.cache.insert(*id, row.clone()).await;
+        }
+        Ok(row.map(|row| User { row }))
     }
 }
 

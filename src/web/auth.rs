@@ -126,7 +126,7 @@ async fn callback(
         .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
         .await?;
     let claims = &login.id_token;
-    let user = state
+    let row = state
         .store
         .upsert_user(
             &UserProfile {
@@ -140,10 +140,13 @@ async fn callback(
             now,
         )
         .await?;
-    let user_id = user.id;
+    let user_id = row.id;
 
-    // Logs in and gives the session a new id (no fixation).
-    auth.login(&crate::users::User { row: user }).await?;
+    // The backend takes the fresh profile (refreshing its cache); `login`
+    // gives the session a new id (no fixation).
+    if let Some(user) = auth.authenticate(row).await? {
+        auth.login(&user).await?;
+    }
     session.remove_value(PENDING_KEY).await?;
     let data = LoginData {
         issuer: state.provider.issuer().to_owned(),

@@ -360,3 +360,22 @@ async fn pages_carry_security_headers() {
     // form, which the logout's origin check rightly refuses.
     assert_eq!(h("referrer-policy"), "same-origin");
 }
+
+#[tokio::test]
+async fn signing_in_again_updates_the_profile() {
+    let app = TestApp::spawn().await;
+    let first = Browser::new();
+    login(&app, &first, None).await;
+    assert!(text(first.get(&app.url("/")).await).await.contains("Ada Lovelace"));
+
+    // The same person (same email, so the same subject at the development provider), new name.
+    let second = Browser::new();
+    let authorize = start_login(&app, &second, None).await;
+    let callback = dev_provider_sign_in(&second, &authorize, "Ada King", "ada@example.com", "sign_in").await;
+    second.get(&callback).await;
+    assert_eq!(app.count("users").await, 1, "one user, updated");
+    for browser in [&first, &second] {
+        let index = text(browser.get(&app.url("/")).await).await;
+        assert!(index.contains("Ada King"), "{index}");
+    }
+}
