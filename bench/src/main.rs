@@ -1,0 +1,2 @@
+//! Benchmarks of oidc-gate (in progress).
+fn main() {}
