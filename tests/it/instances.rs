@@ -104,15 +104,7 @@ async fn shared_sessions(env: &[(&str, &str)]) {
     assert_eq!(secret(&browser, &b).await, StatusCode::OK);
 
     // The Log out button on B: A refuses the session at once.
-    let page = text(browser.get(&b.url("/")).await).await;
-    let csrf = html::form(&page)
-        .unwrap()
-        .inputs
-        .into_iter()
-        .find(|(k, _)| k == "csrf")
-        .unwrap()
-        .1;
-    let r = browser.post_form(&b.url("/logout"), &[("csrf", &csrf)]).await;
+    let r = click_log_out(&browser, &b.base).await;
     assert!(
         redirect_target(&r).starts_with(op.issuer()),
         "RP-initiated logout at the provider"

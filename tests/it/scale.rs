@@ -66,15 +66,7 @@ async fn full_cycle(app: &TestApp) {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(text(r).await.contains(SECRET));
     assert_eq!(browser.get(&app.url("/healthz")).await.status(), StatusCode::OK);
-    let page = text(browser.get(&app.url("/")).await).await;
-    let token = html::form(&page)
-        .unwrap()
-        .inputs
-        .into_iter()
-        .find(|(k, _)| k == "csrf")
-        .unwrap()
-        .1;
-    let r = browser.post_form(&app.url("/logout"), &[("csrf", &token)]).await;
+    let r = click_log_out(&browser, &app.url("")).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
 }

@@ -7,16 +7,8 @@ use reqwest::StatusCode;
 
 use crate::support::*;
 
-/// The logout form's CSRF token from the index page.
 async fn csrf(app: &TestApp, browser: &Browser) -> String {
-    let page = text(browser.get(&app.url("/")).await).await;
-    let form = html::form(&page).expect("the logout form");
-    assert_eq!(form.action, "/logout");
-    form.inputs
-        .into_iter()
-        .find(|(k, _)| k == "csrf")
-        .expect("csrf input")
-        .1
+    logout_csrf(browser, &app.url("")).await
 }
 
 async fn secret_status(app: &TestApp, browser: &Browser) -> StatusCode {

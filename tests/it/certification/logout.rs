@@ -9,16 +9,7 @@ use super::*;
 
 /// Logs `browser` out with the index page's button; returns where the app sends it.
 async fn press_log_out(app: &TestApp, browser: &Browser) -> String {
-    let index = text(browser.get(&app.url("/")).await).await;
-    let form = html::form(&index).expect("the logout form");
-    assert_eq!(form.action, "/logout");
-    let csrf = form
-        .inputs
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.clone())
-        .expect("a csrf field");
-    let r = browser.post_form(&app.url("/logout"), &[("csrf", &csrf)]).await;
+    let r = click_log_out(browser, &app.url("")).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     redirect_target(&r)
 }

@@ -319,3 +319,21 @@ impl TestApp {
         Some(outcome.expect("the server task does not panic"))
     }
 }
+
+/// The CSRF token of the Log out form on the index page at `base` (an app's root URL, no trailing slash).
+pub async fn logout_csrf(browser: &Browser, base: &str) -> String {
+    let page = text(browser.get(&format!("{base}/")).await).await;
+    let form = html::form(&page).expect("the logout form");
+    assert_eq!(form.action, "/logout");
+    form.inputs
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .expect("a csrf field")
+        .1
+}
+
+/// Presses the Log out button of the index page at `base`; returns the app's answer.
+pub async fn click_log_out(browser: &Browser, base: &str) -> Response {
+    let csrf = logout_csrf(browser, base).await;
+    browser.post_form(&format!("{base}/logout"), &[("csrf", &csrf)]).await
+}
