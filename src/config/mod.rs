@@ -13,6 +13,10 @@ use url::{Host, Url};
 
 use crate::secret::Secret;
 
+mod store;
+
+pub use store::{StoreConfig, StoreUrl};
+
 /// Google's issuer, implied by `GOOGLE_CLIENT_ID` / `GOOGLE_CLIENT_SECRET`.
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 
@@ -134,51 +138,12 @@ pub struct SessionConfig {
     pub max_age: Duration,
 }
 
-/// Where users and sessions are stored.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// Users, the session index, and sessions unless `sessions` is set.
-    pub database: StoreUrl,
-    /// Sessions, when they live elsewhere.
-    pub sessions: Option<StoreUrl>,
-    /// PostgreSQL schema for all tables, if not the defaults.
-    pub schema: Option<String>,
-    /// Most connections per pool.
-    pub max_connections: u32,
-    /// Timeout of every store operation.
-    pub timeout: Duration,
-    /// In-memory session cache size for the embedded SQLite store (0: none).
-    pub session_cache: u64,
-}
-
-/// A store location. URLs may carry passwords, so they are [`Secret`]s.
-#[derive(Debug, Clone)]
-pub enum StoreUrl {
-    /// An SQLite database file.
-    Sqlite(PathBuf),
-    /// A PostgreSQL database.
-    Postgres(Secret),
-    /// A Redis server (sessions only).
-    Redis(Secret),
-}
-
-impl StoreUrl {
-    /// The kind of store, for logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StoreUrl::Sqlite(_) => "sqlite",
-            StoreUrl::Postgres(_) => "postgres",
-            StoreUrl::Redis(_) => "redis",
-        }
-    }
-}
-
 /// A configuration error: one sentence naming the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(String);
 
-fn err(msg: impl Into<String>) -> ConfigError {
+pub(crate) fn err(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
 }
 
@@ -203,7 +168,7 @@ impl Config {
             idle_timeout: parse_duration("SESSION_IDLE_TIMEOUT", &args.session_idle_timeout)?,
             max_age: parse_duration("SESSION_MAX_AGE", &args.session_max_age)?,
         };
-        let store = store_config(&args)?;
+        let store = store::from_args(&args)?;
         let scopes: Vec<String> = args.oidc_scopes.split_whitespace().map(str::to_owned).collect();
         if !scopes.iter().any(|s| s == "openid") {
             return Err(err("OIDC_SCOPES must include `openid`."));
@@ -336,86 +301,7 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
-fn store_config(args: &Args) -> Result<StoreConfig, ConfigError> {
-    let database = match args.database_url.as_deref().filter(|u| !u.is_empty()) {
-        None => StoreUrl::Sqlite(args.data_dir.join("oidc-gate.sqlite3")),
-        Some(url) => match parse_store_url("DATABASE_URL", url, &args.data_dir)? {
-            StoreUrl::Redis(_) => {
-                return Err(err(
-                    "DATABASE_URL must be sqlite:// or postgres:// (Redis can hold sessions only: use SESSION_STORE_URL).",
-                ));
-            }
-            other => other,
-        },
-    };
-    let sessions = match args.session_store_url.as_deref().filter(|u| !u.is_empty()) {
-        None => None,
-        Some(url) => Some(parse_store_url("SESSION_STORE_URL", url, &args.data_dir)?),
-    };
-    if let Some(schema) = &args.database_schema {
-        let valid = !schema.is_empty()
-            && schema.len() <= 63
-            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && schema
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid {
-            return Err(err(format!(
-                "DATABASE_SCHEMA must be a lowercase SQL identifier, got `{schema}`."
-            )));
-        }
-    }
-    let max_connections = args
-        .database_max_connections
-        .parse::<u32>()
-        .ok()
-        .filter(|n| (1..=1000).contains(n))
-        .ok_or_else(|| err("DATABASE_MAX_CONNECTIONS must be a number from 1 to 1000."))?;
-    Ok(StoreConfig {
-        database,
-        sessions,
-        schema: args.database_schema.clone(),
-        max_connections,
-        timeout: parse_duration("STORE_TIMEOUT", &args.store_timeout)?,
-        session_cache: args
-            .session_cache_size
-            .parse()
-            .map_err(|_| err("SESSION_CACHE_SIZE must be a number (0 turns the cache off)."))?,
-    })
-}
-
-fn parse_store_url(var: &str, raw: &str, data_dir: &std::path::Path) -> Result<StoreUrl, ConfigError> {
-    let scheme = raw.split(':').next().unwrap_or_default().to_ascii_lowercase();
-    match scheme.as_str() {
-        "sqlite" => {
-            let path = raw.trim_start_matches("sqlite:").trim_start_matches("//");
-            let path = path.split('?').next().unwrap_or_default();
-            if path.is_empty() || path == ":memory:" {
-                return Err(err(format!(
-                    "{var} must name an SQLite file, e.g. sqlite://data/oidc-gate.sqlite3."
-                )));
-            }
-            let path = PathBuf::from(path);
-            Ok(StoreUrl::Sqlite(if path.is_absolute() {
-                path
-            } else {
-                data_dir.join(path)
-            }))
-        }
-        "postgres" | "postgresql" => Ok(StoreUrl::Postgres(Secret::new(raw))),
-        "redis" | "rediss" => Ok(StoreUrl::Redis(Secret::new(raw))),
-        _ => Err(err(format!(
-            "{var} must start with sqlite://, postgres://{}",
-            if var == "SESSION_STORE_URL" {
-                ", redis:// or rediss://."
-            } else {
-                "."
-            }
-        ))),
-    }
-}
-
-fn parse_duration(var: &str, raw: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn parse_duration(var: &str, raw: &str) -> Result<Duration, ConfigError> {
     let d = parse_duration_allow_zero(var, raw)?;
     if d.is_zero() {
         return Err(err(format!("{var} must be longer than zero.")));
@@ -504,39 +390,6 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.to_string(), "GOOGLE_CLIENT_SECRET is required.");
-    }
-
-    #[test]
-    fn store_urls_are_recognised() {
-        let c = Config::from_args(args()).unwrap();
-        assert!(matches!(&c.store.database, StoreUrl::Sqlite(p) if p.ends_with("data/oidc-gate.sqlite3")));
-        let c = Config::from_args(Args {
-            database_url: Some("postgres://u:pw@127.0.0.1/test".into()),
-            session_store_url: Some("rediss://127.0.0.1:6380".into()),
-            ..args()
-        })
-        .unwrap();
-        assert_eq!(c.store.database.kind(), "postgres");
-        assert_eq!(c.store.sessions.as_ref().unwrap().kind(), "redis");
-        assert!(!format!("{c:?}").contains("pw@"), "no password in Debug output");
-        let e = Config::from_args(Args {
-            database_url: Some("redis://x".into()),
-            ..args()
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("DATABASE_URL"), "{e}");
-        let e = Config::from_args(Args {
-            session_store_url: Some("mysql://x".into()),
-            ..args()
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("SESSION_STORE_URL"), "{e}");
-        let e = Config::from_args(Args {
-            database_schema: Some("x; drop".into()),
-            ..args()
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("DATABASE_SCHEMA"), "{e}");
     }
 
     #[test]
