@@ -4,6 +4,7 @@ mod fake_op;
 mod support;
 
 mod certification;
+mod cli;
 mod instances;
 mod login;
 mod scale;

@@ -1,0 +1,203 @@
+//! The `oidc-gate` binary as users run it: configuration errors, `.env`,
+//! `--help`, the zero-configuration first start, and what reaches the logs.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oidc-gate");
+
+/// Runs the binary with only `env` (and a fresh working directory) until it exits.
+async fn run(env: &[(&str, &str)], dotenv: Option<&str>) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(content) = dotenv {
+        std::fs::write(dir.path().join(".env"), content).unwrap();
+    }
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+        .await
+        .expect("exits")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_with_one_sentence_naming_the_variable() {
+    let cases: [(&[(&str, &str)], &str); 7] = [
+        (&[("PUBLIC_URL", "https://app.example.com")], "OIDC_ISSUER"),
+        (
+            &[
+                ("OIDC_ISSUER", "http://idp.example.com"),
+                ("OIDC_CLIENT_ID", "c"),
+                ("OIDC_CLIENT_SECRET", "s"),
+            ],
+            "OIDC_ISSUER",
+        ),
+        (
+            &[("OIDC_ISSUER", "https://idp.example.com"), ("OIDC_CLIENT_SECRET", "s")],
+            "OIDC_CLIENT_ID",
+        ),
+        (&[("GOOGLE_CLIENT_ID", "g")], "GOOGLE_CLIENT_SECRET"),
+        (&[("LISTEN", "everywhere")], "LISTEN"),
+        (&[("SESSION_MAX_AGE", "forever")], "SESSION_MAX_AGE"),
+        (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+    ];
+    for (env, var) in cases {
+        let (code, out) = run(env, None).await;
+        assert_ne!(code, 0, "{env:?}");
+        assert!(out.contains(var), "{env:?}: {out}");
+        assert!(!out.contains("panicked") && !out.contains("backtrace"), "{out}");
+        assert_eq!(out.trim().lines().count(), 1, "one sentence: {out}");
+    }
+}
+
+#[tokio::test]
+async fn dotenv_is_read() {
+    let (code, out) = run(&[], Some("PUBLIC_URL=https://app.example.com\n")).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("OIDC_ISSUER"), "the .env PUBLIC_URL was used: {out}");
+}
+
+#[tokio::test]
+async fn help_lists_every_setting() {
+    let o = Command::new(BIN).arg("--help").env_clear().output().await.unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&o.stdout);
+    for var in [
+        "OIDC_ISSUER",
+        "OIDC_CLIENT_ID",
+        "OIDC_CLIENT_SECRET",
+        "OIDC_SCOPES",
+        "GOOGLE_CLIENT_ID",
+        "GOOGLE_CLIENT_SECRET",
+        "PUBLIC_URL",
+        "LISTEN",
+        "DATA_DIR",
+        "SESSION_IDLE_TIMEOUT",
+        "SESSION_MAX_AGE",
+        "DATABASE_URL",
+        "SESSION_STORE_URL",
+        "STORE_TIMEOUT",
+    ] {
+        assert!(help.contains(var), "--help lacks {var}");
+    }
+}
+
+/// Reads whatever the process has written to a pipe so far.
+async fn drain(pipe: &mut (impl AsyncReadExt + Unpin), into: &mut Vec<u8>) {
+    let mut buf = [0u8; 65536];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), pipe.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        into.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn first_start_needs_no_configuration_and_logs_no_secrets() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env("PUBLIC_URL", &base)
+        .env("RUST_LOG", "debug")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let browser = Browser::new();
+    let mut healthy = false;
+    for _ in 0..200 {
+        if let Ok(r) = browser.client.get(format!("{base}/healthz")).send().await
+            && r.status() == StatusCode::OK
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "oidc-gate did not start");
+    assert!(
+        dir.path().join("data/oidc-gate.sqlite3").exists(),
+        "DATA_DIR defaults to ./data, created"
+    );
+
+    // The quick start: index → login from here → development provider → /secret.
+    let index = text(browser.get(&format!("{base}/")).await).await;
+    assert!(index.contains("login from here"));
+    let authorize = redirect_target(&browser.get(&format!("{base}/login")).await);
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada Lovelace", "ada@example.com", "sign_in").await;
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let state = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    browser.get(&callback).await;
+    let r = browser.get(&format!("{base}/secret")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let session = browser
+        .cookies(&base)
+        .split("; ")
+        .find_map(|c| c.strip_prefix("oidc_gate="))
+        .unwrap()
+        .to_owned();
+    let csrf = logout_csrf(&browser, &base).await;
+    let r = browser.post_form(&format!("{base}/logout"), &[("csrf", &csrf)]).await;
+    let id_token = url::Url::parse(&redirect_target(&r))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .unwrap()
+        .1
+        .into_owned();
+
+    let mut out = Vec::new();
+    drain(child.stderr.as_mut().unwrap(), &mut out).await;
+    drain(child.stdout.as_mut().unwrap(), &mut out).await;
+    child.kill().await.unwrap();
+    let logs = String::from_utf8_lossy(&out);
+    assert!(logs.contains("DEVELOPMENT PROVIDER"), "a loud banner: {logs}");
+    assert!(logs.contains("login"), "login events are logged");
+    for (what, secret) in [
+        ("code", &code),
+        ("state", &state),
+        ("session id", &session),
+        ("csrf", &csrf),
+    ] {
+        assert!(!logs.contains(secret.as_str()), "the {what} is in the logs");
+    }
+    let signature = id_token.rsplit('.').next().unwrap();
+    assert!(!logs.contains(signature), "the ID token is in the logs");
+}
