@@ -38,10 +38,16 @@ pub enum StartupError {
 }
 
 /// A built application, ready to serve.
+///
+/// Embedding oidc-gate in your own axum app: add your routes with
+/// [`App::merge`] (they get the same sessions and login; protect them with
+/// [`web::require_login`] and read the user with [`crate::users::AuthSession`]),
+/// then [`App::serve`] or take [`App::router`].
 pub struct App {
-    router: Router,
     state: AppState,
-    dev_provider: bool,
+    cookie: CookieSettings,
+    extra: Router<AppState>,
+    dev: Option<DevProvider>,
 }
 
 impl App {
@@ -91,21 +97,30 @@ impl App {
             lifetimes: Lifetimes::new(config.session),
             public_url: Arc::new(config.public_url.clone()),
         };
-        let mut router = web::router(state.clone(), &CookieSettings::for_scheme(config.is_https()));
-        let dev_provider = dev.is_some();
-        if let Some(dev) = dev {
-            router = router.nest_service(DEV_PROVIDER_PATH, dev.router());
-        }
         Self {
-            router,
             state,
-            dev_provider,
+            cookie: CookieSettings::for_scheme(config.is_https()),
+            extra: Router::new(),
+            dev,
         }
     }
 
-    /// The router, for in-process tests.
+    /// Adds your own routes. They run behind the same session and login
+    /// layers as oidc-gate's pages; protect them with
+    /// `.route_layer(axum::middleware::from_fn(oidc_gate::web::require_login))`.
+    pub fn merge(mut self, routes: Router<AppState>) -> Self {
+        self.extra = self.extra.merge(routes);
+        self
+    }
+
+    /// The complete router: oidc-gate's pages, your routes, the layers, and
+    /// the development provider when it is in use.
     pub fn router(&self) -> Router {
-        self.router.clone()
+        let router = web::router(self.state.clone(), &self.cookie, self.extra.clone());
+        match &self.dev {
+            Some(dev) => router.nest_service(DEV_PROVIDER_PATH, dev.router()),
+            None => router,
+        }
     }
 
     /// The shared state (store, provider, clock).
@@ -123,9 +138,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let addr = listener.local_addr()?;
-        let server = axum::serve(listener, self.router).with_graceful_shutdown(shutdown);
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown);
         let server = tokio::spawn(async move { server.await });
-        if self.dev_provider {
+        if self.dev.is_some() {
             banner(&self.state);
         }
         tracing::info!(%addr, public_url = %self.state.public_url, issuer = self.state.provider.issuer(), "listening");

@@ -52,8 +52,9 @@ impl AppState {
     }
 }
 
-/// The complete router: pages, login routes, sessions, and security headers.
-pub fn router(state: AppState, cookie: &CookieSettings) -> Router {
+/// The complete router: pages, login routes, `extra` routes, sessions, and
+/// security headers.
+pub fn router(state: AppState, cookie: &CookieSettings, extra: Router<AppState>) -> Router {
     let backend = Backend::new(state.store.clone());
     let auth_manager =
         tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), "axum-login.data"));
@@ -62,6 +63,7 @@ pub fn router(state: AppState, cookie: &CookieSettings) -> Router {
         .merge(pages::router())
         .merge(auth::router())
         .merge(backchannel::router())
+        .merge(extra)
         .fallback(pages::not_found)
         .layer(auth_manager)
         .layer(middleware::from_fn_with_state(state.clone(), guard::enforce_lifetimes))

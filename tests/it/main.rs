@@ -6,6 +6,7 @@ mod support;
 mod certification;
 mod cli;
 mod instances;
+mod library;
 mod login;
 mod scale;
 mod sessions;

@@ -32,6 +32,8 @@ pub struct Options {
     pub clock: Option<Clock>,
     /// `DATABASE_URL`, `SESSION_STORE_URL`, `DATABASE_SCHEMA`, `STORE_TIMEOUT` (all optional).
     pub store: StoreEnv,
+    /// Routes of an embedding app, merged with [`App::merge`].
+    pub routes: Option<fn() -> axum::Router<oidc_gate::web::AppState>>,
 }
 
 /// Store settings as the environment would give them.
@@ -106,7 +108,10 @@ impl TestApp {
         }
         let config = Config::from_args(args).expect("valid test config");
         let clock = options.clock.unwrap_or_default();
-        let app = App::build(&config, clock.clone()).await.expect("app builds");
+        let mut app = App::build(&config, clock.clone()).await.expect("app builds");
+        if let Some(routes) = options.routes {
+            app = app.merge(routes());
+        }
         let store = app.state().store.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, async move {

@@ -1,0 +1,52 @@
+//! oidc-gate as a library: an app adds its own routes and protects them with
+//! the same sessions and login.
+
+use axum::Router;
+use axum::middleware::from_fn;
+use axum::routing::get;
+use oidc_gate::users::AuthSession;
+use oidc_gate::web::{AppState, require_login};
+use reqwest::StatusCode;
+
+use crate::support::*;
+
+fn my_routes() -> Router<AppState> {
+    Router::new()
+        .route("/reports/{id}", get(report))
+        .route_layer(from_fn(require_login))
+        .route("/public", get(|| async { "anyone" }))
+}
+
+async fn report(auth: AuthSession, axum::extract::Path(id): axum::extract::Path<u32>) -> String {
+    let user = auth.user.expect("require_login lets only users through");
+    format!("report {id} for {}", user.display_name())
+}
+
+#[tokio::test]
+async fn an_embedding_app_protects_its_own_routes() {
+    let app = TestApp::spawn_with(Options {
+        routes: Some(my_routes),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+
+    assert_eq!(text(browser.get(&app.url("/public")).await).await, "anyone");
+    let r = browser.get(&app.url("/reports/7")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/login?next=/reports/7");
+    let api = browser
+        .client
+        .get(app.url("/reports/7"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+
+    let done = login(&app, &browser, Some("/reports/7")).await;
+    assert_eq!(location(&done), "/reports/7");
+    let r = browser.get(&app.url("/reports/7")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(text(r).await, "report 7 for Ada Lovelace");
+}
