@@ -103,6 +103,11 @@ impl Lifetimes {
         }
     }
 
+    /// The store-side expiry of a logged-in session: the idle timeout, renewed on activity.
+    pub fn expiry(&self) -> Expiry {
+        Expiry::OnInactivity(time::Duration::try_from(self.idle).unwrap_or(time::Duration::days(365)))
+    }
+
     /// When the session ends at the latest, however active (Unix seconds).
     pub fn ends_by(&self, login: &LoginData) -> i64 {
         login.login_at + self.max_age.as_secs() as i64
@@ -142,14 +147,13 @@ pub fn layer(
     cookie: &CookieSettings,
     lifetimes: Lifetimes,
 ) -> SessionManagerLayer<SessionBackend> {
-    let idle = time::Duration::try_from(lifetimes.idle).unwrap_or(time::Duration::days(365));
     SessionManagerLayer::new(store)
         .with_name(cookie.name)
         .with_secure(cookie.secure)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(idle))
+        .with_expiry(lifetimes.expiry())
 }
 
 #[cfg(test)]

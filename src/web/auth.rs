@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use openidconnect::PkceCodeChallenge;
+use tower_sessions::Expiry;
 use url::form_urlencoded;
 
 use super::AppState;
@@ -66,6 +67,11 @@ async fn login(
         all.drain(..all.len() - MAX_PENDING);
     }
     session.insert(PENDING_KEY, &all).await?;
+    if auth.user.is_none() {
+        // A session that only holds logins in progress lives as long as they do,
+        // so anonymous visits to /login cannot fill the store for 12 hours.
+        session.set_expiry(Some(Expiry::OnInactivity(time::Duration::seconds(PENDING_TTL_SECS))));
+    }
     Ok(Redirect::to(url.as_str()).into_response())
 }
 
@@ -158,6 +164,7 @@ async fn callback(
         last_seen: now,
     };
     session.insert(LOGIN_KEY, &data).await?;
+    session.set_expiry(Some(state.lifetimes.expiry()));
     session.save().await?;
     if let Some(id) = session.id() {
         let id = id.to_string();

@@ -379,3 +379,21 @@ async fn signing_in_again_updates_the_profile() {
         assert!(index.contains("Ada King"), "{index}");
     }
 }
+
+#[tokio::test]
+async fn sessions_of_unfinished_logins_are_short_lived() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let r = browser.get(&app.url("/login")).await;
+    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("Max-Age=600"),
+        "a login in progress lives 10 minutes: {cookie}"
+    );
+    let done = login(&app, &browser, None).await;
+    let cookie = done.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("Max-Age=43200"),
+        "a logged-in session gets the idle timeout: {cookie}"
+    );
+}
