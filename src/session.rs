@@ -44,8 +44,6 @@ pub struct LoginData {
     pub subject: String,
     /// The provider's session id, if any.
     pub sid: Option<String>,
-    /// The raw ID token, sent back as `id_token_hint` at logout.
-    pub id_token: Secret,
     /// Token protecting the logout form against cross-site requests.
     pub csrf: Secret,
     /// Sign-in time (Unix seconds), for the absolute lifetime.
@@ -165,7 +163,6 @@ mod tests {
             issuer: "i".into(),
             subject: "s".into(),
             sid: None,
-            id_token: Secret::new("t"),
             csrf: Secret::new("c"),
             login_at,
             last_seen,

@@ -33,9 +33,12 @@ impl AuthUser for User {
         self.row.id
     }
 
-    /// Sessions stay valid while the user is the same provider identity.
+    /// Empty: the provider holds the credentials, so there is no local
+    /// credential change to end sessions on; sessions end by logout,
+    /// back-channel logout and their lifetimes. (A longer value would be
+    /// stored in every session as a JSON array of numbers.)
     fn session_auth_hash(&self) -> &[u8] {
-        self.row.subject.as_bytes()
+        &[]
     }
 }
 

@@ -98,6 +98,8 @@ pub struct SessionLink<'a> {
     pub sid: Option<&'a str>,
     /// When the session ends at the latest (Unix seconds).
     pub expires_at: i64,
+    /// The raw ID token of the login, for `id_token_hint` at logout.
+    pub id_token: Option<&'a str>,
 }
 
 /// Handle to the database; cheap to clone.
@@ -190,8 +192,8 @@ impl Store {
         dispatch!(self, link_session(link))
     }
 
-    /// Forgets a session's link (it was logged out).
-    pub async fn unlink_session(&self, session_id: &str) -> Result<(), StoreError> {
+    /// Forgets a session's link (it was logged out); returns its ID token.
+    pub async fn unlink_session(&self, session_id: &str) -> Result<Option<String>, StoreError> {
         dispatch!(self, unlink_session(session_id))
     }
 

@@ -81,26 +81,29 @@ pub(super) async fn user_by_subject(
 
 pub(super) async fn link_session(pool: &SqlitePool, l: &SessionLink<'_>) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (session_id) DO UPDATE SET issuer = excluded.issuer, subject = excluded.subject,
-             sid = excluded.sid, expires_at = excluded.expires_at",
+             sid = excluded.sid, expires_at = excluded.expires_at, id_token = excluded.id_token",
     )
     .bind(l.session_id)
     .bind(l.issuer)
     .bind(l.subject)
     .bind(l.sid)
     .bind(l.expires_at)
+    .bind(l.id_token)
     .execute(pool)
     .await?;
     Ok(())
 }
 
-pub(super) async fn unlink_session(pool: &SqlitePool, session_id: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM session_index WHERE session_id = ?1")
-        .bind(session_id)
-        .execute(pool)
-        .await?;
-    Ok(())
+pub(super) async fn unlink_session(pool: &SqlitePool, session_id: &str) -> Result<Option<String>, StoreError> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("DELETE FROM session_index WHERE session_id = ?1 RETURNING id_token")
+            .bind(session_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.and_then(|(t,)| t))
 }
 
 /// Sessions of a provider session (`sid`, narrowed to `subject` if given),

@@ -158,7 +158,6 @@ async fn callback(
         issuer: state.provider.issuer().to_owned(),
         subject: claims.subject.clone(),
         sid: claims.sid.clone(),
-        id_token: Secret::new(login.raw_id_token),
         csrf: Secret::new(random_token(TOKEN_BYTES)),
         login_at: now,
         last_seen: now,
@@ -176,6 +175,7 @@ async fn callback(
                 subject: &data.subject,
                 sid: data.sid.as_deref(),
                 expires_at: state.lifetimes.ends_by(&data),
+                id_token: Some(&login.raw_id_token),
             })
             .await?;
     }
@@ -199,9 +199,10 @@ async fn logout(
     if !token_ok || !same_origin(&headers, &state) {
         return Err(AppError::Csrf);
     }
-    if let Some(id) = session.id() {
-        state.store.unlink_session(&id.to_string()).await?;
-    }
+    let id_token_hint = match session.id() {
+        Some(id) => state.store.unlink_session(&id.to_string()).await?,
+        None => None,
+    };
     let user_id = auth.user.as_ref().map(|u| u.row.id);
     auth.logout().await?;
     session.flush().await?;
@@ -209,7 +210,7 @@ async fn logout(
     let home = state.home_url();
     let target = state
         .provider
-        .end_session_url(Some(login.id_token.expose()), &home)
+        .end_session_url(id_token_hint.as_deref(), &home)
         .map(|u| u.to_string())
         .unwrap_or_else(|| "/".to_owned());
     Ok(Redirect::to(&target).into_response())

@@ -153,6 +153,7 @@ async fn sessions_are_found_by_sid_and_subject(name: &str, store: &Store) {
         subject,
         sid,
         expires_at: 1_000,
+        id_token: Some("token-of-"),
     };
     store.link_session(&link("s1", "alice", Some("sid-1"))).await.unwrap();
     store.link_session(&link("s2", "alice", Some("sid-2"))).await.unwrap();
@@ -185,7 +186,12 @@ async fn sessions_are_found_by_sid_and_subject(name: &str, store: &Store) {
         store.linked_sessions("https://a", None, None).await.unwrap().is_empty(),
         "{name}"
     );
-    store.unlink_session("s1").await.unwrap();
+    assert_eq!(
+        store.unlink_session("s1").await.unwrap().as_deref(),
+        Some("token-of-"),
+        "{name}: the hint"
+    );
+    assert_eq!(store.unlink_session("s1").await.unwrap(), None, "{name}: already gone");
     assert_eq!(
         store.linked_sessions("https://a", Some("alice"), None).await.unwrap(),
         ["s2"],
