@@ -2,7 +2,6 @@
 //! listener until a shutdown future resolves.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,7 +15,7 @@ use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
 use crate::secret::{Secret, random_token};
 use crate::session::{CookieSettings, Lifetimes};
 use crate::store::{Store, StoreError};
-use crate::web::{self, AppState};
+use crate::web::{self, AppState, Shared};
 
 /// Where the development provider is mounted.
 pub const DEV_PROVIDER_PATH: &str = "/dev-provider";
@@ -90,13 +89,13 @@ impl App {
             },
             clock.clone(),
         );
-        let state = AppState {
+        let state = AppState::new(Shared {
             provider,
             store,
             clock,
             lifetimes: Lifetimes::new(config.session),
-            public_url: Arc::new(config.public_url.clone()),
-        };
+            public_url: config.public_url.clone(),
+        });
         Self {
             state,
             cookie: CookieSettings::for_scheme(config.is_https()),

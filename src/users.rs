@@ -1,6 +1,7 @@
 //! The signed-in user, and the `axum-login` backend that loads users from
 //! the [`Store`] by id on each request, through a short-lived cache.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum_login::{AuthUser, AuthnBackend, UserId};
@@ -52,7 +53,8 @@ const USER_CACHE_TTL: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct Backend {
     store: Store,
-    cache: Cache<i64, UserRow>,
+    /// Shared: the backend is cloned for every request.
+    cache: Arc<Cache<i64, UserRow>>,
 }
 
 impl Backend {
@@ -60,10 +62,12 @@ impl Backend {
     pub fn new(store: Store) -> Self {
         Self {
             store,
-            cache: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(USER_CACHE_TTL)
-                .build(),
+            cache: Arc::new(
+                Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(USER_CACHE_TTL)
+                    .build(),
+            ),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `tower-sessions-redis-store`), with a timeout on every operation.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +23,9 @@ use crate::config::{StoreConfig, StoreUrl};
 /// Where sessions live.
 #[derive(Clone, Debug)]
 pub struct SessionBackend {
-    inner: Inner,
+    /// Shared: the handle is cloned for every request, and a cache handle is
+    /// many reference counts deep.
+    inner: Arc<Inner>,
     timeout: Duration,
 }
 
@@ -69,7 +72,7 @@ impl SessionBackend {
             n => Inner::CachedSqlite(CachingSessionStore::new(MokaStore::new(Some(n)), store.clone()), store),
         };
         Self {
-            inner,
+            inner: Arc::new(inner),
             timeout: config.timeout,
         }
     }
@@ -89,7 +92,7 @@ impl SessionBackend {
         .execute(&pool)
         .await?;
         Ok(Self {
-            inner: Inner::Postgres(store),
+            inner: Arc::new(Inner::Postgres(store)),
             timeout: config.timeout,
         })
     }
@@ -116,14 +119,14 @@ impl SessionBackend {
             .map_err(|_| StoreError::Timeout(timeout * 10))?
             .map_err(redis_err)?;
         Ok(Self {
-            inner: Inner::Redis(RedisStore::new(pool.clone()), pool),
+            inner: Arc::new(Inner::Redis(RedisStore::new(pool.clone()), pool)),
             timeout,
         })
     }
 
     /// The kind of store, for logs.
     pub fn kind(&self) -> &'static str {
-        match &self.inner {
+        match &*self.inner {
             Inner::Sqlite(_) | Inner::CachedSqlite(..) => "sqlite",
             Inner::Postgres(_) => "postgres",
             Inner::Redis(..) => "redis",
@@ -133,7 +136,7 @@ impl SessionBackend {
     /// Checks that the session store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let result = bounded(self.timeout, async {
-            match &self.inner {
+            match &*self.inner {
                 // The SQL stores share the database pinged by `Store::ping`; a
                 // load of an unknown id proves the session table answers.
                 Inner::Sqlite(s) | Inner::CachedSqlite(_, s) => s.load(&Id::default()).await.map(drop),
@@ -151,7 +154,7 @@ impl SessionBackend {
 
     /// Deletes every expired session now (Redis expires them by itself).
     pub async fn delete_expired_now(&self) -> session_store::Result<()> {
-        match &self.inner {
+        match &*self.inner {
             // The cache expires entries by their own expiry date.
             Inner::Sqlite(s) | Inner::CachedSqlite(_, s) => s.delete_expired().await,
             Inner::Postgres(s) => s.delete_expired().await,
@@ -164,7 +167,7 @@ impl SessionBackend {
 impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         bounded(self.timeout, async {
-            match &self.inner {
+            match &*self.inner {
                 Inner::Sqlite(s) => s.create(record).await,
                 Inner::CachedSqlite(s, _) => s.create(record).await,
                 Inner::Postgres(s) => s.create(record).await,
@@ -176,7 +179,7 @@ impl SessionStore for SessionBackend {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         bounded(self.timeout, async {
-            match &self.inner {
+            match &*self.inner {
                 Inner::Sqlite(s) => s.save(record).await,
                 Inner::CachedSqlite(s, _) => s.save(record).await,
                 Inner::Postgres(s) => s.save(record).await,
@@ -188,7 +191,7 @@ impl SessionStore for SessionBackend {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         bounded(self.timeout, async {
-            match &self.inner {
+            match &*self.inner {
                 Inner::Sqlite(s) => s.load(id).await,
                 Inner::CachedSqlite(s, _) => s.load(id).await,
                 Inner::Postgres(s) => s.load(id).await,
@@ -200,7 +203,7 @@ impl SessionStore for SessionBackend {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         bounded(self.timeout, async {
-            match &self.inner {
+            match &*self.inner {
                 Inner::Sqlite(s) => s.delete(id).await,
                 Inner::CachedSqlite(s, _) => s.delete(id).await,
                 Inner::Postgres(s) => s.delete(id).await,

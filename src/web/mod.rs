@@ -26,9 +26,13 @@ use crate::session::{self, CookieSettings, Lifetimes};
 use crate::store::Store;
 use crate::users::Backend;
 
-/// Shared state of every handler.
+/// Shared state of every handler: one reference count to clone, since axum
+/// and the middleware clone it for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares.
+pub struct Shared {
     /// The OpenID provider.
     pub provider: Provider,
     /// Users and the session index.
@@ -38,13 +42,26 @@ pub struct AppState {
     /// Session lifetimes.
     pub lifetimes: Lifetimes,
     /// External base URL.
-    pub public_url: Arc<Url>,
+    pub public_url: Url,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
+    /// The state.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+
     /// `PUBLIC_URL/` — the post-logout landing page.
     pub fn home_url(&self) -> Url {
-        let mut url = (*self.public_url).clone();
+        let mut url = self.public_url.clone();
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
