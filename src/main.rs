@@ -7,6 +7,11 @@ use oidc_gate::clock::Clock;
 use oidc_gate::config::Config;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: per-request allocations were a sixth of the server's CPU with
+/// glibc's allocator, and it keeps resident memory lower under many threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
