@@ -7,10 +7,11 @@ use oidc_gate::clock::Clock;
 use oidc_gate::config::Config;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: per-request allocations were a sixth of the server's CPU with
-/// glibc's allocator, and it keeps resident memory lower under many threads.
+/// jemalloc: per-request allocations were a sixth of the server's CPU with
+/// glibc's allocator. Measured on /secret (BENCHMARKS.md): jemalloc ~+10%
+/// requests/s at glibc's idle memory; mimalloc was as fast but idled at 27 MB.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -47,6 +47,8 @@ impl AuthUser for User {
 /// sessions are checked in the session store on every request, so a cached
 /// profile can at worst show a name that is this much out of date.
 const USER_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Most users cached: those active in the last minute.
+const USER_CACHE_SIZE: u64 = 2_000;
 
 /// The `axum-login` backend. Credentials are a user already created from a
 /// validated ID token: the provider did the authenticating.
@@ -64,7 +66,7 @@ impl Backend {
             store,
             cache: Arc::new(
                 Cache::builder()
-                    .max_capacity(10_000)
+                    .max_capacity(USER_CACHE_SIZE)
                     .time_to_live(USER_CACHE_TTL)
                     .build(),
             ),

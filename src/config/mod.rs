@@ -73,7 +73,7 @@ pub struct Args {
     pub database_max_connections: String,
     /// Sessions kept in memory in front of the embedded SQLite store (0: none).
     /// Never used for PostgreSQL or Redis, which several instances share.
-    #[arg(long, env = "SESSION_CACHE_SIZE", default_value = "10000")]
+    #[arg(long, env = "SESSION_CACHE_SIZE", default_value = "2000")]
     pub session_cache_size: String,
     /// Timeout of every store operation, including waiting for a pooled connection.
     #[arg(long, env = "STORE_TIMEOUT", default_value = "3s")]

@@ -10,6 +10,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::config::StoreConfig;
 
+/// Most SQLite connections, whatever `DATABASE_MAX_CONNECTIONS` says.
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+
 /// Opens the database file with WAL journaling and bounded waits, and
 /// migrates it (ours and the `tower-sessions` table).
 pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqlitePool, StoreError> {
@@ -18,9 +21,13 @@ pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqlitePool
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(config.timeout.min(Duration::from_secs(5)))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // 1 MiB of page cache per connection (SQLite's default is 2 MiB) and
+        // at most 4 connections: WAL readers do not block each other, and
+        // every connection is a thread with its own cache.
+        .pragma("cache_size", "-1024");
     let pool = SqlitePoolOptions::new()
-        .max_connections(config.max_connections)
+        .max_connections(config.max_connections.min(SQLITE_MAX_CONNECTIONS))
         .acquire_timeout(config.timeout)
         .connect_with(options)
         .await?;

@@ -89,7 +89,7 @@ impl TestApp {
             session_max_age: "7d".into(),
             database_max_connections: "10".into(),
             store_timeout: "3s".into(),
-            session_cache_size: "10000".into(),
+            session_cache_size: "2000".into(),
             ..Args::default()
         };
         if let Some((issuer, id, secret)) = options.provider {
