@@ -1,0 +1,220 @@
+//! The five measurements of issue 6, each on its own fresh server.
+
+mod page;
+mod sessions;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+
+pub use page::{login_cost, protected_page};
+pub use sessions::{memory, store_scale};
+
+use crate::bulk::Postgres;
+use crate::profile;
+use crate::report::{CpuUse, Report, Startup};
+use crate::server::{Binaries, LOAD_CORE_INDEX, SERVER_CORE_INDEX, Server, Store, cpu_times, temp_dir};
+use crate::wrk::{self, Figures};
+
+/// How much to measure.
+pub struct Plan {
+    /// wrk warm-up before a measured run (zero: none).
+    pub warmup: Duration,
+    /// A measured wrk run.
+    pub measure: Duration,
+    /// Logins measured for their cost, and how many at once.
+    pub logins: (usize, usize),
+    /// Real logins, then all sessions, for the memory figures.
+    pub memory: (usize, usize),
+    /// Small and large session tables for the store-scale figures.
+    pub scale: (usize, usize),
+    /// At most this many distinct sessions in a spread run.
+    pub spread_max: usize,
+    /// Start-up runs.
+    pub startup_runs: usize,
+    /// Profile with perf for this long (zero: never).
+    pub profile: Duration,
+}
+
+impl Plan {
+    /// The full benchmark (about 10 minutes).
+    pub fn full(profile: bool) -> Self {
+        Self {
+            warmup: Duration::from_secs(2),
+            measure: Duration::from_secs(10),
+            logins: (500, 8),
+            memory: (10_000, 100_000),
+            scale: (1_000, 1_000_000),
+            spread_max: 100_000,
+            startup_runs: 9,
+            profile: if profile {
+                Duration::from_secs(5)
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+
+    /// A few seconds that only prove everything still works.
+    pub fn smoke() -> Self {
+        Self {
+            warmup: Duration::ZERO,
+            measure: Duration::from_secs(1),
+            logins: (20, 4),
+            memory: (100, 1_000),
+            scale: (1_000, 10_000),
+            spread_max: 1_000,
+            startup_runs: 3,
+            profile: Duration::ZERO,
+        }
+    }
+}
+
+/// Everything the parts share.
+pub struct Ctx {
+    /// The release binaries.
+    pub bins: Binaries,
+    /// How much to measure.
+    pub plan: Plan,
+    /// PostgreSQL, if it answers.
+    pub pg_url: Option<String>,
+    /// Redis, if it answers.
+    pub redis_url: Option<String>,
+    /// Clock ticks per second.
+    pub clk_tck: u64,
+    /// What was measured so far.
+    pub report: Report,
+    /// Numbers PostgreSQL schemas.
+    pub schemas: u32,
+    /// Warnings about runs disturbed by other processes.
+    pub noise: std::cell::RefCell<Vec<String>>,
+}
+
+/// Starts oidc-gate on `dir` with `env` added, and waits until `/healthz` answers.
+fn start(ctx: &Ctx, store: &Store, dir: PathBuf, env: &[(&str, &str)]) -> Result<Server> {
+    let mut server = Server::oidc_gate(&ctx.bins.oidc_gate, store, dir, env)?;
+    server.wait_answering("/healthz")?;
+    Ok(server)
+}
+
+/// Runs `f` against a store: for PostgreSQL in a schema of its own, dropped afterwards.
+async fn with_store<T>(
+    ctx: &mut Ctx,
+    kind: &str,
+    f: impl AsyncFnOnce(&mut Ctx, Store, Option<&mut Postgres>) -> Result<T>,
+) -> Result<T> {
+    match kind {
+        "postgres" => {
+            let url = ctx.pg_url.clone().context("no PostgreSQL")?;
+            ctx.schemas += 1;
+            let mut pg = Postgres::connect(&url, ctx.schemas).await?;
+            let store = Store::Postgres {
+                url,
+                schema: pg.schema.clone(),
+            };
+            let result = f(ctx, store, Some(&mut pg)).await;
+            let dropped = pg.drop_schema().await;
+            let value = result?;
+            dropped.context("drop the benchmark's PostgreSQL schema")?;
+            Ok(value)
+        }
+        "redis" => {
+            let url = ctx.redis_url.clone().context("no Redis")?;
+            f(ctx, Store::Redis { url }, None).await
+        }
+        _ => f(ctx, Store::Sqlite, None).await,
+    }
+}
+
+/// A measured wrk run on `/secret` (after a warm-up if `warm`), checked:
+/// no errors, and every answer as large as the page (a redirect to the
+/// login is much smaller). Returns the figures and the CPU use.
+fn measure(
+    ctx: &Ctx,
+    server: &Server,
+    cookie: Option<&str>,
+    script: Option<&Path>,
+    page_len: usize,
+    warm: bool,
+) -> Result<(Figures, CpuUse)> {
+    let url = server.url("/secret");
+    let mut run = wrk::Run {
+        url: &url,
+        cookie,
+        script,
+        duration: ctx.plan.warmup,
+    };
+    if warm && !ctx.plan.warmup.is_zero() {
+        run.run()?;
+    }
+    run.duration = ctx.plan.measure;
+    let before = (server.stats()?, cpu_times()?);
+    let t = Instant::now();
+    let f = run.run()?;
+    let elapsed = t.elapsed().as_secs_f64();
+    let after = (server.stats()?, cpu_times()?);
+    let core = |i: usize| {
+        let (busy, total) = (after.1[i].0 - before.1[i].0, after.1[i].1 - before.1[i].1);
+        busy as f64 / total.max(1) as f64
+    };
+    let cpu = CpuUse {
+        server: (after.0.cpu_ticks - before.0.cpu_ticks) as f64 / ctx.clk_tck as f64 / elapsed,
+        server_core: core(SERVER_CORE_INDEX),
+        load_core: core(LOAD_CORE_INDEX),
+    };
+    if cpu.server < 0.9 && cpu.load_core < 0.98 {
+        let note = format!(
+            "Noise: during a run on {} the server used only {:.0}% of its core (core 0 {:.0}% busy, core 1 {:.0}%): \
+             other processes competed for the cores, so that run's figures are low; rerun on a quiet machine.",
+            server.addr,
+            cpu.server * 100.0,
+            cpu.server_core * 100.0,
+            cpu.load_core * 100.0
+        );
+        eprintln!("bench: {note}");
+        ctx.noise.borrow_mut().push(note);
+    }
+    ensure!(f.requests > 0, "wrk completed no request");
+    ensure!(f.errors == 0, "wrk saw {} errors or 4xx/5xx answers", f.errors);
+    let per_request = f.bytes / f.requests as f64;
+    ensure!(
+        per_request >= page_len as f64,
+        "answers average {per_request:.0} bytes, less than the {page_len}-byte page: some were not the page"
+    );
+    Ok((f, cpu))
+}
+
+/// Profiles `server` while `load` runs, if profiling is on.
+async fn profiled(
+    ctx: &mut Ctx,
+    server: &Server,
+    title: &str,
+    load: impl AsyncFnOnce(&Ctx) -> Result<()>,
+) -> Result<()> {
+    if ctx.plan.profile.is_zero() {
+        return Ok(());
+    }
+    let rec = profile::record(server.pid(), ctx.plan.profile, &server.dir)?;
+    load(ctx).await?;
+    match rec.finish(title) {
+        Ok(p) => ctx.report.profiles.push(p),
+        Err(e) => ctx.report.notes.push(format!("Profile of {title} failed: {e:#}.")),
+    }
+    Ok(())
+}
+
+/// Part 5: spawn to listening and to the first `200`, fresh and restarted.
+pub fn startup(ctx: &mut Ctx) -> Result<()> {
+    let mut s = Startup::default();
+    for _ in 0..ctx.plan.startup_runs {
+        let mut server = Server::oidc_gate(&ctx.bins.oidc_gate, &Store::Sqlite, temp_dir("startup")?, &[])?;
+        s.listen.push(server.wait_listening()?);
+        s.ready.push(server.wait_answering("/healthz")?);
+        let dir = server.stop_keep_dir();
+        let mut again = Server::oidc_gate(&ctx.bins.oidc_gate, &Store::Sqlite, dir, &[])?;
+        s.restart_ready.push(again.wait_answering("/healthz")?);
+    }
+    ctx.report.startup = Some(s);
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Parts 1 and 2: the protected page on each store and on the ceiling, and
+//! the cost of a login.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::{Ctx, measure, profiled, start, with_store};
+use crate::client::{COOKIE_NAME, Client, login_many};
+use crate::report::{Logins, Page};
+use crate::server::{Server, Store, temp_dir};
+use crate::wrk;
+
+/// The `/secret` page as oidc-gate served it, for the ceiling.
+struct PageBytes {
+    body: Vec<u8>,
+    headers: String,
+}
+
+/// Part 1: `/secret` on each store, and on the ceiling.
+pub async fn protected_page(ctx: &mut Ctx) -> Result<()> {
+    let page = with_store(ctx, "sqlite", async |ctx, store, _| secret_on(ctx, store).await).await?;
+    ceiling(ctx, &page).await?;
+    for kind in ["postgres", "redis"] {
+        let available = if kind == "postgres" {
+            ctx.pg_url.is_some()
+        } else {
+            ctx.redis_url.is_some()
+        };
+        if available {
+            with_store(ctx, kind, async |ctx, store, _| secret_on(ctx, store).await.map(drop)).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
+    let server = start(ctx, &store, temp_dir("secret")?, &[])?;
+    let client = Client::new(&server.url(""))?;
+    let id = client.login("Ada Lovelace", "ada@example.com").await?;
+    let (_, headers, body) = client.fetch("/secret", &id).await?;
+    let cookie = format!("{COOKIE_NAME}={id}");
+    let (figures, cpu) = measure(ctx, &server, Some(&cookie), None, body.len(), true)?;
+    client.check_secret(&id).await.context("the session after the run")?;
+    ctx.report.wrk_command = wrk::Run {
+        url: "",
+        cookie: Some(""),
+        script: None,
+        duration: ctx.plan.measure,
+    }
+    .describe();
+    ctx.report.pages.push(Page {
+        store: store.label(),
+        ceiling: false,
+        figures,
+        cpu,
+    });
+    let title = format!("`/secret` with {} sessions", store.label());
+    profiled(ctx, &server, &title, async |ctx| {
+        measure(ctx, &server, Some(&cookie), None, body.len(), false).map(drop)
+    })
+    .await?;
+    client.logout(&id).await?;
+    let headers = headers
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "date" | "content-length" | "set-cookie" | "connection" | "transfer-encoding"
+            )
+        })
+        .filter_map(|(name, value)| Some(format!("{name}: {}\n", value.to_str().ok()?)))
+        .collect();
+    Ok(PageBytes { body, headers })
+}
+
+async fn ceiling(ctx: &mut Ctx, page: &PageBytes) -> Result<()> {
+    let mut server = Server::ceiling(&ctx.bins.ceiling, &page.body, &page.headers)?;
+    server.wait_answering("/secret")?;
+    let (figures, cpu) = measure(ctx, &server, None, None, page.body.len(), true)?;
+    profiled(ctx, &server, "the ceiling", async |ctx| {
+        measure(ctx, &server, None, None, page.body.len(), false).map(drop)
+    })
+    .await?;
+    ctx.report.pages.insert(
+        0,
+        Page {
+            store: "ceiling",
+            ceiling: true,
+            figures,
+            cpu,
+        },
+    );
+    Ok(())
+}
+
+/// Part 2: full logins, and oidc-gate's CPU time for them.
+pub async fn login_cost(ctx: &mut Ctx) -> Result<()> {
+    let server = start(ctx, &Store::Sqlite, temp_dir("logins")?, &[])?;
+    let client = Client::new(&server.url(""))?;
+    let (n, concurrency) = ctx.plan.logins;
+    login_many(&client, 20.min(n), concurrency, 0)
+        .await
+        .context("warm-up logins")?;
+    let before = server.stats()?;
+    let (_, elapsed) = login_many(&client, n, concurrency, 100)
+        .await
+        .map_err(|e| e.context(server.log_tail()))?;
+    let after = server.stats()?;
+    let ticks = after.cpu_ticks - before.cpu_ticks;
+    ctx.report.logins = Some(Logins {
+        count: n,
+        concurrency,
+        elapsed,
+        cpu: Duration::from_secs_f64(ticks as f64 / ctx.clk_tck as f64),
+        clk_tck: ctx.clk_tck,
+    });
+    // Enough logins to outlast the profile.
+    let rate = n as f64 / elapsed.as_secs_f64();
+    let more = ((ctx.plan.profile.as_secs_f64() + 1.0) * rate).ceil() as usize;
+    profiled(ctx, &server, "logins (SQLite)", async |_| {
+        login_many(&client, more.min(50_000), concurrency, 100 + n)
+            .await
+            .map(drop)
+    })
+    .await
+}

@@ -1,0 +1,414 @@
+//! The report as Markdown: the tables (also printed), the profiles, what
+//! dominated each missed target, and the whole of `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+
+use super::*;
+
+/// A Markdown table.
+fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
+    for r in rows {
+        let _ = writeln!(out, "| {} |", r.join(" | "));
+    }
+    out.push('\n');
+}
+
+impl Report {
+    /// The figures and targets as Markdown (the body of `BENCHMARKS.md`, also printed).
+    pub fn tables(&self) -> String {
+        let mut out = String::new();
+        if !self.pages.is_empty() {
+            out.push_str("### 1. Protected page: `GET /secret` with a valid session\n\n");
+            let rows: Vec<Vec<String>> = self
+                .pages
+                .iter()
+                .map(|p| {
+                    vec![
+                        if p.ceiling {
+                            "ceiling: bare axum handler, same bytes, no auth".into()
+                        } else {
+                            format!("oidc-gate, {} sessions", p.store)
+                        },
+                        format!("{:.0}", p.figures.rps),
+                        ms(p.figures.p50),
+                        ms(p.figures.p99),
+                        self.ratio(p).map_or("—".into(), |r| format!("{:.1}%", r * 100.0)),
+                        format!(
+                            "{:.0}% / {:.0}% / {:.0}%",
+                            p.cpu.server * 100.0,
+                            p.cpu.server_core * 100.0,
+                            p.cpu.load_core * 100.0
+                        ),
+                        format!("{:.1} µs", p.cpu.server * 1e6 / p.figures.rps),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                &[
+                    "server",
+                    "requests/s",
+                    "p50",
+                    "p99",
+                    "of ceiling",
+                    "CPU: server / core 0 / core 1",
+                    "server CPU per request",
+                ],
+                &rows,
+            );
+        }
+        if let Some(l) = &self.logins {
+            out.push_str("### 2. Login cost (SQLite, development provider in the same process)\n\n");
+            let secs = l.elapsed.as_secs_f64();
+            table(
+                &mut out,
+                &[
+                    "logins",
+                    "in flight",
+                    "logins/s",
+                    "mean round trip",
+                    "oidc-gate CPU/login",
+                ],
+                &[vec![
+                    thousands(l.count),
+                    l.concurrency.to_string(),
+                    format!("{:.0}", l.count as f64 / secs),
+                    ms(l.elapsed.mul_f64(l.concurrency as f64 / l.count as f64)),
+                    format!(
+                        "{:.3} ms (±{:.3}: {} ticks/s)",
+                        l.cpu.as_secs_f64() * 1e3 / l.count as f64,
+                        1e3 / l.clk_tck as f64 / l.count as f64,
+                        l.clk_tck
+                    ),
+                ]],
+            );
+        }
+        if !self.memory.is_empty() {
+            out.push_str("### 3. Memory (RSS of oidc-gate, SQLite)\n\n");
+            let rows: Vec<Vec<String>> = self
+                .memory
+                .iter()
+                .map(|m| {
+                    vec![
+                        thousands(m.sessions),
+                        m.what.clone(),
+                        format!("{:.1} MB", mb(m.rss_kib)),
+                    ]
+                })
+                .collect();
+            table(&mut out, &["sessions", "how", "VmRSS"], &rows);
+        }
+        if !self.scale.is_empty() {
+            out.push_str("### 4. Store scale: `/secret` as the session table grows\n\n");
+            let rows: Vec<Vec<String>> = self
+                .scale
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.store.into(),
+                        s.variant.into(),
+                        thousands(s.sessions),
+                        format!("{:.0}", s.hot.rps),
+                        format!("{} / {}", ms(s.hot.p50), ms(s.hot.p99)),
+                        thousands(s.spread_over),
+                        format!("{:.0}", s.spread.rps),
+                        format!("{} / {}", ms(s.spread.p50), ms(s.spread.p99)),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                &[
+                    "store",
+                    "configuration",
+                    "sessions",
+                    "one session: req/s",
+                    "p50 / p99",
+                    "spread over",
+                    "spread: req/s",
+                    "p50 / p99",
+                ],
+                &rows,
+            );
+        }
+        if let Some(s) = &self.startup {
+            out.push_str("### 5. Start-up (SQLite, median)\n\n");
+            table(
+                &mut out,
+                &[
+                    "runs",
+                    "spawn → listening",
+                    "spawn → first 200 (fresh)",
+                    "spawn → first 200 (restart)",
+                ],
+                &[vec![
+                    s.ready.len().to_string(),
+                    ms(median(&s.listen)),
+                    ms(median(&s.ready)),
+                    ms(median(&s.restart_ready)),
+                ]],
+            );
+        }
+        out.push_str("### Targets\n\n");
+        let rows: Vec<Vec<String>> = self
+            .targets()
+            .into_iter()
+            .map(|t| vec![t.goal, t.measured, format!("**{}**", t.verdict)])
+            .collect();
+        table(&mut out, &["target", "measured", "verdict"], &rows);
+        out
+    }
+
+    /// The profiles as Markdown.
+    pub fn profiles_md(&self) -> String {
+        let mut out = String::new();
+        for p in &self.profiles {
+            let _ = writeln!(out, "#### {} ({} samples)\n", p.title, thousands(p.samples as usize));
+            let rows: Vec<Vec<String>> = p
+                .groups
+                .iter()
+                .filter(|g| g.0 >= 1.0)
+                .map(|(pct, g)| vec![(*g).into(), format!("{pct:.1}%")])
+                .collect();
+            table(&mut out, &["where", "share of the server's CPU samples"], &rows);
+            out.push_str("<details><summary>hottest symbols</summary>\n\n");
+            let rows: Vec<Vec<String>> = p
+                .top
+                .iter()
+                .map(|(pct, s)| vec![format!("`{}`", s.replace('|', "\\|")), format!("{pct:.1}%")])
+                .collect();
+            table(&mut out, &["symbol", "self"], &rows);
+            out.push_str("</details>\n\n");
+        }
+        out
+    }
+}
+
+impl Report {
+    /// The profile titled `title`, if taken.
+    fn profile(&self, title: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.title == title)
+    }
+
+    /// The largest groups of a profile, as a phrase.
+    fn dominant(&self, title: &str) -> Option<String> {
+        let p = self.profile(title)?;
+        let groups: Vec<String> = p
+            .groups
+            .iter()
+            .take(4)
+            .map(|(pct, g)| format!("{g} {pct:.0}%"))
+            .collect();
+        Some(format!("the profile of {title} below: {}", groups.join(", ")))
+    }
+
+    /// For each missed target, what dominated, from this run's figures and profiles.
+    pub fn misses_md(&self) -> String {
+        let mut out = String::new();
+        for t in self.targets().into_iter().filter(|t| t.verdict == Verdict::Miss) {
+            let why = match t.kind {
+                Kind::PageShare(store) | Kind::PageP99(store) => self.page_miss(store),
+                Kind::LoginCpu => self.dominant("logins (SQLite)").map(|d| {
+                    format!(
+                        "Where the CPU of a login goes: {d}. The development provider runs in the same process, \
+                         so its ES256 signing and its pages count here; six HTTP requests per login mean much \
+                         of the kernel share is the loopback TCP traffic of the login itself."
+                    )
+                }),
+                Kind::RssSessions => self.memory_miss(),
+                Kind::Scale(store) => self.scale_miss(store),
+                Kind::RssIdle | Kind::Startup => None,
+            };
+            let _ = writeln!(
+                out,
+                "- **{}** ({}): {}",
+                t.goal,
+                t.measured,
+                why.unwrap_or_else(|| "no profile of this in this run (see the figures above).".into())
+            );
+        }
+        out
+    }
+
+    fn page_miss(&self, store: &str) -> Option<String> {
+        let page = self.pages.iter().find(|p| p.store == store)?;
+        let mut s = format!(
+            "oidc-gate used {:.1} µs of CPU per request",
+            page.cpu.server * 1e6 / page.figures.rps
+        );
+        if let Some(c) = self.pages.iter().find(|p| p.ceiling) {
+            let _ = write!(s, " against the ceiling's {:.1} µs", c.cpu.server * 1e6 / c.figures.rps);
+        }
+        s.push('.');
+        if page.cpu.server < 0.9 && page.cpu.server_core > 0.95 {
+            let _ = write!(
+                s,
+                " It had only {:.0}% of its core while the core was {:.0}% busy: the {store} server's own \
+                 processes (not pinned) ran on the same two cores, so this figure includes waiting for them.",
+                page.cpu.server * 100.0,
+                page.cpu.server_core * 100.0
+            );
+        }
+        if let Some(d) = self.dominant(&format!("`/secret` with {store} sessions")) {
+            let _ = write!(s, " See {d}");
+            if let Some(c) = self.profile("the ceiling") {
+                let kernel = c.groups.iter().find(|g| g.1.starts_with("kernel")).map_or(0.0, |g| g.0);
+                let _ = write!(s, " (the ceiling's kernel share is {kernel:.0}%)");
+            }
+            s.push('.');
+        }
+        Some(s)
+    }
+
+    fn memory_miss(&self) -> Option<String> {
+        let idle = self.memory.iter().find(|m| m.sessions == 0)?;
+        let full = self.memory.iter().find(|m| m.sessions == 100_000 && !m.diagnostic)?;
+        let mut s = format!(
+            "{:.1} MB more than idle for 100,000 sessions.",
+            mb(full.rss_kib) - mb(idle.rss_kib)
+        );
+        if let Some(real) = self.memory.iter().find(|m| m.sessions == 10_000) {
+            let _ = write!(
+                s,
+                " The first 10,000 (real logins) took {:.1} MB.",
+                mb(real.rss_kib) - mb(idle.rss_kib)
+            );
+        }
+        if let Some(off) = self.memory.iter().find(|m| m.diagnostic) {
+            let _ = write!(
+                s,
+                " Without the session cache the same sessions need {:.1} MB in all, so the cache holds about {:.1} MB.",
+                mb(off.rss_kib),
+                mb(full.rss_kib) - mb(off.rss_kib)
+            );
+        }
+        Some(s)
+    }
+
+    fn scale_miss(&self, store: &str) -> Option<String> {
+        let rows = |variant: &str| -> Vec<&Scale> {
+            self.scale
+                .iter()
+                .filter(|s| s.store == store && s.variant == variant)
+                .collect()
+        };
+        let default = rows("default");
+        let (a, b) = (default.first()?, default.last()?);
+        let mut s = format!(
+            "with one session, {} sessions serve {:.0} requests/s against {:.0} at {}; spread over {} \
+             sessions, {:.0} against {:.0}.",
+            thousands(b.sessions),
+            b.hot.rps,
+            a.hot.rps,
+            thousands(a.sessions),
+            thousands(b.spread_over),
+            b.spread.rps,
+            a.spread.rps
+        );
+        let off = rows("`SESSION_CACHE_SIZE=0`");
+        if let (Some(x), Some(y)) = (off.first(), off.last()) {
+            let ratio = y.spread.p50.as_secs_f64() / x.spread.p50.as_secs_f64();
+            let _ = write!(
+                s,
+                " Without the session cache the spread p50 goes from {} to {} ({ratio:.2}×) and {} requests/s \
+                 beat the default's {:.0}: the {store} lookup itself scales; what dominated is requests \
+                 spread over more sessions than the session cache holds (a miss costs the cache's own \
+                 bookkeeping on top of the store's lookup).",
+                ms(x.spread.p50),
+                ms(y.spread.p50),
+                format_args!("{:.0}", y.spread.rps),
+                b.spread.rps
+            );
+        }
+        Some(s)
+    }
+
+    /// `BENCHMARKS.md`.
+    pub fn document(&self, profiled: bool) -> String {
+        let r = self;
+        let e = &r.env;
+        let (real, total) = if r.smoke { (100, 1_000) } else { (10_000, 100_000) };
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "# Benchmarks\n\n\
+         Written by `{cmd}` on {date}; run it again to refresh this file (about ten minutes).\n\
+         Figures are per core and only comparable within one run: the ratios to the ceiling are what to watch.\n\n\
+         - Machine: {cpu}, {cores} logical CPUs, Linux {kernel}\n\
+         - Tree: `{commit}`\n\
+         - Load generator: {wrk}\n\n",
+            cmd = e.command,
+            date = e.date,
+            cpu = e.cpu,
+            cores = e.cores,
+            kernel = e.kernel,
+            commit = e.commit,
+            wrk = e.wrk,
+        );
+        out.push_str("## How it is measured\n\n");
+        let _ = writeln!(
+            out,
+            "- oidc-gate and the ceiling are release builds, started one at a time on core 0 \
+         (`taskset -c 0`), each with `TOKIO_WORKER_THREADS=1` (what tokio picks anyway on one \
+         core) and `RUST_LOG=warn`; the load generator and this benchmark run on core 1.\n\
+         - oidc-gate runs with its embedded development provider (no `OIDC_*` variables), a fresh \
+         `DATA_DIR` per server, PostgreSQL in a fresh schema per server (dropped afterwards).\n\
+         - **Protected page**: one programmatic login (the real flow through the development \
+         provider), then `{wrk}` with that session's cookie, after a warm-up run. Every run is \
+         checked: no error, every answer the size of the page (a redirect to the login would be \
+         smaller), and the session still valid afterwards. The **ceiling** is `bench/src/bin/ceiling.rs`: \
+         a bare axum handler on the same axum/hyper/tokio (one `Cargo.lock`) returning the same \
+         body and headers oidc-gate sent, with no session, no login check, no logging. \
+         *Server CPU* is the server's utime+stime over the run (100% = its core saturated).\n\
+         - **Login cost**: full round trips from `GET /secret` to the final `200` (`/secret` → \
+         `/login` → the provider's page → its form POST → `/callback` → `/secret`), a fresh \
+         cookie jar and a distinct user each, several in flight; oidc-gate's CPU is utime+stime \
+         from `/proc/<pid>/stat` before and after. The development provider runs in the same \
+         process, so its work (ES256 signing of ID tokens, its pages) is included.\n\
+         - **Memory**: VmRSS from `/proc/<pid>/status`: idle one second after start; after \
+         {real} real logins; then after adding copies of those real session records under fresh \
+         random ids (written straight into the session table, encoded as the store encodes \
+         them) up to {total} sessions, each of which is then requested once with its cookie so \
+         oidc-gate loads it.",
+            wrk = r.wrk_command,
+            real = thousands(real),
+            total = thousands(total),
+        );
+        let _ = writeln!(
+            out,
+            "- **Store scale**: one real session copied under fresh ids up to the size shown, \
+         then `/secret` with the real session only (*one session*) and round robin over many \
+         distinct sessions spread evenly over the whole table (*spread*, a wrk Lua script; \
+         the target is judged on it, as it is what makes the store look sessions up).\n\
+         - **Start-up**: spawn to the first accepted TCP connection, and to the first `200` \
+         from `/healthz`, on a fresh data directory and on a restart with the database present \
+         (includes `taskset`'s exec).\n"
+        );
+        out.push_str("## Results\n\n");
+        out.push_str(&r.tables());
+        let misses = r.misses_md();
+        if !misses.is_empty() {
+            out.push_str("## Missed targets: what dominated\n\n");
+            out.push_str(&misses);
+            out.push('\n');
+        }
+        if profiled && !r.profiles.is_empty() {
+            out.push_str(
+                "## Where the server's CPU goes\n\n\
+             Flat `perf record -F 999 -p <pid>` profiles of the server while the load above \
+             ran again (self time per symbol, grouped by library). For a missed target, the \
+             largest groups are what dominated.\n\n",
+            );
+            out.push_str(&r.profiles_md());
+        }
+        if !r.notes.is_empty() {
+            out.push_str("## Notes\n\n");
+            for n in &r.notes {
+                let _ = writeln!(out, "- {n}");
+            }
+        }
+        out
+    }
+}

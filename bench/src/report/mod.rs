@@ -1,0 +1,335 @@
+//! What was measured, the issue's targets judged against it, and the report
+//! as a terminal table and as `BENCHMARKS.md`.
+
+use std::time::Duration;
+
+mod markdown;
+
+use crate::profile::Profile;
+use crate::wrk::Figures;
+
+/// The machine and the run.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// CPU model from `/proc/cpuinfo`.
+    pub cpu: String,
+    /// Logical CPUs.
+    pub cores: usize,
+    /// `uname -r`.
+    pub kernel: String,
+    /// UTC date and time of the run.
+    pub date: String,
+    /// `git describe` of the tree measured.
+    pub commit: String,
+    /// The command line.
+    pub command: String,
+    /// wrk's version line.
+    pub wrk: String,
+}
+
+/// One `/secret` server under load.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The session store (`ceiling` for the ceiling).
+    pub store: &'static str,
+    /// Whether this is the bare handler.
+    pub ceiling: bool,
+    /// wrk's figures.
+    pub figures: Figures,
+    /// CPU use during the run.
+    pub cpu: CpuUse,
+}
+
+/// CPU use during a run, as a share of one core (1.0 = fully busy).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    /// The server process.
+    pub server: f64,
+    /// Core 0 (the server's), all processes.
+    pub server_core: f64,
+    /// Core 1 (the load generator's), all processes.
+    pub load_core: f64,
+}
+
+/// The login measurement.
+#[derive(Debug, Clone)]
+pub struct Logins {
+    /// Logins measured.
+    pub count: usize,
+    /// Logins in flight at once.
+    pub concurrency: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// oidc-gate's CPU time over them.
+    pub cpu: Duration,
+    /// Clock ticks per second (the CPU time's resolution).
+    pub clk_tck: u64,
+}
+
+/// RSS with some sessions in the store.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    /// Sessions in the store.
+    pub sessions: usize,
+    /// How they came to be, and what was done with them.
+    pub what: String,
+    /// VmRSS in KiB.
+    pub rss_kib: u64,
+    /// A diagnostic variant (not the shipped configuration), not judged.
+    pub diagnostic: bool,
+}
+
+/// The store-scale measurement of one store at one size.
+#[derive(Debug, Clone)]
+pub struct Scale {
+    /// The store.
+    pub store: &'static str,
+    /// The configuration: `default`, or what was changed.
+    pub variant: &'static str,
+    /// Sessions in the store.
+    pub sessions: usize,
+    /// Every request with one session.
+    pub hot: Figures,
+    /// Requests spread round robin over this many distinct sessions.
+    pub spread_over: usize,
+    /// Their figures.
+    pub spread: Figures,
+}
+
+/// Start-up timings.
+#[derive(Debug, Clone, Default)]
+pub struct Startup {
+    /// Spawn to TCP connect accepted, fresh data directory.
+    pub listen: Vec<Duration>,
+    /// Spawn to the first `200` from `/healthz`, fresh data directory.
+    pub ready: Vec<Duration>,
+    /// Spawn to the first `200`, restarting on an existing database.
+    pub restart_ready: Vec<Duration>,
+}
+
+/// Everything measured in a run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Machine and run.
+    pub env: Env,
+    /// Whether this is a smoke run (figures not meaningful).
+    pub smoke: bool,
+    /// wrk command line used for `/secret`.
+    pub wrk_command: String,
+    /// Part 1.
+    pub pages: Vec<Page>,
+    /// Part 2.
+    pub logins: Option<Logins>,
+    /// Part 3.
+    pub memory: Vec<Memory>,
+    /// Part 4.
+    pub scale: Vec<Scale>,
+    /// Part 5.
+    pub startup: Option<Startup>,
+    /// Profiles taken.
+    pub profiles: Vec<Profile>,
+    /// Remarks (skipped stores, methods).
+    pub notes: Vec<String>,
+}
+
+/// PASS, MISS, or not measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Reached.
+    Pass,
+    /// Missed.
+    Miss,
+    /// Not measured in this run.
+    Skipped,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "PASS",
+            Verdict::Miss => "MISS",
+            Verdict::Skipped => "not measured",
+        })
+    }
+}
+
+/// A target of the issue, judged.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Which target.
+    pub kind: Kind,
+    /// The target.
+    pub goal: String,
+    /// What was measured.
+    pub measured: String,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// Which of the issue's targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `/secret` requests/s as a share of the ceiling's, per store.
+    PageShare(&'static str),
+    /// `/secret` p99, per store.
+    PageP99(&'static str),
+    /// CPU per login.
+    LoginCpu,
+    /// RSS idle.
+    RssIdle,
+    /// RSS with 100,000 sessions.
+    RssSessions,
+    /// Lookup at 1,000,000 sessions against 1,000, per store.
+    Scale(&'static str),
+    /// Start-up.
+    Startup,
+}
+
+/// Milliseconds with two decimals.
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Megabytes (10^6 bytes) from KiB.
+pub fn mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1e6
+}
+
+/// The median of `v` (zero if empty).
+pub fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn judge(ok: bool) -> Verdict {
+    if ok { Verdict::Pass } else { Verdict::Miss }
+}
+
+impl Report {
+    fn ceiling(&self) -> Option<&Page> {
+        self.pages.iter().find(|p| p.ceiling)
+    }
+
+    /// The share of the ceiling's requests/s.
+    pub fn ratio(&self, page: &Page) -> Option<f64> {
+        self.ceiling().map(|c| page.figures.rps / c.figures.rps)
+    }
+
+    /// The issue's targets, judged.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut out = Vec::new();
+        for (store, share) in [("SQLite", 0.60), ("Redis", 0.30)] {
+            let page = self.pages.iter().find(|p| p.store == store);
+            let ratio = page.and_then(|p| self.ratio(p));
+            out.push(Target {
+                kind: Kind::PageShare(store),
+                goal: format!(
+                    "`/secret` with {store} sessions ≥ {:.0}% of the ceiling's requests/s",
+                    share * 100.0
+                ),
+                measured: ratio.map_or("—".into(), |r| format!("{:.1}%", r * 100.0)),
+                verdict: ratio.map_or(Verdict::Skipped, |r| judge(r >= share)),
+            });
+        }
+        for p in self.pages.iter().filter(|p| !p.ceiling) {
+            out.push(Target {
+                kind: Kind::PageP99(p.store),
+                goal: format!("`/secret` p99 ≤ 2 ms at 32 connections ({})", p.store),
+                measured: ms(p.figures.p99),
+                verdict: judge(p.figures.p99 <= Duration::from_millis(2)),
+            });
+        }
+        let cpu = self.logins.as_ref().map(|l| l.cpu.as_secs_f64() * 1e3 / l.count as f64);
+        out.push(Target {
+            kind: Kind::LoginCpu,
+            goal: "oidc-gate's CPU per login ≤ 0.5 ms (development provider included)".into(),
+            measured: cpu.map_or("—".into(), |c| format!("{c:.2} ms")),
+            verdict: cpu.map_or(Verdict::Skipped, |c| judge(c <= 0.5)),
+        });
+        let idle = self.memory.iter().find(|m| m.sessions == 0).map(|m| m.rss_kib);
+        out.push(Target {
+            kind: Kind::RssIdle,
+            goal: "RSS ≤ 20 MB idle".into(),
+            measured: idle.map_or("—".into(), |k| format!("{:.1} MB", mb(k))),
+            verdict: idle.map_or(Verdict::Skipped, |k| judge(mb(k) <= 20.0)),
+        });
+        let full = self
+            .memory
+            .iter()
+            .find(|m| m.sessions == 100_000 && !m.diagnostic)
+            .map(|m| m.rss_kib);
+        out.push(Target {
+            kind: Kind::RssSessions,
+            goal: "RSS ≤ 40 MB with 100,000 sessions".into(),
+            measured: full.map_or("—".into(), |k| format!("{:.1} MB", mb(k))),
+            verdict: full.map_or(Verdict::Skipped, |k| judge(mb(k) <= 40.0)),
+        });
+        for store in ["SQLite", "PostgreSQL"] {
+            // The target is the store's own lookup: with SQLite, judged with the
+            // in-memory session cache off (with it on, a spread over more
+            // sessions than it holds measures the cache's misses, not the index).
+            let variant = if store == "SQLite" {
+                "`SESSION_CACHE_SIZE=0`"
+            } else {
+                "default"
+            };
+            let rows: Vec<&Scale> = self
+                .scale
+                .iter()
+                .filter(|s| s.store == store && s.variant == variant)
+                .collect();
+            let (small, large) = match rows.as_slice() {
+                [a, .., b] => (Some(*a), Some(*b)),
+                _ => (None, None),
+            };
+            let goal = match (small, large) {
+                (Some(a), Some(b)) => format!(
+                    "{store}: session lookup p50 at {} sessions within 1.5× of {} (requests spread over many sessions; {variant})",
+                    thousands(b.sessions),
+                    thousands(a.sessions)
+                ),
+                _ => format!("{store}: session lookup at 1,000,000 sessions within 1.5× of 1,000"),
+            };
+            let ratio = small
+                .zip(large)
+                .map(|(a, b)| b.spread.p50.as_secs_f64() / a.spread.p50.as_secs_f64());
+            out.push(Target {
+                kind: Kind::Scale(store),
+                goal,
+                measured: ratio.map_or("—".into(), |r| format!("{r:.2}×")),
+                verdict: ratio.map_or(Verdict::Skipped, |r| judge(r <= 1.5)),
+            });
+        }
+        let start = self.startup.as_ref().map(|s| (median(&s.listen), median(&s.ready)));
+        out.push(Target {
+            kind: Kind::Startup,
+            goal: "start-up ≤ 100 ms (judged on the first `200` from `/healthz`, fresh data directory)".into(),
+            measured: start.map_or("—".into(), |(l, r)| {
+                format!("listening {}, answering {}", ms(l), ms(r))
+            }),
+            verdict: start.map_or(Verdict::Skipped, |(_, r)| judge(r <= Duration::from_millis(100))),
+        });
+        if self.smoke {
+            for t in &mut out {
+                if t.verdict != Verdict::Skipped {
+                    t.measured.push_str(" (smoke)");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,367 @@
+//! The servers under test: release builds, processes pinned to core 0 with
+//! their own data directory, readiness, and what `/proc` says about them.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The core the servers run on; the load generator gets [`LOAD_CORE`].
+pub const SERVER_CORE: &str = "0";
+/// The core of the load generator (wrk, and this process).
+pub const LOAD_CORE: &str = "1";
+/// [`SERVER_CORE`] as an index into [`cpu_times`].
+pub const SERVER_CORE_INDEX: usize = 0;
+/// [`LOAD_CORE`] as an index into [`cpu_times`].
+pub const LOAD_CORE_INDEX: usize = 1;
+/// How long a server may take to answer after spawn before we give up.
+const READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// The release binaries.
+pub struct Binaries {
+    /// `target/release/oidc-gate`.
+    pub oidc_gate: PathBuf,
+    /// `target/release/ceiling`.
+    pub ceiling: PathBuf,
+}
+
+/// The workspace root (this crate's parent directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds oidc-gate and the ceiling in release mode and finds them.
+pub fn build(root: &Path) -> Result<Binaries> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // One package per build, so that each keeps its own feature set and
+    // neither invalidates the other (or `cargo run -p bench`'s) artifacts.
+    for (package, bin) in [("oidc-gate", "oidc-gate"), ("bench", "ceiling")] {
+        let status = Command::new(&cargo)
+            .current_dir(root)
+            .args(["build", "--release", "-p", package, "--bin", bin])
+            .status()
+            .with_context(|| format!("cannot run {cargo}"))?;
+        if !status.success() {
+            bail!("cargo build --release -p {package} --bin {bin} failed ({status})");
+        }
+    }
+    let meta = Command::new(&cargo)
+        .current_dir(root)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("cargo metadata")?;
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).context("cargo metadata output")?;
+    let target = meta["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
+    let release = Path::new(target).join("release");
+    let bins = Binaries {
+        oidc_gate: release.join("oidc-gate"),
+        ceiling: release.join("ceiling"),
+    };
+    for b in [&bins.oidc_gate, &bins.ceiling] {
+        if !b.is_file() {
+            bail!("{} is missing after the build", b.display());
+        }
+    }
+    Ok(bins)
+}
+
+/// Where oidc-gate keeps sessions (users are in SQLite unless PostgreSQL is chosen).
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// The embedded SQLite database in the data directory.
+    Sqlite,
+    /// PostgreSQL for users and sessions, in a schema of its own.
+    Postgres {
+        /// `DATABASE_URL`.
+        url: String,
+        /// `DATABASE_SCHEMA`.
+        schema: String,
+    },
+    /// Sessions in Redis, users in SQLite.
+    Redis {
+        /// `SESSION_STORE_URL`.
+        url: String,
+    },
+}
+
+impl Store {
+    /// A short name for tables.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Store::Sqlite => "SQLite",
+            Store::Postgres { .. } => "PostgreSQL",
+            Store::Redis { .. } => "Redis",
+        }
+    }
+}
+
+/// A running server process (oidc-gate or the ceiling), killed on drop.
+pub struct Server {
+    child: Child,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its data directory (holds its log too); removed on drop.
+    pub dir: PathBuf,
+    /// When it was spawned.
+    pub spawned: Instant,
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> Result<PathBuf> {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("oidc-gate-bench-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// A free loopback port (bound and released; the server binds it right after).
+fn free_addr() -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    Ok(l.local_addr()?)
+}
+
+impl Server {
+    /// Starts oidc-gate on a free loopback port with the development
+    /// provider, on core 0, with one tokio worker. `dir` is its data
+    /// directory and working directory (so no `.env` of ours is read);
+    /// `env` adds settings.
+    pub fn oidc_gate(bin: &Path, store: &Store, dir: PathBuf, env: &[(&str, &str)]) -> Result<Self> {
+        let addr = free_addr()?;
+        let mut cmd = pinned(bin);
+        cmd.current_dir(&dir)
+            .env("LISTEN", addr.to_string())
+            .env("PUBLIC_URL", format!("http://{addr}"))
+            .env("DATA_DIR", &dir)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied());
+        match store {
+            Store::Sqlite => {}
+            Store::Postgres { url, schema } => {
+                cmd.env("DATABASE_URL", url).env("DATABASE_SCHEMA", schema);
+            }
+            Store::Redis { url } => {
+                cmd.env("SESSION_STORE_URL", url);
+            }
+        }
+        Self::spawn(cmd, addr, dir)
+    }
+
+    /// Starts the ceiling serving `body` with `headers` (`name: value` lines) at `/secret`.
+    pub fn ceiling(bin: &Path, body: &[u8], headers: &str) -> Result<Self> {
+        let dir = temp_dir("ceiling")?;
+        let addr = free_addr()?;
+        std::fs::write(dir.join("body.html"), body)?;
+        std::fs::write(dir.join("headers.txt"), headers)?;
+        let mut cmd = pinned(bin);
+        cmd.current_dir(&dir)
+            .arg(addr.to_string())
+            .arg(dir.join("body.html"))
+            .arg(dir.join("headers.txt"));
+        Self::spawn(cmd, addr, dir)
+    }
+
+    fn spawn(mut cmd: Command, addr: SocketAddr, dir: PathBuf) -> Result<Self> {
+        let log = File::create(dir.join("server.log"))?;
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        let spawned = Instant::now();
+        let child = cmd.spawn().context("spawn the server (is `taskset` installed?)")?;
+        Ok(Self {
+            child,
+            addr,
+            dir,
+            spawned,
+        })
+    }
+
+    /// `http://addr` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The process id (`taskset` execs the server, so it is the server's own).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until a TCP connect succeeds; returns the time since spawn.
+    pub fn wait_listening(&mut self) -> Result<Duration> {
+        let deadline = self.spawned + READY_LIMIT;
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
+                return Ok(self.spawned.elapsed());
+            }
+            self.check_alive()?;
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        bail!("the server did not listen within {READY_LIMIT:?}; {}", self.log_tail())
+    }
+
+    /// Waits until `GET path` answers `200`; returns the time since spawn.
+    pub fn wait_answering(&mut self, path: &str) -> Result<Duration> {
+        let deadline = self.spawned + READY_LIMIT;
+        while Instant::now() < deadline {
+            if http_status(self.addr, path).is_ok_and(|s| s == 200) {
+                return Ok(self.spawned.elapsed());
+            }
+            self.check_alive()?;
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        bail!(
+            "GET {path} did not answer 200 within {READY_LIMIT:?}{}",
+            self.log_tail()
+        )
+    }
+
+    /// Stops the process and hands over its directory instead of removing it.
+    pub fn stop_keep_dir(mut self) -> PathBuf {
+        self.stop();
+        std::mem::take(&mut self.dir)
+    }
+
+    /// Fails with the log's tail if the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("the server exited ({status}); {}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    /// The last lines of the server's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        if tail.is_empty() {
+            "the server logged nothing".into()
+        } else {
+            format!("the server's log ends with:\n{tail}")
+        }
+    }
+
+    /// Resident memory and CPU time so far.
+    pub fn stats(&self) -> Result<ProcStats> {
+        ProcStats::of(self.pid())
+    }
+
+    /// Kills the process and waits for it; keeps the directory.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The status of a bare `GET path` over a new connection (no client library,
+/// so that polling costs next to nothing).
+fn http_status(addr: SocketAddr, path: &str) -> Result<u16> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(100))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    // "HTTP/1.1 200"
+    Ok(std::str::from_utf8(&head[9..12])?.parse()?)
+}
+
+/// `taskset -c 0 <bin>` with a clean environment and one tokio worker.
+fn pinned(bin: &Path) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.arg("-c").arg(SERVER_CORE).arg(bin).env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.env("TOKIO_WORKER_THREADS", "1");
+    cmd
+}
+
+/// A process's resident memory and CPU time, from `/proc`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStats {
+    /// `VmRSS` in KiB.
+    pub rss_kib: u64,
+    /// `utime + stime` in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+impl ProcStats {
+    /// Reads `/proc/<pid>/status` and `/proc/<pid>/stat`.
+    pub fn of(pid: u32) -> Result<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc/<pid>/status")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name (which may hold spaces) start at field 3;
+        // utime and stime are fields 14 and 15.
+        let after = &stat[stat.rfind(')').context("malformed /proc/<pid>/stat")? + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let tick = |i: usize| -> Result<u64> { Ok(fields.get(i).context("short /proc/<pid>/stat")?.parse()?) };
+        Ok(Self {
+            rss_kib,
+            cpu_ticks: tick(11)? + tick(12)?,
+        })
+    }
+}
+
+/// Busy and total time of each CPU so far, in clock ticks (`/proc/stat`).
+pub fn cpu_times() -> Result<Vec<(u64, u64)>> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let mut out = Vec::new();
+    for line in stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")) {
+        let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal ...
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+        out.push((total - idle, total));
+    }
+    Ok(out)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`).
+pub fn clock_ticks_per_second() -> Result<u64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output().context("run getconf")?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("getconf CLK_TCK did not print a number")
+}
+
+/// Whether `program` is an executable on `PATH`.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
+
+/// Pins this process (all its threads so far, and every thread and child it
+/// starts later) to the load generator's core.
+pub fn pin_self_to_load_core() -> Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", LOAD_CORE, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("run taskset")?;
+    if !status.success() {
+        bail!("taskset -p -c {LOAD_CORE} failed ({status})");
+    }
+    Ok(())
+}
