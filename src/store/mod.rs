@@ -154,11 +154,11 @@ impl Store {
                 Err(e) => return Err(e),
             },
         };
-        Ok(Self {
-            db,
-            sessions,
-            timeout: config.timeout,
-        })
+        let timeout = match db {
+            Db::Sqlite(_) => sqlite::op_timeout(config),
+            Db::Postgres(_) => config.timeout,
+        };
+        Ok(Self { db, sessions, timeout })
     }
 
     /// The session store for `tower-sessions`.

@@ -31,10 +31,13 @@ pub struct SessionBackend {
 
 #[derive(Clone)]
 enum Inner {
-    Sqlite(SqliteStore),
-    /// SQLite behind an in-memory cache: only for the embedded database, which
-    /// one instance owns, so every logout goes through this cache.
-    CachedSqlite(CachingSessionStore<MokaStore, SqliteStore>, SqliteStore),
+    Sqlite {
+        store: SqliteStore,
+        /// The store behind an in-memory cache: only for the embedded
+        /// database, which one instance owns, so every logout goes through it.
+        cached: Option<CachingSessionStore<MokaStore, SqliteStore>>,
+        pool: sqlx::SqlitePool,
+    },
     Postgres(PostgresStore),
     Redis(RedisStore<RedisPool>, RedisPool),
 }
@@ -42,8 +45,8 @@ enum Inner {
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Inner::Sqlite(_) => "Sqlite",
-            Inner::CachedSqlite(..) => "CachedSqlite",
+            Inner::Sqlite { cached: None, .. } => "Sqlite",
+            Inner::Sqlite { cached: Some(_), .. } => "CachedSqlite",
             Inner::Postgres(_) => "Postgres",
             Inner::Redis(..) => "Redis",
         })
@@ -66,14 +69,15 @@ impl SessionBackend {
     /// Sessions in the SQLite database (its table is created with the
     /// database), behind a cache of `config.session_cache` sessions unless 0.
     pub(super) fn sqlite(pool: sqlx::SqlitePool, config: &StoreConfig) -> Self {
-        let store = SqliteStore::new(pool);
-        let inner = match config.session_cache {
-            0 => Inner::Sqlite(store),
-            n => Inner::CachedSqlite(CachingSessionStore::new(MokaStore::new(Some(n)), store.clone()), store),
+        let store = SqliteStore::new(pool.clone());
+        let cached = match config.session_cache {
+            0 => None,
+            n => Some(CachingSessionStore::new(MokaStore::new(Some(n)), store.clone())),
         };
+        let inner = Inner::Sqlite { store, cached, pool };
         Self {
             inner: Arc::new(inner),
-            timeout: config.timeout,
+            timeout: super::sqlite::op_timeout(config),
         }
     }
 
@@ -127,7 +131,7 @@ impl SessionBackend {
     /// The kind of store, for logs.
     pub fn kind(&self) -> &'static str {
         match &*self.inner {
-            Inner::Sqlite(_) | Inner::CachedSqlite(..) => "sqlite",
+            Inner::Sqlite { .. } => "sqlite",
             Inner::Postgres(_) => "postgres",
             Inner::Redis(..) => "redis",
         }
@@ -139,7 +143,7 @@ impl SessionBackend {
             match &*self.inner {
                 // The SQL stores share the database pinged by `Store::ping`; a
                 // load of an unknown id proves the session table answers.
-                Inner::Sqlite(s) | Inner::CachedSqlite(_, s) => s.load(&Id::default()).await.map(drop),
+                Inner::Sqlite { store, .. } => store.load(&Id::default()).await.map(drop),
                 Inner::Postgres(s) => s.load(&Id::default()).await.map(drop),
                 Inner::Redis(_, pool) => pool
                     .ping::<String>(None)
@@ -156,7 +160,10 @@ impl SessionBackend {
     pub async fn delete_expired_now(&self) -> session_store::Result<()> {
         match &*self.inner {
             // The cache expires entries by their own expiry date.
-            Inner::Sqlite(s) | Inner::CachedSqlite(_, s) => s.delete_expired().await,
+            Inner::Sqlite { pool, .. } => super::sqlite::delete_expired_sessions(pool)
+                .await
+                .map(drop)
+                .map_err(|e| session_store::Error::Backend(e.to_string())),
             Inner::Postgres(s) => s.delete_expired().await,
             Inner::Redis(..) => Ok(()),
         }
@@ -168,8 +175,8 @@ impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         bounded(self.timeout, async {
             match &*self.inner {
-                Inner::Sqlite(s) => s.create(record).await,
-                Inner::CachedSqlite(s, _) => s.create(record).await,
+                Inner::Sqlite { cached: Some(s), .. } => s.create(record).await,
+                Inner::Sqlite { store, .. } => store.create(record).await,
                 Inner::Postgres(s) => s.create(record).await,
                 Inner::Redis(s, _) => s.create(record).await,
             }
@@ -180,8 +187,8 @@ impl SessionStore for SessionBackend {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         bounded(self.timeout, async {
             match &*self.inner {
-                Inner::Sqlite(s) => s.save(record).await,
-                Inner::CachedSqlite(s, _) => s.save(record).await,
+                Inner::Sqlite { cached: Some(s), .. } => s.save(record).await,
+                Inner::Sqlite { store, .. } => store.save(record).await,
                 Inner::Postgres(s) => s.save(record).await,
                 Inner::Redis(s, _) => s.save(record).await,
             }
@@ -192,8 +199,8 @@ impl SessionStore for SessionBackend {
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         bounded(self.timeout, async {
             match &*self.inner {
-                Inner::Sqlite(s) => s.load(id).await,
-                Inner::CachedSqlite(s, _) => s.load(id).await,
+                Inner::Sqlite { cached: Some(s), .. } => s.load(id).await,
+                Inner::Sqlite { store, .. } => store.load(id).await,
                 Inner::Postgres(s) => s.load(id).await,
                 Inner::Redis(s, _) => s.load(id).await,
             }
@@ -204,8 +211,8 @@ impl SessionStore for SessionBackend {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         bounded(self.timeout, async {
             match &*self.inner {
-                Inner::Sqlite(s) => s.delete(id).await,
-                Inner::CachedSqlite(s, _) => s.delete(id).await,
+                Inner::Sqlite { cached: Some(s), .. } => s.delete(id).await,
+                Inner::Sqlite { store, .. } => store.delete(id).await,
                 Inner::Postgres(s) => s.delete(id).await,
                 Inner::Redis(s, _) => s.delete(id).await,
             }

@@ -13,6 +13,13 @@ use crate::config::StoreConfig;
 /// Most SQLite connections, whatever `DATABASE_MAX_CONNECTIONS` says.
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 
+/// The bound on a whole SQLite operation: longer than SQLite's own wait for
+/// the write lock, so that a contended write fails (or succeeds) inside
+/// SQLite rather than being cancelled half-way through a transaction.
+pub(super) fn op_timeout(config: &StoreConfig) -> Duration {
+    config.timeout + Duration::from_secs(2)
+}
+
 /// Opens the database file with WAL journaling and bounded waits, and
 /// migrates it (ours and the `tower-sessions` table).
 pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqlitePool, StoreError> {
@@ -20,7 +27,7 @@ pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqlitePool
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(config.timeout.min(Duration::from_secs(5)))
+        .busy_timeout(config.timeout)
         .foreign_keys(true)
         // 1 MiB of page cache per connection (SQLite's default is 2 MiB) and
         // at most 4 connections: WAL readers do not block each other, and
@@ -47,7 +54,7 @@ pub(super) async fn ping(pool: &SqlitePool) -> Result<(), StoreError> {
 }
 
 pub(super) async fn upsert_user(pool: &SqlitePool, p: &UserProfile<'_>, now: i64) -> Result<UserRow, StoreError> {
-    let row = sqlx::query_as::<_, UserRow>(
+    let row: Vec<UserRow> = sqlx::query_as(
         "INSERT INTO users (issuer, subject, email, email_verified, name, picture, created_at, last_login_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
          ON CONFLICT (issuer, subject) DO UPDATE SET
@@ -62,9 +69,13 @@ pub(super) async fn upsert_user(pool: &SqlitePool, p: &UserProfile<'_>, now: i64
     .bind(p.name)
     .bind(p.picture)
     .bind(now)
-    .fetch_one(pool)
+    // fetch_all, not fetch_one: a RETURNING statement holds SQLite's write
+    // lock until it is stepped to the end, and fetch_one stops at the first row.
+    .fetch_all(pool)
     .await?;
-    Ok(row)
+    row.into_iter()
+        .next()
+        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
 }
 
 pub(super) async fn user(pool: &SqlitePool, id: i64) -> Result<Option<UserRow>, StoreError> {
@@ -105,12 +116,13 @@ pub(super) async fn link_session(pool: &SqlitePool, l: &SessionLink<'_>) -> Resu
 }
 
 pub(super) async fn unlink_session(pool: &SqlitePool, session_id: &str) -> Result<Option<String>, StoreError> {
-    let row: Option<(Option<String>,)> =
+    // fetch_all: see upsert_user, RETURNING must be stepped to the end.
+    let rows: Vec<(Option<String>,)> =
         sqlx::query_as("DELETE FROM session_index WHERE session_id = ?1 RETURNING id_token")
             .bind(session_id)
-            .fetch_optional(pool)
+            .fetch_all(pool)
             .await?;
-    Ok(row.and_then(|(t,)| t))
+    Ok(rows.into_iter().next().and_then(|(t,)| t))
 }
 
 /// Sessions of a provider session (`sid`, narrowed to `subject` if given),
@@ -162,4 +174,29 @@ pub(super) async fn delete_expired_links(pool: &SqlitePool, now: i64) -> Result<
         .execute(pool)
         .await?;
     Ok(links.rows_affected() + jtis.rows_affected())
+}
+
+/// Deletes expired sessions in small batches by the indexed expiry date, so
+/// the write lock is never held for long (tower-sessions' own cleanup scans
+/// the whole table in one statement). Returns how many were deleted.
+pub(super) async fn delete_expired_sessions(pool: &SqlitePool) -> Result<u64, StoreError> {
+    const BATCH: i64 = 500;
+    let mut total = 0;
+    loop {
+        // Compared as tower-sessions stores and loads it (text, UTC).
+        let now = time::OffsetDateTime::now_utc();
+        let done = sqlx::query(
+            "DELETE FROM tower_sessions WHERE id IN
+                 (SELECT id FROM tower_sessions WHERE expiry_date < ?1 LIMIT ?2)",
+        )
+        .bind(now)
+        .bind(BATCH)
+        .execute(pool)
+        .await?;
+        total += done.rows_affected();
+        if done.rows_affected() < BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
 }

@@ -397,3 +397,35 @@ async fn sessions_of_unfinished_logins_are_short_lived() {
         "a logged-in session gets the idle timeout: {cookie}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_logins_all_succeed_on_sqlite() {
+    // Logins write several rows each; concurrent ones must not wait each
+    // other out (a 1 s store timeout would turn a lock wait into a 503).
+    let app = TestApp::spawn_with(Options {
+        store: StoreEnv {
+            store_timeout: Some("1s".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let app = std::sync::Arc::new(app);
+    let mut logins = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let app = app.clone();
+        logins.spawn(async move {
+            let browser = Browser::new();
+            let authorize = start_login(&app, &browser, None).await;
+            let email = format!("user{i}@example.com");
+            let callback = dev_provider_sign_in(&browser, &authorize, "User", &email, "sign_in").await;
+            let r = browser.get(&callback).await;
+            assert_eq!(r.status(), StatusCode::SEE_OTHER, "login {i}: {}", text(r).await);
+            assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+        });
+    }
+    while let Some(done) = logins.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(app.count("users").await, 24);
+}

@@ -310,3 +310,21 @@ async fn migrations_run_twice() {
         backend.drop_schema().await;
     }
 }
+
+#[tokio::test]
+async fn sqlite_cleanup_deletes_in_batches_and_keeps_live_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&base(&dir)).await.unwrap();
+    let sessions = store.session_backend();
+    let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    for _ in 0..1_234 {
+        sessions.save(&record(past)).await.unwrap();
+    }
+    let live = record(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
+    sessions.save(&live).await.unwrap();
+    let rows = || crate::support::count_rows(dir.path(), "tower_sessions");
+    assert_eq!(rows().await, 1_235);
+    sessions.delete_expired_now().await.unwrap();
+    assert_eq!(rows().await, 1, "every expired session deleted, across several batches");
+    assert!(sessions.load(&live.id).await.unwrap().is_some());
+}
