@@ -15,6 +15,8 @@ use crate::store::SessionBackend;
 pub const PENDING_KEY: &str = "oidc.pending";
 /// Session key of the login data.
 pub const LOGIN_KEY: &str = "oidc.login";
+/// Session key of the login's [`Activity`].
+pub const ACTIVITY_KEY: &str = "oidc.activity";
 /// How many logins may be in progress at once in one session (browser tabs).
 pub const MAX_PENDING: usize = 3;
 /// How long a login may take at the provider.
@@ -46,6 +48,12 @@ pub struct LoginData {
     pub sid: Option<String>,
     /// Token protecting the logout form against cross-site requests.
     pub csrf: Secret,
+}
+
+/// When a logged-in session started and was last used: read on every
+/// request, so kept apart from [`LoginData`] and free of strings.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Activity {
     /// Sign-in time (Unix seconds), for the absolute lifetime.
     pub login_at: i64,
     /// Last request seen (Unix seconds, updated at most once a minute), for the idle timeout.
@@ -89,7 +97,7 @@ impl Lifetimes {
     }
 
     /// Judges a login at time `now`.
-    pub fn judge(&self, login: &LoginData, now: i64) -> Verdict {
+    pub fn judge(&self, login: &Activity, now: i64) -> Verdict {
         if now - login.login_at >= self.max_age.as_secs() as i64 {
             Verdict::TooOld
         } else if now - login.last_seen >= self.idle.as_secs() as i64 {
@@ -107,7 +115,7 @@ impl Lifetimes {
     }
 
     /// When the session ends at the latest, however active (Unix seconds).
-    pub fn ends_by(&self, login: &LoginData) -> i64 {
+    pub fn ends_by(&self, login: &Activity) -> i64 {
         login.login_at + self.max_age.as_secs() as i64
     }
 }
@@ -158,15 +166,8 @@ pub fn layer(
 mod tests {
     use super::*;
 
-    fn login(login_at: i64, last_seen: i64) -> LoginData {
-        LoginData {
-            issuer: "i".into(),
-            subject: "s".into(),
-            sid: None,
-            csrf: Secret::new("c"),
-            login_at,
-            last_seen,
-        }
+    fn login(login_at: i64, last_seen: i64) -> Activity {
+        Activity { login_at, last_seen }
     }
 
     #[test]

@@ -12,8 +12,8 @@ use crate::store::{Store, StoreError, UserRow};
 /// A signed-in user.
 #[derive(Debug, Clone)]
 pub struct User {
-    /// The stored user.
-    pub row: UserRow,
+    /// The stored user (shared with the cache: loaded on every request).
+    pub row: Arc<UserRow>,
 }
 
 impl User {
@@ -56,7 +56,7 @@ const USER_CACHE_SIZE: u64 = 2_000;
 pub struct Backend {
     store: Store,
     /// Shared: the backend is cloned for every request.
-    cache: Arc<Cache<i64, UserRow>>,
+    cache: Arc<Cache<i64, Arc<UserRow>>>,
 }
 
 impl Backend {
@@ -80,6 +80,7 @@ impl AuthnBackend for Backend {
     type Error = StoreError;
 
     async fn authenticate(&self, row: UserRow) -> Result<Option<User>, StoreError> {
+        let row = Arc::new(row);
         self.cache.insert(row.id, row.clone()).await;
         Ok(Some(User { row }))
     }
@@ -88,11 +89,12 @@ impl AuthnBackend for Backend {
         if let Some(row) = self.cache.get(id).await {
             return Ok(Some(User { row }));
         }
-        let row = self.store.user(*id).await?;
-        if let Some(row) = &row {
-            self.cache.insert(*id, row.clone()).await;
-        }
-        Ok(row.map(|row| User { row }))
+        let Some(row) = self.store.user(*id).await? else {
+            return Ok(None);
+        };
+        let row = Arc::new(row);
+        self.cache.insert(*id, row.clone()).await;
+        Ok(Some(User { row }))
     }
 }
 

@@ -15,7 +15,9 @@ use super::AppState;
 use super::error::AppError;
 use super::redirect::safe_next;
 use crate::secret::{Secret, random_token};
-use crate::session::{LOGIN_KEY, LoginData, MAX_PENDING, PENDING_KEY, PENDING_TTL_SECS, PendingLogin};
+use crate::session::{
+    ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData, MAX_PENDING, PENDING_KEY, PENDING_TTL_SECS, PendingLogin,
+};
 use crate::store::{SessionLink, UserProfile};
 use crate::users::AuthSession;
 
@@ -159,10 +161,13 @@ async fn callback(
         subject: claims.subject.clone(),
         sid: claims.sid.clone(),
         csrf: Secret::new(random_token(TOKEN_BYTES)),
+    };
+    let activity = Activity {
         login_at: now,
         last_seen: now,
     };
     session.insert(LOGIN_KEY, &data).await?;
+    session.insert(ACTIVITY_KEY, activity).await?;
     session.set_expiry(Some(state.lifetimes.expiry()));
     session.save().await?;
     if let Some(id) = session.id() {
@@ -174,7 +179,7 @@ async fn callback(
                 issuer: &data.issuer,
                 subject: &data.subject,
                 sid: data.sid.as_deref(),
-                expires_at: state.lifetimes.ends_by(&data),
+                expires_at: state.lifetimes.ends_by(&activity),
                 id_token: Some(&login.raw_id_token),
             })
             .await?;

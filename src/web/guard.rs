@@ -10,7 +10,7 @@ use tower_sessions::Session;
 use super::AppState;
 use super::error::AppError;
 use super::redirect::login_url_for;
-use crate::session::{LOGIN_KEY, LoginData, Verdict};
+use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData, Verdict};
 use crate::users::AuthSession;
 
 /// Ends sessions past their idle timeout or absolute lifetime and records
@@ -22,21 +22,27 @@ pub async fn enforce_lifetimes(
     request: Request,
     next: Next,
 ) -> Response {
-    let login = match session.get::<LoginData>(LOGIN_KEY).await {
-        Ok(login) => login,
+    let activity = match session.get::<Activity>(ACTIVITY_KEY).await {
+        Ok(activity) => activity,
         Err(e) => return AppError::Session(e).into_response(),
     };
-    if let Some(mut login) = login {
+    if let Some(mut activity) = activity {
         let now = state.clock.unix();
-        match state.lifetimes.judge(&login, now) {
+        match state.lifetimes.judge(&activity, now) {
             Verdict::Fresh => {}
             Verdict::Touch => {
-                login.last_seen = now;
-                if let Err(e) = session.insert(LOGIN_KEY, &login).await {
+                activity.last_seen = now;
+                if let Err(e) = session.insert(ACTIVITY_KEY, activity).await {
                     return AppError::Session(e).into_response();
                 }
             }
             verdict @ (Verdict::Idle | Verdict::TooOld) => {
+                let subject = session
+                    .get::<LoginData>(LOGIN_KEY)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|l| l.subject);
                 let id = session.id().map(|id| id.to_string());
                 if let Err(e) = session.flush().await {
                     return AppError::Session(e).into_response();
@@ -51,7 +57,7 @@ pub async fn enforce_lifetimes(
                 } else {
                     "session_max_age"
                 };
-                tracing::info!(reason, subject = %login.subject, "session ended");
+                tracing::info!(reason, subject = subject.as_deref().unwrap_or("-"), "session ended");
             }
         }
     }
