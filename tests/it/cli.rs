@@ -150,20 +150,8 @@ async fn first_start_needs_no_configuration_and_logs_no_secrets() {
     assert!(index.contains("login from here"));
     let authorize = redirect_target(&browser.get(&format!("{base}/login")).await);
     let callback = dev_provider_sign_in(&browser, &authorize, "Ada Lovelace", "ada@example.com", "sign_in").await;
-    let code = url::Url::parse(&callback)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    let state = url::Url::parse(&callback)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
+    let code = query_param(&callback, "code");
+    let state = query_param(&callback, "state");
     browser.get(&callback).await;
     let r = browser.get(&format!("{base}/secret")).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -175,13 +163,7 @@ async fn first_start_needs_no_configuration_and_logs_no_secrets() {
         .to_owned();
     let csrf = logout_csrf(&browser, &base).await;
     let r = browser.post_form(&format!("{base}/logout"), &[("csrf", &csrf)]).await;
-    let id_token = url::Url::parse(&redirect_target(&r))
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "id_token_hint")
-        .unwrap()
-        .1
-        .into_owned();
+    let id_token = query_param(&redirect_target(&r), "id_token_hint");
 
     let mut out = Vec::new();
     drain(child.stderr.as_mut().unwrap(), &mut out).await;

@@ -203,13 +203,7 @@ async fn state_is_single_use_even_when_the_callback_fails() {
     let authorize = start_login(&app, &browser, None).await;
     let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
     // Same state, no code: fails, and burns the state.
-    let state = url::Url::parse(&callback)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
+    let state = query_param(&callback, "state");
     let r = browser
         .get(&app.url(&format!("/callback?state={}", urlencoding(&state))))
         .await;
@@ -243,13 +237,7 @@ async fn provider_error_and_wrong_iss_are_4xx() {
     let app = TestApp::spawn().await;
     let browser = Browser::new();
     let authorize = start_login(&app, &browser, None).await;
-    let state = url::Url::parse(&authorize)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
+    let state = query_param(&authorize, "state");
     let r = browser
         .get(&app.url(&format!(
             "/callback?state={}&error=server_error&error_description=boom",

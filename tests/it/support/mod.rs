@@ -342,3 +342,10 @@ pub async fn click_log_out(browser: &Browser, base: &str) -> Response {
     let csrf = logout_csrf(browser, base).await;
     browser.post_form(&format!("{base}/logout"), &[("csrf", &csrf)]).await
 }
+
+/// The value of query parameter `name` in `url` (panics if absent).
+pub fn query_param(url: &str, name: &str) -> String {
+    let url = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    let found = url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    found.unwrap_or_else(|| panic!("no {name} in {url}"))
+}
