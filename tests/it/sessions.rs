@@ -166,3 +166,48 @@ async fn short_timeouts_from_the_environment_apply() {
     app.clock.advance(Duration::from_secs(5 * 60));
     assert_eq!(secret_status(&app, &browser).await, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn https_public_url_gives_a_secure_host_prefixed_cookie() {
+    use axum::routing::get;
+    use oidc_gate::session::{CookieSettings, Lifetimes, layer};
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = oidc_gate::config::StoreConfig {
+        database: oidc_gate::config::StoreUrl::Sqlite(dir.path().join("db.sqlite3")),
+        sessions: None,
+        schema: None,
+        max_connections: 2,
+        timeout: Duration::from_secs(3),
+        session_cache: 0,
+    };
+    let store = oidc_gate::store::Store::open(&config).await.unwrap();
+    let lifetimes = Lifetimes {
+        idle: Duration::from_secs(3600),
+        max_age: Duration::from_secs(86400),
+    };
+    for (https, name, secure) in [(true, "__Host-oidc_gate=", true), (false, "oidc_gate=", false)] {
+        let app = axum::Router::new()
+            .route(
+                "/",
+                get(|s: tower_sessions::Session| async move {
+                    s.insert("k", 1).await.unwrap();
+                }),
+            )
+            .layer(layer(
+                store.session_backend(),
+                &CookieSettings::for_scheme(https),
+                lifetimes,
+            ));
+        let r = app
+            .oneshot(axum::http::Request::new(axum::body::Body::empty()))
+            .await
+            .unwrap();
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(cookie.starts_with(name), "{cookie}");
+        assert_eq!(cookie.contains("; Secure"), secure, "{cookie}");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"));
+        assert!(!cookie.contains("Domain"), "__Host- cookies carry no Domain: {cookie}");
+    }
+}
