@@ -37,6 +37,14 @@ pub struct PendingLogin {
     pub started_at: i64,
 }
 
+impl PendingLogin {
+    /// Whether the login may still come back (started less than
+    /// [`PENDING_TTL_SECS`] before `now`).
+    pub fn is_live(&self, now: i64) -> bool {
+        now - self.started_at < PENDING_TTL_SECS
+    }
+}
+
 /// What a logged-in session keeps about its provider login.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct LoginData {

@@ -128,15 +128,6 @@ impl SessionBackend {
         })
     }
 
-    /// The kind of store, for logs.
-    pub fn kind(&self) -> &'static str {
-        match &*self.inner {
-            Inner::Sqlite { .. } => "sqlite",
-            Inner::Postgres(_) => "postgres",
-            Inner::Redis(..) => "redis",
-        }
-    }
-
     /// Checks that the session store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let result = bounded(self.timeout, async {

@@ -45,6 +45,7 @@ async fn login(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let next = safe_next(param(query.as_deref(), "next").as_deref());
+    let now = state.clock.unix();
     let snapshot = state.provider.snapshot().await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);
     let pending = PendingLogin {
@@ -52,7 +53,7 @@ async fn login(
         nonce: Secret::new(random_token(TOKEN_BYTES)),
         pkce_verifier: Secret::new(verifier.secret().clone()),
         next,
-        started_at: state.clock.unix(),
+        started_at: now,
     };
     let url = state.provider.authorization_url(
         &snapshot,
@@ -61,9 +62,8 @@ async fn login(
         challenge.as_str(),
     );
     let session = &auth.session;
-    let now = state.clock.unix();
     let mut all: Vec<PendingLogin> = session.get(PENDING_KEY).await?.unwrap_or_default();
-    all.retain(|p| now - p.started_at < PENDING_TTL_SECS);
+    all.retain(|p| p.is_live(now));
     all.push(pending);
     if all.len() > MAX_PENDING {
         all.drain(..all.len() - MAX_PENDING);
@@ -89,7 +89,7 @@ async fn callback(
     // The presented state is single use: its pending login is removed before
     // anything else is checked, whatever the outcome.
     let mut all: Vec<PendingLogin> = session.remove(PENDING_KEY).await?.unwrap_or_default();
-    all.retain(|p| now - p.started_at < PENDING_TTL_SECS);
+    all.retain(|p| p.is_live(now));
     let Some(presented) = param(query, "state") else {
         return Err(AppError::Callback {
             reason: "state_missing",

@@ -11,6 +11,7 @@ use super::AppState;
 use super::error::AppError;
 use super::redirect::login_url_for;
 use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData, Verdict};
+use crate::store::StoreError;
 use crate::users::AuthSession;
 
 /// Ends sessions past their idle timeout or absolute lifetime and records
@@ -102,10 +103,7 @@ pub async fn render_bare_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     if response.status().is_server_error() && !response.headers().contains_key(header::CONTENT_TYPE) {
         tracing::error!(status = %response.status(), "session or user store failed");
-        let err = AppError::Session(tower_sessions::session::Error::Store(
-            tower_sessions::session_store::Error::Backend("store failure in the session layer".into()),
-        ));
-        return err.into_response();
+        return AppError::Store(StoreError::Session("store failure in the session layer".into())).into_response();
     }
     response
 }
