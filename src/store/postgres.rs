@@ -2,12 +2,17 @@
 //! sharing users and sessions.
 
 use std::str::FromStr;
+use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 
 use super::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::config::StoreConfig;
+
+/// A pooled connection idle this long is checked before use, so one cut by a
+/// database restart or a firewall is replaced instead of failing a request.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Connects with a bounded pool, creates the schema if one is configured
 /// (and makes it the connections' search path), and migrates.
@@ -20,6 +25,17 @@ pub(super) async fn open(url: &str, config: &StoreConfig) -> Result<PgPool, Stor
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.timeout)
+        // sqlx pings every connection it hands out by default: a second round
+        // trip per query. Only connections that sat idle may have been cut.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -27,7 +43,6 @@ pub(super) async fn open(url: &str, config: &StoreConfig) -> Result<PgPool, Stor
 }
 
 async fn create_schema(options: PgConnectOptions, schema: &str) -> Result<(), StoreError> {
-    use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect_with(&options).await?;
     // The name is validated as a plain identifier by the configuration.
     if let Err(e) = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))

@@ -36,6 +36,9 @@ pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqlitePool
     let pool = SqlitePoolOptions::new()
         .max_connections(config.max_connections.min(SQLITE_MAX_CONNECTIONS))
         .acquire_timeout(config.timeout)
+        // A local file cannot be cut off like a network connection: no ping
+        // (a round trip to the connection's thread) before every query.
+        .test_before_acquire(false)
         .connect_with(options)
         .await?;
     tower_sessions_sqlx_store::SqliteStore::new(pool.clone())
