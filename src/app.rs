@@ -40,7 +40,7 @@ pub enum StartupError {
 ///
 /// Embedding oidc-gate in your own axum app: add your routes with
 /// [`App::merge`] (they get the same sessions and login; protect them with
-/// [`web::require_login`] and read the user with [`crate::users::AuthSession`]),
+/// [`web::RequireLoginLayer`] and read the user with [`crate::users::AuthSession`]),
 /// then [`App::serve`] or take [`App::router`].
 pub struct App {
     state: AppState,
@@ -106,7 +106,7 @@ impl App {
 
     /// Adds your own routes. They run behind the same session and login
     /// layers as oidc-gate's pages; protect them with
-    /// `.route_layer(axum::middleware::from_fn(oidc_gate::web::require_login))`.
+    /// `.route_layer(oidc_gate::web::RequireLoginLayer)`.
     pub fn merge(mut self, routes: Router<AppState>) -> Self {
         self.extra = self.extra.merge(routes);
         self

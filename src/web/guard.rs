@@ -1,10 +1,16 @@
 //! Request-wide middleware: session lifetimes, login protection, turning
 //! bare framework errors into pages, and the request span.
 
-use axum::extract::{MatchedPath, Request, State};
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use futures_util::future::Either;
+use tower::{Layer, Service};
 use tower_sessions::Session;
 
 use super::AppState;
@@ -17,61 +23,153 @@ use crate::users::AuthSession;
 /// Ends sessions past their idle timeout or absolute lifetime and records
 /// activity; runs before the user is loaded, so an ended session is
 /// anonymous on this very request. A session store failure is a 503 page.
-pub async fn enforce_lifetimes(
-    State(state): State<AppState>,
-    session: Session,
-    request: Request,
-    next: Next,
-) -> Response {
-    let activity = match session.get::<Activity>(ACTIVITY_KEY).await {
-        Ok(activity) => activity,
-        Err(e) => return AppError::Session(e).into_response(),
-    };
-    if let Some(mut activity) = activity {
-        let now = state.clock.unix();
-        match state.lifetimes.judge(&activity, now) {
-            Verdict::Fresh => {}
-            Verdict::Touch => {
-                activity.last_seen = now;
-                if let Err(e) = session.insert(ACTIVITY_KEY, activity).await {
-                    return AppError::Session(e).into_response();
-                }
-            }
-            verdict @ (Verdict::Idle | Verdict::TooOld) => {
-                let subject = session
-                    .get::<LoginData>(LOGIN_KEY)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|l| l.subject);
-                let id = session.id().map(|id| id.to_string());
-                if let Err(e) = session.flush().await {
-                    return AppError::Session(e).into_response();
-                }
-                if let Some(id) = id
-                    && let Err(e) = state.store.unlink_session(&id).await
-                {
-                    tracing::warn!(error = %e, "could not remove an expired session's link");
-                }
-                let reason = if verdict == Verdict::Idle {
-                    "session_idle"
-                } else {
-                    "session_max_age"
-                };
-                tracing::info!(reason, subject = subject.as_deref().unwrap_or("-"), "session ended");
-            }
+///
+/// A plain tower layer rather than `middleware::from_fn`: it runs on every
+/// request, and `from_fn` boxes the inner service and splits the request
+/// into parts each time.
+#[derive(Clone)]
+pub struct EnforceLifetimesLayer(pub AppState);
+
+impl<S> Layer<S> for EnforceLifetimesLayer {
+    type Service = EnforceLifetimes<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EnforceLifetimes {
+            state: self.0.clone(),
+            inner,
         }
     }
-    next.run(request).await
+}
+
+/// The service of [`EnforceLifetimesLayer`].
+#[derive(Clone)]
+pub struct EnforceLifetimes<S> {
+    state: AppState,
+    inner: S,
+}
+
+impl<S> Service<Request> for EnforceLifetimes<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The ready service goes into the future; a clone stays for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Box::pin(async move {
+            if let Some(session) = request.extensions().get::<Session>()
+                && let Err(response) = enforce_lifetimes(&state, session).await
+            {
+                return Ok(response);
+            }
+            inner.call(request).await
+        })
+    }
+}
+
+async fn enforce_lifetimes(state: &AppState, session: &Session) -> Result<(), Response> {
+    let activity = session
+        .get::<Activity>(ACTIVITY_KEY)
+        .await
+        .map_err(|e| AppError::Session(e).into_response())?;
+    let Some(mut activity) = activity else { return Ok(()) };
+    let now = state.clock.unix();
+    match state.lifetimes.judge(&activity, now) {
+        Verdict::Fresh => {}
+        Verdict::Touch => {
+            activity.last_seen = now;
+            session
+                .insert(ACTIVITY_KEY, activity)
+                .await
+                .map_err(|e| AppError::Session(e).into_response())?;
+        }
+        verdict @ (Verdict::Idle | Verdict::TooOld) => {
+            let subject = session
+                .get::<LoginData>(LOGIN_KEY)
+                .await
+                .ok()
+                .flatten()
+                .map(|l| l.subject);
+            let id = session.id().map(|id| id.to_string());
+            session
+                .flush()
+                .await
+                .map_err(|e| AppError::Session(e).into_response())?;
+            if let Some(id) = id
+                && let Err(e) = state.store.unlink_session(&id).await
+            {
+                tracing::warn!(error = %e, "could not remove an expired session's link");
+            }
+            let reason = if verdict == Verdict::Idle {
+                "session_idle"
+            } else {
+                "session_max_age"
+            };
+            tracing::info!(reason, subject = subject.as_deref().unwrap_or("-"), "session ended");
+        }
+    }
+    Ok(())
 }
 
 /// Protects routes: anonymous browsers are sent to log in (and back), API
 /// clients (`Accept: application/json` or XHR) get 401. Use with
-/// `route_layer(middleware::from_fn(require_login))`.
-pub async fn require_login(auth: AuthSession, request: Request, next: Next) -> Response {
-    if auth.user.is_some() {
-        return next.run(request).await;
+/// `route_layer(RequireLoginLayer)` on routes of the oidc-gate router.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequireLoginLayer;
+
+impl<S> Layer<S> for RequireLoginLayer {
+    type Service = RequireLogin<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireLogin { inner }
     }
+}
+
+/// The service of [`RequireLoginLayer`].
+#[derive(Clone, Debug)]
+pub struct RequireLogin<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for RequireLogin<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, Ready<Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match request.extensions().get::<AuthSession>() {
+            Some(auth) if auth.user.is_some() => Either::Left(self.inner.call(request)),
+            Some(_) => Either::Right(ready(Ok(to_login(&request)))),
+            None => {
+                // Fail closed: without the login layer nobody is known.
+                tracing::error!("RequireLoginLayer used on a route outside the oidc-gate router");
+                Either::Right(ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())))
+            }
+        }
+    }
+}
+
+/// Where an anonymous request goes: browsers to the login (and back), API
+/// clients get 401.
+fn to_login(request: &Request) -> Response {
     if wants_json(request.headers()) {
         let body = axum::Json(serde_json::json!({"error": "unauthenticated", "login": "/login"}));
         return (
@@ -98,9 +196,9 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// Replaces the body-less 5xx answers of the session and login layers
-/// (store failures) with the "temporarily unavailable" page.
-pub async fn render_bare_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// (store failures) with the "temporarily unavailable" page. Use with
+/// `tower::util::MapResponseLayer`.
+pub fn render_bare_errors(response: Response) -> Response {
     if response.status().is_server_error() && !response.headers().contains_key(header::CONTENT_TYPE) {
         tracing::error!(status = %response.status(), "session or user store failed");
         return AppError::Store(StoreError::Session("store failure in the session layer".into())).into_response();
@@ -117,4 +215,28 @@ pub fn request_span(request: &Request) -> tracing::Span {
         method = %request.method(),
         route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("-"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn require_login_outside_the_login_layer_fails_closed() {
+        let app: Router = Router::new()
+            .route("/x", get(|| async { "secret" }))
+            .route_layer(RequireLoginLayer);
+        let response = app
+            .oneshot(Request::get("/x").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        assert!(!body.windows(6).any(|w| w == b"secret"));
+    }
 }

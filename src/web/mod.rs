@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware;
+use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
 pub use error::AppError;
-pub use guard::require_login;
+pub use guard::{RequireLogin, RequireLoginLayer};
 
 use crate::clock::Clock;
 use crate::provider::Provider;
@@ -76,25 +77,29 @@ pub fn router(state: AppState, cookie: &CookieSettings, extra: Router<AppState>)
     let auth_manager =
         tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), "axum-login.data"));
     let sessions = session::layer(state.store.session_backend(), cookie, state.lifetimes);
+    // One `layer` call: each `Router::layer` boxes every route once more,
+    // and the boxes are cloned and dropped on every request. Outermost first.
+    let layers = ServiceBuilder::new()
+        .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
+        .layer(default_header(header::CACHE_CONTROL, "no-store"))
+        // Not `no-referrer`: browsers then send `Origin: null` on our own forms.
+        .layer(default_header(header::REFERRER_POLICY, "same-origin"))
+        .layer(default_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(default_header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .layer(MapResponseLayer::new(guard::render_bare_errors))
+        .layer(sessions)
+        .layer(guard::EnforceLifetimesLayer(state.clone()))
+        .layer(auth_manager);
     Router::new()
         .merge(pages::router())
         .merge(auth::router())
         .merge(backchannel::router())
         .merge(extra)
         .fallback(pages::not_found)
-        .layer(auth_manager)
-        .layer(middleware::from_fn_with_state(state.clone(), guard::enforce_lifetimes))
-        .layer(sessions)
-        .layer(middleware::from_fn(guard::render_bare_errors))
-        .layer(default_header(
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'",
-        ))
-        .layer(default_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        // Not `no-referrer`: browsers then send `Origin: null` on our own forms.
-        .layer(default_header(header::REFERRER_POLICY, "same-origin"))
-        .layer(default_header(header::CACHE_CONTROL, "no-store"))
-        .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
+        .layer(layers)
         .with_state(state)
 }
 

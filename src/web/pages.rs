@@ -1,11 +1,11 @@
 //! The pages: index, the protected secret page, health check, stylesheet.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Router, middleware};
 use tower_sessions::Session;
 
 use super::error::{AppError, render};
@@ -17,7 +17,7 @@ use crate::users::AuthSession;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/secret", get(secret))
-        .route_layer(middleware::from_fn(guard::require_login))
+        .route_layer(guard::RequireLoginLayer)
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/static/style.css", get(stylesheet))

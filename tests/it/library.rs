@@ -2,10 +2,9 @@
 //! the same sessions and login.
 
 use axum::Router;
-use axum::middleware::from_fn;
 use axum::routing::get;
 use oidc_gate::users::AuthSession;
-use oidc_gate::web::{AppState, require_login};
+use oidc_gate::web::{AppState, RequireLoginLayer};
 use reqwest::StatusCode;
 
 use crate::support::*;
@@ -13,12 +12,12 @@ use crate::support::*;
 fn my_routes() -> Router<AppState> {
     Router::new()
         .route("/reports/{id}", get(report))
-        .route_layer(from_fn(require_login))
+        .route_layer(RequireLoginLayer)
         .route("/public", get(|| async { "anyone" }))
 }
 
 async fn report(auth: AuthSession, axum::extract::Path(id): axum::extract::Path<u32>) -> String {
-    let user = auth.user.expect("require_login lets only users through");
+    let user = auth.user.expect("RequireLoginLayer lets only users through");
     format!("report {id} for {}", user.display_name())
 }
 
