@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use openidconnect::core::CoreJsonWebKeySet;
 use serde::Deserialize;
 use url::Url;
 
 use super::error::{ProviderError, Reason};
+use super::jwk::GateJsonWebKeySet;
 use crate::config::is_loopback;
 
 /// Largest discovery document, JWKS or token response we read.
@@ -95,9 +95,9 @@ pub async fn fetch_metadata(http: &reqwest::Client, issuer: &str) -> Result<(Met
 pub async fn fetch_jwks(
     http: &reqwest::Client,
     jwks_uri: &Url,
-) -> Result<(CoreJsonWebKeySet, Duration), ProviderError> {
+) -> Result<(GateJsonWebKeySet, Duration), ProviderError> {
     let (body, ttl) = get(http, jwks_uri, Reason::JwksFailed).await?;
-    let jwks: CoreJsonWebKeySet = serde_json::from_slice(&body)
+    let jwks: GateJsonWebKeySet = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::new(Reason::JwksFailed, format!("invalid JWKS: {e}")))?;
     Ok((jwks, ttl))
 }

@@ -6,11 +6,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use openidconnect::core::{CoreJsonWebKeySet, CoreJsonWebKeyUse, CoreJwsSigningAlgorithm};
+use openidconnect::core::{CoreJsonWebKeyUse, CoreJwsSigningAlgorithm};
 use openidconnect::{JsonWebKey, JsonWebKeyAlgorithm};
 use serde_json::{Map, Value};
 
 use super::error::{ProviderError, Reason};
+use super::jwk::GateJsonWebKeySet;
 use super::verify::ACCEPTED_ALGS;
 
 /// The event member every logout token carries.
@@ -89,7 +90,7 @@ pub(crate) enum KeyCheck {
 
 impl Jws<'_> {
     /// Verifies the signature with the keys of `jwks` that may sign with this alg.
-    pub(crate) fn check_signature(&self, jwks: &CoreJsonWebKeySet) -> KeyCheck {
+    pub(crate) fn check_signature(&self, jwks: &GateJsonWebKeySet) -> KeyCheck {
         let candidates: Vec<_> = jwks
             .keys()
             .iter()

@@ -4,6 +4,7 @@
 
 mod discovery;
 mod error;
+mod jwk;
 mod logout;
 mod token;
 mod verify;
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use openidconnect::core::CoreJsonWebKeySet;
 use tokio::time::Instant;
 use url::Url;
 
@@ -24,6 +24,7 @@ pub use verify::{ExtraClaims, VerifiedIdToken};
 
 use crate::clock::Clock;
 use crate::config::ClientConfig;
+use jwk::GateJsonWebKeySet;
 
 /// Minimum time between two JWKS refetches caused by unknown key ids.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -65,7 +66,7 @@ struct Inner {
 pub struct Snapshot {
     /// The discovery document.
     pub metadata: Metadata,
-    jwks: CoreJsonWebKeySet,
+    jwks: GateJsonWebKeySet,
     jwks_fetched_at: Instant,
     refresh_at: Instant,
 }

@@ -11,17 +11,15 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use openidconnect::core::{
-    CoreGenderClaim, CoreIdTokenVerifier, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
-};
+use openidconnect::core::{CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm};
 use openidconnect::{
     AccessToken, AccessTokenHash, AdditionalClaims, ClaimsVerificationError, ClientId, IdToken, IdTokenClaims,
-    IssuerUrl, JsonWebKeySet, Nonce, SignatureVerificationError,
+    IdTokenVerifier, IssuerUrl, JsonWebKeySet, Nonce, SignatureVerificationError,
 };
 use serde::{Deserialize, Serialize};
 
 use super::error::{ProviderError, Reason};
+use super::jwk::{GateJsonWebKey, GateJsonWebKeySet};
 
 /// Claims beyond the standard ones that oidc-gate reads.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -34,6 +32,7 @@ impl AdditionalClaims for ExtraClaims {}
 
 type GateIdToken = IdToken<ExtraClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
 type GateClaims = IdTokenClaims<ExtraClaims, CoreGenderClaim>;
+type GateIdTokenVerifier<'a> = IdTokenVerifier<'a, GateJsonWebKey>;
 
 /// Asymmetric algorithms accepted for ID tokens. `none` and HMAC are never
 /// accepted: a shared-secret signature proves nothing about the provider.
@@ -90,7 +89,7 @@ fn reject(reason: Reason, detail: impl Into<String>) -> Verdict {
 }
 
 /// Validates `raw` against `jwks`.
-pub(crate) fn verify(raw: &str, jwks: &CoreJsonWebKeySet, want: &Expectations<'_>) -> Verdict {
+pub(crate) fn verify(raw: &str, jwks: &GateJsonWebKeySet, want: &Expectations<'_>) -> Verdict {
     if let Err(e) = precheck(raw) {
         return Verdict::Invalid(e);
     }
@@ -104,9 +103,9 @@ pub(crate) fn verify(raw: &str, jwks: &CoreJsonWebKeySet, want: &Expectations<'_
         return reject(Reason::IdTokenIss, "configured issuer is not a URL");
     };
     let nonce = Nonce::new(want.nonce.to_owned());
-    let build = |keys: CoreJsonWebKeySet| {
+    let build = |keys: GateJsonWebKeySet| {
         let now = chrono::DateTime::from_timestamp(want.now_unix - want.skew.as_secs() as i64, 0).unwrap_or_default();
-        CoreIdTokenVerifier::new_public_client(ClientId::new(want.client_id.to_owned()), issuer.clone(), keys)
+        GateIdTokenVerifier::new_public_client(ClientId::new(want.client_id.to_owned()), issuer.clone(), keys)
             .set_allowed_algs(ACCEPTED_ALGS)
             .set_time_fn(move || now)
     };
@@ -135,10 +134,10 @@ pub(crate) fn verify(raw: &str, jwks: &CoreJsonWebKeySet, want: &Expectations<'_
 
 fn try_each_key<'v>(
     token: &GateIdToken,
-    jwks: &CoreJsonWebKeySet,
+    jwks: &GateJsonWebKeySet,
     nonce: &Nonce,
-    build: impl Fn(CoreJsonWebKeySet) -> CoreIdTokenVerifier<'v>,
-) -> Result<(GateClaims, CoreIdTokenVerifier<'v>), ProviderError> {
+    build: impl Fn(GateJsonWebKeySet) -> GateIdTokenVerifier<'v>,
+) -> Result<(GateClaims, GateIdTokenVerifier<'v>), ProviderError> {
     let mut last = None;
     for key in jwks.keys() {
         let verifier = build(JsonWebKeySet::new(vec![key.clone()]));
@@ -158,7 +157,7 @@ fn try_each_key<'v>(
 fn check_extra(
     token: &GateIdToken,
     claims: &GateClaims,
-    verifier: &CoreIdTokenVerifier<'_>,
+    verifier: &GateIdTokenVerifier<'_>,
     want: &Expectations<'_>,
 ) -> Result<(), ProviderError> {
     let audiences = claims.audiences();
@@ -185,7 +184,7 @@ fn check_extra(
         let alg = token
             .signing_alg()
             .map_err(|e| ProviderError::new(Reason::IdTokenAlg, e.to_string()))?;
-        let key: &CoreJsonWebKey = token
+        let key: &GateJsonWebKey = token
             .signing_key(verifier)
             .map_err(|e| ProviderError::new(Reason::IdTokenSignature, e.to_string()))?;
         let actual = AccessTokenHash::from_token(&AccessToken::new(want.access_token.to_owned()), alg, key)
