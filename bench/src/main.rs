@@ -11,12 +11,14 @@
 //! - `wrk`: the load generator and its report.
 //! - `bulk`: many sessions at once, straight into the store.
 //! - `profile`: `perf` summaries of where the server's CPU goes.
+//! - `pin`: the session stores' processes kept off the server's core.
 //! - `parts`: the five measurements.
 //! - `report`: targets, tables, `BENCHMARKS.md`.
 
 mod bulk;
 mod client;
 mod parts;
+mod pin;
 mod profile;
 mod report;
 mod server;

@@ -26,6 +26,8 @@ pub struct Binaries {
     pub oidc_gate: PathBuf,
     /// `target/release/ceiling`.
     pub ceiling: PathBuf,
+    /// `target/release/provider`: the development provider on its own.
+    pub provider: PathBuf,
 }
 
 /// The workspace root (this crate's parent directory).
@@ -41,14 +43,15 @@ pub fn build(root: &Path) -> Result<Binaries> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // One package per build, so that each keeps its own feature set and
     // neither invalidates the other (or `cargo run -p bench`'s) artifacts.
-    for (package, bin) in [("oidc-gate", "oidc-gate"), ("bench", "ceiling")] {
-        let status = Command::new(&cargo)
-            .current_dir(root)
-            .args(["build", "--release", "-p", package, "--bin", bin])
-            .status()
-            .with_context(|| format!("cannot run {cargo}"))?;
+    for (package, bins) in [("oidc-gate", &["oidc-gate"][..]), ("bench", &["ceiling", "provider"])] {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(root).args(["build", "--release", "-p", package]);
+        for bin in bins {
+            cmd.args(["--bin", bin]);
+        }
+        let status = cmd.status().with_context(|| format!("cannot run {cargo}"))?;
         if !status.success() {
-            bail!("cargo build --release -p {package} --bin {bin} failed ({status})");
+            bail!("cargo build --release -p {package} failed ({status})");
         }
     }
     let meta = Command::new(&cargo)
@@ -64,8 +67,9 @@ pub fn build(root: &Path) -> Result<Binaries> {
     let bins = Binaries {
         oidc_gate: release.join("oidc-gate"),
         ceiling: release.join("ceiling"),
+        provider: release.join("provider"),
     };
-    for b in [&bins.oidc_gate, &bins.ceiling] {
+    for b in [&bins.oidc_gate, &bins.ceiling, &bins.provider] {
         if !b.is_file() {
             bail!("{} is missing after the build", b.display());
         }
@@ -112,6 +116,8 @@ pub struct Server {
     pub dir: PathBuf,
     /// When it was spawned.
     pub spawned: Instant,
+    /// It keeps sessions in PostgreSQL.
+    pub postgres: bool,
 }
 
 /// A fresh, empty directory under the system temp dir.
@@ -125,7 +131,7 @@ pub fn temp_dir(tag: &str) -> Result<PathBuf> {
 }
 
 /// A free loopback port (bound and released; the server binds it right after).
-fn free_addr() -> Result<SocketAddr> {
+pub fn free_addr() -> Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
     Ok(l.local_addr()?)
 }
@@ -136,8 +142,18 @@ impl Server {
     /// directory and working directory (so no `.env` of ours is read);
     /// `env` adds settings.
     pub fn oidc_gate(bin: &Path, store: &Store, dir: PathBuf, env: &[(&str, &str)]) -> Result<Self> {
-        let addr = free_addr()?;
-        let mut cmd = pinned(bin);
+        Self::oidc_gate_on(free_addr()?, bin, store, dir, env)
+    }
+
+    /// [`Server::oidc_gate`] on a given address.
+    pub fn oidc_gate_on(
+        addr: SocketAddr,
+        bin: &Path,
+        store: &Store,
+        dir: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let mut cmd = pinned(bin, SERVER_CORE);
         cmd.current_dir(&dir)
             .env("LISTEN", addr.to_string())
             .env("PUBLIC_URL", format!("http://{addr}"))
@@ -153,6 +169,22 @@ impl Server {
                 cmd.env("SESSION_STORE_URL", url);
             }
         }
+        let mut server = Self::spawn(cmd, addr, dir)?;
+        server.postgres = matches!(store, Store::Postgres { .. });
+        Ok(server)
+    }
+
+    /// Starts the development provider on its own, on the load core (it is
+    /// someone else's server), for one client whose pages are at `base`.
+    pub fn provider(bin: &Path, client_id: &str, client_secret: &str, base: &str) -> Result<Self> {
+        let dir = temp_dir("provider")?;
+        let addr = free_addr()?;
+        let mut cmd = pinned(bin, LOAD_CORE);
+        cmd.current_dir(&dir)
+            .arg(addr.to_string())
+            .arg(client_id)
+            .arg(client_secret)
+            .arg(base);
         Self::spawn(cmd, addr, dir)
     }
 
@@ -162,7 +194,7 @@ impl Server {
         let addr = free_addr()?;
         std::fs::write(dir.join("body.html"), body)?;
         std::fs::write(dir.join("headers.txt"), headers)?;
-        let mut cmd = pinned(bin);
+        let mut cmd = pinned(bin, SERVER_CORE);
         cmd.current_dir(&dir)
             .arg(addr.to_string())
             .arg(dir.join("body.html"))
@@ -180,6 +212,7 @@ impl Server {
             addr,
             dir,
             spawned,
+            postgres: false,
         })
     }
 
@@ -282,10 +315,10 @@ fn http_status(addr: SocketAddr, path: &str) -> Result<u16> {
     Ok(std::str::from_utf8(&head[9..12])?.parse()?)
 }
 
-/// `taskset -c 0 <bin>` with a clean environment and one tokio worker.
-fn pinned(bin: &Path) -> Command {
+/// `taskset -c <core> <bin>` with a clean environment and one tokio worker.
+fn pinned(bin: &Path, core: &str) -> Command {
     let mut cmd = Command::new("taskset");
-    cmd.arg("-c").arg(SERVER_CORE).arg(bin).env_clear();
+    cmd.arg("-c").arg(core).arg(bin).env_clear();
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);
     }

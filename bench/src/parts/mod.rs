@@ -12,10 +12,10 @@ pub use page::{login_cost, protected_page};
 pub use sessions::{memory, store_scale};
 
 use crate::bulk::Postgres;
-use crate::profile;
 use crate::report::{CpuUse, Report, Startup};
 use crate::server::{Binaries, LOAD_CORE_INDEX, SERVER_CORE_INDEX, Server, Store, cpu_times, temp_dir};
 use crate::wrk::{self, Figures};
+use crate::{pin, profile};
 
 /// How much to measure.
 pub struct Plan {
@@ -121,16 +121,34 @@ async fn with_store<T>(
         }
         "redis" => {
             let url = ctx.redis_url.clone().context("no Redis")?;
-            f(ctx, Store::Redis { url }, None).await
+            let pinned = match pin::RedisServer::pin(&url).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    note_unpinned(ctx, &format!("the Redis server: {e:#}"));
+                    None
+                }
+            };
+            let result = f(ctx, Store::Redis { url }, None).await;
+            drop(pinned);
+            result
         }
         _ => f(ctx, Store::Sqlite, None).await,
     }
 }
 
+/// Records that a store's processes could not be kept off the server's core.
+fn note_unpinned(ctx: &Ctx, what: &str) {
+    let note = format!("Could not pin {what}; its figures include the store sharing the server's core.");
+    eprintln!("bench: {note}");
+    ctx.noise.borrow_mut().push(note);
+}
+
 /// A measured wrk run on `/secret` (after a warm-up if `warm`), checked:
 /// no errors, and every answer as large as the page (a redirect to the
-/// login is much smaller). Returns the figures and the CPU use.
-fn measure(
+/// login is much smaller). Returns the figures and the CPU use. The
+/// PostgreSQL backends the server opened (its pool has grown by the end
+/// of the warm-up) are moved to the load core first.
+async fn measure(
     ctx: &Ctx,
     server: &Server,
     cookie: Option<&str>,
@@ -147,6 +165,12 @@ fn measure(
     };
     if warm && !ctx.plan.warmup.is_zero() {
         run.run()?;
+    }
+    if server.postgres
+        && let Some(url) = &ctx.pg_url
+        && let Err(e) = pin::postgres_backends(url, server.spawned.elapsed() + Duration::from_secs(1)).await
+    {
+        note_unpinned(ctx, &format!("the PostgreSQL backends: {e:#}"));
     }
     run.duration = ctx.plan.measure;
     let before = (server.stats()?, cpu_times()?);

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use super::{Ctx, measure, profiled, start, with_store};
 use crate::client::{COOKIE_NAME, Client, login_many};
 use crate::report::{Logins, Page};
-use crate::server::{Server, Store, temp_dir};
+use crate::server::{Server, Store, free_addr, temp_dir};
 use crate::wrk;
 
 /// The `/secret` page as oidc-gate served it, for the ceiling.
@@ -40,7 +40,7 @@ async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
     let id = client.login("Ada Lovelace", "ada@example.com").await?;
     let (_, headers, body) = client.fetch("/secret", &id).await?;
     let cookie = format!("{COOKIE_NAME}={id}");
-    let (figures, cpu) = measure(ctx, &server, Some(&cookie), None, body.len(), true)?;
+    let (figures, cpu) = measure(ctx, &server, Some(&cookie), None, body.len(), true).await?;
     client.check_secret(&id).await.context("the session after the run")?;
     ctx.report.wrk_command = wrk::Run {
         url: "",
@@ -57,7 +57,9 @@ async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
     });
     let title = format!("`/secret` with {} sessions", store.label());
     profiled(ctx, &server, &title, async |ctx| {
-        measure(ctx, &server, Some(&cookie), None, body.len(), false).map(drop)
+        measure(ctx, &server, Some(&cookie), None, body.len(), false)
+            .await
+            .map(drop)
     })
     .await?;
     client.logout(&id).await?;
@@ -77,9 +79,11 @@ async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
 async fn ceiling(ctx: &mut Ctx, page: &PageBytes) -> Result<()> {
     let mut server = Server::ceiling(&ctx.bins.ceiling, &page.body, &page.headers)?;
     server.wait_answering("/secret")?;
-    let (figures, cpu) = measure(ctx, &server, None, None, page.body.len(), true)?;
+    let (figures, cpu) = measure(ctx, &server, None, None, page.body.len(), true).await?;
     profiled(ctx, &server, "the ceiling", async |ctx| {
-        measure(ctx, &server, None, None, page.body.len(), false).map(drop)
+        measure(ctx, &server, None, None, page.body.len(), false)
+            .await
+            .map(drop)
     })
     .await?;
     ctx.report.pages.insert(
@@ -94,13 +98,46 @@ async fn ceiling(ctx: &mut Ctx, page: &PageBytes) -> Result<()> {
     Ok(())
 }
 
-/// Part 2: full logins, and oidc-gate's CPU time for them.
+/// Part 2: full logins, and oidc-gate's CPU time for them: with the
+/// development provider in a process of its own (judged), and inside
+/// oidc-gate as it runs by default (what the provider adds).
 pub async fn login_cost(ctx: &mut Ctx) -> Result<()> {
+    let base = free_addr()?;
+    let secret = format!("bench-secret-{}", std::process::id());
+    let mut provider = Server::provider(&ctx.bins.provider, "bench", &secret, &format!("http://{base}"))?;
+    provider.wait_answering("/dev-provider/.well-known/openid-configuration")?;
+    let issuer = provider.url("/dev-provider");
+    let env = [
+        ("OIDC_ISSUER", issuer.as_str()),
+        ("OIDC_CLIENT_ID", "bench"),
+        ("OIDC_CLIENT_SECRET", secret.as_str()),
+    ];
+    let mut server = Server::oidc_gate_on(base, &ctx.bins.oidc_gate, &Store::Sqlite, temp_dir("logins")?, &env)?;
+    server.wait_answering("/healthz")?;
+    let client = logins_on(ctx, &server, true).await?;
+    // Enough logins to outlast the profile.
+    let (n, concurrency) = ctx.plan.logins;
+    let rate = n as f64 / ctx.report.logins[0].elapsed.as_secs_f64();
+    let more = ((ctx.plan.profile.as_secs_f64() + 1.0) * rate).ceil() as usize;
+    profiled(ctx, &server, "logins (SQLite)", async |_| {
+        login_many(&client, more.min(50_000), concurrency, 100 + n)
+            .await
+            .map(drop)
+    })
+    .await?;
+    drop((server, provider));
+
     let server = start(ctx, &Store::Sqlite, temp_dir("logins")?, &[])?;
+    logins_on(ctx, &server, false).await.map(drop)
+}
+
+/// Measures `ctx.plan.logins` logins on `server` after a few to warm up.
+async fn logins_on(ctx: &mut Ctx, server: &Server, separate_provider: bool) -> Result<Client> {
     let client = Client::new(&server.url(""))?;
     let (n, concurrency) = ctx.plan.logins;
     login_many(&client, 20.min(n), concurrency, 0)
         .await
+        .map_err(|e| e.context(server.log_tail()))
         .context("warm-up logins")?;
     let before = server.stats()?;
     let (_, elapsed) = login_many(&client, n, concurrency, 100)
@@ -108,20 +145,13 @@ pub async fn login_cost(ctx: &mut Ctx) -> Result<()> {
         .map_err(|e| e.context(server.log_tail()))?;
     let after = server.stats()?;
     let ticks = after.cpu_ticks - before.cpu_ticks;
-    ctx.report.logins = Some(Logins {
+    ctx.report.logins.push(Logins {
         count: n,
         concurrency,
         elapsed,
         cpu: Duration::from_secs_f64(ticks as f64 / ctx.clk_tck as f64),
         clk_tck: ctx.clk_tck,
+        separate_provider,
     });
-    // Enough logins to outlast the profile.
-    let rate = n as f64 / elapsed.as_secs_f64();
-    let more = ((ctx.plan.profile.as_secs_f64() + 1.0) * rate).ceil() as usize;
-    profiled(ctx, &server, "logins (SQLite)", async |_| {
-        login_many(&client, more.min(50_000), concurrency, 100 + n)
-            .await
-            .map(drop)
-    })
-    .await
+    Ok(client)
 }

@@ -127,8 +127,8 @@ async fn scale_on(
             for (variant, env) in variants {
                 let server = start(ctx, store, dir.clone(), env)?;
                 let cookie = format!("{COOKIE_NAME}={id}");
-                let (hot, _) = measure(ctx, &server, Some(&cookie), None, body.len(), true)?;
-                let (spread, _) = measure(ctx, &server, None, Some(&script), body.len(), false)?;
+                let (hot, _) = measure(ctx, &server, Some(&cookie), None, body.len(), true).await?;
+                let (spread, _) = measure(ctx, &server, None, Some(&script), body.len(), false).await?;
                 Client::new(&server.url(""))?.check_secret(&id).await?;
                 ctx.report.scale.push(Scale {
                     store: store.label(),

@@ -64,6 +64,9 @@ pub struct Logins {
     pub cpu: Duration,
     /// Clock ticks per second (the CPU time's resolution).
     pub clk_tck: u64,
+    /// The provider ran in a process of its own (else inside oidc-gate,
+    /// whose CPU then includes the provider's).
+    pub separate_provider: bool,
 }
 
 /// RSS with some sessions in the store.
@@ -119,7 +122,7 @@ pub struct Report {
     /// Part 1.
     pub pages: Vec<Page>,
     /// Part 2.
-    pub logins: Option<Logins>,
+    pub logins: Vec<Logins>,
     /// Part 3.
     pub memory: Vec<Memory>,
     /// Part 4.
@@ -240,10 +243,14 @@ impl Report {
                 verdict: judge(p.figures.p99 <= Duration::from_millis(2)),
             });
         }
-        let cpu = self.logins.as_ref().map(|l| l.cpu.as_secs_f64() * 1e3 / l.count as f64);
+        let cpu = self
+            .logins
+            .iter()
+            .find(|l| l.separate_provider)
+            .map(|l| l.cpu.as_secs_f64() * 1e3 / l.count as f64);
         out.push(Target {
             kind: Kind::LoginCpu,
-            goal: "oidc-gate's CPU per login ≤ 0.5 ms (development provider included)".into(),
+            goal: "oidc-gate's CPU per login ≤ 0.5 ms (provider in its own process)".into(),
             measured: cpu.map_or("—".into(), |c| format!("{c:.2} ms")),
             verdict: cpu.map_or(Verdict::Skipped, |c| judge(c <= 0.5)),
         });
