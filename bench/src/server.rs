@@ -41,18 +41,16 @@ pub fn workspace_root() -> PathBuf {
 /// Builds oidc-gate and the ceiling in release mode and finds them.
 pub fn build(root: &Path) -> Result<Binaries> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // One package per build, so that each keeps its own feature set and
-    // neither invalidates the other (or `cargo run -p bench`'s) artifacts.
-    for (package, bins) in [("oidc-gate", &["oidc-gate"][..]), ("bench", &["ceiling", "provider"])] {
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(root).args(["build", "--release", "-p", package]);
-        for bin in bins {
-            cmd.args(["--bin", bin]);
-        }
-        let status = cmd.status().with_context(|| format!("cannot run {cargo}"))?;
-        if !status.success() {
-            bail!("cargo build --release -p {package} failed ({status})");
-        }
+    // One build for all three, so that it shares its feature set (and its
+    // compiled dependencies) with `cargo run -p bench`'s.
+    let status = Command::new(&cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", "oidc-gate", "-p", "bench"])
+        .args(["--bin", "oidc-gate", "--bin", "ceiling", "--bin", "provider"])
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!("cargo build --release of oidc-gate, ceiling and provider failed ({status})");
     }
     let meta = Command::new(&cargo)
         .current_dir(root)
