@@ -227,6 +227,39 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn bare_server_errors_become_the_unavailable_page_and_pages_pass() {
+        // What the session and login layers answer when their store fails.
+        let bare = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        let page = render_bare_errors(bare);
+        assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            page.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let body = axum::body::to_bytes(page.into_body(), 64 * 1024).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("<html"));
+
+        // A handler's own error page and any non-5xx answer are left alone.
+        let own = AppError::NotFound.into_response();
+        let own_status = own.status();
+        assert_eq!(render_bare_errors(own).status(), own_status);
+        let ok = (StatusCode::OK, "fine").into_response();
+        assert_eq!(render_bare_errors(ok).status(), StatusCode::OK);
+        let html_500 = (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/html")],
+            "handler's page",
+        )
+            .into_response();
+        let kept = render_bare_errors(html_500);
+        assert_eq!(kept.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(kept.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"handler's page");
+    }
+
+    #[tokio::test]
     async fn require_login_outside_the_login_layer_fails_closed() {
         let app: Router = Router::new()
             .route("/x", get(|| async { "secret" }))
