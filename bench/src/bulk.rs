@@ -216,11 +216,20 @@ impl Postgres {
     }
 }
 
+/// `host:port` of a `redis://host:port[/db]` URL.
+pub fn redis_addr(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    Some(format!(
+        "{}:{}",
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port().unwrap_or(6379)
+    ))
+}
+
 /// Whether a Redis server answers `PING` at `url` (`redis://host:port[/db]`).
 pub async fn redis_answers(url: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(u) = url::Url::parse(url) else { return false };
-    let addr = format!("{}:{}", u.host_str().unwrap_or("127.0.0.1"), u.port().unwrap_or(6379));
+    let Some(addr) = redis_addr(url) else { return false };
     let probe = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
         s.write_all(b"PING\r\n").await?;

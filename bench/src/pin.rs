@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use sqlx::{Connection, PgConnection};
 
+use crate::bulk::redis_addr;
 use crate::server::LOAD_CORE;
 
 /// `taskset -p [-a] <mask or -c cores> <pid>`.
@@ -79,8 +80,7 @@ impl Drop for RedisServer {
 
 async fn redis_pid(url: &str) -> Result<u32> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let u = url::Url::parse(url)?;
-    let addr = format!("{}:{}", u.host_str().unwrap_or("127.0.0.1"), u.port().unwrap_or(6379));
+    let addr = redis_addr(url).with_context(|| format!("not a Redis URL: {url}"))?;
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(b"INFO server\r\n").await?;
     let mut text = Vec::new();

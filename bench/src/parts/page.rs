@@ -114,10 +114,10 @@ pub async fn login_cost(ctx: &mut Ctx) -> Result<()> {
     ];
     let mut server = Server::oidc_gate_on(base, &ctx.bins.oidc_gate, &Store::Sqlite, temp_dir("logins")?, &env)?;
     server.wait_answering("/healthz")?;
-    let client = logins_on(ctx, &server, true).await?;
+    let (client, elapsed) = logins_on(ctx, &server, true).await?;
     // Enough logins to outlast the profile.
     let (n, concurrency) = ctx.plan.logins;
-    let rate = n as f64 / ctx.report.logins[0].elapsed.as_secs_f64();
+    let rate = n as f64 / elapsed.as_secs_f64();
     let more = ((ctx.plan.profile.as_secs_f64() + 1.0) * rate).ceil() as usize;
     profiled(ctx, &server, "logins (SQLite)", async |_| {
         login_many(&client, more.min(50_000), concurrency, 100 + n)
@@ -131,8 +131,9 @@ pub async fn login_cost(ctx: &mut Ctx) -> Result<()> {
     logins_on(ctx, &server, false).await.map(drop)
 }
 
-/// Measures `ctx.plan.logins` logins on `server` after a few to warm up.
-async fn logins_on(ctx: &mut Ctx, server: &Server, separate_provider: bool) -> Result<Client> {
+/// Measures `ctx.plan.logins` logins on `server` after a few to warm up;
+/// returns the client and the time they took.
+async fn logins_on(ctx: &mut Ctx, server: &Server, separate_provider: bool) -> Result<(Client, Duration)> {
     let client = Client::new(&server.url(""))?;
     let (n, concurrency) = ctx.plan.logins;
     login_many(&client, 20.min(n), concurrency, 0)
@@ -153,5 +154,5 @@ async fn logins_on(ctx: &mut Ctx, server: &Server, separate_provider: bool) -> R
         clk_tck: ctx.clk_tck,
         separate_provider,
     });
-    Ok(client)
+    Ok((client, elapsed))
 }
