@@ -11,6 +11,7 @@ mod sessions;
 mod sqlite;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use sessions::SessionBackend;
@@ -108,6 +109,20 @@ pub struct Store {
     db: Db,
     sessions: SessionBackend,
     timeout: Duration,
+    login_cookie_key: KeyBytes,
+}
+
+/// Bytes of the key that encrypts the login-in-progress cookie.
+pub const LOGIN_COOKIE_KEY_BYTES: usize = 64;
+
+/// Key material, never printed.
+#[derive(Clone)]
+struct KeyBytes(Arc<[u8]>);
+
+impl std::fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -158,7 +173,37 @@ impl Store {
             Db::Sqlite(_) => sqlite::op_timeout(config),
             Db::Postgres(_) => config.timeout,
         };
-        Ok(Self { db, sessions, timeout })
+        let mut store = Self {
+            db,
+            sessions,
+            timeout,
+            login_cookie_key: KeyBytes(Arc::new([])),
+        };
+        store.login_cookie_key = KeyBytes(store.shared_key("login_cookie", LOGIN_COOKIE_KEY_BYTES).await?.into());
+        Ok(store)
+    }
+
+    /// The key `name` shared by every instance on this database: made of
+    /// `len` random bytes by the first instance to ask, then read back.
+    async fn shared_key(&self, name: &str, len: usize) -> Result<Vec<u8>, StoreError> {
+        let mut candidate = vec![0u8; len];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut candidate);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let key = dispatch!(self, shared_key(name, &candidate, now))?;
+        if key.len() != len {
+            return Err(StoreError::Config(format!(
+                "shared key {name:?} in the database has {} bytes, not {len}",
+                key.len()
+            )));
+        }
+        Ok(key)
+    }
+
+    /// The key of the login-in-progress cookie
+    /// ([`LOGIN_COOKIE_KEY_BYTES`] bytes), the same on every instance
+    /// sharing this database.
+    pub fn login_cookie_key(&self) -> &[u8] {
+        &self.login_cookie_key.0
     }
 
     /// The session store for `tower-sessions`.

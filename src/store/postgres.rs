@@ -145,6 +145,21 @@ pub(super) async fn linked_sessions(
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
+/// The shared key `name`: `candidate` if no instance stored one before.
+pub(super) async fn shared_key(pool: &PgPool, name: &str, candidate: &[u8], now: i64) -> Result<Vec<u8>, StoreError> {
+    sqlx::query("INSERT INTO shared_keys (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(candidate)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    let (value,): (Vec<u8>,) = sqlx::query_as("SELECT value FROM shared_keys WHERE name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await?;
+    Ok(value)
+}
+
 pub(super) async fn remember_logout_jti(
     pool: &PgPool,
     issuer: &str,
