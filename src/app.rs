@@ -15,7 +15,7 @@ use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
 use crate::secret::{Secret, random_token};
 use crate::session::{CookieSettings, Lifetimes};
 use crate::store::{Store, StoreError};
-use crate::web::{self, AppState, Shared};
+use crate::web::{self, AppState, PendingLogins, Shared};
 
 /// Where the development provider is mounted.
 pub const DEV_PROVIDER_PATH: &str = "/dev-provider";
@@ -89,8 +89,10 @@ impl App {
             },
             clock.clone(),
         );
+        let cookie = CookieSettings::for_scheme(config.is_https());
         let state = AppState::new(Shared {
             provider,
+            pending: PendingLogins::new(store.login_cookie_key(), &cookie),
             store,
             clock,
             lifetimes: Lifetimes::new(config.session),
@@ -98,7 +100,7 @@ impl App {
         });
         Self {
             state,
-            cookie: CookieSettings::for_scheme(config.is_https()),
+            cookie,
             extra: Router::new(),
             dev,
         }

@@ -11,40 +11,10 @@ use crate::config::SessionConfig;
 use crate::secret::Secret;
 use crate::store::SessionBackend;
 
-/// Session key of the logins in progress.
-pub const PENDING_KEY: &str = "oidc.pending";
 /// Session key of the login data.
 pub const LOGIN_KEY: &str = "oidc.login";
 /// Session key of the login's [`Activity`].
 pub const ACTIVITY_KEY: &str = "oidc.activity";
-/// How many logins may be in progress at once in one session (browser tabs).
-pub const MAX_PENDING: usize = 3;
-/// How long a login may take at the provider.
-pub const PENDING_TTL_SECS: i64 = 600;
-
-/// A login in progress: sent to the provider, not yet back.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct PendingLogin {
-    /// `state` sent to the provider.
-    pub state: Secret,
-    /// `nonce` sent to the provider.
-    pub nonce: Secret,
-    /// PKCE code verifier.
-    pub pkce_verifier: Secret,
-    /// Where to go after login (a checked same-origin path).
-    pub next: String,
-    /// When the login started (Unix seconds).
-    pub started_at: i64,
-}
-
-impl PendingLogin {
-    /// Whether the login may still come back (started less than
-    /// [`PENDING_TTL_SECS`] before `now`).
-    pub fn is_live(&self, now: i64) -> bool {
-        now - self.started_at < PENDING_TTL_SECS
-    }
-}
-
 /// What a logged-in session keeps about its provider login.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct LoginData {

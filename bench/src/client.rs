@@ -24,28 +24,36 @@ pub struct Client {
     base: Url,
 }
 
-/// One login's cookie jar: only the session cookie matters here (the
-/// development provider sets none).
+/// One login's cookie jar: every cookie oidc-gate sets (the session, the
+/// login in progress); the development provider sets none.
 #[derive(Default)]
-struct Jar(Option<String>);
+struct Jar(Vec<(String, String)>);
 
 impl Jar {
     fn header(&self) -> Option<String> {
-        self.0.as_ref().map(|id| format!("{COOKIE_NAME}={id}"))
+        let pairs: Vec<String> = self.0.iter().map(|(name, value)| format!("{name}={value}")).collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    fn session(&self) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == COOKIE_NAME)
+            .map(|(_, id)| id.clone())
     }
 
     fn update(&mut self, headers: &HeaderMap) {
         for value in headers.get_all(SET_COOKIE) {
             let Ok(value) = value.to_str() else { continue };
             let mut parts = value.split(';').map(str::trim);
-            let Some((name, id)) = parts.next().and_then(|p| p.split_once('=')) else {
+            let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
                 continue;
             };
-            if name != COOKIE_NAME {
-                continue;
+            self.0.retain(|(n, _)| n != name);
+            let removed = value.is_empty() || parts.any(|p| p.eq_ignore_ascii_case("max-age=0"));
+            if !removed {
+                self.0.push((name.to_owned(), value.to_owned()));
             }
-            let removed = id.is_empty() || parts.any(|p| p.eq_ignore_ascii_case("max-age=0"));
-            self.0 = (!removed).then(|| id.to_owned());
         }
     }
 }
@@ -121,7 +129,7 @@ impl Client {
             r.status()
         );
         ensure!(r.text().await?.contains(SECRET), "the secret page lacks its sentence");
-        jar.0.context("no session cookie after login")
+        jar.session().context("no session cookie after login")
     }
 
     /// `GET path` with the session `id`: status, headers and body.
@@ -335,10 +343,13 @@ mod tests {
         h.append(SET_COOKIE, "other=1; Path=/".parse().unwrap());
         h.append(SET_COOKIE, "oidc_gate=abc; HttpOnly; Path=/".parse().unwrap());
         jar.update(&h);
-        assert_eq!(jar.header().as_deref(), Some("oidc_gate=abc"));
+        assert_eq!(jar.header().as_deref(), Some("other=1; oidc_gate=abc"));
+        assert_eq!(jar.session().as_deref(), Some("abc"));
         let mut h = HeaderMap::new();
         h.append(SET_COOKIE, "oidc_gate=; Max-Age=0; Path=/".parse().unwrap());
+        h.append(SET_COOKIE, "other=2; Path=/".parse().unwrap());
         jar.update(&h);
-        assert_eq!(jar.header(), None);
+        assert_eq!(jar.header().as_deref(), Some("other=2"));
+        assert_eq!(jar.session(), None);
     }
 }

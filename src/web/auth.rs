@@ -8,16 +8,14 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use openidconnect::PkceCodeChallenge;
-use tower_sessions::Expiry;
 use url::form_urlencoded;
 
 use super::AppState;
 use super::error::AppError;
+use super::pending::PendingLogin;
 use super::redirect::safe_next;
 use crate::secret::{Secret, random_token};
-use crate::session::{
-    ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData, MAX_PENDING, PENDING_KEY, PENDING_TTL_SECS, PendingLogin,
-};
+use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData};
 use crate::store::{SessionLink, UserProfile};
 use crate::users::AuthSession;
 
@@ -41,7 +39,7 @@ pub(super) fn param(raw: Option<&str>, name: &str) -> Option<String> {
 
 async fn login(
     State(state): State<AppState>,
-    auth: AuthSession,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let next = safe_next(param(query.as_deref(), "next").as_deref());
@@ -61,53 +59,48 @@ async fn login(
         pending.nonce.expose(),
         challenge.as_str(),
     );
-    let session = &auth.session;
-    let mut all: Vec<PendingLogin> = session.get(PENDING_KEY).await?.unwrap_or_default();
-    all.retain(|p| p.is_live(now));
-    all.push(pending);
-    if all.len() > MAX_PENDING {
-        all.drain(..all.len() - MAX_PENDING);
-    }
-    session.insert(PENDING_KEY, &all).await?;
-    if auth.user.is_none() {
-        // A session that only holds logins in progress lives as long as they do,
-        // so anonymous visits to /login cannot fill the store for 12 hours.
-        session.set_expiry(Some(Expiry::OnInactivity(time::Duration::seconds(PENDING_TTL_SECS))));
-    }
-    Ok(Redirect::to(url.as_str()).into_response())
+    // In the browser, not the session store: /login writes nothing here.
+    let jar = state.pending.start(state.pending.jar(&headers), &pending, now);
+    Ok((jar, Redirect::to(url.as_str())).into_response())
 }
 
 async fn callback(
     State(state): State<AppState>,
-    mut auth: AuthSession,
+    auth: AuthSession,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Response, AppError> {
+) -> Response {
     let query = query.as_deref();
-    let session = auth.session.clone();
-    let now = state.clock.unix();
-
-    // The presented state is single use: its pending login is removed before
-    // anything else is checked, whatever the outcome.
-    let mut all: Vec<PendingLogin> = session.remove(PENDING_KEY).await?.unwrap_or_default();
-    all.retain(|p| p.is_live(now));
     let Some(presented) = param(query, "state") else {
-        return Err(AppError::Callback {
+        return AppError::Callback {
             reason: "state_missing",
             detail: "no state parameter",
-        });
+        }
+        .into_response();
     };
-    let position = all.iter().position(|p| p.state.ct_eq(&presented));
-    let pending = position.map(|i| all.remove(i));
-    if !all.is_empty() {
-        session.insert(PENDING_KEY, &all).await?;
-    }
-    let Some(pending) = pending else {
-        return Err(AppError::Callback {
+    // The presented state is single use: its login is taken (and its cookie
+    // removed) before anything else is checked, whatever the outcome.
+    let now = state.clock.unix();
+    let (jar, pending) = state.pending.take(state.pending.jar(&headers), &presented, now).await;
+    let result = match pending {
+        Some(pending) => complete(&state, auth, query, pending, now).await,
+        None => Err(AppError::Callback {
             reason: "state_mismatch",
             detail: "state unknown, expired or already used",
-        });
+        }),
     };
+    (jar, result).into_response()
+}
 
+/// The rest of the callback, once `state` matched a login in progress.
+async fn complete(
+    state: &AppState,
+    mut auth: AuthSession,
+    query: Option<&str>,
+    pending: PendingLogin,
+    now: i64,
+) -> Result<Response, AppError> {
+    let session = auth.session.clone();
     if let Some(code) = param(query, "error") {
         return Err(AppError::ProviderRefused {
             code: code.chars().take(64).collect(),
@@ -150,12 +143,20 @@ async fn callback(
         .await?;
     let user_id = row.id;
 
-    // The backend takes the fresh profile (refreshing its cache); `login`
-    // gives the session a new id (no fixation).
+    // A login never continues an earlier session, whoever's it was (its id
+    // may have been planted in this browser): that session ends here, and
+    // this login is saved under a new id. (`AuthSession::login` renews the
+    // id only of a session that is not logged in, and `Session::flush` keeps
+    // the id for the next save.)
+    if let Some(old) = session.id() {
+        state.store.unlink_session(&old.to_string()).await?;
+        session.cycle_id().await?;
+        session.clear().await;
+    }
+    // The backend takes the fresh profile (refreshing its cache).
     if let Some(user) = auth.authenticate(row).await? {
         auth.login(&user).await?;
     }
-    session.remove_value(PENDING_KEY).await?;
     let data = LoginData {
         issuer: state.provider.issuer().to_owned(),
         subject: claims.subject.clone(),

@@ -6,6 +6,7 @@ mod backchannel;
 mod error;
 mod guard;
 mod pages;
+mod pending;
 pub mod redirect;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use url::Url;
 
 pub use error::AppError;
 pub use guard::{RequireLogin, RequireLoginLayer};
+pub use pending::PendingLogins;
 
 use crate::clock::Clock;
 use crate::provider::Provider;
@@ -44,6 +46,8 @@ pub struct Shared {
     pub lifetimes: Lifetimes,
     /// External base URL.
     pub public_url: Url,
+    /// The cookies of logins in progress.
+    pub pending: PendingLogins,
 }
 
 impl std::ops::Deref for AppState {

@@ -100,38 +100,110 @@ async fn deep_link_comes_back_to_the_same_url() {
 #[tokio::test]
 async fn session_id_changes_at_login() {
     let app = TestApp::spawn().await;
-    let browser = Browser::new();
-    let authorize = start_login(&app, &browser, None).await;
-    let before = browser
-        .session_id(&app)
-        .expect("a session cookie holds the login in progress");
-    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
-    browser.get(&callback).await;
-    let after = browser.session_id(&app).expect("a session cookie after login");
-    assert_ne!(before, after);
-
-    // The pre-login id (e.g. planted by an attacker) is worth nothing now.
+    // An attacker signs in, then plants their session id in the victim's browser.
     let attacker = Browser::new();
-    attacker.set_cookie(&app, &format!("oidc_gate={before}"));
-    assert_eq!(attacker.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
+    login(&app, &attacker, None).await;
+    let planted = attacker.session_id(&app).expect("the attacker's session");
+    let victim = Browser::new();
+    victim.set_cookie(&app, &format!("oidc_gate={planted}"));
+    let authorize = start_login(&app, &victim, None).await;
+    let callback = dev_provider_sign_in(&victim, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    victim.get(&callback).await;
+    let after = victim.session_id(&app).expect("a session cookie after login");
+    assert_ne!(planted, after);
+
+    // The planted id is worth nothing now, to the victim's login or otherwise.
+    let holder = Browser::new();
+    holder.set_cookie(&app, &format!("oidc_gate={planted}"));
+    assert_eq!(holder.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(victim.get(&app.url("/secret")).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_login_in_progress_is_an_encrypted_cookie_not_a_session() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let r = browser.get(&app.url("/login")).await;
+    let cookies = set_cookies(&r);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    assert!(cookie.starts_with("oidc_gate_login_"), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    let authorize = redirect_target(&r);
+    for secret in ["state", "nonce"] {
+        let value = query_param(&authorize, secret);
+        assert!(!cookie.contains(&value), "{secret} in clear in {cookie}");
+    }
+    assert_eq!(
+        app.count("tower_sessions").await,
+        0,
+        "nothing stored for an anonymous /login"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_logins_fill_no_store_and_no_header() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    for _ in 0..50 {
+        assert_eq!(browser.get(&app.url("/login")).await.status(), StatusCode::SEE_OTHER);
+    }
+    assert_eq!(app.count("tower_sessions").await, 0);
+    let sent = browser.cookies(&app.url("/"));
+    assert_eq!(
+        sent.matches("oidc_gate_login_").count(),
+        3,
+        "the newest three logins: {sent}"
+    );
+    // The newest still completes.
+    let authorize = start_login(&app, &browser, None).await;
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    assert_eq!(browser.get(&callback).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.count("tower_sessions").await, 1);
 }
 
 #[tokio::test]
 async fn session_cookie_is_http_only_lax_and_opaque() {
     let app = TestApp::spawn().await;
     let browser = Browser::new();
-    let r = browser.get(&app.url("/login")).await;
-    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
-    assert!(cookie.starts_with("oidc_gate="), "{cookie}");
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
-        "{cookie}"
-    );
+    let done = login(&app, &browser, None).await;
+    let cookies = set_cookies(&done);
+    let cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("oidc_gate="))
+        .unwrap_or_else(|| panic!("a session cookie in {cookies:?}"));
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
     let value = cookie.split(';').next().unwrap().trim_start_matches("oidc_gate=");
     assert!(
         value.len() >= 22 && !value.contains('.'),
         "an opaque random id, not data: {value}"
     );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("oidc_gate_login_") && c.contains("Max-Age=0")),
+        "the login's cookie is removed: {cookies:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_copied_login_cookie_cannot_replay_the_callback() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let copied = browser.cookies(&app.url("/"));
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    assert_eq!(browser.get(&callback).await.status(), StatusCode::SEE_OTHER);
+    let thief = Browser::new();
+    thief.set_cookie(&app, &copied);
+    let r = thief.get(&callback).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(text(r).await.contains("state_mismatch"));
+    assert_logged_out(&app, &thief).await;
 }
 
 async fn assert_logged_out(app: &TestApp, browser: &Browser) {
@@ -369,20 +441,21 @@ async fn signing_in_again_updates_the_profile() {
 }
 
 #[tokio::test]
-async fn sessions_of_unfinished_logins_are_short_lived() {
+async fn logins_in_progress_live_ten_minutes_sessions_the_idle_timeout() {
     let app = TestApp::spawn().await;
     let browser = Browser::new();
     let r = browser.get(&app.url("/login")).await;
-    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    let cookie = set_cookies(&r).join(" | ");
     assert!(
         cookie.contains("Max-Age=600"),
         "a login in progress lives 10 minutes: {cookie}"
     );
     let done = login(&app, &browser, None).await;
-    let cookie = done.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    let cookies = set_cookies(&done);
+    let session = cookies.iter().find(|c| c.starts_with("oidc_gate=")).unwrap();
     assert!(
-        cookie.contains("Max-Age=43200"),
-        "a logged-in session gets the idle timeout: {cookie}"
+        session.contains("Max-Age=43200"),
+        "a logged-in session gets the idle timeout: {session}"
     );
 }
 

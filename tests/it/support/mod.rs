@@ -230,6 +230,15 @@ impl Browser {
     }
 }
 
+/// Every `Set-Cookie` header of a response.
+pub fn set_cookies(r: &Response) -> Vec<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The `Location` header of a redirect.
 pub fn location(r: &Response) -> String {
     r.headers()

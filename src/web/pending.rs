@@ -1,0 +1,277 @@
+//! Logins in progress, kept by the browser: `/login` sets one cookie per
+//! login, encrypted and authenticated (AES-256-GCM, the `cookie` crate's
+//! private jar) with a key every instance shares through the database. It
+//! holds that login's `state`, `nonce` and PKCE verifier.
+//!
+//! So `/login` writes nothing on the server (anonymous visits cannot fill
+//! the store), and a login may end on another instance. A `state` is taken
+//! once: the callback removes its cookie whatever the outcome, and this
+//! instance remembers it as used until it would have expired anyway.
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
+use moka::future::Cache;
+use moka::policy::EvictionPolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+use crate::session::CookieSettings;
+
+/// How many logins may be in progress at once in one browser (tabs).
+pub const MAX_PENDING: usize = 3;
+/// How long a login may take at the provider.
+pub const PENDING_TTL_SECS: i64 = 600;
+/// Characters of the `state` that name its cookie (`state` has 43).
+const TAG_LEN: usize = 8;
+/// Used states remembered (LRU). Beyond this many callbacks in
+/// [`PENDING_TTL_SECS`], the oldest are forgotten; the provider's
+/// single-use code still refuses a replay.
+const USED_STATES: u64 = 20_000;
+
+/// A login in progress: sent to the provider, not yet back.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PendingLogin {
+    /// `state` sent to the provider.
+    pub state: Secret,
+    /// `nonce` sent to the provider.
+    pub nonce: Secret,
+    /// PKCE code verifier.
+    pub pkce_verifier: Secret,
+    /// Where to go after login (a checked same-origin path).
+    pub next: String,
+    /// When the login started (Unix seconds).
+    pub started_at: i64,
+}
+
+impl PendingLogin {
+    /// Whether the login may still come back (started less than
+    /// [`PENDING_TTL_SECS`] before `now`).
+    pub fn is_live(&self, now: i64) -> bool {
+        (0..PENDING_TTL_SECS).contains(&(now - self.started_at))
+    }
+}
+
+/// The login-in-progress cookies of one application.
+pub struct PendingLogins {
+    key: Key,
+    /// `oidc_gate_login_` or `__Host-oidc_gate_login_`.
+    prefix: String,
+    secure: bool,
+    used: Cache<String, ()>,
+}
+
+impl PendingLogins {
+    /// Cookies encrypted with `key` (at least 64 bytes), named and secured
+    /// like the session cookie.
+    pub fn new(key: &[u8], cookie: &CookieSettings) -> Self {
+        Self {
+            key: Key::from(key),
+            prefix: format!("{}_login_", cookie.name),
+            secure: cookie.secure,
+            used: Cache::builder()
+                .max_capacity(USED_STATES)
+                .time_to_live(Duration::from_secs(PENDING_TTL_SECS as u64))
+                .eviction_policy(EvictionPolicy::lru())
+                .build(),
+        }
+    }
+
+    /// The cookies of a request.
+    pub fn jar(&self, headers: &HeaderMap) -> PrivateCookieJar {
+        PrivateCookieJar::from_headers(headers, self.key.clone())
+    }
+
+    /// Adds `login`'s cookie, and removes the oldest logins in progress
+    /// beyond [`MAX_PENDING`] (expired ones too), which keeps the `Cookie`
+    /// header small.
+    pub fn start(&self, mut jar: PrivateCookieJar, login: &PendingLogin, now: i64) -> PrivateCookieJar {
+        let mut others: Vec<(i64, String)> = jar
+            .iter()
+            .filter(|c| c.name().starts_with(&self.prefix))
+            .map(|c| {
+                let started_at = decode(c.value())
+                    .filter(|p| p.is_live(now))
+                    .map_or(i64::MIN, |p| p.started_at);
+                (started_at, c.name().to_owned())
+            })
+            .collect();
+        others.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, name) in others.into_iter().skip(MAX_PENDING - 1) {
+            jar = jar.remove(self.cookie(name, String::new()));
+        }
+        let value = serde_json::to_string(login).expect("a pending login serializes");
+        jar.add(self.cookie(self.name(login.state.expose()), value))
+    }
+
+    /// Takes the login whose `state` was presented: its cookie is removed
+    /// from `jar` whatever the outcome. `None` if there is no such login, or
+    /// it expired, was forged, or was already taken on this instance.
+    pub async fn take(
+        &self,
+        jar: PrivateCookieJar,
+        presented: &str,
+        now: i64,
+    ) -> (PrivateCookieJar, Option<PendingLogin>) {
+        let name = self.name(presented);
+        let Some(cookie) = jar.get(&name) else {
+            return (jar, None);
+        };
+        let jar = jar.remove(self.cookie(name, String::new()));
+        let login = decode(cookie.value()).filter(|p| p.is_live(now) && p.state.ct_eq(presented));
+        let Some(login) = login else {
+            return (jar, None);
+        };
+        // Atomic: of two callbacks racing with the same cookie, one wins.
+        let first_use = self
+            .used
+            .entry(login.state.expose().to_owned())
+            .or_insert(())
+            .await
+            .is_fresh();
+        (jar, first_use.then_some(login))
+    }
+
+    /// The cookie of the login whose state is `state`.
+    fn name(&self, state: &str) -> String {
+        let tag: String = state
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(TAG_LEN)
+            .collect();
+        format!("{}{tag}", self.prefix)
+    }
+
+    fn cookie(&self, name: String, value: String) -> Cookie<'static> {
+        Cookie::build((name, value))
+            .path("/")
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax)
+            .max_age(time::Duration::seconds(PENDING_TTL_SECS))
+            .build()
+    }
+}
+
+fn decode(value: &str) -> Option<PendingLogin> {
+    serde_json::from_str(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+
+    use super::*;
+    use crate::secret::random_token;
+
+    fn logins() -> PendingLogins {
+        PendingLogins::new(&[7u8; 64], &CookieSettings::for_scheme(false))
+    }
+
+    fn login(now: i64) -> PendingLogin {
+        PendingLogin {
+            state: Secret::new(random_token(32)),
+            nonce: Secret::new(random_token(32)),
+            pkce_verifier: Secret::new(random_token(32)),
+            next: "/secret".into(),
+            started_at: now,
+        }
+    }
+
+    /// A browser's cookies: applies `Set-Cookie`s, sends `Cookie`.
+    #[derive(Default)]
+    struct Browser(Vec<(String, String)>);
+
+    impl Browser {
+        fn receive(&mut self, jar: PrivateCookieJar) {
+            let response = jar.into_response();
+            for value in response.headers().get_all(header::SET_COOKIE) {
+                let c = Cookie::parse(value.to_str().unwrap().to_owned()).unwrap();
+                self.0.retain(|(name, _)| name != c.name());
+                if c.max_age() != Some(time::Duration::ZERO) {
+                    self.0.push((c.name().to_owned(), c.value().to_owned()));
+                }
+            }
+        }
+
+        fn send(&self) -> HeaderMap {
+            let mut headers = HeaderMap::new();
+            let pairs: Vec<String> = self.0.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            if !pairs.is_empty() {
+                headers.insert(header::COOKIE, pairs.join("; ").parse().unwrap());
+            }
+            headers
+        }
+    }
+
+    fn started(logins: &PendingLogins, browser: &mut Browser, now: i64) -> PendingLogin {
+        let l = login(now);
+        browser.receive(logins.start(logins.jar(&browser.send()), &l, now));
+        l
+    }
+
+    #[tokio::test]
+    async fn a_login_is_taken_once_and_only_with_its_state() {
+        let logins = logins();
+        let mut browser = Browser::default();
+        let l = started(&logins, &mut browser, 1000);
+        let copy = browser.send();
+        let cookie = copy[header::COOKIE].to_str().unwrap();
+        assert!(cookie.starts_with("oidc_gate_login_"), "{cookie}");
+        assert!(!cookie.contains(l.state.expose()) && !cookie.contains(l.nonce.expose()));
+
+        // Same cookie name (the first 8 characters), another state.
+        let forged = format!("{}x", &l.state.expose()[..40]);
+        assert!(logins.take(logins.jar(&copy), &forged, 1001).await.1.is_none());
+        let (jar, taken) = logins.take(logins.jar(&copy), l.state.expose(), 1001).await;
+        assert_eq!(taken.unwrap().nonce, l.nonce);
+        browser.receive(jar);
+        assert!(browser.0.is_empty(), "the cookie is removed");
+        let (_, again) = logins.take(logins.jar(&copy), l.state.expose(), 1002).await;
+        assert!(again.is_none(), "a copy of the cookie replayed");
+    }
+
+    #[tokio::test]
+    async fn an_expired_or_foreign_login_is_refused() {
+        let logins = logins();
+        let mut browser = Browser::default();
+        let l = started(&logins, &mut browser, 1000);
+        let late = 1000 + PENDING_TTL_SECS;
+        let (jar, taken) = logins.take(logins.jar(&browser.send()), l.state.expose(), late).await;
+        assert!(taken.is_none(), "expired");
+        assert!(
+            jar.into_response().headers().contains_key(header::SET_COOKIE),
+            "and removed"
+        );
+        let other = PendingLogins::new(&[8u8; 64], &CookieSettings::for_scheme(false));
+        let (_, taken) = other.take(other.jar(&browser.send()), l.state.expose(), 1001).await;
+        assert!(taken.is_none(), "encrypted with another key");
+    }
+
+    #[tokio::test]
+    async fn the_newest_logins_are_kept() {
+        let logins = logins();
+        let mut browser = Browser::default();
+        let all: Vec<PendingLogin> = (0..5).map(|i| started(&logins, &mut browser, 1000 + i)).collect();
+        assert_eq!(browser.0.len(), MAX_PENDING);
+        for (i, l) in all.iter().enumerate() {
+            let (_, taken) = logins.take(logins.jar(&browser.send()), l.state.expose(), 1010).await;
+            assert_eq!(taken.is_some(), i >= all.len() - MAX_PENDING, "login {i}");
+        }
+    }
+
+    #[test]
+    fn https_cookies_are_secure_host_cookies() {
+        let logins = PendingLogins::new(&[7u8; 64], &CookieSettings::for_scheme(true));
+        let response = logins
+            .start(logins.jar(&HeaderMap::new()), &login(1), 1)
+            .into_response();
+        let set = response.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(set.starts_with("__Host-oidc_gate_login_"), "{set}");
+        for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=600"] {
+            assert!(set.contains(attribute), "{attribute} in {set}");
+        }
+    }
+}
