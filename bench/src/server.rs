@@ -41,16 +41,35 @@ pub fn workspace_root() -> PathBuf {
 /// Builds oidc-gate and the ceiling in release mode and finds them.
 pub fn build(root: &Path) -> Result<Binaries> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // One build for all three, so that it shares its feature set (and its
-    // compiled dependencies) with `cargo run -p bench`'s.
-    let status = Command::new(&cargo)
-        .current_dir(root)
-        .args(["build", "--release", "-p", "oidc-gate", "-p", "bench"])
-        .args(["--bin", "oidc-gate", "--bin", "ceiling", "--bin", "provider"])
-        .status()
-        .with_context(|| format!("cannot run {cargo}"))?;
-    if !status.success() {
-        bail!("cargo build --release of oidc-gate, ceiling and provider failed ({status})");
+    // What `cargo run` told this binary about itself: crates that read
+    // these at compile time would be rebuilt at every switch between
+    // `cargo run -p bench` and this build.
+    let own: Vec<String> = std::env::vars()
+        .map(|(name, _)| name)
+        .filter(|n| {
+            n.starts_with("CARGO_PKG_")
+                || n.starts_with("CARGO_MANIFEST_")
+                || n.starts_with("CARGO_BIN_")
+                || n == "CARGO_CRATE_NAME"
+                || n == "CARGO_PRIMARY_PACKAGE"
+        })
+        .collect();
+    // One package per build, as `cargo run -p bench` selects.
+    let builds: [&[&str]; 2] = [&["-p", "bench", "--bins"], &["-p", "oidc-gate", "--bin", "oidc-gate"]];
+    for args in builds {
+        let mut cmd = Command::new(&cargo);
+        for name in &own {
+            cmd.env_remove(name);
+        }
+        let status = cmd
+            .current_dir(root)
+            .args(["build", "--release"])
+            .args(args)
+            .status()
+            .with_context(|| format!("cannot run {cargo}"))?;
+        if !status.success() {
+            bail!("cargo build --release {} failed ({status})", args.join(" "));
+        }
     }
     let meta = Command::new(&cargo)
         .current_dir(root)
