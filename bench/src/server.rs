@@ -350,6 +350,8 @@ pub struct ProcStats {
     pub rss_kib: u64,
     /// `utime + stime` in clock ticks.
     pub cpu_ticks: u64,
+    /// Context switches of all its threads (voluntary and not) so far.
+    pub context_switches: u64,
 }
 
 impl ProcStats {
@@ -370,8 +372,26 @@ impl ProcStats {
         Ok(Self {
             rss_kib,
             cpu_ticks: tick(11)? + tick(12)?,
+            context_switches: context_switches(pid)?,
         })
     }
+}
+
+/// Context switches of every thread of `pid` so far (threads that ended
+/// are not counted).
+fn context_switches(pid: u32) -> Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(total)
 }
 
 /// Busy and total time of each CPU so far, in clock ticks (`/proc/stat`).

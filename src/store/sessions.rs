@@ -10,14 +10,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::prelude::{ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy};
 use fred::types::Builder;
-use tower_sessions::CachingSessionStore;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
-use tower_sessions_moka_store::MokaStore;
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use super::StoreError;
+use super::session_cache::WriteThrough;
 use crate::config::{StoreConfig, StoreUrl};
 
 /// Where sessions live.
@@ -35,7 +34,7 @@ enum Inner {
         store: SqliteStore,
         /// The store behind an in-memory cache: only for the embedded
         /// database, which one instance owns, so every logout goes through it.
-        cached: Option<CachingSessionStore<MokaStore, SqliteStore>>,
+        cached: Option<WriteThrough<SqliteStore>>,
         pool: sqlx::SqlitePool,
     },
     Postgres(PostgresStore),
@@ -83,7 +82,7 @@ impl SessionBackend {
         let store = SqliteStore::new(pool.clone());
         let cached = match config.session_cache {
             0 => None,
-            n => Some(CachingSessionStore::new(MokaStore::new(Some(n)), store.clone())),
+            n => Some(WriteThrough::new(store.clone(), n)),
         };
         let inner = Inner::Sqlite { store, cached, pool };
         Self {

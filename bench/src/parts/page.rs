@@ -152,6 +152,7 @@ async fn logins_on(ctx: &mut Ctx, server: &Server, separate_provider: bool) -> R
         elapsed,
         cpu: Duration::from_secs_f64(ticks as f64 / ctx.clk_tck as f64),
         clk_tck: ctx.clk_tck,
+        context_switches: after.context_switches - before.context_switches,
         separate_provider,
     });
     Ok((client, elapsed))

@@ -82,6 +82,7 @@ impl Report {
                             1e3 / l.clk_tck as f64 / l.count as f64,
                             l.clk_tck
                         ),
+                        format!("{:.0}", l.context_switches as f64 / l.count as f64),
                     ]
                 })
                 .collect();
@@ -94,6 +95,7 @@ impl Report {
                     "logins/s",
                     "mean round trip",
                     "oidc-gate CPU/login",
+                    "its context switches/login",
                 ],
                 &rows,
             );

@@ -64,6 +64,8 @@ pub struct Logins {
     pub cpu: Duration,
     /// Clock ticks per second (the CPU time's resolution).
     pub clk_tck: u64,
+    /// oidc-gate's context switches over them (all threads).
+    pub context_switches: u64,
     /// The provider ran in a process of its own (else inside oidc-gate,
     /// whose CPU then includes the provider's).
     pub separate_provider: bool,

@@ -1,0 +1,192 @@
+//! The in-memory cache in front of the embedded SQLite session store.
+//!
+//! Writes go to the store first and to the cache only once the store has
+//! them, so whatever the cache holds, the store holds too. That makes it
+//! safe to skip saving a record the cache already holds unchanged: a login
+//! saves its new session twice (once to learn its id, once as the response
+//! leaves), and the second save would rewrite the same row with an expiry
+//! date a few microseconds later.
+
+use async_trait::async_trait;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions_moka_store::MokaStore;
+
+/// `store` behind a write-through cache of at most `capacity` sessions.
+#[derive(Debug, Clone)]
+pub(super) struct WriteThrough<S> {
+    cache: MokaStore,
+    store: S,
+}
+
+impl<S> WriteThrough<S> {
+    pub(super) fn new(store: S, capacity: u64) -> Self {
+        Self {
+            cache: MokaStore::new(Some(capacity)),
+            store,
+        }
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for WriteThrough<S> {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        // The store picks the final id; the cache takes it as is.
+        self.store.create(record).await?;
+        self.cache.save(record).await
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        if let Some(cached) = self.cache.load(&record.id).await?
+            && same(&cached, record)
+        {
+            return Ok(());
+        }
+        self.store.save(record).await?;
+        self.cache.save(record).await
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        if let Some(record) = self.cache.load(id).await? {
+            return Ok(Some(record));
+        }
+        let record = self.store.load(id).await?;
+        if let Some(record) = &record {
+            self.cache.save(record).await?;
+        }
+        Ok(record)
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        // A failed delete leaves the cache as it was: the session still
+        // exists, and its owner gets an error rather than a silent logout.
+        self.store.delete(id).await?;
+        self.cache.delete(id).await
+    }
+}
+
+/// Whether saving `new` over `old` would change nothing that matters: the
+/// same data, and an expiry date moved by less than [`EXPIRY_SLACK`].
+fn same(old: &Record, new: &Record) -> bool {
+    let moved = new.expiry_date - old.expiry_date;
+    old.data == new.data && moved.abs() < EXPIRY_SLACK
+}
+
+/// Expiry changes too small to write. Sessions are judged idle by the
+/// activity they record (written at least once a minute of use), not by
+/// this date, which only lets the store delete them afterwards.
+const EXPIRY_SLACK: time::Duration = time::Duration::seconds(1);
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A store that counts writes and can be made to fail.
+    #[derive(Debug, Default)]
+    struct Counting {
+        rows: Mutex<HashMap<Id, Record>>,
+        writes: AtomicUsize,
+        down: AtomicBool,
+    }
+
+    impl Counting {
+        fn check(&self) -> session_store::Result<()> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(session_store::Error::Backend("down".into()));
+            }
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl SessionStore for &'static Counting {
+        async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+            self.check()?;
+            self.rows.lock().unwrap().insert(record.id, record.clone());
+            Ok(())
+        }
+        async fn save(&self, record: &Record) -> session_store::Result<()> {
+            self.check()?;
+            self.rows.lock().unwrap().insert(record.id, record.clone());
+            Ok(())
+        }
+        async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+            Ok(self.rows.lock().unwrap().get(id).cloned())
+        }
+        async fn delete(&self, id: &Id) -> session_store::Result<()> {
+            self.check()?;
+            self.rows.lock().unwrap().remove(id);
+            Ok(())
+        }
+    }
+
+    fn record(value: &str) -> Record {
+        Record {
+            id: Id::default(),
+            data: HashMap::from([("k".to_owned(), serde_json::json!(value))]),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_save_is_skipped_a_changed_one_written() {
+        let store: &'static Counting = Box::leak(Box::default());
+        let cached = WriteThrough::new(store, 10);
+        let mut r = record("a");
+        cached.create(&mut r).await.unwrap();
+        cached.save(&r).await.unwrap();
+        r.expiry_date += time::Duration::milliseconds(5);
+        cached.save(&r).await.unwrap();
+        assert_eq!(store.writes.load(Ordering::SeqCst), 1, "create, then identical saves");
+        r.expiry_date += time::Duration::seconds(60);
+        cached.save(&r).await.unwrap();
+        assert_eq!(store.writes.load(Ordering::SeqCst), 2, "a later expiry is written");
+        r.data.insert("k".into(), serde_json::json!("b"));
+        cached.save(&r).await.unwrap();
+        assert_eq!(store.writes.load(Ordering::SeqCst), 3, "changed data is written");
+        assert_eq!(store.rows.lock().unwrap()[&r.id], r);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_the_cache_behind_the_store() {
+        let store: &'static Counting = Box::leak(Box::default());
+        let cached = WriteThrough::new(store, 10);
+        let mut r = record("a");
+        cached.create(&mut r).await.unwrap();
+        store.down.store(true, Ordering::SeqCst);
+        let mut changed = r.clone();
+        changed.data.insert("k".into(), serde_json::json!("b"));
+        assert!(cached.save(&changed).await.is_err());
+        assert!(cached.delete(&r.id).await.is_err());
+        assert_eq!(
+            cached.load(&r.id).await.unwrap(),
+            Some(r.clone()),
+            "not the unsaved change"
+        );
+        store.down.store(false, Ordering::SeqCst);
+        cached.save(&changed).await.unwrap();
+        assert_eq!(
+            store.rows.lock().unwrap()[&r.id],
+            changed,
+            "the retry is written, not skipped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_load_fills_the_cache_and_a_delete_empties_both() {
+        let store: &'static Counting = Box::leak(Box::default());
+        let mut r = record("a");
+        store.create(&mut r).await.unwrap();
+        let cached = WriteThrough::new(store, 10);
+        assert_eq!(cached.load(&r.id).await.unwrap(), Some(r.clone()));
+        store.rows.lock().unwrap().clear();
+        assert_eq!(cached.load(&r.id).await.unwrap(), Some(r.clone()), "from the cache");
+        cached.delete(&r.id).await.unwrap();
+        assert_eq!(cached.load(&r.id).await.unwrap(), None);
+    }
+}
