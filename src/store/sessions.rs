@@ -13,10 +13,11 @@ use fred::types::Builder;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions_redis_store::RedisStore;
-use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+use tower_sessions_sqlx_store::PostgresStore;
 
 use super::StoreError;
 use super::session_cache::WriteThrough;
+use super::sqlite::SqliteSessions;
 use crate::config::{StoreConfig, StoreUrl};
 
 /// Where sessions live.
@@ -31,10 +32,10 @@ pub struct SessionBackend {
 #[derive(Clone)]
 enum Inner {
     Sqlite {
-        store: SqliteStore,
+        store: SqliteSessions,
         /// The store behind an in-memory cache: only for the embedded
         /// database, which one instance owns, so every logout goes through it.
-        cached: Option<WriteThrough<SqliteStore>>,
+        cached: Option<WriteThrough<SqliteSessions>>,
         pool: sqlx::SqlitePool,
     },
     Postgres(PostgresStore),
@@ -79,7 +80,7 @@ impl SessionBackend {
     /// Sessions in the SQLite database (its table is created with the
     /// database), behind a cache of `config.session_cache` sessions unless 0.
     pub(super) fn sqlite(pool: sqlx::SqlitePool, config: &StoreConfig) -> Self {
-        let store = SqliteStore::new(pool.clone());
+        let store = SqliteSessions::new(pool.clone());
         let cached = match config.session_cache {
             0 => None,
             n => Some(WriteThrough::new(store.clone(), n)),

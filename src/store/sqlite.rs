@@ -4,11 +4,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::config::StoreConfig;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions_sqlx_store::SqliteStore;
 
 /// Most SQLite connections, whatever `DATABASE_MAX_CONNECTIONS` says.
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
@@ -41,9 +45,7 @@ pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqlitePool
         .test_before_acquire(false)
         .connect_with(options)
         .await?;
-    tower_sessions_sqlx_store::SqliteStore::new(pool.clone())
-        .migrate()
-        .await?;
+    SqliteStore::new(pool.clone()).migrate().await?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
     sqlx::query("CREATE INDEX IF NOT EXISTS tower_sessions_by_expiry ON tower_sessions (expiry_date)")
         .execute(&pool)
@@ -221,5 +223,93 @@ pub(super) async fn delete_expired_sessions(pool: &SqlitePool) -> Result<u64, St
             return Ok(total);
         }
         tokio::task::yield_now().await;
+    }
+}
+
+/// `tower-sessions-sqlx-store`'s SQLite session store, creating sessions in
+/// one statement: its own `create` wraps the one-row insert in `BEGIN` …
+/// `COMMIT`, two more round trips to the connection's thread, to retry an
+/// id collision inside the transaction, which a single `INSERT OR ABORT`
+/// detects as well. Rows are written exactly as that store writes them (the
+/// record in MessagePack), and read back by it.
+#[derive(Clone, Debug)]
+pub(super) struct SqliteSessions {
+    store: SqliteStore,
+    pool: SqlitePool,
+}
+
+impl SqliteSessions {
+    pub(super) fn new(pool: SqlitePool) -> Self {
+        Self {
+            store: SqliteStore::new(pool.clone()),
+            pool,
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteSessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        loop {
+            let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+            let done = sqlx::query("INSERT OR ABORT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)")
+                .bind(record.id.to_string())
+                .bind(data)
+                .bind(record.expiry_date)
+                .execute(&self.pool)
+                .await;
+            match done {
+                Ok(_) => return Ok(()),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => record.id = Id::default(),
+                Err(e) => return Err(session_store::Error::Backend(e.to_string())),
+            }
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.store.save(record).await
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.store.load(id).await
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.store.delete(id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sessions_are_created_as_the_store_reads_them_and_never_over_another() {
+        // One connection: each would have its own in-memory database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        SqliteStore::new(pool.clone()).migrate().await.unwrap();
+        let sessions = SqliteSessions::new(pool.clone());
+        let mut first = Record {
+            id: Id::default(),
+            data: HashMap::from([("k".to_owned(), serde_json::json!("first"))]),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        sessions.create(&mut first).await.unwrap();
+        // Read back by tower-sessions-sqlx-store itself.
+        let store = SqliteStore::new(pool.clone());
+        assert_eq!(store.load(&first.id).await.unwrap(), Some(first.clone()));
+
+        let mut second = first.clone();
+        second.data.insert("k".into(), serde_json::json!("second"));
+        sessions.create(&mut second).await.unwrap();
+        assert_ne!(second.id, first.id, "a colliding id is replaced");
+        assert_eq!(store.load(&first.id).await.unwrap(), Some(first));
+        assert_eq!(store.load(&second.id).await.unwrap(), Some(second));
     }
 }
