@@ -11,8 +11,10 @@ use tokio::time::Instant;
 ///
 /// Uses tokio's clock so tests can move time with `tokio::time::pause()`.
 pub(super) struct ExpiringMap<V> {
-    entries: HashMap<String, (Instant, V)>,
+    /// Key → (expiry, insertion number, value).
+    entries: HashMap<String, (Instant, u64, V)>,
     capacity: usize,
+    inserted: u64,
 }
 
 impl<V> ExpiringMap<V> {
@@ -21,30 +23,35 @@ impl<V> ExpiringMap<V> {
         Self {
             entries: HashMap::new(),
             capacity: capacity.max(1),
+            inserted: 0,
         }
     }
 
     /// Stores `value` under `key` for `ttl`. Prunes expired entries first;
-    /// if the map is still full, the entry closest to expiry makes room.
+    /// if the map is still full, the oldest entry makes room. (Not the one
+    /// closest to expiry: that would be a code just issued, with its
+    /// 60-second life, rather than a long-lived marker of a code redeemed
+    /// minutes ago, and every login would fail once the map is full.)
     pub(super) fn insert(&mut self, key: String, value: V, ttl: Duration) {
         let now = Instant::now();
-        self.entries.retain(|_, (expires, _)| *expires > now);
+        self.entries.retain(|_, (expires, _, _)| *expires > now);
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            let soonest = self
+            let oldest = self
                 .entries
                 .iter()
-                .min_by_key(|(_, (expires, _))| *expires)
+                .min_by_key(|(_, (_, inserted, _))| *inserted)
                 .map(|(k, _)| k.clone());
-            if let Some(soonest) = soonest {
-                self.entries.remove(&soonest);
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
             }
         }
-        self.entries.insert(key, (now + ttl, value));
+        self.inserted += 1;
+        self.entries.insert(key, (now + ttl, self.inserted, value));
     }
 
     /// Removes the entry and returns it if it has not expired.
     pub(super) fn take(&mut self, key: &str) -> Option<V> {
-        let (expires, value) = self.entries.remove(key)?;
+        let (expires, _, value) = self.entries.remove(key)?;
         (expires > Instant::now()).then_some(value)
     }
 
@@ -52,8 +59,8 @@ impl<V> ExpiringMap<V> {
     pub(super) fn get(&self, key: &str) -> Option<&V> {
         self.entries
             .get(key)
-            .filter(|(expires, _)| *expires > Instant::now())
-            .map(|(_, value)| value)
+            .filter(|(expires, _, _)| *expires > Instant::now())
+            .map(|(_, _, value)| value)
     }
 
     /// Forgets the entry, expired or not.
@@ -109,8 +116,24 @@ mod tests {
             map.insert(format!("k{i}"), i, Duration::from_secs(60));
         }
         assert_eq!(map.len(), 3);
-        // The entry closest to expiry was the one evicted.
         assert_eq!(map.get("first"), None);
         assert_eq!(map.get("k99"), Some(&99));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_map_makes_room_for_a_short_lived_newcomer() {
+        // Long-lived markers of redeemed codes fill the map; a code just
+        // issued (shorter life) must survive the next insert.
+        let mut map = ExpiringMap::new(3);
+        for i in 0..3 {
+            map.insert(format!("redeemed{i}"), i, Duration::from_secs(600));
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        map.insert("code".into(), 10, Duration::from_secs(60));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        map.insert("redeemed3".into(), 3, Duration::from_secs(600));
+        assert_eq!(map.get("code"), Some(&10));
+        assert_eq!(map.get("redeemed0"), None);
+        assert_eq!(map.get("redeemed1"), None);
     }
 }
