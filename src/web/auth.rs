@@ -81,7 +81,7 @@ async fn callback(
     // The presented state is single use: its login is taken (and its cookie
     // removed) before anything else is checked, whatever the outcome.
     let now = state.clock.unix();
-    let (jar, pending) = state.pending.take(state.pending.jar(&headers), &presented, now).await;
+    let (jar, pending) = state.pending.take(state.pending.jar(&headers), &presented, now);
     let result = match pending {
         Some(pending) => complete(&state, auth, query, pending, now).await,
         None => Err(AppError::Callback {

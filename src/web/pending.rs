@@ -8,12 +8,12 @@
 //! once: the callback removes its cookie whatever the outcome, and this
 //! instance remembers it as used until it would have expired anyway.
 
-use std::time::Duration;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
 
 use axum::http::HeaderMap;
 use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
-use moka::future::Cache;
-use moka::policy::EvictionPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
@@ -25,10 +25,10 @@ pub const MAX_PENDING: usize = 3;
 pub const PENDING_TTL_SECS: i64 = 600;
 /// Characters of the `state` that name its cookie (`state` has 43).
 const TAG_LEN: usize = 8;
-/// Used states remembered (LRU). Beyond this many callbacks in
+/// Used states remembered. Beyond this many callbacks in
 /// [`PENDING_TTL_SECS`], the oldest are forgotten; the provider's
 /// single-use code still refuses a replay.
-const USED_STATES: u64 = 20_000;
+const USED_STATES: usize = 20_000;
 
 /// A login in progress: sent to the provider, not yet back.
 #[derive(Clone, Serialize, Deserialize)]
@@ -59,7 +59,7 @@ pub struct PendingLogins {
     /// `oidc_gate_login_` or `__Host-oidc_gate_login_`.
     prefix: String,
     secure: bool,
-    used: Cache<String, ()>,
+    used: UsedStates,
 }
 
 impl PendingLogins {
@@ -70,11 +70,7 @@ impl PendingLogins {
             key: Key::from(key),
             prefix: format!("{}_login_", cookie.name),
             secure: cookie.secure,
-            used: Cache::builder()
-                .max_capacity(USED_STATES)
-                .time_to_live(Duration::from_secs(PENDING_TTL_SECS as u64))
-                .eviction_policy(EvictionPolicy::lru())
-                .build(),
+            used: UsedStates::default(),
         }
     }
 
@@ -108,12 +104,7 @@ impl PendingLogins {
     /// Takes the login whose `state` was presented: its cookie is removed
     /// from `jar` whatever the outcome. `None` if there is no such login, or
     /// it expired, was forged, or was already taken on this instance.
-    pub async fn take(
-        &self,
-        jar: PrivateCookieJar,
-        presented: &str,
-        now: i64,
-    ) -> (PrivateCookieJar, Option<PendingLogin>) {
+    pub fn take(&self, jar: PrivateCookieJar, presented: &str, now: i64) -> (PrivateCookieJar, Option<PendingLogin>) {
         let name = self.name(presented);
         let Some(cookie) = jar.get(&name) else {
             return (jar, None);
@@ -123,13 +114,7 @@ impl PendingLogins {
         let Some(login) = login else {
             return (jar, None);
         };
-        // Atomic: of two callbacks racing with the same cookie, one wins.
-        let first_use = self
-            .used
-            .entry(login.state.expose().to_owned())
-            .or_insert(())
-            .await
-            .is_fresh();
+        let first_use = self.used.first_use(login.state.expose(), now);
         (jar, first_use.then_some(login))
     }
 
@@ -151,6 +136,39 @@ impl PendingLogins {
             .same_site(SameSite::Lax)
             .max_age(time::Duration::seconds(PENDING_TTL_SECS))
             .build()
+    }
+}
+
+/// The states taken in the last [`PENDING_TTL_SECS`] (at most
+/// [`USED_STATES`]), as keyed 64-bit hashes: about 40 bytes each.
+#[derive(Default)]
+struct UsedStates {
+    hasher: RandomState,
+    seen: Mutex<Seen>,
+}
+
+/// The hashes, and the same with when each was taken, oldest first.
+type Seen = (HashSet<u64>, VecDeque<(i64, u64)>);
+
+impl UsedStates {
+    /// Records `state` as taken at `now`; `false` if it was already.
+    /// Atomic: of two callbacks racing with the same state, one wins.
+    fn first_use(&self, state: &str, now: i64) -> bool {
+        let hash = self.hasher.hash_one(state);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let (set, order) = &mut *seen;
+        while let Some(&(at, old)) = order.front() {
+            if now - at < PENDING_TTL_SECS && order.len() < USED_STATES {
+                break;
+            }
+            order.pop_front();
+            set.remove(&old);
+        }
+        if !set.insert(hash) {
+            return false;
+        }
+        order.push_back((now, hash));
+        true
     }
 }
 
@@ -212,8 +230,8 @@ mod tests {
         l
     }
 
-    #[tokio::test]
-    async fn a_login_is_taken_once_and_only_with_its_state() {
+    #[test]
+    fn a_login_is_taken_once_and_only_with_its_state() {
         let logins = logins();
         let mut browser = Browser::default();
         let l = started(&logins, &mut browser, 1000);
@@ -224,40 +242,40 @@ mod tests {
 
         // Same cookie name (the first 8 characters), another state.
         let forged = format!("{}x", &l.state.expose()[..40]);
-        assert!(logins.take(logins.jar(&copy), &forged, 1001).await.1.is_none());
-        let (jar, taken) = logins.take(logins.jar(&copy), l.state.expose(), 1001).await;
+        assert!(logins.take(logins.jar(&copy), &forged, 1001).1.is_none());
+        let (jar, taken) = logins.take(logins.jar(&copy), l.state.expose(), 1001);
         assert_eq!(taken.unwrap().nonce, l.nonce);
         browser.receive(jar);
         assert!(browser.0.is_empty(), "the cookie is removed");
-        let (_, again) = logins.take(logins.jar(&copy), l.state.expose(), 1002).await;
+        let (_, again) = logins.take(logins.jar(&copy), l.state.expose(), 1002);
         assert!(again.is_none(), "a copy of the cookie replayed");
     }
 
-    #[tokio::test]
-    async fn an_expired_or_foreign_login_is_refused() {
+    #[test]
+    fn an_expired_or_foreign_login_is_refused() {
         let logins = logins();
         let mut browser = Browser::default();
         let l = started(&logins, &mut browser, 1000);
         let late = 1000 + PENDING_TTL_SECS;
-        let (jar, taken) = logins.take(logins.jar(&browser.send()), l.state.expose(), late).await;
+        let (jar, taken) = logins.take(logins.jar(&browser.send()), l.state.expose(), late);
         assert!(taken.is_none(), "expired");
         assert!(
             jar.into_response().headers().contains_key(header::SET_COOKIE),
             "and removed"
         );
         let other = PendingLogins::new(&[8u8; 64], &CookieSettings::for_scheme(false));
-        let (_, taken) = other.take(other.jar(&browser.send()), l.state.expose(), 1001).await;
+        let (_, taken) = other.take(other.jar(&browser.send()), l.state.expose(), 1001);
         assert!(taken.is_none(), "encrypted with another key");
     }
 
-    #[tokio::test]
-    async fn the_newest_logins_are_kept() {
+    #[test]
+    fn the_newest_logins_are_kept() {
         let logins = logins();
         let mut browser = Browser::default();
         let all: Vec<PendingLogin> = (0..5).map(|i| started(&logins, &mut browser, 1000 + i)).collect();
         assert_eq!(browser.0.len(), MAX_PENDING);
         for (i, l) in all.iter().enumerate() {
-            let (_, taken) = logins.take(logins.jar(&browser.send()), l.state.expose(), 1010).await;
+            let (_, taken) = logins.take(logins.jar(&browser.send()), l.state.expose(), 1010);
             assert_eq!(taken.is_some(), i >= all.len() - MAX_PENDING, "login {i}");
         }
     }
@@ -273,5 +291,20 @@ mod tests {
         for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=600"] {
             assert!(set.contains(attribute), "{attribute} in {set}");
         }
+    }
+
+    #[test]
+    fn used_states_are_forgotten_after_the_login_lifetime_or_beyond_the_cap() {
+        let used = UsedStates::default();
+        assert!(used.first_use("a", 0));
+        assert!(!used.first_use("a", 1));
+        assert!(used.first_use("b", 1));
+        // "a" is forgotten once no login with it could still be live.
+        assert!(used.first_use("a", PENDING_TTL_SECS));
+        for i in 0..USED_STATES {
+            used.first_use(&i.to_string(), PENDING_TTL_SECS + 1);
+        }
+        let seen = used.seen.lock().unwrap();
+        assert_eq!((seen.0.len(), seen.1.len()), (USED_STATES, USED_STATES));
     }
 }
