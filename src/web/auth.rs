@@ -12,7 +12,7 @@ use url::form_urlencoded;
 
 use super::AppState;
 use super::error::AppError;
-use super::pending::PendingLogin;
+use super::pending::{self, PendingLogin};
 use super::redirect::safe_next;
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData};
@@ -43,6 +43,11 @@ async fn login(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let next = safe_next(param(query.as_deref(), "next").as_deref());
+    let next = if next.len() > pending::MAX_NEXT {
+        "/".to_owned()
+    } else {
+        next
+    };
     let now = state.clock.unix();
     let snapshot = state.provider.snapshot().await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);
@@ -60,7 +65,7 @@ async fn login(
         challenge.as_str(),
     );
     // In the browser, not the session store: /login writes nothing here.
-    let jar = state.pending.start(state.pending.jar(&headers), &pending, now);
+    let jar = state.pending.start(&headers, &pending, now);
     Ok((jar, Redirect::to(url.as_str())).into_response())
 }
 
@@ -81,7 +86,7 @@ async fn callback(
     // The presented state is single use: its login is taken (and its cookie
     // removed) before anything else is checked, whatever the outcome.
     let now = state.clock.unix();
-    let (jar, pending) = state.pending.take(state.pending.jar(&headers), &presented, now);
+    let (jar, pending) = state.pending.take(&headers, &presented, now);
     let result = match pending {
         Some(pending) => complete(&state, auth, query, pending, now).await,
         None => Err(AppError::Callback {
@@ -126,6 +131,13 @@ async fn complete(
         .provider
         .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
         .await?;
+    // Of two callbacks carrying the same login (a copied cookie), one wins.
+    if !state.pending.first_use(&pending, now) {
+        return Err(AppError::Callback {
+            reason: "state_mismatch",
+            detail: "state already used",
+        });
+    }
     let claims = &login.id_token;
     let row = state
         .store
@@ -149,9 +161,11 @@ async fn complete(
     // id only of a session that is not logged in, and `Session::flush` keeps
     // the id for the next save.)
     if let Some(old) = session.id() {
-        state.store.unlink_session(&old.to_string()).await?;
+        // The old record goes first: were the unlink to fail, the session is
+        // already gone, rather than alive and unknown to back-channel logout.
         session.cycle_id().await?;
         session.clear().await;
+        state.store.unlink_session(&old.to_string()).await?;
     }
     // The backend takes the fresh profile (refreshing its cache).
     if let Some(user) = auth.authenticate(row).await? {

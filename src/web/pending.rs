@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use axum::http::HeaderMap;
-use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
+use axum_extra::extract::cookie::{Cookie, CookieJar, Key, PrivateCookieJar, SameSite};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
@@ -23,8 +23,13 @@ use crate::session::CookieSettings;
 pub const MAX_PENDING: usize = 3;
 /// How long a login may take at the provider.
 pub const PENDING_TTL_SECS: i64 = 600;
-/// Characters of the `state` that name its cookie (`state` has 43).
+/// Length of a `state`: 32 random bytes, base64url without padding.
+pub const STATE_LEN: usize = 43;
+/// Characters of the `state` that name its cookie.
 const TAG_LEN: usize = 8;
+/// Longest `next` kept with a login (a longer one becomes `/`): three
+/// logins in progress stay within the 8 KB request header proxies allow.
+pub const MAX_NEXT: usize = 512;
 /// Used states remembered. Beyond this many callbacks in
 /// [`PENDING_TTL_SECS`], the oldest are forgotten; the provider's
 /// single-use code still refuses a replay.
@@ -74,58 +79,73 @@ impl PendingLogins {
         }
     }
 
-    /// The cookies of a request.
-    pub fn jar(&self, headers: &HeaderMap) -> PrivateCookieJar {
+    /// The cookies of a request that decrypt with our key.
+    fn readable(&self, headers: &HeaderMap) -> PrivateCookieJar {
         PrivateCookieJar::from_headers(headers, self.key.clone())
     }
 
-    /// Adds `login`'s cookie, and removes the oldest logins in progress
-    /// beyond [`MAX_PENDING`] (expired ones too), which keeps the `Cookie`
-    /// header small.
-    pub fn start(&self, mut jar: PrivateCookieJar, login: &PendingLogin, now: i64) -> PrivateCookieJar {
-        let mut others: Vec<(i64, String)> = jar
+    /// The cookies of `headers` plus `login`'s, minus the oldest logins in
+    /// progress beyond [`MAX_PENDING`] (expired or unreadable ones first),
+    /// which keeps the `Cookie` header small.
+    pub fn start(&self, headers: &HeaderMap, login: &PendingLogin, now: i64) -> (CookieJar, PrivateCookieJar) {
+        // Removals go through the plain jar: the private one ignores
+        // cookies it cannot decrypt.
+        let mut removals = CookieJar::from_headers(headers);
+        let readable = self.readable(headers);
+        let mut others: Vec<(i64, String)> = removals
             .iter()
-            .filter(|c| c.name().starts_with(&self.prefix))
-            .map(|c| {
-                let started_at = decode(c.value())
+            .map(|c| c.name().to_owned())
+            .filter(|name| name.starts_with(&self.prefix))
+            .map(|name| {
+                let started_at = readable
+                    .get(&name)
+                    .and_then(|c| decode(c.value()))
                     .filter(|p| p.is_live(now))
                     .map_or(i64::MIN, |p| p.started_at);
-                (started_at, c.name().to_owned())
+                (started_at, name)
             })
             .collect();
         others.sort_unstable_by(|a, b| b.cmp(a));
         for (_, name) in others.into_iter().skip(MAX_PENDING - 1) {
-            jar = jar.remove(self.cookie(name, String::new()));
+            removals = removals.remove(self.cookie(name, String::new()));
         }
         let value = serde_json::to_string(login).expect("a pending login serializes");
-        jar.add(self.cookie(self.name(login.state.expose()), value))
+        let added = PrivateCookieJar::new(self.key.clone()).add(self.cookie(self.name(login.state.expose()), value));
+        (removals, added)
     }
 
     /// Takes the login whose `state` was presented: its cookie is removed
-    /// from `jar` whatever the outcome. `None` if there is no such login, or
-    /// it expired, was forged, or was already taken on this instance.
-    pub fn take(&self, jar: PrivateCookieJar, presented: &str, now: i64) -> (PrivateCookieJar, Option<PendingLogin>) {
+    /// from the returned jar whatever the outcome (even if it no longer
+    /// decrypts). `None` if there is no such login, or it expired, was
+    /// forged, or its state was already used on this instance.
+    pub fn take(&self, headers: &HeaderMap, presented: &str, now: i64) -> (CookieJar, Option<PendingLogin>) {
+        let jar = CookieJar::from_headers(headers);
+        if !is_state(presented) {
+            return (jar, None);
+        }
         let name = self.name(presented);
-        let Some(cookie) = jar.get(&name) else {
+        if jar.get(&name).is_none() {
             return (jar, None);
-        };
+        }
+        let cookie = self.readable(headers).get(&name);
         let jar = jar.remove(self.cookie(name, String::new()));
-        let login = decode(cookie.value()).filter(|p| p.is_live(now) && p.state.ct_eq(presented));
-        let Some(login) = login else {
-            return (jar, None);
-        };
-        let first_use = self.used.first_use(login.state.expose(), now);
-        (jar, first_use.then_some(login))
+        let login = cookie
+            .and_then(|c| decode(c.value()))
+            .filter(|p| p.is_live(now) && p.state.ct_eq(presented) && !self.used.contains(presented));
+        (jar, login)
     }
 
-    /// The cookie of the login whose state is `state`.
+    /// Records `login`'s state as used, once its code was exchanged; `false`
+    /// if another callback used it first. Only states that got that far are
+    /// recorded, so nobody can push real ones out of the record with
+    /// callbacks that never reach the provider.
+    pub fn first_use(&self, login: &PendingLogin, now: i64) -> bool {
+        self.used.first_use(login.state.expose(), now)
+    }
+
+    /// The cookie of the login whose state is `state` (a valid state).
     fn name(&self, state: &str) -> String {
-        let tag: String = state
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .take(TAG_LEN)
-            .collect();
-        format!("{}{tag}", self.prefix)
+        format!("{}{}", self.prefix, &state[..TAG_LEN])
     }
 
     fn cookie(&self, name: String, value: String) -> Cookie<'static> {
@@ -151,6 +171,13 @@ struct UsedStates {
 type Seen = (HashSet<u64>, VecDeque<(i64, u64)>);
 
 impl UsedStates {
+    /// Whether `state` was recorded (in the last [`PENDING_TTL_SECS`], or a
+    /// little longer until the next record prunes it).
+    fn contains(&self, state: &str) -> bool {
+        let hash = self.hasher.hash_one(state);
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).0.contains(&hash)
+    }
+
     /// Records `state` as taken at `now`; `false` if it was already.
     /// Atomic: of two callbacks racing with the same state, one wins.
     fn first_use(&self, state: &str, now: i64) -> bool {
@@ -170,6 +197,11 @@ impl UsedStates {
         order.push_back((now, hash));
         true
     }
+}
+
+/// Whether `s` is shaped like the states this app makes.
+fn is_state(s: &str) -> bool {
+    s.len() == STATE_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn decode(value: &str) -> Option<PendingLogin> {
@@ -203,8 +235,8 @@ mod tests {
     struct Browser(Vec<(String, String)>);
 
     impl Browser {
-        fn receive(&mut self, jar: PrivateCookieJar) {
-            let response = jar.into_response();
+        fn receive(&mut self, cookies: impl IntoResponse) {
+            let response = cookies.into_response();
             for value in response.headers().get_all(header::SET_COOKIE) {
                 let c = Cookie::parse(value.to_str().unwrap().to_owned()).unwrap();
                 self.0.retain(|(name, _)| name != c.name());
@@ -226,7 +258,7 @@ mod tests {
 
     fn started(logins: &PendingLogins, browser: &mut Browser, now: i64) -> PendingLogin {
         let l = login(now);
-        browser.receive(logins.start(logins.jar(&browser.send()), &l, now));
+        browser.receive(logins.start(&browser.send(), &l, now));
         l
     }
 
@@ -242,13 +274,17 @@ mod tests {
 
         // Same cookie name (the first 8 characters), another state.
         let forged = format!("{}x", &l.state.expose()[..40]);
-        assert!(logins.take(logins.jar(&copy), &forged, 1001).1.is_none());
-        let (jar, taken) = logins.take(logins.jar(&copy), l.state.expose(), 1001);
-        assert_eq!(taken.unwrap().nonce, l.nonce);
+        assert!(logins.take(&copy, &forged, 1001).1.is_none());
+        let (jar, taken) = logins.take(&copy, l.state.expose(), 1001);
+        let taken = taken.unwrap();
+        assert_eq!(taken.nonce, l.nonce);
         browser.receive(jar);
         assert!(browser.0.is_empty(), "the cookie is removed");
-        let (_, again) = logins.take(logins.jar(&copy), l.state.expose(), 1002);
+        // Its code exchanged, the login's state is used: a copy of the cookie is refused.
+        assert!(logins.first_use(&taken, 1001));
+        let (_, again) = logins.take(&copy, l.state.expose(), 1002);
         assert!(again.is_none(), "a copy of the cookie replayed");
+        assert!(!logins.first_use(&taken, 1002), "and a racing callback loses");
     }
 
     #[test]
@@ -257,15 +293,17 @@ mod tests {
         let mut browser = Browser::default();
         let l = started(&logins, &mut browser, 1000);
         let late = 1000 + PENDING_TTL_SECS;
-        let (jar, taken) = logins.take(logins.jar(&browser.send()), l.state.expose(), late);
+        let (jar, taken) = logins.take(&browser.send(), l.state.expose(), late);
         assert!(taken.is_none(), "expired");
         assert!(
             jar.into_response().headers().contains_key(header::SET_COOKIE),
             "and removed"
         );
         let other = PendingLogins::new(&[8u8; 64], &CookieSettings::for_scheme(false));
-        let (_, taken) = other.take(other.jar(&browser.send()), l.state.expose(), 1001);
+        let (jar, taken) = other.take(&browser.send(), l.state.expose(), 1001);
         assert!(taken.is_none(), "encrypted with another key");
+        browser.receive(jar);
+        assert!(browser.0.is_empty(), "and removed all the same");
     }
 
     #[test]
@@ -275,22 +313,67 @@ mod tests {
         let all: Vec<PendingLogin> = (0..5).map(|i| started(&logins, &mut browser, 1000 + i)).collect();
         assert_eq!(browser.0.len(), MAX_PENDING);
         for (i, l) in all.iter().enumerate() {
-            let (_, taken) = logins.take(logins.jar(&browser.send()), l.state.expose(), 1010);
+            let (_, taken) = logins.take(&browser.send(), l.state.expose(), 1010);
             assert_eq!(taken.is_some(), i >= all.len() - MAX_PENDING, "login {i}");
         }
     }
 
     #[test]
+    fn unreadable_logins_are_removed_first_when_a_login_starts() {
+        let logins = logins();
+        let mut browser = Browser::default();
+        let old_key = PendingLogins::new(&[8u8; 64], &CookieSettings::for_scheme(false));
+        for i in 0..MAX_PENDING {
+            browser.receive(old_key.start(&browser.send(), &login(1000 + i as i64), 1000));
+        }
+        started(&logins, &mut browser, 1010);
+        assert_eq!(browser.0.len(), MAX_PENDING, "{:?}", browser.0);
+    }
+
+    #[test]
+    fn odd_states_touch_no_cookie_and_panic_nowhere() {
+        let logins = logins();
+        let mut browser = Browser::default();
+        let l = started(&logins, &mut browser, 1000);
+        let tag = &l.state.expose()[..TAG_LEN];
+        for presented in [
+            "",
+            "é",
+            &format!("!!{tag}"),
+            &format!("{tag}é"),
+            &format!("{}!", &l.state.expose()[..42]),
+        ] {
+            let (jar, taken) = logins.take(&browser.send(), presented, 1001);
+            assert!(taken.is_none(), "{presented:?}");
+            assert!(
+                !jar.into_response().headers().contains_key(header::SET_COOKIE),
+                "{presented:?}"
+            );
+        }
+        assert!(logins.take(&browser.send(), l.state.expose(), 1001).1.is_some());
+    }
+
+    #[test]
     fn https_cookies_are_secure_host_cookies() {
         let logins = PendingLogins::new(&[7u8; 64], &CookieSettings::for_scheme(true));
-        let response = logins
-            .start(logins.jar(&HeaderMap::new()), &login(1), 1)
-            .into_response();
+        let response = logins.start(&HeaderMap::new(), &login(1), 1).into_response();
         let set = response.headers()[header::SET_COOKIE].to_str().unwrap();
         assert!(set.starts_with("__Host-oidc_gate_login_"), "{set}");
         for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=600"] {
             assert!(set.contains(attribute), "{attribute} in {set}");
         }
+        // A browser ignores a `__Host-` removal without `Secure` and `Path=/`.
+        let mut headers = HeaderMap::new();
+        let pair = set.split(';').next().unwrap().to_owned();
+        headers.insert(header::COOKIE, pair.parse().unwrap());
+        let state = pair.trim_start_matches("__Host-oidc_gate_login_");
+        let name_only = format!("{}{}", &state[..TAG_LEN], "A".repeat(STATE_LEN - TAG_LEN));
+        let removal = logins.take(&headers, &name_only, 1).0.into_response();
+        let removal = removal.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            removal.contains("Max-Age=0") && removal.contains("Secure") && removal.contains("Path=/"),
+            "{removal}"
+        );
     }
 
     #[test]

@@ -102,7 +102,9 @@ async fn session_id_changes_at_login() {
     let app = TestApp::spawn().await;
     // An attacker signs in, then plants their session id in the victim's browser.
     let attacker = Browser::new();
-    login(&app, &attacker, None).await;
+    let authorize = start_login(&app, &attacker, None).await;
+    let callback = dev_provider_sign_in(&attacker, &authorize, "Eve", "eve@example.com", "sign_in").await;
+    attacker.get(&callback).await;
     let planted = attacker.session_id(&app).expect("the attacker's session");
     let victim = Browser::new();
     victim.set_cookie(&app, &format!("oidc_gate={planted}"));
@@ -117,6 +119,9 @@ async fn session_id_changes_at_login() {
     holder.set_cookie(&app, &format!("oidc_gate={planted}"));
     assert_eq!(holder.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
     assert_eq!(victim.get(&app.url("/secret")).await.status(), StatusCode::OK);
+    let index = text(victim.get(&app.url("/")).await).await;
+    assert!(index.contains("ada@example.com") && !index.contains("eve@example.com"), "{index}");
+    assert_eq!(app.count("session_index").await, 1, "only the victim's session is linked");
 }
 
 #[tokio::test]
