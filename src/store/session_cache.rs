@@ -1,11 +1,15 @@
 //! The in-memory cache in front of the embedded SQLite session store.
 //!
 //! Writes go to the store first and to the cache only once the store has
-//! them, so whatever the cache holds, the store holds too. That makes it
+//! them, and a load or save that raced a delete drops what it put in the
+//! cache, so the cache never holds a session the store lost. That makes it
 //! safe to skip saving a record the cache already holds unchanged: a login
 //! saves its new session twice (once to learn its id, once as the response
 //! leaves), and the second save would rewrite the same row with an expiry
 //! date a few microseconds later.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use tower_sessions::session::{Id, Record};
@@ -17,6 +21,9 @@ use tower_sessions_moka_store::MokaStore;
 pub(super) struct WriteThrough<S> {
     cache: MokaStore,
     store: S,
+    /// Deletes started so far: a load or save that saw this change while
+    /// it ran may be caching a record deleted meanwhile.
+    deletes: Arc<AtomicU64>,
 }
 
 impl<S> WriteThrough<S> {
@@ -24,7 +31,22 @@ impl<S> WriteThrough<S> {
         Self {
             cache: MokaStore::new(Some(capacity)),
             store,
+            deletes: Arc::default(),
         }
+    }
+
+    /// Caches `record`, unless a delete started since `seen`: then the
+    /// delete may have run between the store and the cache, and the cache
+    /// must not keep what the store no longer has.
+    async fn cache(&self, record: &Record, seen: u64) -> session_store::Result<()>
+    where
+        S: SessionStore,
+    {
+        self.cache.save(record).await?;
+        if self.deletes.load(Ordering::SeqCst) != seen {
+            self.cache.delete(&record.id).await?;
+        }
+        Ok(())
     }
 }
 
@@ -32,8 +54,9 @@ impl<S> WriteThrough<S> {
 impl<S: SessionStore> SessionStore for WriteThrough<S> {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // The store picks the final id; the cache takes it as is.
+        let seen = self.deletes.load(Ordering::SeqCst);
         self.store.create(record).await?;
-        self.cache.save(record).await
+        self.cache(record, seen).await
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
@@ -42,17 +65,19 @@ impl<S: SessionStore> SessionStore for WriteThrough<S> {
         {
             return Ok(());
         }
+        let seen = self.deletes.load(Ordering::SeqCst);
         self.store.save(record).await?;
-        self.cache.save(record).await
+        self.cache(record, seen).await
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         if let Some(record) = self.cache.load(id).await? {
             return Ok(Some(record));
         }
+        let seen = self.deletes.load(Ordering::SeqCst);
         let record = self.store.load(id).await?;
         if let Some(record) = &record {
-            self.cache.save(record).await?;
+            self.cache(record, seen).await?;
         }
         Ok(record)
     }
@@ -60,6 +85,7 @@ impl<S: SessionStore> SessionStore for WriteThrough<S> {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         // A failed delete leaves the cache as it was: the session still
         // exists, and its owner gets an error rather than a silent logout.
+        self.deletes.fetch_add(1, Ordering::SeqCst);
         self.store.delete(id).await?;
         self.cache.delete(id).await
     }
@@ -85,12 +111,14 @@ mod tests {
 
     use super::*;
 
-    /// A store that counts writes and can be made to fail.
+    /// A store that counts writes and can be made to fail, or to hold its
+    /// next load (after reading) until released.
     #[derive(Debug, Default)]
     struct Counting {
         rows: Mutex<HashMap<Id, Record>>,
         writes: AtomicUsize,
         down: AtomicBool,
+        hold: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     }
 
     impl Counting {
@@ -116,7 +144,12 @@ mod tests {
             Ok(())
         }
         async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-            Ok(self.rows.lock().unwrap().get(id).cloned())
+            let row = self.rows.lock().unwrap().get(id).cloned();
+            let hold = self.hold.lock().unwrap().take();
+            if let Some(release) = hold {
+                let _ = release.await;
+            }
+            Ok(row)
         }
         async fn delete(&self, id: &Id) -> session_store::Result<()> {
             self.check()?;
@@ -175,6 +208,27 @@ mod tests {
             changed,
             "the retry is written, not skipped"
         );
+    }
+
+    #[tokio::test]
+    async fn a_load_that_raced_a_logout_does_not_bring_the_session_back() {
+        let store: &'static Counting = Box::leak(Box::default());
+        let mut r = record("a");
+        store.create(&mut r).await.unwrap();
+        let cached = WriteThrough::new(store, 10);
+        let (release, held) = tokio::sync::oneshot::channel();
+        *store.hold.lock().unwrap() = Some(held);
+        // A request reads the session from the store…
+        let load = tokio::spawn({
+            let cached = cached.clone();
+            async move { cached.load(&r.id).await.unwrap() }
+        });
+        tokio::task::yield_now().await;
+        // …while a logout deletes it, before the read reaches the cache.
+        cached.delete(&r.id).await.unwrap();
+        release.send(()).unwrap();
+        assert!(load.await.unwrap().is_some(), "that request saw the session");
+        assert_eq!(cached.load(&r.id).await.unwrap(), None, "the next one does not");
     }
 
     #[tokio::test]

@@ -120,8 +120,15 @@ async fn session_id_changes_at_login() {
     assert_eq!(holder.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
     assert_eq!(victim.get(&app.url("/secret")).await.status(), StatusCode::OK);
     let index = text(victim.get(&app.url("/")).await).await;
-    assert!(index.contains("ada@example.com") && !index.contains("eve@example.com"), "{index}");
-    assert_eq!(app.count("session_index").await, 1, "only the victim's session is linked");
+    assert!(
+        index.contains("ada@example.com") && !index.contains("eve@example.com"),
+        "{index}"
+    );
+    assert_eq!(
+        app.count("session_index").await,
+        1,
+        "only the victim's session is linked"
+    );
 }
 
 #[tokio::test]
