@@ -38,10 +38,7 @@ impl<S> WriteThrough<S> {
     /// Caches `record`, unless a delete started since `seen`: then the
     /// delete may have run between the store and the cache, and the cache
     /// must not keep what the store no longer has.
-    async fn cache(&self, record: &Record, seen: u64) -> session_store::Result<()>
-    where
-        S: SessionStore,
-    {
+    async fn cache(&self, record: &Record, seen: u64) -> session_store::Result<()> {
         self.cache.save(record).await?;
         if self.deletes.load(Ordering::SeqCst) != seen {
             self.cache.delete(&record.id).await?;

@@ -12,7 +12,7 @@ use url::form_urlencoded;
 
 use super::AppState;
 use super::error::AppError;
-use super::pending::{self, PendingLogin};
+use super::pending::PendingLogin;
 use super::redirect::safe_next;
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData};
@@ -43,11 +43,6 @@ async fn login(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let next = safe_next(param(query.as_deref(), "next").as_deref());
-    let next = if next.len() > pending::MAX_NEXT {
-        "/".to_owned()
-    } else {
-        next
-    };
     let now = state.clock.unix();
     let snapshot = state.provider.snapshot().await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);

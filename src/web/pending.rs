@@ -27,9 +27,6 @@ pub const PENDING_TTL_SECS: i64 = 600;
 pub const STATE_LEN: usize = 43;
 /// Characters of the `state` that name its cookie.
 const TAG_LEN: usize = 8;
-/// Longest `next` kept with a login (a longer one becomes `/`): three
-/// logins in progress stay within the 8 KB request header proxies allow.
-pub const MAX_NEXT: usize = 512;
 /// Used states remembered. Beyond this many callbacks in
 /// [`PENDING_TTL_SECS`], the oldest are forgotten; the provider's
 /// single-use code still refuses a replay.

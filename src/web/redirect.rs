@@ -2,8 +2,10 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-/// Longest accepted `next` value.
-const MAX_NEXT: usize = 2048;
+/// Longest accepted `next` value. It travels in the login-in-progress
+/// cookie, and three of those must stay within the 8 KB of request headers
+/// proxies accept.
+const MAX_NEXT: usize = 512;
 
 /// Characters escaped when a path is put into `?next=`; `/` stays readable.
 const NEXT_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
@@ -91,6 +93,9 @@ mod tests {
         }
         assert_eq!(safe_next(None), "/");
         assert_eq!(safe_next(Some(&format!("/{}", "a".repeat(5000)))), "/");
+        let longest = format!("/{}", "a".repeat(MAX_NEXT - 1));
+        assert_eq!(safe_next(Some(&longest)), longest);
+        assert_eq!(safe_next(Some(&format!("{longest}a"))), "/");
     }
 
     #[test]
