@@ -6,6 +6,7 @@
 //! sessions live there too, or in Redis. Every operation has a timeout, so
 //! an unreachable store is an error within `STORE_TIMEOUT`, never a hang.
 
+mod batched_loads;
 mod postgres;
 mod session_cache;
 mod sessions;

@@ -16,6 +16,7 @@ use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::PostgresStore;
 
 use super::StoreError;
+use super::batched_loads::{BatchedLoads, PgLoads};
 use super::session_cache::WriteThrough;
 use super::sqlite::SqliteSessions;
 use crate::config::{StoreConfig, StoreUrl};
@@ -38,7 +39,11 @@ enum Inner {
         cached: Option<WriteThrough<SqliteSessions>>,
         pool: sqlx::SqlitePool,
     },
-    Postgres(PostgresStore),
+    Postgres {
+        store: PostgresStore,
+        /// Loads, batched across concurrent requests; writes go to `store`.
+        loads: BatchedLoads<PgLoads>,
+    },
     Redis(RedisStore<RedisPool>, RedisPool),
 }
 
@@ -47,7 +52,7 @@ impl std::fmt::Debug for Inner {
         f.write_str(match self {
             Inner::Sqlite { cached: None, .. } => "Sqlite",
             Inner::Sqlite { cached: Some(_), .. } => "CachedSqlite",
-            Inner::Postgres(_) => "Postgres",
+            Inner::Postgres { .. } => "Postgres",
             Inner::Redis(..) => "Redis",
         })
     }
@@ -74,6 +79,17 @@ async fn bounded<T>(
 fn redis_connections(max_connections: u32) -> usize {
     let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
     workers.clamp(1, max_connections.max(1) as usize)
+}
+
+/// Ids in one batched PostgreSQL lookup at most.
+const MAX_IDS_PER_LOAD: usize = 128;
+
+/// Batched PostgreSQL lookups out at once. Fewer queries make larger
+/// batches: in the benchmark, 32 connections on one core served 37,000
+/// requests/s with 1 in flight, 34,000 with 2, and 17,000 with 5 (no batching
+/// left). Two, so that one slow query does not hold up every request.
+fn pg_loads_in_flight(max_connections: u32) -> usize {
+    (max_connections as usize).clamp(1, 2)
 }
 
 impl SessionBackend {
@@ -106,8 +122,14 @@ impl SessionBackend {
         ))
         .execute(&pool)
         .await?;
+        let loads = BatchedLoads::new(
+            PgLoads::new(pool, schema),
+            pg_loads_in_flight(config.max_connections),
+            MAX_IDS_PER_LOAD,
+            config.timeout,
+        );
         Ok(Self {
-            inner: Arc::new(Inner::Postgres(store)),
+            inner: Arc::new(Inner::Postgres { store, loads }),
             timeout: config.timeout,
         })
     }
@@ -146,7 +168,7 @@ impl SessionBackend {
                 // The SQL stores share the database pinged by `Store::ping`; a
                 // load of an unknown id proves the session table answers.
                 Inner::Sqlite { store, .. } => store.load(&Id::default()).await.map(drop),
-                Inner::Postgres(s) => s.load(&Id::default()).await.map(drop),
+                Inner::Postgres { store, .. } => store.load(&Id::default()).await.map(drop),
                 Inner::Redis(_, pool) => pool
                     .ping::<String>(None)
                     .await
@@ -166,7 +188,7 @@ impl SessionBackend {
                 .await
                 .map(drop)
                 .map_err(|e| session_store::Error::Backend(e.to_string())),
-            Inner::Postgres(s) => s.delete_expired().await,
+            Inner::Postgres { store, .. } => store.delete_expired().await,
             Inner::Redis(..) => Ok(()),
         }
     }
@@ -179,7 +201,7 @@ impl SessionStore for SessionBackend {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.create(record).await,
                 Inner::Sqlite { store, .. } => store.create(record).await,
-                Inner::Postgres(s) => s.create(record).await,
+                Inner::Postgres { store, .. } => store.create(record).await,
                 Inner::Redis(s, _) => s.create(record).await,
             }
         })
@@ -191,7 +213,7 @@ impl SessionStore for SessionBackend {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.save(record).await,
                 Inner::Sqlite { store, .. } => store.save(record).await,
-                Inner::Postgres(s) => s.save(record).await,
+                Inner::Postgres { store, .. } => store.save(record).await,
                 Inner::Redis(s, _) => s.save(record).await,
             }
         })
@@ -203,7 +225,7 @@ impl SessionStore for SessionBackend {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.load(id).await,
                 Inner::Sqlite { store, .. } => store.load(id).await,
-                Inner::Postgres(s) => s.load(id).await,
+                Inner::Postgres { loads, .. } => loads.load(id).await,
                 Inner::Redis(s, _) => s.load(id).await,
             }
         })
@@ -215,7 +237,7 @@ impl SessionStore for SessionBackend {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.delete(id).await,
                 Inner::Sqlite { store, .. } => store.delete(id).await,
-                Inner::Postgres(s) => s.delete(id).await,
+                Inner::Postgres { store, .. } => store.delete(id).await,
                 Inner::Redis(s, _) => s.delete(id).await,
             }
         })

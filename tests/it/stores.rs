@@ -298,6 +298,48 @@ async fn store_sessions() {
     for_each_backend!(sessions_round_trip_and_expire);
 }
 
+/// Loads of many sessions at once (PostgreSQL answers them in batches):
+/// each gets its own record, and a deleted one is gone.
+async fn concurrent_loads_each_get_their_own(name: &str, store: &Store) {
+    let sessions = store.session_backend();
+    let now = time::OffsetDateTime::now_utc();
+    let mut records = Vec::new();
+    for i in 0..40 {
+        let mut r = record(now + time::Duration::hours(1));
+        r.data.insert("k".to_owned(), serde_json::json!(i));
+        sessions.create(&mut r).await.unwrap();
+        records.push(r);
+    }
+    let load_all = || {
+        let mut loads = tokio::task::JoinSet::new();
+        for (i, r) in records.iter().enumerate() {
+            let (sessions, id) = (sessions.clone(), r.id);
+            // The same session asked for twice at once, too.
+            for _ in 0..2 {
+                let sessions = sessions.clone();
+                loads.spawn(async move { (i, sessions.load(&id).await.unwrap()) });
+            }
+        }
+        loads.join_all()
+    };
+    for (i, loaded) in load_all().await {
+        let loaded = loaded.unwrap_or_else(|| panic!("{name}: session {i} loads"));
+        assert_eq!(loaded.id, records[i].id, "{name}");
+        assert_eq!(loaded.data["k"], i, "{name}: session {i} has its own data");
+    }
+    for r in records.iter().step_by(2) {
+        sessions.delete(&r.id).await.unwrap();
+    }
+    for (i, loaded) in load_all().await {
+        assert_eq!(loaded.is_some(), i % 2 == 1, "{name}: session {i} after deletes");
+    }
+}
+
+#[tokio::test]
+async fn store_concurrent_session_loads() {
+    for_each_backend!(concurrent_loads_each_get_their_own);
+}
+
 #[tokio::test]
 async fn migrations_run_twice() {
     for (name, backend) in backends() {

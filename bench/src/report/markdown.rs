@@ -226,11 +226,10 @@ impl Report {
             let why = match t.kind {
                 Kind::PageP99("PostgreSQL") => self.page_miss("PostgreSQL").map(|m| {
                     format!(
-                        "{m} Each request is one query: sending it wakes a PostgreSQL backend on the other \
-                         core (the loopback send and cross-core wake-up are most of the kernel share), and \
-                         the backends share core 1 with the load generator. A closed loop of 32 \
-                         connections needs about 25,000 requests/s for a p99 of 2 ms; PostgreSQL on a \
-                         machine of its own is the fair test of this target."
+                        "{m} Session lookups are batched (one `WHERE id = ANY($1)` query for the \
+                         requests that arrived while the previous one was out), but each query still wakes \
+                         a PostgreSQL backend on the other core, which it shares with the load generator. \
+                         PostgreSQL on a machine of its own is the fair test of this target."
                     )
                 }),
                 Kind::PageShare(store) | Kind::PageP99(store) => self.page_miss(store),

@@ -1,0 +1,432 @@
+//! Session loads from PostgreSQL, batched: the lookups of concurrent
+//! requests go to the database as one `WHERE id = ANY($1)` query instead of
+//! one query each (the DataLoader pattern; `fred` does the same for Redis by
+//! pipelining).
+//!
+//! A lone load is sent at once. While `max_in_flight` queries are already
+//! out, further loads wait, and the next query takes all of them (up to
+//! `max_batch`). A load is only ever answered by a query sent *after* it was
+//! asked for, so a session deleted before a request began (a logout, a
+//! back-channel logout on another instance) is never served to it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store;
+
+/// Where the records of many ids are read at once.
+pub(super) trait LoadMany: Send + Sync + 'static {
+    /// The live (unexpired) records among `ids`, by id; an id that is
+    /// missing or expired is absent. An entry that cannot be read is an
+    /// `Err` for that id alone.
+    fn load_many(
+        &self,
+        ids: &[Id],
+    ) -> impl Future<Output = session_store::Result<HashMap<Id, Result<Record, String>>>> + Send;
+}
+
+type Reply = oneshot::Sender<session_store::Result<Option<Record>>>;
+
+/// Loads through `source`, batched.
+#[derive(Debug)]
+pub(super) struct BatchedLoads<L> {
+    shared: Arc<Shared<L>>,
+}
+
+impl<L> Clone for BatchedLoads<L> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared<L> {
+    source: L,
+    queue: Mutex<Queue>,
+    max_in_flight: usize,
+    max_batch: usize,
+    /// A query that takes longer fails its batch (and frees its slot).
+    timeout: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: Vec<(Id, Reply)>,
+    in_flight: usize,
+}
+
+impl Queue {
+    fn take_batch(&mut self, max: usize) -> Vec<(Id, Reply)> {
+        if self.waiting.len() <= max {
+            std::mem::take(&mut self.waiting)
+        } else {
+            self.waiting.drain(..max).collect()
+        }
+    }
+}
+
+impl<L: LoadMany> BatchedLoads<L> {
+    /// At most `max_in_flight` queries at once (at least 1), each for at
+    /// most `max_batch` ids (at least 1), each bounded by `timeout`.
+    pub(super) fn new(source: L, max_in_flight: usize, max_batch: usize, timeout: Duration) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                source,
+                queue: Mutex::default(),
+                max_in_flight: max_in_flight.max(1),
+                max_batch: max_batch.max(1),
+                timeout,
+            }),
+        }
+    }
+
+    /// The live record of `id`, if any, from a query sent after this call.
+    pub(super) async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let (reply, answer) = oneshot::channel();
+        let batch = {
+            let mut queue = self.shared.lock();
+            queue.waiting.push((*id, reply));
+            if queue.in_flight < self.shared.max_in_flight {
+                queue.in_flight += 1;
+                Some(queue.take_batch(self.shared.max_batch))
+            } else {
+                None
+            }
+        };
+        if let Some(batch) = batch {
+            // A task of its own: were this request to go away (a client
+            // hanging up), the loads of the others in the batch go on.
+            tokio::spawn(run(Slot(self.shared.clone()), batch));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(session_store::Error::Backend("session lookup was abandoned".into())))
+    }
+}
+
+impl<L> Shared<L> {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The lock is never held across anything that can panic.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One query slot, held while its batch runs. Releasing it hands it to the
+/// loads that queued meanwhile, if any, even when the batch panicked.
+struct Slot<L: LoadMany>(Arc<Shared<L>>);
+
+impl<L: LoadMany> Drop for Slot<L> {
+    fn drop(&mut self) {
+        let shared = &self.0;
+        let next = {
+            let mut queue = shared.lock();
+            if queue.waiting.is_empty() {
+                queue.in_flight -= 1;
+                None
+            } else {
+                Some(queue.take_batch(shared.max_batch))
+            }
+        };
+        // Without a runtime (it is shutting down) the batch is dropped,
+        // and its loads fail instead of waiting.
+        if let (Some(batch), Ok(runtime)) = (next, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(run(Slot(shared.clone()), batch));
+        }
+    }
+}
+
+/// Sends one query for `batch` and answers each of its loads.
+async fn run<L: LoadMany>(slot: Slot<L>, batch: Vec<(Id, Reply)>) {
+    let shared = &slot.0;
+    let mut ids: Vec<Id> = batch.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable_by_key(|id| id.0);
+    ids.dedup();
+    let found = tokio::time::timeout(shared.timeout, shared.source.load_many(&ids)).await;
+    match found {
+        Ok(Ok(found)) => {
+            for (id, reply) in batch {
+                let answer = match found.get(&id) {
+                    None => Ok(None),
+                    Some(Ok(record)) => Ok(Some(record.clone())),
+                    Some(Err(e)) => Err(session_store::Error::Decode(e.clone())),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+        Ok(Err(e)) => {
+            let e = e.to_string();
+            for (_, reply) in batch {
+                let _ = reply.send(Err(session_store::Error::Backend(e.clone())));
+            }
+        }
+        Err(_) => {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(session_store::Error::Backend(format!(
+                    "session lookup did not answer within {:?}",
+                    shared.timeout
+                ))));
+            }
+        }
+    }
+}
+
+/// The session table of `tower-sessions-sqlx-store`'s `PostgresStore`,
+/// read many ids at a time.
+#[derive(Debug, Clone)]
+pub(super) struct PgLoads {
+    pool: sqlx::PgPool,
+    query: String,
+}
+
+impl PgLoads {
+    /// The table `"{schema}"."session"`, as `PostgresStore` creates it.
+    pub(super) fn new(pool: sqlx::PgPool, schema: &str) -> Self {
+        Self {
+            pool,
+            // The schema name is validated as a plain identifier.
+            query: format!(r#"SELECT id, data FROM "{schema}"."session" WHERE id = ANY($1) AND expiry_date > $2"#),
+        }
+    }
+}
+
+impl LoadMany for PgLoads {
+    async fn load_many(&self, ids: &[Id]) -> session_store::Result<HashMap<Id, Result<Record, String>>> {
+        let keys: Vec<String> = ids.iter().map(Id::to_string).collect();
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(&self.query)
+            .bind(keys)
+            .bind(OffsetDateTime::now_utc())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| session_store::Error::Backend(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, data)| {
+                let id = Id::from_str(&key).ok()?;
+                let record = rmp_serde::from_slice::<Record>(&data)
+                    .map_err(|e| e.to_string())
+                    // The row's key is what was asked for; a record that
+                    // names another id is not that session.
+                    .and_then(|r| match r.id == id {
+                        true => Ok(r),
+                        false => Err("session record under another id".to_owned()),
+                    });
+                Some((id, record))
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// A store in memory whose queries can be held at the gate, and which
+    /// reads its data when a query starts, as a database snapshot would.
+    #[derive(Default)]
+    struct Fake {
+        records: Mutex<HashMap<Id, Record>>,
+        queries: Mutex<Vec<Vec<Id>>>,
+        gate: Option<Arc<Semaphore>>,
+        fail: AtomicBool,
+        panic: AtomicBool,
+    }
+
+    impl LoadMany for Arc<Fake> {
+        async fn load_many(&self, ids: &[Id]) -> session_store::Result<HashMap<Id, Result<Record, String>>> {
+            self.queries.lock().unwrap().push(ids.to_vec());
+            let snapshot: HashMap<Id, Result<Record, String>> = {
+                let records = self.records.lock().unwrap();
+                ids.iter()
+                    .filter_map(|id| records.get(id).map(|r| (*id, Ok(r.clone()))))
+                    .collect()
+            };
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.unwrap().forget();
+            }
+            if self.panic.load(Ordering::SeqCst) {
+                panic!("source panicked");
+            }
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(session_store::Error::Backend("down".into()));
+            }
+            Ok(snapshot)
+        }
+    }
+
+    fn record(value: &str) -> Record {
+        let mut data = HashMap::new();
+        data.insert("v".to_owned(), serde_json::json!(value));
+        Record {
+            id: Id::default(),
+            data,
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
+        }
+    }
+
+    fn fake(gated: bool, records: &[&Record]) -> (Arc<Fake>, Option<Arc<Semaphore>>) {
+        let gate = gated.then(|| Arc::new(Semaphore::new(0)));
+        let fake = Arc::new(Fake {
+            gate: gate.clone(),
+            ..Fake::default()
+        });
+        for r in records {
+            fake.records.lock().unwrap().insert(r.id, (*r).clone());
+        }
+        (fake, gate)
+    }
+
+    fn loads(fake: &Arc<Fake>, in_flight: usize, batch: usize) -> BatchedLoads<Arc<Fake>> {
+        BatchedLoads::new(fake.clone(), in_flight, batch, Duration::from_secs(5))
+    }
+
+    /// Lets spawned tasks run until they wait on something.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn value(answer: &session_store::Result<Option<Record>>) -> Option<String> {
+        let record = answer.as_ref().expect("no error").as_ref()?;
+        Some(record.data["v"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_lone_load_is_one_query_for_its_id() {
+        let a = record("a");
+        let (fake, _) = fake(false, &[&a]);
+        let loads = loads(&fake, 1, 100);
+        assert_eq!(value(&loads.load(&a.id).await).as_deref(), Some("a"));
+        let unknown = Id::default();
+        assert_eq!(value(&loads.load(&unknown).await), None);
+        assert_eq!(*fake.queries.lock().unwrap(), vec![vec![a.id], vec![unknown]]);
+    }
+
+    #[tokio::test]
+    async fn loads_that_wait_go_out_as_one_query_each_getting_its_own_record() {
+        let records: Vec<Record> = (0..20).map(|i| record(&i.to_string())).collect();
+        let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
+        let loads = loads(&fake, 1, 100);
+        let mut tasks = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let (loads, id) = (loads.clone(), r.id);
+            tasks.push((i, tokio::spawn(async move { loads.load(&id).await })));
+            settle().await;
+        }
+        // The same id twice in one batch: both get it, one key is asked for.
+        let (twice, id) = (loads.clone(), records[5].id);
+        let twice = tokio::spawn(async move { twice.load(&id).await });
+        settle().await;
+        gate.unwrap().add_permits(2);
+        for (i, task) in tasks {
+            assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
+        }
+        assert_eq!(value(&twice.await.unwrap()).as_deref(), Some("5"));
+        let queries = fake.queries.lock().unwrap();
+        assert_eq!(queries.len(), 2, "the first alone, then the 19 others at once");
+        assert_eq!(queries[0], vec![records[0].id]);
+        let second: HashSet<_> = queries[1].iter().collect();
+        assert_eq!(queries[1].len(), 19, "ids are asked for once each");
+        assert_eq!(second.len(), 19);
+    }
+
+    #[tokio::test]
+    async fn a_load_is_never_answered_by_a_query_sent_before_it() {
+        let a = record("a");
+        let (fake, gate) = fake(true, &[&a]);
+        let loads = loads(&fake, 1, 100);
+        let (early, id) = (loads.clone(), a.id);
+        let early = tokio::spawn(async move { early.load(&id).await });
+        settle().await; // its query is out, and has read `a`
+        fake.records.lock().unwrap().remove(&a.id); // a logout
+        let (late, id) = (loads.clone(), a.id);
+        let late = tokio::spawn(async move { late.load(&id).await });
+        settle().await;
+        gate.unwrap().add_permits(2);
+        assert_eq!(value(&early.await.unwrap()).as_deref(), Some("a"));
+        assert_eq!(value(&late.await.unwrap()), None, "the logged-out session is gone");
+    }
+
+    #[tokio::test]
+    async fn batches_are_bounded_and_several_go_out_at_once() {
+        let records: Vec<Record> = (0..7).map(|i| record(&i.to_string())).collect();
+        let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
+        let loads = loads(&fake, 2, 3);
+        let mut tasks = Vec::new();
+        for r in &records {
+            let (loads, id) = (loads.clone(), r.id);
+            tasks.push(tokio::spawn(async move { loads.load(&id).await }));
+            settle().await;
+        }
+        assert_eq!(fake.queries.lock().unwrap().len(), 2, "two slots, both taken");
+        gate.unwrap().add_permits(10);
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
+        }
+        let sizes: Vec<usize> = fake.queries.lock().unwrap().iter().map(Vec::len).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 7);
+        assert!(sizes.iter().all(|&n| n <= 3), "{sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_query_fails_its_batch_only() {
+        let a = record("a");
+        let (fake, _) = fake(false, &[&a]);
+        let loads = loads(&fake, 1, 100);
+        fake.fail.store(true, Ordering::SeqCst);
+        assert!(loads.load(&a.id).await.is_err());
+        fake.fail.store(false, Ordering::SeqCst);
+        assert_eq!(value(&loads.load(&a.id).await).as_deref(), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_query_frees_its_slot() {
+        let a = record("a");
+        let (fake, _) = fake(false, &[&a]);
+        let loads = loads(&fake, 1, 100);
+        fake.panic.store(true, Ordering::SeqCst);
+        assert!(loads.load(&a.id).await.is_err());
+        fake.panic.store(false, Ordering::SeqCst);
+        assert_eq!(value(&loads.load(&a.id).await).as_deref(), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_does_not_stop_the_others() {
+        let (a, b) = (record("a"), record("b"));
+        let (fake, gate) = fake(true, &[&a, &b]);
+        let loads = loads(&fake, 1, 100);
+        let (first, id) = (loads.clone(), a.id);
+        let first = tokio::spawn(async move { first.load(&id).await });
+        settle().await;
+        let (gone, id) = (loads.clone(), a.id);
+        let gone = tokio::spawn(async move { gone.load(&id).await });
+        let (kept, id) = (loads.clone(), b.id);
+        let kept = tokio::spawn(async move { kept.load(&id).await });
+        settle().await;
+        gone.abort();
+        first.abort();
+        gate.unwrap().add_permits(2);
+        assert_eq!(value(&kept.await.unwrap()).as_deref(), Some("b"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_query_that_hangs_fails_within_the_timeout() {
+        let a = record("a");
+        let (fake, _gate) = fake(true, &[&a]); // never opened
+        let loads = BatchedLoads::new(fake.clone(), 1, 100, Duration::from_secs(3));
+        assert!(loads.load(&a.id).await.is_err());
+    }
+}
