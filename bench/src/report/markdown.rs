@@ -238,8 +238,8 @@ impl Report {
                         "Where the CPU of a login goes: {d}. Five HTTP requests per login (four to oidc-gate, \
                          the code exchange from it to the provider) mean much of the kernel share is the \
                          loopback TCP traffic of the login itself. `/login` writes nothing (the login in \
-                         progress travels in an encrypted cookie); the callback runs four SQLite statements \
-                         (user upsert, the session id's rotation, session insert, session index), each \
+                         progress travels in an encrypted cookie); the callback runs three SQLite statements \
+                         (user upsert, session insert, session index), each \
                          handed to a sqlx worker thread and back: with the wake-ups of the one tokio worker, \
                          that is the context switches per login in the table above."
                     )
