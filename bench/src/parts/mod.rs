@@ -23,8 +23,11 @@ pub struct Plan {
     pub warmup: Duration,
     /// A measured wrk run.
     pub measure: Duration,
-    /// Logins measured for their cost, and how many at once.
+    /// Logins measured for their cost per round, and how many at once.
     pub logins: (usize, usize),
+    /// Rounds of those logins: the CPU per login is the median round's, so
+    /// that a burst of noise from the machine's neighbours is not the figure.
+    pub login_rounds: usize,
     /// Real logins, then all sessions, for the memory figures.
     pub memory: (usize, usize),
     /// Small and large session tables for the store-scale figures.
@@ -43,7 +46,8 @@ impl Plan {
         Self {
             warmup: Duration::from_secs(2),
             measure: Duration::from_secs(10),
-            logins: (500, 8),
+            logins: (300, 8),
+            login_rounds: 5,
             memory: (10_000, 100_000),
             scale: (1_000, 1_000_000),
             spread_max: 100_000,
@@ -62,6 +66,7 @@ impl Plan {
             warmup: Duration::ZERO,
             measure: Duration::from_secs(1),
             logins: (20, 4),
+            login_rounds: 1,
             memory: (100, 1_000),
             scale: (1_000, 10_000),
             spread_max: 1_000,

@@ -140,20 +140,30 @@ async fn logins_on(ctx: &mut Ctx, server: &Server, separate_provider: bool) -> R
         .await
         .map_err(|e| e.context(server.log_tail()))
         .context("warm-up logins")?;
-    let before = server.stats()?;
-    let (_, elapsed) = login_many(&client, n, concurrency, 100)
-        .await
-        .map_err(|e| e.context(server.log_tail()))?;
-    let after = server.stats()?;
-    let ticks = after.cpu_ticks - before.cpu_ticks;
-    ctx.report.logins.push(Logins {
-        count: n,
+    let mut logins = Logins {
+        count: 0,
         concurrency,
-        elapsed,
-        cpu: Duration::from_secs_f64(ticks as f64 / ctx.clk_tck as f64),
+        elapsed: Duration::ZERO,
+        cpu: Duration::ZERO,
+        round_cpu: Vec::new(),
         clk_tck: ctx.clk_tck,
-        context_switches: after.context_switches - before.context_switches,
+        context_switches: 0,
         separate_provider,
-    });
+    };
+    for round in 0..ctx.plan.login_rounds {
+        let before = server.stats()?;
+        let (_, elapsed) = login_many(&client, n, concurrency, 100 + round * n)
+            .await
+            .map_err(|e| e.context(server.log_tail()))?;
+        let after = server.stats()?;
+        let cpu = Duration::from_secs_f64((after.cpu_ticks - before.cpu_ticks) as f64 / ctx.clk_tck as f64);
+        logins.count += n;
+        logins.elapsed += elapsed;
+        logins.cpu += cpu;
+        logins.round_cpu.push(cpu / n as u32);
+        logins.context_switches += after.context_switches - before.context_switches;
+    }
+    let elapsed = logins.elapsed;
+    ctx.report.logins.push(logins);
     Ok((client, elapsed))
 }
