@@ -110,6 +110,16 @@ impl Sqlite {
         Ok(ids)
     }
 
+    /// Writes the WAL back into the database file, as SQLite does by itself
+    /// after a while, so that a measurement that follows writes does not
+    /// pay for them.
+    pub async fn settle(&mut self) -> Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut self.0)
+            .await?;
+        Ok(())
+    }
+
     /// Rows in the session table.
     pub async fn count(&mut self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tower_sessions")
@@ -206,6 +216,18 @@ impl Postgres {
             .execute(&mut self.conn)
             .await?;
         Ok(ids)
+    }
+
+    /// Vacuums the session table and writes every dirty page out, as
+    /// autovacuum and the checkpointer do by themselves after a while: a
+    /// measurement that follows a million inserts (or a hundred thousand
+    /// updates) then does not evict their dirty pages from PostgreSQL's
+    /// buffers on every read, or compete with autovacuum for the cores.
+    pub async fn settle(&mut self) -> Result<()> {
+        for sql in [format!("VACUUM (ANALYZE) {}", self.table()), "CHECKPOINT".into()] {
+            sqlx::query(&sql).execute(&mut self.conn).await?;
+        }
+        Ok(())
     }
 
     /// Rows in the session table.

@@ -416,7 +416,10 @@ impl Report {
             "- **Store scale**: one real session copied under fresh ids up to the size shown, \
          then `/secret` with the real session only (*one session*) and round robin over many \
          distinct sessions spread evenly over the whole table (*spread*, a wrk Lua script; \
-         the target is judged on it, as it is what makes the store look sessions up).\n\
+         the target is judged on it, as it is what makes the store look sessions up). Each of \
+         those sessions is requested once just before the spread run: a session records its \
+         activity (a write) at most once a minute, and copies written long enough ago would \
+         otherwise turn the large table's run into a run of writes.\n\
          - **Start-up**: spawn to the first accepted TCP connection, and to the first `200` \
          from `/healthz`, on a fresh data directory and on a restart with the database present \
          (includes `taskset`'s exec).\n"
