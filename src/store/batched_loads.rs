@@ -149,32 +149,21 @@ async fn run<L: LoadMany>(slot: Slot<L>, batch: Vec<(Id, Reply)>) {
     let mut ids: Vec<Id> = batch.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable_by_key(|id| id.0);
     ids.dedup();
-    let found = tokio::time::timeout(shared.timeout, shared.source.load_many(&ids)).await;
-    match found {
-        Ok(Ok(found)) => {
-            for (id, reply) in batch {
-                let answer = match found.get(&id) {
-                    None => Ok(None),
-                    Some(Ok(record)) => Ok(Some(record.clone())),
-                    Some(Err(e)) => Err(session_store::Error::Decode(e.clone())),
-                };
-                let _ = reply.send(answer);
-            }
-        }
-        Ok(Err(e)) => {
-            let e = e.to_string();
-            for (_, reply) in batch {
-                let _ = reply.send(Err(session_store::Error::Backend(e.clone())));
-            }
-        }
-        Err(_) => {
-            for (_, reply) in batch {
-                let _ = reply.send(Err(session_store::Error::Backend(format!(
-                    "session lookup did not answer within {:?}",
-                    shared.timeout
-                ))));
-            }
-        }
+    let found = match tokio::time::timeout(shared.timeout, shared.source.load_many(&ids)).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("session lookup did not answer within {:?}", shared.timeout)),
+    };
+    for (id, reply) in batch {
+        let answer = match &found {
+            Err(e) => Err(session_store::Error::Backend(e.clone())),
+            Ok(found) => match found.get(&id) {
+                None => Ok(None),
+                Some(Ok(record)) => Ok(Some(record.clone())),
+                Some(Err(e)) => Err(session_store::Error::Decode(e.clone())),
+            },
+        };
+        let _ = reply.send(answer);
     }
 }
 
@@ -292,6 +281,14 @@ mod tests {
         BatchedLoads::new(fake.clone(), in_flight, batch, Duration::from_secs(5))
     }
 
+    type Answer = session_store::Result<Option<Record>>;
+
+    /// A load of `id` in a task of its own, as a request would make it.
+    fn spawn_load(loads: &BatchedLoads<Arc<Fake>>, id: Id) -> tokio::task::JoinHandle<Answer> {
+        let loads = loads.clone();
+        tokio::spawn(async move { loads.load(&id).await })
+    }
+
     /// Lets spawned tasks run until they wait on something.
     async fn settle() {
         for _ in 0..20 {
@@ -299,7 +296,7 @@ mod tests {
         }
     }
 
-    fn value(answer: &session_store::Result<Option<Record>>) -> Option<String> {
+    fn value(answer: &Answer) -> Option<String> {
         let record = answer.as_ref().expect("no error").as_ref()?;
         Some(record.data["v"].as_str().unwrap().to_owned())
     }
@@ -322,13 +319,11 @@ mod tests {
         let loads = loads(&fake, 1, 100);
         let mut tasks = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            let (loads, id) = (loads.clone(), r.id);
-            tasks.push((i, tokio::spawn(async move { loads.load(&id).await })));
+            tasks.push((i, spawn_load(&loads, r.id)));
             settle().await;
         }
         // The same id twice in one batch: both get it, one key is asked for.
-        let (twice, id) = (loads.clone(), records[5].id);
-        let twice = tokio::spawn(async move { twice.load(&id).await });
+        let twice = spawn_load(&loads, records[5].id);
         settle().await;
         gate.unwrap().add_permits(2);
         for (i, task) in tasks {
@@ -348,12 +343,10 @@ mod tests {
         let a = record("a");
         let (fake, gate) = fake(true, &[&a]);
         let loads = loads(&fake, 1, 100);
-        let (early, id) = (loads.clone(), a.id);
-        let early = tokio::spawn(async move { early.load(&id).await });
+        let early = spawn_load(&loads, a.id);
         settle().await; // its query is out, and has read `a`
         fake.records.lock().unwrap().remove(&a.id); // a logout
-        let (late, id) = (loads.clone(), a.id);
-        let late = tokio::spawn(async move { late.load(&id).await });
+        let late = spawn_load(&loads, a.id);
         settle().await;
         gate.unwrap().add_permits(2);
         assert_eq!(value(&early.await.unwrap()).as_deref(), Some("a"));
@@ -367,8 +360,7 @@ mod tests {
         let loads = loads(&fake, 2, 3);
         let mut tasks = Vec::new();
         for r in &records {
-            let (loads, id) = (loads.clone(), r.id);
-            tasks.push(tokio::spawn(async move { loads.load(&id).await }));
+            tasks.push(spawn_load(&loads, r.id));
             settle().await;
         }
         assert_eq!(fake.queries.lock().unwrap().len(), 2, "two slots, both taken");
@@ -408,13 +400,10 @@ mod tests {
         let (a, b) = (record("a"), record("b"));
         let (fake, gate) = fake(true, &[&a, &b]);
         let loads = loads(&fake, 1, 100);
-        let (first, id) = (loads.clone(), a.id);
-        let first = tokio::spawn(async move { first.load(&id).await });
+        let first = spawn_load(&loads, a.id);
         settle().await;
-        let (gone, id) = (loads.clone(), a.id);
-        let gone = tokio::spawn(async move { gone.load(&id).await });
-        let (kept, id) = (loads.clone(), b.id);
-        let kept = tokio::spawn(async move { kept.load(&id).await });
+        let gone = spawn_load(&loads, a.id);
+        let kept = spawn_load(&loads, b.id);
         settle().await;
         gone.abort();
         first.abort();
