@@ -144,7 +144,6 @@ async fn logins_on(ctx: &mut Ctx, server: &Server, separate_provider: bool) -> R
         count: 0,
         concurrency,
         elapsed: Duration::ZERO,
-        cpu: Duration::ZERO,
         round_cpu: Vec::new(),
         clk_tck: ctx.clk_tck,
         context_switches: 0,
@@ -159,7 +158,6 @@ async fn logins_on(ctx: &mut Ctx, server: &Server, separate_provider: bool) -> R
         let cpu = Duration::from_secs_f64((after.cpu_ticks - before.cpu_ticks) as f64 / ctx.clk_tck as f64);
         logins.count += n;
         logins.elapsed += elapsed;
-        logins.cpu += cpu;
         logins.round_cpu.push(cpu / n as u32);
         logins.context_switches += after.context_switches - before.context_switches;
     }

@@ -353,7 +353,7 @@ impl Report {
         let e = &r.env;
         let (real, total) = if r.smoke { (100, 1_000) } else { (10_000, 100_000) };
         let login_rounds = r.logins.first().map_or(0, |l| l.round_cpu.len());
-        let logins_per_round = r.logins.first().map_or(0, |l| l.count / login_rounds.max(1));
+        let logins_per_round = r.logins.first().map_or(0, Logins::per_round);
         let mut out = String::new();
         let _ = write!(
             out,

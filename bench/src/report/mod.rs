@@ -60,8 +60,6 @@ pub struct Logins {
     pub concurrency: usize,
     /// Wall time.
     pub elapsed: Duration,
-    /// oidc-gate's CPU time over them.
-    pub cpu: Duration,
     /// oidc-gate's CPU time per login in each round.
     pub round_cpu: Vec<Duration>,
     /// Clock ticks per second (the CPU time's resolution).
@@ -78,8 +76,7 @@ impl Logins {
     /// rounds, and the resolution of one round's figure.
     pub fn cpu_cell(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let per_round = self.count / self.round_cpu.len().max(1);
-        let resolution = 1e3 / self.clk_tck as f64 / per_round.max(1) as f64;
+        let resolution = 1e3 / self.clk_tck as f64 / self.per_round().max(1) as f64;
         let (low, high) = (
             self.round_cpu.iter().min().copied().unwrap_or_default(),
             self.round_cpu.iter().max().copied().unwrap_or_default(),
@@ -92,6 +89,11 @@ impl Logins {
             ms(high),
             self.clk_tck
         )
+    }
+
+    /// Logins in each round.
+    pub fn per_round(&self) -> usize {
+        self.count / self.round_cpu.len().max(1)
     }
 
     /// The CPU per login of the median round.
