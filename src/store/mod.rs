@@ -129,7 +129,7 @@ impl std::fmt::Debug for KeyBytes {
 
 #[derive(Clone, Debug)]
 enum Db {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(sqlite::SqliteDb),
     Postgres(sqlx::PgPool),
 }
 
@@ -148,7 +148,7 @@ macro_rules! dispatch {
     ($self:ident, $f:ident ( $($arg:expr),* )) => {
         bounded($self.timeout, async {
             match &$self.db {
-                Db::Sqlite(pool) => sqlite::$f(pool, $($arg),*).await,
+                Db::Sqlite(db) => sqlite::$f(db, $($arg),*).await,
                 Db::Postgres(pool) => postgres::$f(pool, $($arg),*).await,
             }
         })
@@ -162,10 +162,10 @@ impl Store {
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         let db = open_db(&config.database, config).await?;
         let sessions = match (&config.sessions, &db) {
-            (None, Db::Sqlite(pool)) => SessionBackend::sqlite(pool.clone(), config),
+            (None, Db::Sqlite(db)) => SessionBackend::sqlite(db.clone(), config),
             (None, Db::Postgres(pool)) => SessionBackend::postgres(pool.clone(), config).await?,
             (Some(url), _) => match open_db(url, config).await {
-                Ok(Db::Sqlite(pool)) => SessionBackend::sqlite(pool, config),
+                Ok(Db::Sqlite(db)) => SessionBackend::sqlite(db, config),
                 Ok(Db::Postgres(pool)) => SessionBackend::postgres(pool, config).await?,
                 Err(StoreError::Config(_)) => SessionBackend::redis(url, config).await?,
                 Err(e) => return Err(e),

@@ -18,7 +18,7 @@ use tower_sessions_sqlx_store::PostgresStore;
 use super::StoreError;
 use super::batched_loads::{BatchedLoads, PgLoads};
 use super::session_cache::WriteThrough;
-use super::sqlite::SqliteSessions;
+use super::sqlite::{SqliteDb, SqliteSessions};
 use crate::config::{StoreConfig, StoreUrl};
 
 /// Where sessions live.
@@ -37,7 +37,7 @@ enum Inner {
         /// The store behind an in-memory cache: only for the embedded
         /// database, which one instance owns, so every logout goes through it.
         cached: Option<WriteThrough<SqliteSessions>>,
-        pool: sqlx::SqlitePool,
+        db: SqliteDb,
     },
     Postgres {
         store: PostgresStore,
@@ -100,13 +100,13 @@ fn pg_loads_in_flight(max_connections: u32) -> usize {
 impl SessionBackend {
     /// Sessions in the SQLite database (its table is created with the
     /// database), behind a cache of `config.session_cache` sessions unless 0.
-    pub(super) fn sqlite(pool: sqlx::SqlitePool, config: &StoreConfig) -> Self {
-        let store = SqliteSessions::new(pool.clone());
+    pub(super) fn sqlite(db: SqliteDb, config: &StoreConfig) -> Self {
+        let store = SqliteSessions::new(&db);
         let cached = match config.session_cache {
             0 => None,
             n => Some(WriteThrough::new(store.clone(), n)),
         };
-        let inner = Inner::Sqlite { store, cached, pool };
+        let inner = Inner::Sqlite { store, cached, db };
         Self {
             inner: Arc::new(inner),
             timeout: super::sqlite::op_timeout(config),
@@ -201,7 +201,7 @@ impl SessionBackend {
     pub async fn delete_expired_now(&self) -> session_store::Result<()> {
         match &*self.inner {
             // The cache expires entries by their own expiry date.
-            Inner::Sqlite { pool, .. } => super::sqlite::delete_expired_sessions(pool)
+            Inner::Sqlite { db, .. } => super::sqlite::delete_expired_sessions(db)
                 .await
                 .map(drop)
                 .map_err(|e| session_store::Error::Backend(e.to_string())),

@@ -357,6 +357,68 @@ async fn store_concurrent_session_loads() {
     for_each_backend!(concurrent_loads_each_get_their_own);
 }
 
+/// Many logins' writes at once (user, session, its link), each read back
+/// as soon as it is written: SQLite queues them for its one writer, and
+/// reads them through its other connections.
+async fn concurrent_writes_are_read_back_at_once(name: &str, store: &Store) {
+    let sessions = store.session_backend();
+    let expiry = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let mut logins = tokio::task::JoinSet::new();
+    for i in 0..48 {
+        let (store, sessions) = (store.clone(), sessions.clone());
+        logins.spawn(async move {
+            let subject = format!("sub-{i}");
+            let profile = UserProfile {
+                issuer: "https://op.example",
+                subject: &subject,
+                email: None,
+                email_verified: None,
+                name: Some("N"),
+                picture: None,
+            };
+            let user = store.upsert_user(&profile, 1_700_000_000).await.unwrap();
+            let mut r = record(expiry);
+            r.data.insert("k".to_owned(), serde_json::json!(i));
+            sessions.create(&mut r).await.unwrap();
+            let session_id = r.id.to_string();
+            let link = SessionLink {
+                session_id: &session_id,
+                issuer: "https://op.example",
+                subject: &subject,
+                sid: None,
+                expires_at: 1_900_000_000,
+                id_token: None,
+            };
+            store.link_session(&link).await.unwrap();
+            assert_eq!(store.user(user.id).await.unwrap(), Some(user.clone()));
+            let loaded = sessions.load(&r.id).await.unwrap().expect("the new session loads");
+            assert_eq!(loaded.data["k"], i);
+            let linked = store
+                .linked_sessions("https://op.example", Some(&subject), None)
+                .await
+                .unwrap();
+            assert_eq!(linked, vec![session_id]);
+        });
+    }
+    while let Some(done) = logins.join_next().await {
+        done.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn store_concurrent_writes() {
+    for_each_backend!(concurrent_writes_are_read_back_at_once);
+    // Without the session cache, every load goes to SQLite's readers.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig {
+        session_cache: 0,
+        ..base(&dir)
+    })
+    .await
+    .unwrap();
+    concurrent_writes_are_read_back_at_once("sqlite, no cache", &store).await;
+}
+
 #[tokio::test]
 async fn migrations_run_twice() {
     for (name, backend) in backends() {
