@@ -128,6 +128,24 @@ impl Sqlite {
     }
 }
 
+/// One lookup's pages in PostgreSQL: from its buffer cache (`hit`) or read
+/// from the operating system (`read`).
+#[derive(Debug, Clone)]
+pub struct PgBuffers {
+    /// The plan's top node, e.g. `Index Scan using session_pkey on session`.
+    pub node: String,
+    /// Sessions looked up.
+    pub ids: usize,
+    /// Pages found in shared buffers.
+    pub hit: u64,
+    /// Pages read into shared buffers.
+    pub read: u64,
+    /// The session table with its indexes.
+    pub table_bytes: u64,
+    /// `shared_buffers`.
+    pub shared_buffers_bytes: u64,
+}
+
 /// A PostgreSQL schema of this run; [`Postgres::drop_schema`] removes it.
 pub struct Postgres {
     conn: PgConnection,
@@ -216,6 +234,49 @@ impl Postgres {
             .execute(&mut self.conn)
             .await?;
         Ok(ids)
+    }
+
+    /// Where one batched lookup of `ids` (as oidc-gate sends it) found its
+    /// pages, just after a measured run, and the table's size against
+    /// PostgreSQL's buffer cache.
+    pub async fn buffers(&mut self, ids: &[String]) -> Result<PgBuffers> {
+        let sql = format!(
+            "EXPLAIN (ANALYZE, BUFFERS) SELECT id, data FROM {} WHERE id = ANY($1) AND expiry_date > now()",
+            self.table()
+        );
+        let lines: Vec<String> = sqlx::query_scalar(&sql).bind(ids).fetch_all(&mut self.conn).await?;
+        // The plan's first `Buffers: shared hit=H read=R` line is its top node's.
+        let buffers = lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("Buffers: shared "))
+            .unwrap_or_default();
+        let node = lines
+            .first()
+            .and_then(|l| l.split("  (").next())
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let blocks = |key: &str| {
+            buffers
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let (table_bytes, shared_buffers_bytes): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT pg_total_relation_size('{}'), \
+                    (SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers')",
+            self.table().replace('\'', "''")
+        ))
+        .fetch_one(&mut self.conn)
+        .await?;
+        Ok(PgBuffers {
+            node,
+            ids: ids.len(),
+            hit: blocks("hit"),
+            read: blocks("read"),
+            table_bytes: table_bytes as u64,
+            shared_buffers_bytes: shared_buffers_bytes as u64,
+        })
     }
 
     /// Vacuums the session table and writes every dirty page out, as

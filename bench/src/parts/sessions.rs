@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, ensure};
 
 use super::{Ctx, measure, start, with_store};
-use crate::bulk::{Postgres, Sqlite, Template};
+use crate::bulk::{PgBuffers, Postgres, Sqlite, Template};
 use crate::client::{COOKIE_NAME, Client, login_many, visit_all};
 use crate::report::{Memory, Scale, thousands};
 use crate::server::{Server, Store, temp_dir};
@@ -137,6 +137,23 @@ async fn scale_on(
                 visit_all(&client, spread_ids.clone(), 32).await?;
                 db.settle().await?;
                 let (spread, _) = measure(ctx, &server, None, Some(&script), body.len(), false).await?;
+                let buffers = db.buffers(&spread_ids).await?;
+                if let Some(b) = &buffers {
+                    ctx.report.notes.push(format!(
+                        "Store scale, {}, {} sessions: right after the spread run, a lookup of {} of its sessions \
+                         found {} of its {} pages in PostgreSQL's buffer cache and read {} from the operating \
+                         system; the table with its indexes takes {:.1} MB, `shared_buffers` {:.0} MB; plan `{}`.",
+                        store.label(),
+                        thousands(count),
+                        b.ids,
+                        b.hit,
+                        b.hit + b.read,
+                        b.read,
+                        b.table_bytes as f64 / 1e6,
+                        b.shared_buffers_bytes as f64 / 1e6,
+                        b.node
+                    ));
+                }
                 client.check_secret(&id).await?;
                 ctx.report.scale.push(Scale {
                     store: store.label(),
@@ -145,6 +162,7 @@ async fn scale_on(
                     hot,
                     spread_over: spread_ids.len(),
                     spread,
+                    buffers,
                 });
                 dir = server.stop_keep_dir();
             }
@@ -181,6 +199,23 @@ impl SessionTable<'_> {
         match self {
             SessionTable::Sqlite(db) => db.count().await,
             SessionTable::Postgres(db) => db.count().await,
+        }
+    }
+
+    /// For PostgreSQL: where one batch of the spread sessions' lookups
+    /// finds its pages right after the spread run.
+    async fn buffers(&mut self, spread: &[String]) -> Result<Option<PgBuffers>> {
+        match self {
+            SessionTable::Sqlite(_) => Ok(None),
+            SessionTable::Postgres(db) => {
+                // As many as oidc-gate puts in one query, from all over the table.
+                let sample: Vec<String> = spread
+                    .iter()
+                    .step_by(spread.len().div_ceil(128).max(1))
+                    .cloned()
+                    .collect();
+                db.buffers(&sample).await.map(Some)
+            }
         }
     }
 

@@ -329,6 +329,45 @@ impl Report {
             b.spread.rps,
             a.spread.rps
         );
+        if let Some(buf) = &b.buffers {
+            let pages = buf.hit + buf.read;
+            let _ = write!(
+                s,
+                " Right after the spread run, one lookup of {} of those sessions (as oidc-gate batches them) \
+                 needed {pages} pages and found {} in PostgreSQL's buffer cache, reading {} ({:.0}%) from the \
+                 operating system: the table with its indexes takes {:.0} MB against `shared_buffers` of \
+                 {:.0} MB{}.{} {}",
+                buf.ids,
+                buf.hit,
+                buf.read,
+                100.0 * buf.read as f64 / pages.max(1) as f64,
+                buf.table_bytes as f64 / 1e6,
+                buf.shared_buffers_bytes as f64 / 1e6,
+                a.buffers.as_ref().map_or(String::new(), |small| format!(
+                    " (at {} sessions: {:.1} MB, {} of {} pages read)",
+                    thousands(a.sessions),
+                    small.table_bytes as f64 / 1e6,
+                    small.read,
+                    small.hit + small.read
+                )),
+                if b.hot.rps >= 0.85 * a.hot.rps {
+                    " With one session the large table serves about as fast as the small one, so what dominated \
+                     the spread run is PostgreSQL's own cache, sized by its configuration, not the lookup."
+                } else {
+                    ""
+                },
+                match a.buffers.as_ref().map(|small| &small.node) {
+                    Some(node) if *node == buf.node => format!("The plan is the same at both sizes: `{node}`."),
+                    Some(node) => format!(
+                        "The plan: `{node}` at {}, `{}` at {}.",
+                        thousands(a.sessions),
+                        buf.node,
+                        thousands(b.sessions)
+                    ),
+                    None => format!("The plan: `{}`.", buf.node),
+                },
+            );
+        }
         let off = rows("`SESSION_CACHE_SIZE=0`");
         if let (Some(x), Some(y)) = (off.first(), off.last()) {
             let ratio = y.spread.p50.as_secs_f64() / x.spread.p50.as_secs_f64();

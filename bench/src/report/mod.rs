@@ -132,6 +132,8 @@ pub struct Scale {
     pub spread_over: usize,
     /// Their figures.
     pub spread: Figures,
+    /// PostgreSQL: where a batch of those lookups found its pages just after.
+    pub buffers: Option<crate::bulk::PgBuffers>,
 }
 
 /// Start-up timings.
