@@ -2,11 +2,13 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
+use tokio::sync::Mutex;
 
 use super::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::config::StoreConfig;
@@ -36,8 +38,56 @@ pub(super) fn op_timeout(config: &StoreConfig) -> Duration {
 /// busy handler, which sleeps; they queue for the one connection instead.
 #[derive(Clone, Debug)]
 pub(super) struct SqliteDb {
-    writer: SqlitePool,
+    writer: Writer,
     reader: SqlitePool,
+}
+
+/// The connection every write goes through, outside any pool: a pool pings
+/// a connection each time it comes back (a round trip to the connection's
+/// thread, in a task of its own), which doubled the thread hand-offs of
+/// every write. Statements reach the connection's thread in the order they
+/// are sent, so one cancelled half-way (a timeout) still ends before the
+/// next begins; a connection whose thread died is opened again.
+#[derive(Clone)]
+pub(super) struct Writer(Arc<WriterState>);
+
+struct WriterState {
+    conn: Mutex<Option<SqliteConnection>>,
+    options: SqliteConnectOptions,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+impl Writer {
+    async fn open(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
+        let conn = options.connect().await?;
+        Ok(Self(Arc::new(WriterState {
+            conn: Mutex::new(Some(conn)),
+            options,
+        })))
+    }
+
+    /// Runs `op` on the connection once the writes queued before it are done.
+    async fn run<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut slot = self.0.conn.lock().await;
+        let conn = match slot.take() {
+            Some(conn) => conn,
+            None => self.0.options.connect().await?,
+        };
+        let conn = slot.insert(conn);
+        let result = op(conn).await;
+        if matches!(result, Err(sqlx::Error::WorkerCrashed)) {
+            *slot = None;
+        }
+        result
+    }
 }
 
 /// Opens the database file with WAL journaling and bounded waits, and
@@ -60,19 +110,21 @@ pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqliteDb, 
             // (a round trip to the connection's thread) before every query.
             .test_before_acquire(false)
     };
-    let writer = pool(1).connect_with(options.clone()).await?;
-    SqliteStore::new(writer.clone()).migrate().await?;
-    sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-    sqlx::query("CREATE INDEX IF NOT EXISTS tower_sessions_by_expiry ON tower_sessions (expiry_date)")
-        .execute(&writer)
-        .await?;
     // WAL readers do not block each other or the writer.
     let readers = config
         .max_connections
         .min(SQLITE_MAX_CONNECTIONS)
         .saturating_sub(1)
         .max(1);
-    let reader = pool(readers).connect_with(options).await?;
+    let reader = pool(readers).connect_with(options.clone()).await?;
+    // The schema, before anything else runs: through the readers' pool,
+    // which the migrators take.
+    SqliteStore::new(reader.clone()).migrate().await?;
+    sqlx::migrate!("./migrations/sqlite").run(&reader).await?;
+    sqlx::query("CREATE INDEX IF NOT EXISTS tower_sessions_by_expiry ON tower_sessions (expiry_date)")
+        .execute(&reader)
+        .await?;
+    let writer = Writer::open(options).await?;
     Ok(SqliteDb { writer, reader })
 }
 
@@ -82,25 +134,30 @@ pub(super) async fn ping(db: &SqliteDb) -> Result<(), StoreError> {
 }
 
 pub(super) async fn upsert_user(db: &SqliteDb, p: &UserProfile<'_>, now: i64) -> Result<UserRow, StoreError> {
-    let row: Vec<UserRow> = sqlx::query_as(
-        "INSERT INTO users (issuer, subject, email, email_verified, name, picture, created_at, last_login_at)
+    let row: Vec<UserRow> = db
+        .writer
+        .run(async |c| {
+            sqlx::query_as(
+                "INSERT INTO users (issuer, subject, email, email_verified, name, picture, created_at, last_login_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
          ON CONFLICT (issuer, subject) DO UPDATE SET
              email = excluded.email, email_verified = excluded.email_verified,
              name = excluded.name, picture = excluded.picture, last_login_at = excluded.last_login_at
          RETURNING *",
-    )
-    .bind(p.issuer)
-    .bind(p.subject)
-    .bind(p.email)
-    .bind(p.email_verified)
-    .bind(p.name)
-    .bind(p.picture)
-    .bind(now)
-    // fetch_all, not fetch_one: a RETURNING statement holds SQLite's write
-    // lock until it is stepped to the end, and fetch_one stops at the first row.
-    .fetch_all(&db.writer)
-    .await?;
+            )
+            .bind(p.issuer)
+            .bind(p.subject)
+            .bind(p.email)
+            .bind(p.email_verified)
+            .bind(p.name)
+            .bind(p.picture)
+            .bind(now)
+            // fetch_all, not fetch_one: a RETURNING statement holds SQLite's write
+            // lock until it is stepped to the end, and fetch_one stops at the first row.
+            .fetch_all(c)
+            .await
+        })
+        .await?;
     row.into_iter()
         .next()
         .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
@@ -122,30 +179,38 @@ pub(super) async fn user_by_subject(db: &SqliteDb, issuer: &str, subject: &str) 
 }
 
 pub(super) async fn link_session(db: &SqliteDb, l: &SessionLink<'_>) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token)
+    db.writer
+        .run(async |c| {
+            sqlx::query(
+                "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (session_id) DO UPDATE SET issuer = excluded.issuer, subject = excluded.subject,
              sid = excluded.sid, expires_at = excluded.expires_at, id_token = excluded.id_token",
-    )
-    .bind(l.session_id)
-    .bind(l.issuer)
-    .bind(l.subject)
-    .bind(l.sid)
-    .bind(l.expires_at)
-    .bind(l.id_token)
-    .execute(&db.writer)
-    .await?;
+            )
+            .bind(l.session_id)
+            .bind(l.issuer)
+            .bind(l.subject)
+            .bind(l.sid)
+            .bind(l.expires_at)
+            .bind(l.id_token)
+            .execute(c)
+            .await
+        })
+        .await?;
     Ok(())
 }
 
 pub(super) async fn unlink_session(db: &SqliteDb, session_id: &str) -> Result<Option<String>, StoreError> {
     // fetch_all: see upsert_user, RETURNING must be stepped to the end.
-    let rows: Vec<(Option<String>,)> =
-        sqlx::query_as("DELETE FROM session_index WHERE session_id = ?1 RETURNING id_token")
-            .bind(session_id)
-            .fetch_all(&db.writer)
-            .await?;
+    let rows: Vec<(Option<String>,)> = db
+        .writer
+        .run(async |c| {
+            sqlx::query_as("DELETE FROM session_index WHERE session_id = ?1 RETURNING id_token")
+                .bind(session_id)
+                .fetch_all(c)
+                .await
+        })
+        .await?;
     Ok(rows.into_iter().next().and_then(|(t,)| t))
 }
 
@@ -173,15 +238,22 @@ pub(super) async fn linked_sessions(
 
 /// The shared key `name`: `candidate` if no instance stored one before.
 pub(super) async fn shared_key(db: &SqliteDb, name: &str, candidate: &[u8], now: i64) -> Result<Vec<u8>, StoreError> {
-    sqlx::query("INSERT INTO shared_keys (name, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING")
-        .bind(name)
-        .bind(candidate)
-        .bind(now)
-        .execute(&db.writer)
-        .await?;
-    let (value,): (Vec<u8>,) = sqlx::query_as("SELECT value FROM shared_keys WHERE name = ?1")
-        .bind(name)
-        .fetch_one(&db.writer)
+    let (value,): (Vec<u8>,) = db
+        .writer
+        .run(async |c| {
+            sqlx::query(
+                "INSERT INTO shared_keys (name, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(candidate)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query_as("SELECT value FROM shared_keys WHERE name = ?1")
+                .bind(name)
+                .fetch_one(c)
+                .await
+        })
         .await?;
     Ok(value)
 }
@@ -192,26 +264,29 @@ pub(super) async fn remember_logout_jti(
     jti: &str,
     expires_at: i64,
 ) -> Result<bool, StoreError> {
-    let done =
-        sqlx::query("INSERT INTO logout_jti (issuer, jti, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
-            .bind(issuer)
-            .bind(jti)
-            .bind(expires_at)
-            .execute(&db.writer)
-            .await?;
+    let done = db
+        .writer
+        .run(async |c| {
+            sqlx::query("INSERT INTO logout_jti (issuer, jti, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
+                .bind(issuer)
+                .bind(jti)
+                .bind(expires_at)
+                .execute(c)
+                .await
+        })
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Deletes expired session links and remembered logout token ids.
 pub(super) async fn delete_expired_links(db: &SqliteDb, now: i64) -> Result<u64, StoreError> {
-    let links = sqlx::query("DELETE FROM session_index WHERE expires_at < ?1")
-        .bind(now)
-        .execute(&db.writer)
-        .await?;
-    let jtis = sqlx::query("DELETE FROM logout_jti WHERE expires_at < ?1")
-        .bind(now)
-        .execute(&db.writer)
-        .await?;
+    let delete = async |sql: &str| {
+        db.writer
+            .run(async |c| sqlx::query(sql).bind(now).execute(c).await)
+            .await
+    };
+    let links = delete("DELETE FROM session_index WHERE expires_at < ?1").await?;
+    let jtis = delete("DELETE FROM logout_jti WHERE expires_at < ?1").await?;
     Ok(links.rows_affected() + jtis.rows_affected())
 }
 
@@ -224,14 +299,20 @@ pub(super) async fn delete_expired_sessions(db: &SqliteDb) -> Result<u64, StoreE
     loop {
         // Compared as tower-sessions stores and loads it (text, UTC).
         let now = time::OffsetDateTime::now_utc();
-        let done = sqlx::query(
-            "DELETE FROM tower_sessions WHERE id IN
-                 (SELECT id FROM tower_sessions WHERE expiry_date < ?1 LIMIT ?2)",
-        )
-        .bind(now)
-        .bind(BATCH)
-        .execute(&db.writer)
-        .await?;
+        // One batch at a time on the writer: writes queued meanwhile go between.
+        let done = db
+            .writer
+            .run(async |c| {
+                sqlx::query(
+                    "DELETE FROM tower_sessions WHERE id IN
+                         (SELECT id FROM tower_sessions WHERE expiry_date < ?1 LIMIT ?2)",
+                )
+                .bind(now)
+                .bind(BATCH)
+                .execute(c)
+                .await
+            })
+            .await?;
         total += done.rows_affected();
         if done.rows_affected() < BATCH as u64 {
             return Ok(total);
@@ -245,19 +326,17 @@ pub(super) async fn delete_expired_sessions(db: &SqliteDb) -> Result<u64, StoreE
 /// `COMMIT`, two more round trips to the connection's thread, to retry an
 /// id collision inside the transaction, which a single `INSERT OR ABORT`
 /// detects as well. Rows are written exactly as that store writes them (the
-/// record in MessagePack), and read back by it. Writes go through the
-/// database's writer, loads through its readers.
+/// record in MessagePack, the same statements), and loaded by it through
+/// the database's readers.
 #[derive(Clone, Debug)]
 pub(super) struct SqliteSessions {
-    writes: SqliteStore,
     loads: SqliteStore,
-    writer: SqlitePool,
+    writer: Writer,
 }
 
 impl SqliteSessions {
     pub(super) fn new(db: &SqliteDb) -> Self {
         Self {
-            writes: SqliteStore::new(db.writer.clone()),
             loads: SqliteStore::new(db.reader.clone()),
             writer: db.writer.clone(),
         }
@@ -269,11 +348,18 @@ impl SessionStore for SqliteSessions {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         loop {
             let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-            let done = sqlx::query("INSERT OR ABORT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)")
-                .bind(record.id.to_string())
-                .bind(data)
-                .bind(record.expiry_date)
-                .execute(&self.writer)
+            let id = record.id.to_string();
+            let expiry = record.expiry_date;
+            let done = self
+                .writer
+                .run(async |c| {
+                    sqlx::query("INSERT OR ABORT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)")
+                        .bind(id)
+                        .bind(data)
+                        .bind(expiry)
+                        .execute(c)
+                        .await
+                })
                 .await;
             match done {
                 Ok(_) => return Ok(()),
@@ -284,7 +370,22 @@ impl SessionStore for SqliteSessions {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.writes.save(record).await
+        let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        self.writer
+            .run(async |c| {
+                sqlx::query(
+                    "INSERT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date",
+                )
+                .bind(record.id.to_string())
+                .bind(data)
+                .bind(record.expiry_date)
+                .execute(c)
+                .await
+            })
+            .await
+            .map(drop)
+            .map_err(|e| session_store::Error::Backend(e.to_string()))
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
@@ -292,7 +393,16 @@ impl SessionStore for SqliteSessions {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.writes.delete(id).await
+        self.writer
+            .run(async |c| {
+                sqlx::query("DELETE FROM tower_sessions WHERE id = ?1")
+                    .bind(id.to_string())
+                    .execute(c)
+                    .await
+            })
+            .await
+            .map(drop)
+            .map_err(|e| session_store::Error::Backend(e.to_string()))
     }
 }
 
@@ -304,17 +414,18 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_are_created_as_the_store_reads_them_and_never_over_another() {
-        // One connection: each would have its own in-memory database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        SqliteStore::new(pool.clone()).migrate().await.unwrap();
-        let sessions = SqliteSessions::new(&SqliteDb {
-            writer: pool.clone(),
-            reader: pool.clone(),
-        });
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            database: crate::config::StoreUrl::Sqlite(dir.path().join("db.sqlite3")),
+            sessions: None,
+            schema: None,
+            max_connections: 4,
+            timeout: Duration::from_secs(3),
+            session_cache: 0,
+        };
+        let db = open(&dir.path().join("db.sqlite3"), &config).await.unwrap();
+        let sessions = SqliteSessions::new(&db);
+        let pool = db.reader.clone();
         let mut first = Record {
             id: Id::default(),
             data: HashMap::from([("k".to_owned(), serde_json::json!("first"))]),
