@@ -2,10 +2,9 @@
 //! the [`Store`] by id on each request, through a short-lived cache.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum_login::{AuthUser, AuthnBackend, UserId};
-use moka::future::Cache;
 
 use crate::store::{Store, StoreError, UserRow};
 
@@ -48,7 +47,7 @@ impl AuthUser for User {
 /// profile can at worst show a name that is this much out of date.
 const USER_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Most users cached: those active in the last minute.
-const USER_CACHE_SIZE: u64 = 2_000;
+const USER_CACHE_SIZE: usize = 2_000;
 
 /// The `axum-login` backend. Credentials are a user already created from a
 /// validated ID token: the provider did the authenticating.
@@ -56,7 +55,27 @@ const USER_CACHE_SIZE: u64 = 2_000;
 pub struct Backend {
     store: Store,
     /// Shared: the backend is cloned for every request.
-    cache: Arc<Cache<i64, Arc<UserRow>>>,
+    cache: Arc<Users>,
+}
+
+/// Users by id, each with when it was loaded.
+struct Users(quick_cache::sync::Cache<i64, (Arc<UserRow>, Instant)>);
+
+impl Users {
+    fn get(&self, id: i64) -> Option<Arc<UserRow>> {
+        let (row, loaded) = self.0.get(&id)?;
+        (loaded.elapsed() < USER_CACHE_TTL).then_some(row)
+    }
+
+    fn insert(&self, row: Arc<UserRow>) {
+        self.0.insert(row.id, (row, Instant::now()));
+    }
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Users({} cached)", self.0.len())
+    }
 }
 
 impl Backend {
@@ -64,12 +83,7 @@ impl Backend {
     pub fn new(store: Store) -> Self {
         Self {
             store,
-            cache: Arc::new(
-                Cache::builder()
-                    .max_capacity(USER_CACHE_SIZE)
-                    .time_to_live(USER_CACHE_TTL)
-                    .build(),
-            ),
+            cache: Arc::new(Users(quick_cache::sync::Cache::new(USER_CACHE_SIZE))),
         }
     }
 }
@@ -81,19 +95,19 @@ impl AuthnBackend for Backend {
 
     async fn authenticate(&self, row: UserRow) -> Result<Option<User>, StoreError> {
         let row = Arc::new(row);
-        self.cache.insert(row.id, row.clone()).await;
+        self.cache.insert(row.clone());
         Ok(Some(User { row }))
     }
 
     async fn get_user(&self, id: &UserId<Self>) -> Result<Option<User>, StoreError> {
-        if let Some(row) = self.cache.get(id).await {
+        if let Some(row) = self.cache.get(*id) {
             return Ok(Some(User { row }));
         }
         let Some(row) = self.store.user(*id).await? else {
             return Ok(None);
         };
         let row = Arc::new(row);
-        self.cache.insert(*id, row.clone()).await;
+        self.cache.insert(row.clone());
         Ok(Some(User { row }))
     }
 }

@@ -135,8 +135,8 @@ fn group(dso: &str, sym: &str) -> &'static str {
         "kernel (syscalls, TCP loopback, scheduling)"
     } else if s.contains("as core::clone::clone>::clone") || s.starts_with("core::ptr::drop_in_place") {
         "cloning and dropping values (Clone, drop_in_place)"
-    } else if has(&["moka::", "crossbeam"]) {
-        "in-memory caches (moka)"
+    } else if has(&["quick_cache::", "moka::", "crossbeam"]) {
+        "in-memory caches (quick_cache)"
     } else if has(&["sqlite3", "sqlx_sqlite", "sqlx_core::"]) {
         "SQLite and sqlx"
     } else if has(&["sqlx_postgres", "fred::", "redis"]) {

@@ -14,12 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
-use tower_sessions_moka_store::MokaStore;
 
 /// `store` behind a write-through cache of at most `capacity` sessions.
 #[derive(Debug, Clone)]
 pub(super) struct WriteThrough<S> {
-    cache: MokaStore,
+    cache: Arc<Records>,
     store: S,
     /// Deletes started so far: a load or save that saw this change while
     /// it ran may be caching a record deleted meanwhile.
@@ -29,7 +28,7 @@ pub(super) struct WriteThrough<S> {
 impl<S> WriteThrough<S> {
     pub(super) fn new(store: S, capacity: u64) -> Self {
         Self {
-            cache: MokaStore::new(Some(capacity)),
+            cache: Arc::new(Records(quick_cache::sync::Cache::new(capacity as usize))),
             store,
             deletes: Arc::default(),
         }
@@ -38,12 +37,40 @@ impl<S> WriteThrough<S> {
     /// Caches `record`, unless a delete started since `seen`: then the
     /// delete may have run between the store and the cache, and the cache
     /// must not keep what the store no longer has.
-    async fn cache(&self, record: &Record, seen: u64) -> session_store::Result<()> {
-        self.cache.save(record).await?;
+    fn cache(&self, record: &Record, seen: u64) {
+        self.cache.insert(record);
         if self.deletes.load(Ordering::SeqCst) != seen {
-            self.cache.delete(&record.id).await?;
+            self.cache.remove(&record.id);
         }
-        Ok(())
+    }
+}
+
+/// The cached records: at most a capacity of them (S3-FIFO eviction), each
+/// only until its own expiry date.
+struct Records(quick_cache::sync::Cache<Id, Record>);
+
+impl Records {
+    fn get(&self, id: &Id) -> Option<Record> {
+        let record = self.0.get(id)?;
+        if record.expiry_date <= time::OffsetDateTime::now_utc() {
+            self.0.remove(id);
+            return None;
+        }
+        Some(record)
+    }
+
+    fn insert(&self, record: &Record) {
+        self.0.insert(record.id, record.clone());
+    }
+
+    fn remove(&self, id: &Id) {
+        self.0.remove(id);
+    }
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Records({} cached)", self.0.len())
     }
 }
 
@@ -53,28 +80,30 @@ impl<S: SessionStore> SessionStore for WriteThrough<S> {
         // The store picks the final id; the cache takes it as is.
         let seen = self.deletes.load(Ordering::SeqCst);
         self.store.create(record).await?;
-        self.cache(record, seen).await
+        self.cache(record, seen);
+        Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        if let Some(cached) = self.cache.load(&record.id).await?
+        if let Some(cached) = self.cache.get(&record.id)
             && same(&cached, record)
         {
             return Ok(());
         }
         let seen = self.deletes.load(Ordering::SeqCst);
         self.store.save(record).await?;
-        self.cache(record, seen).await
+        self.cache(record, seen);
+        Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        if let Some(record) = self.cache.load(id).await? {
+        if let Some(record) = self.cache.get(id) {
             return Ok(Some(record));
         }
         let seen = self.deletes.load(Ordering::SeqCst);
         let record = self.store.load(id).await?;
         if let Some(record) = &record {
-            self.cache(record, seen).await?;
+            self.cache(record, seen);
         }
         Ok(record)
     }
@@ -84,7 +113,8 @@ impl<S: SessionStore> SessionStore for WriteThrough<S> {
         // exists, and its owner gets an error rather than a silent logout.
         self.deletes.fetch_add(1, Ordering::SeqCst);
         self.store.delete(id).await?;
-        self.cache.delete(id).await
+        self.cache.remove(id);
+        Ok(())
     }
 }
 
@@ -226,6 +256,19 @@ mod tests {
         release.send(()).unwrap();
         assert!(load.await.unwrap().is_some(), "that request saw the session");
         assert_eq!(cached.load(&r.id).await.unwrap(), None, "the next one does not");
+    }
+
+    #[tokio::test]
+    async fn an_expired_record_is_not_served_from_the_cache() {
+        let store: &'static Counting = Box::leak(Box::default());
+        let cached = WriteThrough::new(store, 10);
+        let mut r = record("a");
+        r.expiry_date = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(50);
+        cached.create(&mut r).await.unwrap();
+        store.rows.lock().unwrap().clear();
+        assert_eq!(cached.load(&r.id).await.unwrap(), Some(r.clone()), "from the cache");
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        assert_eq!(cached.load(&r.id).await.unwrap(), None, "expired: asked of the store");
     }
 
     #[tokio::test]
