@@ -41,7 +41,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The full benchmark (about 10 minutes).
+    /// The full benchmark (5 to 10 minutes).
     pub fn full(profile: bool) -> Self {
         Self {
             warmup: Duration::from_secs(2),
