@@ -15,6 +15,13 @@ use async_trait::async_trait;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
+/// A session store whose saves only update sessions still there.
+pub(super) trait SaveExisting {
+    /// Saves `record` over its session; `false` if the session is gone
+    /// (deleted or expired meanwhile), which it then stays.
+    fn save_existing(&self, record: &Record) -> impl Future<Output = session_store::Result<bool>> + Send;
+}
+
 /// `store` behind a write-through cache of at most `capacity` sessions.
 #[derive(Debug, Clone)]
 pub(super) struct WriteThrough<S> {
@@ -75,7 +82,7 @@ impl std::fmt::Debug for Records {
 }
 
 #[async_trait]
-impl<S: SessionStore> SessionStore for WriteThrough<S> {
+impl<S: SessionStore + SaveExisting> SessionStore for WriteThrough<S> {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // The store picks the final id; the cache takes it as is.
         let seen = self.deletes.load(Ordering::SeqCst);
@@ -91,8 +98,11 @@ impl<S: SessionStore> SessionStore for WriteThrough<S> {
             return Ok(());
         }
         let seen = self.deletes.load(Ordering::SeqCst);
-        self.store.save(record).await?;
-        self.cache(record, seen);
+        if self.store.save_existing(record).await? {
+            self.cache(record, seen);
+        } else {
+            self.cache.remove(&record.id);
+        }
         Ok(())
     }
 
@@ -109,12 +119,35 @@ impl<S: SessionStore> SessionStore for WriteThrough<S> {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        // A failed delete leaves the cache as it was: the session still
-        // exists, and its owner gets an error rather than a silent logout.
+        // Counted before the store's delete, for loads and saves already
+        // under way, and again once it is done (see `Forget`).
         self.deletes.fetch_add(1, Ordering::SeqCst);
-        self.store.delete(id).await?;
-        self.cache.remove(id);
-        Ok(())
+        let _forget = Forget {
+            cache: &self.cache,
+            deletes: &self.deletes,
+            id,
+        };
+        self.store.delete(id).await
+    }
+}
+
+/// Forgets a session being deleted once the store's delete is over,
+/// however it ended: done, failed, or cancelled by a timeout while the
+/// statement may still run. A session that was not deleted after all is
+/// loaded from the store again by its next request. The second count of
+/// the delete catches a load that began after the first count and read the
+/// row before the delete committed: it sees the change when it comes to
+/// cache the row, or, if it cached it already, the row is removed here.
+struct Forget<'a> {
+    cache: &'a Records,
+    deletes: &'a AtomicU64,
+    id: &'a Id,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        self.cache.remove(self.id);
     }
 }
 
@@ -146,6 +179,8 @@ mod tests {
         writes: AtomicUsize,
         down: AtomicBool,
         hold: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+        /// Held before a delete takes the row away.
+        hold_delete: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     }
 
     impl Counting {
@@ -158,6 +193,18 @@ mod tests {
         }
     }
 
+    impl SaveExisting for &'static Counting {
+        async fn save_existing(&self, record: &Record) -> session_store::Result<bool> {
+            self.check()?;
+            let mut rows = self.rows.lock().unwrap();
+            let there = rows.contains_key(&record.id);
+            if there {
+                rows.insert(record.id, record.clone());
+            }
+            Ok(there)
+        }
+    }
+
     #[async_trait]
     impl SessionStore for &'static Counting {
         async fn create(&self, record: &mut Record) -> session_store::Result<()> {
@@ -166,9 +213,7 @@ mod tests {
             Ok(())
         }
         async fn save(&self, record: &Record) -> session_store::Result<()> {
-            self.check()?;
-            self.rows.lock().unwrap().insert(record.id, record.clone());
-            Ok(())
+            self.save_existing(record).await.map(drop)
         }
         async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
             let row = self.rows.lock().unwrap().get(id).cloned();
@@ -179,6 +224,10 @@ mod tests {
             Ok(row)
         }
         async fn delete(&self, id: &Id) -> session_store::Result<()> {
+            let hold = self.hold_delete.lock().unwrap().take();
+            if let Some(release) = hold {
+                let _ = release.await;
+            }
             self.check()?;
             self.rows.lock().unwrap().remove(id);
             Ok(())
@@ -269,6 +318,49 @@ mod tests {
         assert_eq!(cached.load(&r.id).await.unwrap(), Some(r.clone()), "from the cache");
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
         assert_eq!(cached.load(&r.id).await.unwrap(), None, "expired: asked of the store");
+    }
+
+    #[tokio::test]
+    async fn a_load_that_began_during_a_logout_does_not_bring_the_session_back() {
+        let store: &'static Counting = Box::leak(Box::default());
+        let mut r = record("a");
+        store.create(&mut r).await.unwrap();
+        let cached = WriteThrough::new(store, 10);
+        let (release_delete, held_delete) = tokio::sync::oneshot::channel();
+        *store.hold_delete.lock().unwrap() = Some(held_delete);
+        // A logout starts; its delete waits (for the writer, say)…
+        let delete = tokio::spawn({
+            let cached = cached.clone();
+            async move { cached.delete(&r.id).await.unwrap() }
+        });
+        tokio::task::yield_now().await;
+        // …a request reads the row meanwhile, and is slow to cache it…
+        let (release_load, held_load) = tokio::sync::oneshot::channel();
+        *store.hold.lock().unwrap() = Some(held_load);
+        let load = tokio::spawn({
+            let cached = cached.clone();
+            async move { cached.load(&r.id).await.unwrap() }
+        });
+        tokio::task::yield_now().await;
+        // …until the delete is done.
+        release_delete.send(()).unwrap();
+        delete.await.unwrap();
+        release_load.send(()).unwrap();
+        assert!(load.await.unwrap().is_some(), "that request saw the session");
+        assert_eq!(cached.load(&r.id).await.unwrap(), None, "the next one does not");
+    }
+
+    #[tokio::test]
+    async fn a_delete_cut_short_by_a_timeout_empties_the_cache() {
+        let store: &'static Counting = Box::leak(Box::default());
+        let cached = WriteThrough::new(store, 10);
+        let mut r = record("a");
+        cached.create(&mut r).await.unwrap();
+        let (_release, held) = tokio::sync::oneshot::channel();
+        *store.hold_delete.lock().unwrap() = Some(held);
+        let cut = tokio::time::timeout(std::time::Duration::from_millis(10), cached.delete(&r.id)).await;
+        assert!(cut.is_err(), "the delete was cancelled");
+        assert!(cached.cache.get(&r.id).is_none(), "the next load asks the store");
     }
 
     #[tokio::test]

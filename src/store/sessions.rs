@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fred::prelude::KeysInterface;
 use fred::prelude::{ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy};
-use fred::types::Builder;
+use fred::types::{Builder, Expiration, SetOptions};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions_redis_store::RedisStore;
@@ -41,8 +42,9 @@ enum Inner {
     },
     Postgres {
         store: PostgresStore,
-        /// Loads, batched across concurrent requests; writes go to `store`.
+        /// Loads, batched across concurrent requests; other writes go to `store`.
         loads: BatchedLoads<PgLoads>,
+        saves: PgSaves,
     },
     Redis(RedisStore<RedisPool>, RedisPool),
 }
@@ -56,6 +58,50 @@ impl std::fmt::Debug for Inner {
             Inner::Redis(..) => "Redis",
         })
     }
+}
+
+/// Saves of PostgreSQL sessions that are still there: `PostgresStore`'s own
+/// save is an upsert, which would bring back a session that a logout
+/// deleted while another request of it was under way (`tower-sessions`
+/// creates new sessions with `create`, never with `save`).
+#[derive(Clone, Debug)]
+struct PgSaves {
+    pool: sqlx::PgPool,
+    query: String,
+}
+
+impl PgSaves {
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        // Encoded as `PostgresStore` encodes it, for its loads and ours.
+        let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        sqlx::query(&self.query)
+            .bind(record.id.to_string())
+            .bind(data)
+            .bind(record.expiry_date)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| session_store::Error::Backend(e.to_string()))
+    }
+}
+
+/// Saves a Redis session that is still there, as `RedisStore` writes it
+/// (`SET … EXAT … XX`). `RedisStore::save` does the same but fails when
+/// the session is gone (it reads Redis's nil answer as a bool), which
+/// turned a request racing its own logout into an error page.
+async fn redis_save(pool: &RedisPool, record: &Record) -> session_store::Result<()> {
+    let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    let expire = Some(Expiration::EXAT(record.expiry_date.unix_timestamp()));
+    pool.set::<Option<String>, _, _>(
+        record.id.to_string(),
+        data.as_slice(),
+        expire,
+        Some(SetOptions::XX),
+        false,
+    )
+    .await
+    .map(drop)
+    .map_err(|e| session_store::Error::Backend(e.to_string()))
 }
 
 /// Runs a store operation with a timeout.
@@ -127,6 +173,11 @@ impl SessionBackend {
         ))
         .execute(&pool)
         .await?;
+        let saves = PgSaves {
+            pool: pool.clone(),
+            // The schema name is validated as a plain identifier.
+            query: format!(r#"UPDATE "{schema}"."session" SET data = $2, expiry_date = $3 WHERE id = $1"#),
+        };
         let loads = BatchedLoads::new(
             PgLoads::new(pool, schema),
             pg_loads_in_flight(config.max_connections),
@@ -134,7 +185,7 @@ impl SessionBackend {
             config.timeout,
         );
         Ok(Self {
-            inner: Arc::new(Inner::Postgres { store, loads }),
+            inner: Arc::new(Inner::Postgres { store, loads, saves }),
             timeout: config.timeout,
         })
     }
@@ -230,8 +281,8 @@ impl SessionStore for SessionBackend {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.save(record).await,
                 Inner::Sqlite { store, .. } => store.save(record).await,
-                Inner::Postgres { store, .. } => store.save(record).await,
-                Inner::Redis(s, _) => s.save(record).await,
+                Inner::Postgres { saves, .. } => saves.save(record).await,
+                Inner::Redis(_, pool) => redis_save(pool, record).await,
             }
         })
         .await

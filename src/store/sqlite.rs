@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
+use super::session_cache::SaveExisting;
 use super::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::config::StoreConfig;
 use tower_sessions::session::{Id, Record};
@@ -326,8 +327,10 @@ pub(super) async fn delete_expired_sessions(db: &SqliteDb) -> Result<u64, StoreE
 /// `COMMIT`, two more round trips to the connection's thread, to retry an
 /// id collision inside the transaction, which a single `INSERT OR ABORT`
 /// detects as well. Rows are written exactly as that store writes them (the
-/// record in MessagePack, the same statements), and loaded by it through
-/// the database's readers.
+/// record in MessagePack), and loaded by it through the database's readers.
+/// A save only updates a session that is still there: `tower-sessions`
+/// creates new sessions with `create`, so a save that finds no row was
+/// racing a logout, and must not bring the session back.
 #[derive(Clone, Debug)]
 pub(super) struct SqliteSessions {
     loads: SqliteStore,
@@ -340,6 +343,25 @@ impl SqliteSessions {
             loads: SqliteStore::new(db.reader.clone()),
             writer: db.writer.clone(),
         }
+    }
+}
+
+impl SaveExisting for SqliteSessions {
+    async fn save_existing(&self, record: &Record) -> session_store::Result<bool> {
+        let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let done = self
+            .writer
+            .run(async |c| {
+                sqlx::query("UPDATE tower_sessions SET data = ?2, expiry_date = ?3 WHERE id = ?1")
+                    .bind(record.id.to_string())
+                    .bind(data)
+                    .bind(record.expiry_date)
+                    .execute(c)
+                    .await
+            })
+            .await
+            .map_err(|e| session_store::Error::Backend(e.to_string()))?;
+        Ok(done.rows_affected() == 1)
     }
 }
 
@@ -370,22 +392,7 @@ impl SessionStore for SqliteSessions {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        self.writer
-            .run(async |c| {
-                sqlx::query(
-                    "INSERT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date",
-                )
-                .bind(record.id.to_string())
-                .bind(data)
-                .bind(record.expiry_date)
-                .execute(c)
-                .await
-            })
-            .await
-            .map(drop)
-            .map_err(|e| session_store::Error::Backend(e.to_string()))
+        self.save_existing(record).await.map(drop)
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {

@@ -298,6 +298,40 @@ async fn store_sessions() {
     for_each_backend!(sessions_round_trip_and_expire);
 }
 
+/// A request that loaded its session before a logout and saves it after
+/// (say, recording activity) must not bring the session back.
+async fn a_save_after_a_delete_does_not_bring_the_session_back(name: &str, store: &Store) {
+    let sessions = store.session_backend();
+    let mut r = record(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
+    sessions.create(&mut r).await.unwrap();
+    assert!(sessions.load(&r.id).await.unwrap().is_some(), "{name}: created");
+    sessions.delete(&r.id).await.unwrap();
+    r.data.insert("k".to_owned(), serde_json::json!("touched"));
+    sessions.save(&r).await.unwrap();
+    assert!(
+        sessions.load(&r.id).await.unwrap().is_none(),
+        "{name}: still logged out"
+    );
+}
+
+/// The embedded store without its session cache: every load goes to
+/// SQLite's readers.
+async fn sqlite_without_cache() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        session_cache: 0,
+        ..base(&dir)
+    };
+    (Store::open(&config).await.unwrap(), dir)
+}
+
+#[tokio::test]
+async fn store_saves_after_a_logout() {
+    for_each_backend!(a_save_after_a_delete_does_not_bring_the_session_back);
+    let (store, _dir) = sqlite_without_cache().await;
+    a_save_after_a_delete_does_not_bring_the_session_back("sqlite, no cache", &store).await;
+}
+
 /// Loads of many sessions at once (PostgreSQL answers them in batches):
 /// each gets its own record, and a deleted one is gone.
 async fn concurrent_loads_each_get_their_own(name: &str, store: &Store) {
@@ -408,14 +442,7 @@ async fn concurrent_writes_are_read_back_at_once(name: &str, store: &Store) {
 #[tokio::test]
 async fn store_concurrent_writes() {
     for_each_backend!(concurrent_writes_are_read_back_at_once);
-    // Without the session cache, every load goes to SQLite's readers.
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig {
-        session_cache: 0,
-        ..base(&dir)
-    })
-    .await
-    .unwrap();
+    let (store, _dir) = sqlite_without_cache().await;
     concurrent_writes_are_read_back_at_once("sqlite, no cache", &store).await;
 }
 
@@ -439,10 +466,10 @@ async fn sqlite_cleanup_deletes_in_batches_and_keeps_live_sessions() {
     let sessions = store.session_backend();
     let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
     for _ in 0..1_234 {
-        sessions.save(&record(past)).await.unwrap();
+        sessions.create(&mut record(past)).await.unwrap();
     }
-    let live = record(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
-    sessions.save(&live).await.unwrap();
+    let mut live = record(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
+    sessions.create(&mut live).await.unwrap();
     let rows = || crate::support::count_rows(dir.path(), "tower_sessions");
     assert_eq!(rows().await, 1_235);
     sessions.delete_expired_now().await.unwrap();
