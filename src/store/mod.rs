@@ -263,6 +263,12 @@ impl Store {
         dispatch!(self, remember_logout_jti(issuer, jti, expires_at))
     }
 
+    /// Forgets a back-channel logout token id, so that the provider's retry
+    /// of a logout that failed half-way is not taken for a replay.
+    pub async fn forget_logout_jti(&self, issuer: &str, jti: &str) -> Result<(), StoreError> {
+        dispatch!(self, forget_logout_jti(issuer, jti))
+    }
+
     /// Deletes expired session links and logout token ids; returns how many.
     pub async fn delete_expired_links(&self, now: i64) -> Result<u64, StoreError> {
         dispatch!(self, delete_expired_links(now))

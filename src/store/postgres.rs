@@ -176,6 +176,15 @@ pub(super) async fn remember_logout_jti(
     Ok(done.rows_affected() == 1)
 }
 
+pub(super) async fn forget_logout_jti(pool: &PgPool, issuer: &str, jti: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM logout_jti WHERE issuer = $1 AND jti = $2")
+        .bind(issuer)
+        .bind(jti)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn delete_expired_links(pool: &PgPool, now: i64) -> Result<u64, StoreError> {
     let links = sqlx::query("DELETE FROM session_index WHERE expires_at < $1")
         .bind(now)

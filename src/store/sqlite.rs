@@ -279,6 +279,19 @@ pub(super) async fn remember_logout_jti(
     Ok(done.rows_affected() == 1)
 }
 
+pub(super) async fn forget_logout_jti(db: &SqliteDb, issuer: &str, jti: &str) -> Result<(), StoreError> {
+    db.writer
+        .run(async |c| {
+            sqlx::query("DELETE FROM logout_jti WHERE issuer = ?1 AND jti = ?2")
+                .bind(issuer)
+                .bind(jti)
+                .execute(c)
+                .await
+        })
+        .await?;
+    Ok(())
+}
+
 /// Deletes expired session links and remembered logout token ids.
 pub(super) async fn delete_expired_links(db: &SqliteDb, now: i64) -> Result<u64, StoreError> {
     let delete = async |sql: &str| {

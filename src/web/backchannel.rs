@@ -61,7 +61,10 @@ async fn backchannel_logout(State(state): State<AppState>, RawForm(form): RawFor
     }
 }
 
-/// Ends the sessions a logout request names; `None` if its `jti` was seen before.
+/// Ends the sessions a logout request names; `None` if its `jti` was seen
+/// before. The `jti` is claimed first, so that a replay racing the original
+/// does nothing, and released if the sessions could not all be ended: the
+/// provider retries a failed logout with the same token.
 async fn end_sessions(state: &AppState, request: &crate::provider::LogoutRequest) -> Result<Option<usize>, StoreError> {
     let issuer = state.provider.issuer();
     if !state
@@ -71,6 +74,20 @@ async fn end_sessions(state: &AppState, request: &crate::provider::LogoutRequest
     {
         return Ok(None);
     }
+    let ended = end_linked_sessions(state, issuer, request).await;
+    if ended.is_err()
+        && let Err(e) = state.store.forget_logout_jti(issuer, &request.jti).await
+    {
+        tracing::warn!(error = %e, "back-channel logout: could not release the token id for a retry");
+    }
+    ended.map(Some)
+}
+
+async fn end_linked_sessions(
+    state: &AppState,
+    issuer: &str,
+    request: &crate::provider::LogoutRequest,
+) -> Result<usize, StoreError> {
     let ids = state
         .store
         .linked_sessions(issuer, request.subject.as_deref(), request.sid.as_deref())
@@ -85,5 +102,5 @@ async fn end_sessions(state: &AppState, request: &crate::provider::LogoutRequest
         }
         state.store.unlink_session(id).await?;
     }
-    Ok(Some(ids.len()))
+    Ok(ids.len())
 }

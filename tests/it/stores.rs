@@ -244,6 +244,17 @@ async fn logout_token_ids_are_single_use(name: &str, store: &Store) {
         store.remember_logout_jti("https://a", "jti-1", 300).await.unwrap(),
         "{name}: forgotten once expired"
     );
+    // A logout that failed half-way releases its token id for the retry.
+    assert!(store.remember_logout_jti("https://b", "jti-1", 300).await.unwrap());
+    store.forget_logout_jti("https://a", "jti-1").await.unwrap();
+    assert!(
+        store.remember_logout_jti("https://a", "jti-1", 300).await.unwrap(),
+        "{name}: released"
+    );
+    assert!(
+        !store.remember_logout_jti("https://b", "jti-1", 300).await.unwrap(),
+        "{name}: only that issuer's"
+    );
 }
 
 #[tokio::test]
