@@ -60,6 +60,13 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// A session record as every store here writes it (and
+/// `tower-sessions-sqlx-store` and `tower-sessions-redis-store` read it):
+/// MessagePack.
+pub(super) fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
+    rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
 /// Saves of PostgreSQL sessions that are still there: `PostgresStore`'s own
 /// save is an upsert, which would bring back a session that a logout
 /// deleted while another request of it was under way (`tower-sessions`
@@ -72,8 +79,7 @@ struct PgSaves {
 
 impl PgSaves {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        // Encoded as `PostgresStore` encodes it, for its loads and ours.
-        let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = encode(record)?;
         sqlx::query(&self.query)
             .bind(record.id.to_string())
             .bind(data)
@@ -90,7 +96,7 @@ impl PgSaves {
 /// the session is gone (it reads Redis's nil answer as a bool), which
 /// turned a request racing its own logout into an error page.
 async fn redis_save(pool: &RedisPool, record: &Record) -> session_store::Result<()> {
-    let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    let data = encode(record)?;
     let expire = Some(Expiration::EXAT(record.expiry_date.unix_timestamp()));
     pool.set::<Option<String>, _, _>(
         record.id.to_string(),

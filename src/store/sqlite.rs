@@ -11,6 +11,7 @@ use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use super::session_cache::SaveExisting;
+use super::sessions::encode;
 use super::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::config::StoreConfig;
 use tower_sessions::session::{Id, Record};
@@ -361,7 +362,7 @@ impl SqliteSessions {
 
 impl SaveExisting for SqliteSessions {
     async fn save_existing(&self, record: &Record) -> session_store::Result<bool> {
-        let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = encode(record)?;
         let done = self
             .writer
             .run(async |c| {
@@ -382,16 +383,14 @@ impl SaveExisting for SqliteSessions {
 impl SessionStore for SqliteSessions {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         loop {
-            let data = rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-            let id = record.id.to_string();
-            let expiry = record.expiry_date;
+            let data = encode(record)?;
             let done = self
                 .writer
                 .run(async |c| {
                     sqlx::query("INSERT OR ABORT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)")
-                        .bind(id)
+                        .bind(record.id.to_string())
                         .bind(data)
-                        .bind(expiry)
+                        .bind(record.expiry_date)
                         .execute(c)
                         .await
                 })
