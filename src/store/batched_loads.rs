@@ -15,10 +15,14 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use sqlx::PgConnection;
+use sqlx::postgres::PgConnectOptions;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
+
+use super::dedicated::{self, Cancelled, Dedicated};
 
 /// Where the records of many ids are read at once.
 pub(super) trait LoadMany: Send + Sync + 'static {
@@ -168,33 +172,55 @@ async fn run<L: LoadMany>(slot: Slot<L>, batch: Vec<(Id, Reply)>) {
 }
 
 /// The session table of `tower-sessions-sqlx-store`'s `PostgresStore`,
-/// read many ids at a time.
+/// read many ids at a time, on connections of its own (one per query in
+/// flight): through a pool, every query would cost a second round trip
+/// ([`Dedicated`]).
 #[derive(Debug, Clone)]
 pub(super) struct PgLoads {
-    pool: sqlx::PgPool,
+    conns: Arc<[Dedicated<PgConnection>]>,
     query: String,
 }
 
 impl PgLoads {
-    /// The table `"{schema}"."session"`, as `PostgresStore` creates it.
-    pub(super) fn new(pool: sqlx::PgPool, schema: &str) -> Self {
+    /// The table `"{schema}"."session"`, as `PostgresStore` creates it, read
+    /// on `connections` connections to `options`.
+    pub(super) fn new(options: PgConnectOptions, schema: &str, connections: usize) -> Self {
         Self {
-            pool,
+            conns: (0..connections.max(1))
+                .map(|_| Dedicated::new(options.clone(), Cancelled::Close))
+                .collect(),
             // The schema name is validated as a plain identifier.
             query: format!(r#"SELECT id, data FROM "{schema}"."session" WHERE id = ANY($1) AND expiry_date > $2"#),
         }
+    }
+
+    async fn rows(&self, keys: &[String]) -> Result<Vec<(String, Vec<u8>)>, sqlx::Error> {
+        Dedicated::run_on_any(&self.conns, async |conn| {
+            sqlx::query_as(&self.query)
+                .bind(keys)
+                .bind(OffsetDateTime::now_utc())
+                .fetch_all(conn)
+                .await
+        })
+        .await
     }
 }
 
 impl LoadMany for PgLoads {
     async fn load_many(&self, ids: &[Id]) -> session_store::Result<HashMap<Id, Result<Record, String>>> {
         let keys: Vec<String> = ids.iter().map(Id::to_string).collect();
-        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(&self.query)
-            .bind(keys)
-            .bind(OffsetDateTime::now_utc())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| session_store::Error::Backend(e.to_string()))?;
+        // A connection that sat idle may have been cut (a database restart,
+        // a firewall): the read is repeated on a new one, until each
+        // connection has been opened again. A read can be repeated, and a
+        // repeat is still sent after the load was asked for.
+        let mut rows = self.rows(&keys).await;
+        for _ in 0..self.conns.len() {
+            match &rows {
+                Err(e) if dedicated::broken(e) => rows = self.rows(&keys).await,
+                _ => break,
+            }
+        }
+        let rows = rows.map_err(|e| session_store::Error::Backend(e.to_string()))?;
         Ok(rows
             .into_iter()
             .filter_map(|(key, data)| {

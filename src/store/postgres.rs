@@ -22,8 +22,10 @@ pub(super) async fn open(url: &str, config: &StoreConfig) -> Result<PgPool, Stor
         create_schema(options.clone(), schema).await?;
         options = options.options([("search_path", schema.as_str())]);
     }
+    // The session lookups have connections of their own.
+    let loads = super::sessions::pg_loads_in_flight(config.max_connections) as u32;
     let pool = PgPoolOptions::new()
-        .max_connections(config.max_connections)
+        .max_connections(config.max_connections.saturating_sub(loads).max(1))
         .acquire_timeout(config.timeout)
         // sqlx pings every connection it hands out by default: a second round
         // trip per query. Only connections that sat idle may have been cut.

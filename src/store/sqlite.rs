@@ -2,14 +2,13 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
-use tokio::sync::Mutex;
+use sqlx::{SqliteConnection, SqlitePool};
 
+use super::dedicated::{Cancelled, Dedicated};
 use super::session_cache::SaveExisting;
 use super::sessions::encode;
 use super::{SessionLink, StoreError, UserProfile, UserRow};
@@ -44,53 +43,10 @@ pub(super) struct SqliteDb {
     reader: SqlitePool,
 }
 
-/// The connection every write goes through, outside any pool: a pool pings
-/// a connection each time it comes back (a round trip to the connection's
-/// thread, in a task of its own), which doubled the thread hand-offs of
-/// every write. Statements reach the connection's thread in the order they
-/// are sent, so one cancelled half-way (a timeout) still ends before the
-/// next begins; a connection whose thread died is opened again.
-#[derive(Clone)]
-pub(super) struct Writer(Arc<WriterState>);
-
-struct WriterState {
-    conn: Mutex<Option<SqliteConnection>>,
-    options: SqliteConnectOptions,
-}
-
-impl std::fmt::Debug for Writer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Writer")
-    }
-}
-
-impl Writer {
-    async fn open(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
-        let conn = options.connect().await?;
-        Ok(Self(Arc::new(WriterState {
-            conn: Mutex::new(Some(conn)),
-            options,
-        })))
-    }
-
-    /// Runs `op` on the connection once the writes queued before it are done.
-    async fn run<T>(
-        &self,
-        op: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error>,
-    ) -> Result<T, sqlx::Error> {
-        let mut slot = self.0.conn.lock().await;
-        let conn = match slot.take() {
-            Some(conn) => conn,
-            None => self.0.options.connect().await?,
-        };
-        let conn = slot.insert(conn);
-        let result = op(conn).await;
-        if matches!(result, Err(sqlx::Error::WorkerCrashed)) {
-            *slot = None;
-        }
-        result
-    }
-}
+/// The connection every write goes through, outside any pool (see
+/// [`Dedicated`]). A write cancelled half-way (a timeout) still ends before
+/// the next begins; a connection whose thread died is opened again.
+type Writer = Dedicated<SqliteConnection>;
 
 /// Opens the database file with WAL journaling and bounded waits, and
 /// migrates it (ours and the `tower-sessions` table).
@@ -126,7 +82,7 @@ pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqliteDb, 
     sqlx::query("CREATE INDEX IF NOT EXISTS tower_sessions_by_expiry ON tower_sessions (expiry_date)")
         .execute(&reader)
         .await?;
-    let writer = Writer::open(options).await?;
+    let writer = Writer::open(options, Cancelled::Keep).await?;
     Ok(SqliteDb { writer, reader })
 }
 

@@ -156,16 +156,14 @@ async fn outage_and_recovery(app: &TestApp, proxy: &Proxy) {
     );
 }
 
-#[tokio::test]
-async fn postgres_outage_is_503_and_heals() {
-    let Some(url) = service_url("TEST_DATABASE_URL") else {
-        return;
-    };
-    let proxy = Proxy::start(target(&url)).await;
-    let schema = PgSchema::new(&url);
+/// The app on PostgreSQL (a schema of its own) through a proxy the test can
+/// cut, with a store timeout of 1 s.
+async fn on_postgres_via_proxy(url: &str) -> (Proxy, PgSchema, TestApp) {
+    let proxy = Proxy::start(target(url)).await;
+    let schema = PgSchema::new(url);
     let app = TestApp::spawn_with(Options {
         store: StoreEnv {
-            database_url: Some(via(&url, proxy.addr)),
+            database_url: Some(via(url, proxy.addr)),
             database_schema: Some(schema.name.clone()),
             store_timeout: Some("1s".into()),
             ..Default::default()
@@ -173,7 +171,48 @@ async fn postgres_outage_is_503_and_heals() {
         ..Default::default()
     })
     .await;
+    (proxy, schema, app)
+}
+
+#[tokio::test]
+async fn postgres_outage_is_503_and_heals() {
+    let Some(url) = service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    let (proxy, schema, app) = on_postgres_via_proxy(&url).await;
     outage_and_recovery(&app, &proxy).await;
+    drop(app);
+    schema.drop().await;
+}
+
+/// Connections cut while idle (a database restart, a firewall dropping
+/// idle flows) are replaced without failing the next request: the session
+/// lookups' own connections as well as the pool's.
+#[tokio::test]
+async fn postgres_connections_cut_while_idle_are_replaced() {
+    let Some(url) = service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    let (proxy, schema, app) = on_postgres_via_proxy(&url).await;
+    let browser = Browser::new();
+    login(&app, &browser, None).await;
+    for round in 0..3 {
+        // Several at once, so that every lookup connection has been opened.
+        let secret = app.url("/secret");
+        let answers = tokio::join!(
+            browser.get(&secret),
+            browser.get(&secret),
+            browser.get(&secret),
+            browser.get(&secret)
+        );
+        for r in [answers.0, answers.1, answers.2, answers.3] {
+            assert_eq!(r.status(), StatusCode::OK, "round {round}");
+        }
+        proxy.cut();
+        proxy.restore();
+        // The pool checks a connection that sat idle this long before using it.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
     drop(app);
     schema.drop().await;
 }
