@@ -3,11 +3,15 @@
 //! one query each (the DataLoader pattern; `fred` does the same for Redis by
 //! pipelining).
 //!
-//! A lone load is sent at once. While `max_in_flight` queries are already
-//! out, further loads wait, and the next query takes all of them (up to
-//! `max_batch`). A load is only ever answered by a query sent *after* it was
-//! asked for, so a session deleted before a request began (a logout, a
-//! back-channel logout on another instance) is never served to it.
+//! A lone load is sent at once. While `in_flight` queries are already out,
+//! further loads wait, and the next query takes all of them (up to
+//! `max_batch`). Loads that have waited `more_after` (the queries out are
+//! slow: a cold read, a lock, a descheduled backend) send one more, up to
+//! `most_in_flight`; when the queries answer promptly again, the number
+//! out goes back to `in_flight`. A load is only ever answered by a query
+//! sent *after* it was asked for, so a session deleted before a request
+//! began (a logout, a back-channel logout on another instance) is never
+//! served to it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,14 +55,25 @@ impl<L> Clone for BatchedLoads<L> {
     }
 }
 
+/// How many queries go out at once, and how large and long they may be.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    /// Queries out at once while they answer promptly (at least 1).
+    pub in_flight: usize,
+    /// Queries out at once when loads have waited `more_after` (at least `in_flight`).
+    pub most_in_flight: usize,
+    pub more_after: Duration,
+    /// Ids in one query at most (at least 1).
+    pub max_batch: usize,
+    /// A query that takes longer fails its batch (and frees its slot).
+    pub timeout: Duration,
+}
+
 #[derive(Debug)]
 struct Shared<L> {
     source: L,
     queue: Mutex<Queue>,
-    max_in_flight: usize,
-    max_batch: usize,
-    /// A query that takes longer fails its batch (and frees its slot).
-    timeout: Duration,
+    limits: Limits,
 }
 
 #[derive(Debug, Default)]
@@ -68,51 +83,75 @@ struct Queue {
 }
 
 impl Queue {
-    fn take_batch(&mut self, max: usize) -> Vec<(Id, Reply)> {
-        if self.waiting.len() <= max {
+    /// The loads waiting (up to `max`) as a batch, if any wait and fewer
+    /// than `slots` queries are out; the batch holds a slot.
+    fn take_batch(&mut self, slots: usize, max: usize) -> Option<Vec<(Id, Reply)>> {
+        if self.waiting.is_empty() || self.in_flight >= slots {
+            return None;
+        }
+        self.in_flight += 1;
+        Some(if self.waiting.len() <= max {
             std::mem::take(&mut self.waiting)
         } else {
             self.waiting.drain(..max).collect()
-        }
+        })
     }
 }
 
 impl<L: LoadMany> BatchedLoads<L> {
-    /// At most `max_in_flight` queries at once (at least 1), each for at
-    /// most `max_batch` ids (at least 1), each bounded by `timeout`.
-    pub(super) fn new(source: L, max_in_flight: usize, max_batch: usize, timeout: Duration) -> Self {
+    pub(super) fn new(source: L, limits: Limits) -> Self {
+        let in_flight = limits.in_flight.max(1);
         Self {
             shared: Arc::new(Shared {
                 source,
                 queue: Mutex::default(),
-                max_in_flight: max_in_flight.max(1),
-                max_batch: max_batch.max(1),
-                timeout,
+                limits: Limits {
+                    in_flight,
+                    most_in_flight: limits.most_in_flight.max(in_flight),
+                    max_batch: limits.max_batch.max(1),
+                    ..limits
+                },
             }),
         }
     }
 
     /// The live record of `id`, if any, from a query sent after this call.
     pub(super) async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let (reply, answer) = oneshot::channel();
+        let limits = &self.shared.limits;
+        let (reply, mut answer) = oneshot::channel();
         let batch = {
             let mut queue = self.shared.lock();
             queue.waiting.push((*id, reply));
-            if queue.in_flight < self.shared.max_in_flight {
-                queue.in_flight += 1;
-                Some(queue.take_batch(self.shared.max_batch))
-            } else {
-                None
-            }
+            queue.take_batch(limits.in_flight, limits.max_batch)
         };
         if let Some(batch) = batch {
-            // A task of its own: were this request to go away (a client
-            // hanging up), the loads of the others in the batch go on.
-            tokio::spawn(run(Slot(self.shared.clone()), batch));
+            self.shared.send(batch);
+        } else if limits.most_in_flight > limits.in_flight {
+            // Waiting on queries already out: if they are slow, one more.
+            if let Ok(answered) = tokio::time::timeout(limits.more_after, &mut answer).await {
+                return abandoned_if_dropped(answered);
+            }
+            let more = self.shared.lock().take_batch(limits.most_in_flight, limits.max_batch);
+            if let Some(batch) = more {
+                self.shared.send(batch);
+            }
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(session_store::Error::Backend("session lookup was abandoned".into())))
+        abandoned_if_dropped(answer.await)
+    }
+}
+
+fn abandoned_if_dropped(
+    answer: Result<session_store::Result<Option<Record>>, oneshot::error::RecvError>,
+) -> session_store::Result<Option<Record>> {
+    answer.unwrap_or_else(|_| Err(session_store::Error::Backend("session lookup was abandoned".into())))
+}
+
+impl<L: LoadMany> Shared<L> {
+    /// Sends `batch`'s query in a task of its own: were the request that
+    /// sent it to go away (a client hanging up), the loads of the others in
+    /// the batch go on.
+    fn send(self: &Arc<Self>, batch: Vec<(Id, Reply)>) {
+        tokio::spawn(run(Slot(self.clone()), batch));
     }
 }
 
@@ -130,14 +169,13 @@ struct Slot<L: LoadMany>(Arc<Shared<L>>);
 impl<L: LoadMany> Drop for Slot<L> {
     fn drop(&mut self) {
         let shared = &self.0;
+        let limits = &shared.limits;
         let next = {
             let mut queue = shared.lock();
-            if queue.waiting.is_empty() {
-                queue.in_flight -= 1;
-                None
-            } else {
-                Some(queue.take_batch(shared.max_batch))
-            }
+            queue.in_flight -= 1;
+            // Back to `in_flight` queries once they answer: the loads
+            // waiting go with a query still out, or send one more if it is slow.
+            queue.take_batch(limits.in_flight, limits.max_batch)
         };
         // Without a runtime (it is shutting down) the batch is dropped,
         // and its loads fail instead of waiting.
@@ -153,10 +191,11 @@ async fn run<L: LoadMany>(slot: Slot<L>, batch: Vec<(Id, Reply)>) {
     let mut ids: Vec<Id> = batch.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable_by_key(|id| id.0);
     ids.dedup();
-    let found = match tokio::time::timeout(shared.timeout, shared.source.load_many(&ids)).await {
+    let timeout = shared.limits.timeout;
+    let found = match tokio::time::timeout(timeout, shared.source.load_many(&ids)).await {
         Ok(Ok(found)) => Ok(found),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("session lookup did not answer within {:?}", shared.timeout)),
+        Err(_) => Err(format!("session lookup did not answer within {timeout:?}")),
     };
     for (id, reply) in batch {
         let answer = match &found {
@@ -303,8 +342,18 @@ mod tests {
         (fake, gate)
     }
 
+    fn limits(in_flight: usize, max_batch: usize) -> Limits {
+        Limits {
+            in_flight,
+            most_in_flight: in_flight,
+            more_after: Duration::from_secs(60),
+            max_batch,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
     fn loads(fake: &Arc<Fake>, in_flight: usize, batch: usize) -> BatchedLoads<Arc<Fake>> {
-        BatchedLoads::new(fake.clone(), in_flight, batch, Duration::from_secs(5))
+        BatchedLoads::new(fake.clone(), limits(in_flight, batch))
     }
 
     type Answer = session_store::Result<Option<Record>>;
@@ -441,7 +490,82 @@ mod tests {
     async fn a_query_that_hangs_fails_within_the_timeout() {
         let a = record("a");
         let (fake, _gate) = fake(true, &[&a]); // never opened
-        let loads = BatchedLoads::new(fake.clone(), 1, 100, Duration::from_secs(3));
-        assert!(loads.load(&a.id).await.is_err());
+        let loads = BatchedLoads::new(
+            fake.clone(),
+            Limits {
+                most_in_flight: 2,
+                more_after: Duration::from_millis(10),
+                timeout: Duration::from_secs(3),
+                ..limits(1, 100)
+            },
+        );
+        let first = spawn_load(&loads, a.id);
+        let waiting = spawn_load(&loads, a.id);
+        assert!(first.await.unwrap().is_err());
+        assert!(waiting.await.unwrap().is_err());
+    }
+
+    /// Loads that wait on a slow query send one more after `more_after`,
+    /// never more than `most_in_flight`; once the queries out have
+    /// answered, it is one at a time again.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_query_lets_one_more_go_out_after_a_while() {
+        let records: Vec<Record> = (0..5).map(|i| record(&i.to_string())).collect();
+        let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
+        let gate = gate.unwrap();
+        let loads = BatchedLoads::new(
+            fake.clone(),
+            Limits {
+                most_in_flight: 2,
+                more_after: Duration::from_millis(10),
+                ..limits(1, 100)
+            },
+        );
+        let queries = || fake.queries.lock().unwrap().clone();
+        let wait = async |ms| {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            settle().await;
+        };
+        // As a query asks for them: sorted.
+        let ids = |range: std::ops::Range<usize>| {
+            let mut ids: Vec<Id> = records[range].iter().map(|r| r.id).collect();
+            ids.sort_unstable_by_key(|id| id.0);
+            ids
+        };
+        let mut tasks: Vec<_> = (0..2).map(|i| spawn_load(&loads, records[i].id)).collect();
+        settle().await;
+        assert_eq!(queries(), vec![ids(0..1)], "the first goes out, the second waits");
+        wait(5).await;
+        assert_eq!(queries().len(), 1, "not slow yet");
+        wait(6).await;
+        assert_eq!(
+            queries(),
+            vec![ids(0..1), ids(1..2)],
+            "one more, for the load that waited"
+        );
+        tasks.push(spawn_load(&loads, records[2].id));
+        wait(20).await;
+        assert_eq!(queries().len(), 2, "never more than two out");
+        // The first query answers: its slot is given up, as one is still
+        // out; the load waiting sends one more only once it has waited.
+        gate.add_permits(1);
+        settle().await;
+        assert_eq!(queries().len(), 2);
+        tasks.push(spawn_load(&loads, records[3].id));
+        wait(11).await;
+        assert_eq!(queries()[2..], [ids(2..4)], "the loads that waited, as one query");
+        gate.add_permits(2);
+        settle().await;
+        // Both answered: one at a time again.
+        tasks.push(spawn_load(&loads, records[4].id));
+        settle().await;
+        let more = spawn_load(&loads, records[0].id);
+        settle().await;
+        assert_eq!(queries()[3..], [ids(4..5)], "the next waits on the one out");
+        gate.add_permits(2);
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
+        }
+        assert_eq!(value(&more.await.unwrap()).as_deref(), Some("0"));
     }
 }

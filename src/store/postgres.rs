@@ -23,7 +23,7 @@ pub(super) async fn open(url: &str, config: &StoreConfig) -> Result<PgPool, Stor
         options = options.options([("search_path", schema.as_str())]);
     }
     // The session lookups have connections of their own.
-    let loads = super::sessions::pg_loads_in_flight(config.max_connections) as u32;
+    let loads = super::sessions::pg_load_connections(config.max_connections) as u32;
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections.saturating_sub(loads).max(1))
         .acquire_timeout(config.timeout)

@@ -17,7 +17,7 @@ use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::PostgresStore;
 
 use super::StoreError;
-use super::batched_loads::{BatchedLoads, PgLoads};
+use super::batched_loads::{BatchedLoads, Limits, PgLoads};
 use super::session_cache::WriteThrough;
 use super::sqlite::{SqliteDb, SqliteSessions};
 use crate::config::{StoreConfig, StoreUrl};
@@ -138,16 +138,31 @@ tokio::task_local! {
     static UNSAVED_SESSION: ();
 }
 
-/// Ids in one batched PostgreSQL lookup at most.
-const MAX_IDS_PER_LOAD: usize = 128;
+/// The batched PostgreSQL lookups: one query out at a time while queries
+/// answer promptly, as one query serves the most lookups. Lookups that
+/// have waited 1 ms (the query out is slow: a cold read, a lock, a
+/// descheduled backend) send a second. Each query out has a connection of
+/// its own, counted in `max_connections` (the pool keeps at least one).
+///
+/// In the benchmark (32 connections, oidc-gate on one core, PostgreSQL
+/// sharing the other with the load generator), always 1 query out served
+/// 47,700 and 48,800 requests/s (p99 1.35 and 1.36 ms), always 2 served
+/// 47,200 and 42,300 (p99 1.39 and 1.80 ms), and always 3 served 32,800 and
+/// 31,800 (p99 3.5 and 6.3 ms): smaller batches, more backends competing
+/// for the core.
+fn pg_load_limits(config: &StoreConfig) -> Limits {
+    Limits {
+        in_flight: 1,
+        most_in_flight: pg_load_connections(config.max_connections),
+        more_after: Duration::from_millis(1),
+        max_batch: 128,
+        timeout: config.timeout,
+    }
+}
 
-/// Batched PostgreSQL lookups out at once, each on a connection of its own
-/// (counted in `max_connections`; the pool keeps at least one). Fewer
-/// queries make larger batches: in the benchmark, 32 connections on one
-/// core served 37,000 requests/s with 1 in flight, 34,000 with 2, and 17,000
-/// with 5 (no batching left). Two, so that one slow query does not hold up
-/// every request.
-pub(super) fn pg_loads_in_flight(max_connections: u32) -> usize {
+/// Connections of the batched PostgreSQL lookups: 2, or 1 if
+/// `max_connections` is 2 or less.
+pub(super) fn pg_load_connections(max_connections: u32) -> usize {
     (max_connections as usize).saturating_sub(1).clamp(1, 2)
 }
 
@@ -186,12 +201,10 @@ impl SessionBackend {
             // The schema name is validated as a plain identifier.
             query: format!(r#"UPDATE "{schema}"."session" SET data = $2, expiry_date = $3 WHERE id = $1"#),
         };
-        let in_flight = pg_loads_in_flight(config.max_connections);
+        let limits = pg_load_limits(config);
         let loads = BatchedLoads::new(
-            PgLoads::new((*pool.connect_options()).clone(), schema, in_flight),
-            in_flight,
-            MAX_IDS_PER_LOAD,
-            config.timeout,
+            PgLoads::new((*pool.connect_options()).clone(), schema, limits.most_in_flight),
+            limits,
         );
         Ok(Self {
             inner: Arc::new(Inner::Postgres { store, loads, saves }),
