@@ -12,7 +12,7 @@ use fred::prelude::KeysInterface;
 use fred::prelude::{ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy};
 use fred::types::{Builder, Expiration, SetOptions};
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::PostgresStore;
 
@@ -44,7 +44,7 @@ enum Inner {
         store: PostgresStore,
         /// Loads, batched across concurrent requests; other writes go to `store`.
         loads: BatchedLoads<PgLoads>,
-        saves: PgSaves,
+        writes: PgWrites,
     },
     Redis(RedisStore<RedisPool>, RedisPool),
 }
@@ -67,27 +67,81 @@ pub(super) fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
     rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
 }
 
-/// Saves of PostgreSQL sessions that are still there: `PostgresStore`'s own
+/// Writes to PostgreSQL sessions that `PostgresStore` does differently.
+///
+/// Saves only update a session that is still there: `PostgresStore`'s own
 /// save is an upsert, which would bring back a session that a logout
 /// deleted while another request of it was under way (`tower-sessions`
 /// creates new sessions with `create`, never with `save`).
+///
+/// Expired sessions are deleted in batches: `PostgresStore::delete_expired`
+/// deletes them all in one statement, unbounded in time and in the rows it
+/// locks.
 #[derive(Clone, Debug)]
-struct PgSaves {
+struct PgWrites {
     pool: sqlx::PgPool,
-    query: String,
+    save: String,
+    delete_expired: String,
 }
 
-impl PgSaves {
+impl PgWrites {
+    /// The statements for `"{schema}"."session"`; the schema name is
+    /// validated as a plain identifier.
+    fn new(pool: sqlx::PgPool, schema: &str) -> Self {
+        let table = format!(r#""{schema}"."session""#);
+        Self {
+            pool,
+            save: format!("UPDATE {table} SET data = $2, expiry_date = $3 WHERE id = $1"),
+            delete_expired: format!(
+                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE expiry_date < $1 LIMIT $2)"
+            ),
+        }
+    }
+
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = encode(record)?;
-        sqlx::query(&self.query)
+        sqlx::query(&self.save)
             .bind(record.id.to_string())
             .bind(data)
             .bind(record.expiry_date)
             .execute(&self.pool)
             .await
             .map(drop)
-            .map_err(|e| session_store::Error::Backend(e.to_string()))
+            .map_err(backend)
+    }
+
+    async fn delete_expired(&self, limit: u64) -> Result<u64, sqlx::Error> {
+        sqlx::query(&self.delete_expired)
+            .bind(time::OffsetDateTime::now_utc())
+            .bind(limit as i64)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+/// Expired sessions deleted by one statement at most.
+const CLEANUP_BATCH: u64 = 500;
+
+/// Runs `batch` (a delete of at most [`CLEANUP_BATCH`] expired sessions,
+/// by the indexed expiry) until one deletes fewer, each bounded by
+/// `timeout`, letting requests' writes go between; returns how many.
+async fn in_batches<F: Future<Output = Result<u64, sqlx::Error>>>(
+    timeout: Duration,
+    batch: impl Fn(u64) -> F,
+) -> session_store::Result<u64> {
+    let mut total = 0;
+    loop {
+        let deleted = bounded(timeout, async { batch(CLEANUP_BATCH).await.map_err(backend) }).await?;
+        total += deleted;
+        if deleted < CLEANUP_BATCH {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
     }
 }
 
@@ -196,18 +250,14 @@ impl SessionBackend {
         ))
         .execute(&pool)
         .await?;
-        let saves = PgSaves {
-            pool: pool.clone(),
-            // The schema name is validated as a plain identifier.
-            query: format!(r#"UPDATE "{schema}"."session" SET data = $2, expiry_date = $3 WHERE id = $1"#),
-        };
+        let writes = PgWrites::new(pool.clone(), schema);
         let limits = pg_load_limits(config);
         let loads = BatchedLoads::new(
             PgLoads::new((*pool.connect_options()).clone(), schema, limits.most_in_flight),
             limits,
         );
         Ok(Self {
-            inner: Arc::new(Inner::Postgres { store, loads, saves }),
+            inner: Arc::new(Inner::Postgres { store, loads, writes }),
             timeout: config.timeout,
         })
     }
@@ -270,16 +320,20 @@ impl SessionBackend {
         UNSAVED_SESSION.scope((), login).await
     }
 
-    /// Deletes every expired session now (Redis expires them by itself).
-    pub async fn delete_expired_now(&self) -> session_store::Result<()> {
+    /// Deletes every expired session now, in batches, each bounded by the
+    /// store's timeout (Redis expires them by itself); returns how many.
+    pub async fn delete_expired_now(&self) -> session_store::Result<u64> {
         match &*self.inner {
             // The cache expires entries by their own expiry date.
-            Inner::Sqlite { db, .. } => super::sqlite::delete_expired_sessions(db)
+            Inner::Sqlite { db, .. } => {
+                in_batches(self.timeout, async |limit| {
+                    super::sqlite::delete_expired_sessions(db, limit).await
+                })
                 .await
-                .map(drop)
-                .map_err(|e| session_store::Error::Backend(e.to_string())),
-            Inner::Postgres { store, .. } => store.delete_expired().await,
-            Inner::Redis(..) => Ok(()),
+            }
+            Inner::Postgres { writes, .. } => in_batches(self.timeout, |limit| writes.delete_expired(limit)).await,
+            // Redis expires them itself.
+            Inner::Redis(..) => Ok(0),
         }
     }
 }
@@ -303,7 +357,7 @@ impl SessionStore for SessionBackend {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.save(record).await,
                 Inner::Sqlite { store, .. } => store.save(record).await,
-                Inner::Postgres { saves, .. } => saves.save(record).await,
+                Inner::Postgres { writes, .. } => writes.save(record).await,
                 Inner::Redis(_, pool) => redis_save(pool, record).await,
             }
         })

@@ -261,35 +261,25 @@ pub(super) async fn delete_expired_links(db: &SqliteDb, now: i64) -> Result<u64,
     Ok(links.rows_affected() + jtis.rows_affected())
 }
 
-/// Deletes expired sessions in small batches by the indexed expiry date, so
-/// the write lock is never held for long (tower-sessions' own cleanup scans
-/// the whole table in one statement). Returns how many were deleted.
-pub(super) async fn delete_expired_sessions(db: &SqliteDb) -> Result<u64, StoreError> {
-    const BATCH: i64 = 500;
-    let mut total = 0;
-    loop {
-        // Compared as tower-sessions stores and loads it (text, UTC).
-        let now = time::OffsetDateTime::now_utc();
-        // One batch at a time on the writer: writes queued meanwhile go between.
-        let done = db
-            .writer
-            .run(async |c| {
-                sqlx::query(
-                    "DELETE FROM tower_sessions WHERE id IN
-                         (SELECT id FROM tower_sessions WHERE expiry_date < ?1 LIMIT ?2)",
-                )
-                .bind(now)
-                .bind(BATCH)
-                .execute(c)
-                .await
-            })
-            .await?;
-        total += done.rows_affected();
-        if done.rows_affected() < BATCH as u64 {
-            return Ok(total);
-        }
-        tokio::task::yield_now().await;
-    }
+/// Deletes at most `limit` expired sessions, by the indexed expiry, so the
+/// write lock is never held for long (tower-sessions' own cleanup scans the
+/// whole table in one statement); returns how many.
+pub(super) async fn delete_expired_sessions(db: &SqliteDb, limit: u64) -> Result<u64, sqlx::Error> {
+    // Compared as tower-sessions stores and loads it (text, UTC).
+    let now = time::OffsetDateTime::now_utc();
+    db.writer
+        .run(async |c| {
+            sqlx::query(
+                "DELETE FROM tower_sessions WHERE id IN
+                     (SELECT id FROM tower_sessions WHERE expiry_date < ?1 LIMIT ?2)",
+            )
+            .bind(now)
+            .bind(limit as i64)
+            .execute(c)
+            .await
+        })
+        .await
+        .map(|done| done.rows_affected())
 }
 
 /// `tower-sessions-sqlx-store`'s SQLite session store, creating sessions in
@@ -387,9 +377,7 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn sessions_are_created_as_the_store_reads_them_and_never_over_another() {
-        let dir = tempfile::tempdir().unwrap();
+    async fn open_in(dir: &tempfile::TempDir) -> SqliteDb {
         let config = StoreConfig {
             database: crate::config::StoreUrl::Sqlite(dir.path().join("db.sqlite3")),
             sessions: None,
@@ -398,7 +386,13 @@ mod tests {
             timeout: Duration::from_secs(3),
             session_cache: 0,
         };
-        let db = open(&dir.path().join("db.sqlite3"), &config).await.unwrap();
+        open(&dir.path().join("db.sqlite3"), &config).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn sessions_are_created_as_the_store_reads_them_and_never_over_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_in(&dir).await;
         let sessions = SqliteSessions::new(&db);
         let pool = db.reader.clone();
         let mut first = Record {
