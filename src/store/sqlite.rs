@@ -74,15 +74,18 @@ pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqliteDb, 
         .min(SQLITE_MAX_CONNECTIONS)
         .saturating_sub(1)
         .max(1);
-    let reader = pool(readers).connect_with(options.clone()).await?;
-    // The schema, before anything else runs: through the readers' pool,
-    // which the migrators take.
-    SqliteStore::new(reader.clone()).migrate().await?;
-    sqlx::migrate!("./migrations/sqlite").run(&reader).await?;
+    // The schema, before anything else runs, on a connection of its own:
+    // the migrators take a pool.
+    let migrating = pool(1).connect_with(options.clone()).await?;
+    SqliteStore::new(migrating.clone()).migrate().await?;
+    sqlx::migrate!("./migrations/sqlite").run(&migrating).await?;
     sqlx::query("CREATE INDEX IF NOT EXISTS tower_sessions_by_expiry ON tower_sessions (expiry_date)")
-        .execute(&reader)
+        .execute(&migrating)
         .await?;
-    let writer = Writer::open(options, Cancelled::Keep).await?;
+    migrating.close().await;
+    let writer = Writer::open(options.clone(), Cancelled::Keep).await?;
+    // Readers cannot write: every write is the writer's.
+    let reader = pool(readers).connect_with(options.read_only(true)).await?;
     Ok(SqliteDb { writer, reader })
 }
 
@@ -387,6 +390,21 @@ mod tests {
             session_cache: 0,
         };
         open(&dir.path().join("db.sqlite3"), &config).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn readers_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_in(&dir).await;
+        let err = sqlx::query("DELETE FROM tower_sessions")
+            .execute(&db.reader)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("readonly"), "{err}");
+        let done = db
+            .writer
+            .run(async |c| sqlx::query("DELETE FROM tower_sessions").execute(c).await);
+        done.await.unwrap();
     }
 
     #[tokio::test]
