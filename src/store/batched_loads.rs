@@ -78,11 +78,23 @@ struct Shared<L> {
 
 #[derive(Debug, Default)]
 struct Queue {
+    /// In the order they were asked for; batches take them from the front.
     waiting: Vec<(Id, Reply)>,
     in_flight: usize,
+    /// Loads ever queued and ever sent: the waiting ones are numbered
+    /// `sent..queued`.
+    queued: u64,
+    sent: u64,
 }
 
 impl Queue {
+    /// Queues a load; returns its number.
+    fn push(&mut self, id: Id, reply: Reply) -> u64 {
+        self.waiting.push((id, reply));
+        self.queued += 1;
+        self.queued - 1
+    }
+
     /// The loads waiting (up to `max`) as a batch, if any wait and fewer
     /// than `slots` queries are out; the batch holds a slot.
     fn take_batch(&mut self, slots: usize, max: usize) -> Option<Vec<(Id, Reply)>> {
@@ -90,11 +102,13 @@ impl Queue {
             return None;
         }
         self.in_flight += 1;
-        Some(if self.waiting.len() <= max {
+        let batch: Vec<_> = if self.waiting.len() <= max {
             std::mem::take(&mut self.waiting)
         } else {
             self.waiting.drain(..max).collect()
-        })
+        };
+        self.sent += batch.len() as u64;
+        Some(batch)
     }
 }
 
@@ -119,21 +133,30 @@ impl<L: LoadMany> BatchedLoads<L> {
     pub(super) async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let limits = &self.shared.limits;
         let (reply, mut answer) = oneshot::channel();
-        let batch = {
+        let (ticket, batch) = {
             let mut queue = self.shared.lock();
-            queue.waiting.push((*id, reply));
-            queue.take_batch(limits.in_flight, limits.max_batch)
+            let ticket = queue.push(*id, reply);
+            (ticket, queue.take_batch(limits.in_flight, limits.max_batch))
         };
         if let Some(batch) = batch {
             self.shared.send(batch);
         } else if limits.most_in_flight > limits.in_flight {
-            // Waiting on queries already out: if they are slow, one more.
-            if let Ok(answered) = tokio::time::timeout(limits.more_after, &mut answer).await {
-                return abandoned_if_dropped(answered);
-            }
-            let more = self.shared.lock().take_batch(limits.most_in_flight, limits.max_batch);
-            if let Some(batch) = more {
-                self.shared.send(batch);
+            // Waiting on queries already out: while they are slow, and this
+            // load is still waiting, one more (once a slot is free).
+            loop {
+                if let Ok(answered) = tokio::time::timeout(limits.more_after, &mut answer).await {
+                    return abandoned_if_dropped(answered);
+                }
+                let more = {
+                    let mut queue = self.shared.lock();
+                    if queue.sent > ticket {
+                        break; // on its way
+                    }
+                    queue.take_batch(limits.most_in_flight, limits.max_batch)
+                };
+                if let Some(batch) = more {
+                    self.shared.send(batch);
+                }
             }
         }
         abandoned_if_dropped(answer.await)
@@ -170,16 +193,24 @@ impl<L: LoadMany> Drop for Slot<L> {
     fn drop(&mut self) {
         let shared = &self.0;
         let limits = &shared.limits;
+        let runtime = tokio::runtime::Handle::try_current();
         let next = {
             let mut queue = shared.lock();
             queue.in_flight -= 1;
-            // Back to `in_flight` queries once they answer: the loads
-            // waiting go with a query still out, or send one more if it is slow.
-            queue.take_batch(limits.in_flight, limits.max_batch)
+            match runtime {
+                // Back to `in_flight` queries once they answer: the loads
+                // waiting go with a query still out, or send one more if it is slow.
+                Ok(_) => queue.take_batch(limits.in_flight, limits.max_batch),
+                // No runtime (it is shutting down): the loads waiting fail
+                // instead of waiting.
+                Err(_) => {
+                    let dropped = std::mem::take(&mut queue.waiting);
+                    queue.sent += dropped.len() as u64;
+                    None
+                }
+            }
         };
-        // Without a runtime (it is shutting down) the batch is dropped,
-        // and its loads fail instead of waiting.
-        if let (Some(batch), Ok(runtime)) = (next, tokio::runtime::Handle::try_current()) {
+        if let (Some(batch), Ok(runtime)) = (next, runtime) {
             runtime.spawn(run(Slot(shared.clone()), batch));
         }
     }
@@ -547,25 +578,66 @@ mod tests {
         wait(20).await;
         assert_eq!(queries().len(), 2, "never more than two out");
         // The first query answers: its slot is given up, as one is still
-        // out; the load waiting sends one more only once it has waited.
+        // out, and the load that has waited sends one more within
+        // `more_after`, with no other load arriving.
         gate.add_permits(1);
         settle().await;
-        assert_eq!(queries().len(), 2);
-        tasks.push(spawn_load(&loads, records[3].id));
-        wait(11).await;
-        assert_eq!(queries()[2..], [ids(2..4)], "the loads that waited, as one query");
+        assert_eq!(queries().len(), 2, "not at once");
+        wait(10).await;
+        assert_eq!(queries()[2..], [ids(2..3)], "the load that had waited");
         gate.add_permits(2);
         settle().await;
         // Both answered: one at a time again.
+        tasks.push(spawn_load(&loads, records[3].id));
+        settle().await;
         tasks.push(spawn_load(&loads, records[4].id));
         settle().await;
-        let more = spawn_load(&loads, records[0].id);
-        settle().await;
-        assert_eq!(queries()[3..], [ids(4..5)], "the next waits on the one out");
+        assert_eq!(queries()[3..], [ids(3..4)], "the next waits on the one out");
         gate.add_permits(2);
         for (i, task) in tasks.into_iter().enumerate() {
             assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
         }
-        assert_eq!(value(&more.await.unwrap()).as_deref(), Some("0"));
+    }
+
+    /// A load that an answered query's slot already sent does not send one
+    /// more, for loads that have hardly waited, when its own wait is up.
+    #[tokio::test(start_paused = true)]
+    async fn a_load_already_sent_sends_no_more() {
+        let records: Vec<Record> = (0..3).map(|i| record(&i.to_string())).collect();
+        let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
+        let gate = gate.unwrap();
+        let loads = BatchedLoads::new(
+            fake.clone(),
+            Limits {
+                most_in_flight: 2,
+                more_after: Duration::from_millis(10),
+                ..limits(1, 100)
+            },
+        );
+        let queries = || fake.queries.lock().unwrap().clone();
+        let wait = async |ms| {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            settle().await;
+        };
+        let tasks = [spawn_load(&loads, records[0].id), spawn_load(&loads, records[1].id)];
+        settle().await;
+        wait(9).await;
+        gate.add_permits(1);
+        settle().await;
+        assert_eq!(
+            queries(),
+            vec![vec![records[0].id], vec![records[1].id]],
+            "sent by the slot"
+        );
+        let late = spawn_load(&loads, records[2].id);
+        settle().await;
+        wait(2).await;
+        assert_eq!(queries().len(), 2, "the late load has waited 2 ms only");
+        wait(9).await;
+        assert_eq!(queries()[2..], [vec![records[2].id]], "it has waited 11 ms");
+        gate.add_permits(2);
+        for (i, task) in tasks.into_iter().chain([late]).enumerate() {
+            assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
+        }
     }
 }

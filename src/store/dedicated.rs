@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use sqlx::postgres::{PgDatabaseError, PgSeverity};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -47,12 +48,20 @@ impl<C: Connection> std::fmt::Debug for Dedicated<C> {
 }
 
 /// Whether `error` means the connection itself is unusable, not just the
-/// statement: it is then opened again for the next operation.
+/// statement: it is then opened again for the next operation. PostgreSQL
+/// ends a session with a FATAL error (a restart, `pg_terminate_backend`,
+/// `idle_session_timeout`: SQLSTATE class 57P) before closing it, and sqlx
+/// reports that as a database error.
 pub(super) fn broken(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
-    )
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.try_downcast_ref::<PgDatabaseError>().is_some_and(|e| {
+            matches!(e.severity(), PgSeverity::Fatal | PgSeverity::Panic)
+                || e.code().starts_with("57P")
+                || e.code().starts_with("08")
+        }),
+        _ => false,
+    }
 }
 
 impl<C: Connection> Dedicated<C> {
@@ -194,7 +203,7 @@ mod tests {
         );
         assert!(
             keeping.run(async |c| marked(c, "during").await).await.unwrap(),
-            "which ran the cancelled statement"
+            "with what the cancelled operation did before it was cut short"
         );
     }
 

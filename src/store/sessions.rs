@@ -93,7 +93,9 @@ impl PgWrites {
             pool,
             save: format!("UPDATE {table} SET data = $2, expiry_date = $3 WHERE id = $1"),
             delete_expired: format!(
-                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE expiry_date < $1 LIMIT $2)"
+                // Instances cleaning up at once skip each other's rows.
+                "DELETE FROM {table} WHERE id IN
+                     (SELECT id FROM {table} WHERE expiry_date < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"
             ),
         }
     }

@@ -197,7 +197,7 @@ async fn postgres_connections_cut_while_idle_are_replaced() {
     let browser = Browser::new();
     login(&app, &browser, None).await;
     for round in 0..3 {
-        // Several at once, so that every lookup connection has been opened.
+        // Several at once: one lookup query, or two if the first is slow.
         let secret = app.url("/secret");
         let answers = tokio::join!(
             browser.get(&secret),
@@ -213,6 +213,54 @@ async fn postgres_connections_cut_while_idle_are_replaced() {
         // The pool checks a connection that sat idle this long before using it.
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
+    drop(app);
+    schema.drop().await;
+}
+
+/// Connections that PostgreSQL itself ends (a restart, an administrator's
+/// `pg_terminate_backend`, `idle_session_timeout`: it sends a FATAL error,
+/// then closes them) are replaced without failing the next request.
+#[tokio::test]
+async fn postgres_connections_ended_by_the_server_are_replaced() {
+    let Some(url) = service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    let schema = PgSchema::new(&url);
+    let app = TestApp::spawn_with(Options {
+        store: StoreEnv {
+            database_url: Some(url.clone()),
+            database_schema: Some(schema.name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    login(&app, &browser, None).await;
+    let mut admin = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&url).await.unwrap()
+    };
+    for round in 0..2 {
+        assert_eq!(
+            browser.get(&app.url("/secret")).await.status(),
+            StatusCode::OK,
+            "round {round}"
+        );
+        // This app's connections that last read its session table.
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'oidc-gate' AND query LIKE '%' || $1 || '%'",
+        )
+        .bind(format!(r#""{}"."session""#, schema.name))
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        assert!(!ended.is_empty(), "round {round}: no connection of the app found");
+        // The pool checks a connection that sat idle this long before using it.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
     drop(app);
     schema.drop().await;
 }

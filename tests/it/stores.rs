@@ -478,20 +478,15 @@ async fn cleanup_deletes_in_batches_and_keeps_live_sessions(name: &str, store: &
         return;
     }
     let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
-    let mut expired = Vec::new();
     for _ in 0..1_234 {
-        let mut r = record(past);
-        sessions.create(&mut r).await.unwrap();
-        expired.push(r.id);
+        sessions.create(&mut record(past)).await.unwrap();
     }
     let mut live = record(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
     sessions.create(&mut live).await.unwrap();
+    // More than one batch (500): the cleanup goes on until none are left.
     let deleted = sessions.delete_expired_now().await.unwrap();
-    assert_eq!(deleted, 1_234, "{name}: every expired session, across several batches");
+    assert_eq!(deleted, 1_234, "{name}: every expired session");
     assert_eq!(sessions.delete_expired_now().await.unwrap(), 0, "{name}: none left");
-    for id in [expired[0], expired[1_233]] {
-        assert!(sessions.load(&id).await.unwrap().is_none(), "{name}");
-    }
     assert!(sessions.load(&live.id).await.unwrap().is_some(), "{name}: live kept");
 }
 
