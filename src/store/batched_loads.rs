@@ -536,14 +536,11 @@ mod tests {
         assert!(waiting.await.unwrap().is_err());
     }
 
-    /// Loads that wait on a slow query send one more after `more_after`,
-    /// never more than `most_in_flight`; once the queries out have
-    /// answered, it is one at a time again.
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_query_lets_one_more_go_out_after_a_while() {
-        let records: Vec<Record> = (0..5).map(|i| record(&i.to_string())).collect();
+    /// `n` records behind a closed gate, loaded one query at a time, or
+    /// two once loads have waited 10 ms.
+    fn slow_queries(n: usize) -> (Vec<Record>, Arc<Fake>, Arc<Semaphore>, BatchedLoads<Arc<Fake>>) {
+        let records: Vec<Record> = (0..n).map(|i| record(&i.to_string())).collect();
         let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
-        let gate = gate.unwrap();
         let loads = BatchedLoads::new(
             fake.clone(),
             Limits {
@@ -552,11 +549,22 @@ mod tests {
                 ..limits(1, 100)
             },
         );
+        (records, fake, gate.unwrap(), loads)
+    }
+
+    /// Lets `ms` pass (on the paused clock), then the tasks run.
+    async fn wait(ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        settle().await;
+    }
+
+    /// Loads that wait on a slow query send one more after `more_after`,
+    /// never more than `most_in_flight`; once the queries out have
+    /// answered, it is one at a time again.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_query_lets_one_more_go_out_after_a_while() {
+        let (records, fake, gate, loads) = slow_queries(5);
         let queries = || fake.queries.lock().unwrap().clone();
-        let wait = async |ms| {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            settle().await;
-        };
         // As a query asks for them: sorted.
         let ids = |range: std::ops::Range<usize>| {
             let mut ids: Vec<Id> = records[range].iter().map(|r| r.id).collect();
@@ -603,22 +611,8 @@ mod tests {
     /// more, for loads that have hardly waited, when its own wait is up.
     #[tokio::test(start_paused = true)]
     async fn a_load_already_sent_sends_no_more() {
-        let records: Vec<Record> = (0..3).map(|i| record(&i.to_string())).collect();
-        let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
-        let gate = gate.unwrap();
-        let loads = BatchedLoads::new(
-            fake.clone(),
-            Limits {
-                most_in_flight: 2,
-                more_after: Duration::from_millis(10),
-                ..limits(1, 100)
-            },
-        );
+        let (records, fake, gate, loads) = slow_queries(3);
         let queries = || fake.queries.lock().unwrap().clone();
-        let wait = async |ms| {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            settle().await;
-        };
         let tasks = [spawn_load(&loads, records[0].id), spawn_load(&loads, records[1].id)];
         settle().await;
         wait(9).await;

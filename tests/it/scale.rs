@@ -71,21 +71,27 @@ async fn full_cycle(app: &TestApp) {
     assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
 }
 
-#[tokio::test]
-async fn login_app_on_postgres() {
-    let Some(url) = service_url("TEST_DATABASE_URL") else {
-        return;
-    };
-    let schema = PgSchema::new(&url);
+/// The app on PostgreSQL, in a schema of its own.
+async fn on_postgres(url: &str) -> (PgSchema, TestApp) {
+    let schema = PgSchema::new(url);
     let app = TestApp::spawn_with(Options {
         store: StoreEnv {
-            database_url: Some(url.clone()),
+            database_url: Some(url.to_owned()),
             database_schema: Some(schema.name.clone()),
             ..Default::default()
         },
         ..Default::default()
     })
     .await;
+    (schema, app)
+}
+
+#[tokio::test]
+async fn login_app_on_postgres() {
+    let Some(url) = service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    let (schema, app) = on_postgres(&url).await;
     full_cycle(&app).await;
     drop(app);
     schema.drop().await;
@@ -225,16 +231,7 @@ async fn postgres_connections_ended_by_the_server_are_replaced() {
     let Some(url) = service_url("TEST_DATABASE_URL") else {
         return;
     };
-    let schema = PgSchema::new(&url);
-    let app = TestApp::spawn_with(Options {
-        store: StoreEnv {
-            database_url: Some(url.clone()),
-            database_schema: Some(schema.name.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let (schema, app) = on_postgres(&url).await;
     let browser = Browser::new();
     login(&app, &browser, None).await;
     let mut admin = {
