@@ -23,6 +23,9 @@ pub struct Plan {
     pub warmup: Duration,
     /// A measured wrk run.
     pub measure: Duration,
+    /// Measured runs of each protected page: each figure is the median
+    /// run's, so that one burst of the machine's neighbours is not the figure.
+    pub page_runs: usize,
     /// Logins measured for their cost per round, and how many at once.
     pub logins: (usize, usize),
     /// Rounds of those logins: the CPU per login is the median round's, so
@@ -46,6 +49,7 @@ impl Plan {
         Self {
             warmup: Duration::from_secs(2),
             measure: Duration::from_secs(10),
+            page_runs: 3,
             // 1,000 a round: CPU time is counted in ticks of 10 ms, so a
             // round's figure per login is good to ±0.01 ms.
             logins: (1000, 8),
@@ -67,6 +71,7 @@ impl Plan {
         Self {
             warmup: Duration::ZERO,
             measure: Duration::from_secs(1),
+            page_runs: 1,
             logins: (20, 4),
             login_rounds: 1,
             memory: (100, 1_000),

@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 
 use super::{Ctx, measure, profiled, start, with_store};
 use crate::client::{COOKIE_NAME, Client, login_many};
-use crate::report::{Logins, Page};
+use crate::report::{CpuUse, Logins, Page};
 use crate::server::{Server, Store, free_addr, temp_dir};
-use crate::wrk;
+use crate::wrk::{self, Figures};
 
 /// The `/secret` page as oidc-gate served it, for the ceiling.
 struct PageBytes {
@@ -40,8 +40,8 @@ async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
     let id = client.login("Ada Lovelace", "ada@example.com").await?;
     let (_, headers, body) = client.fetch("/secret", &id).await?;
     let cookie = format!("{COOKIE_NAME}={id}");
-    let (figures, cpu) = measure(ctx, &server, Some(&cookie), None, body.len(), true).await?;
-    client.check_secret(&id).await.context("the session after the run")?;
+    let runs = measure_runs(ctx, &server, Some(&cookie), body.len()).await?;
+    client.check_secret(&id).await.context("the session after the runs")?;
     ctx.report.wrk_command = wrk::Run {
         url: "",
         cookie: Some(""),
@@ -49,12 +49,7 @@ async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
         duration: ctx.plan.measure,
     }
     .describe();
-    ctx.report.pages.push(Page {
-        store: store.label(),
-        ceiling: false,
-        figures,
-        cpu,
-    });
+    ctx.report.pages.push(Page::median(store.label(), false, &runs));
     let title = format!("`/secret` with {} sessions", store.label());
     profiled(ctx, &server, &title, async |ctx| {
         measure(ctx, &server, Some(&cookie), None, body.len(), false)
@@ -79,23 +74,30 @@ async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
 async fn ceiling(ctx: &mut Ctx, page: &PageBytes) -> Result<()> {
     let mut server = Server::ceiling(&ctx.bins.ceiling, &page.body, &page.headers)?;
     server.wait_answering("/secret")?;
-    let (figures, cpu) = measure(ctx, &server, None, None, page.body.len(), true).await?;
+    let runs = measure_runs(ctx, &server, None, page.body.len()).await?;
     profiled(ctx, &server, "the ceiling", async |ctx| {
         measure(ctx, &server, None, None, page.body.len(), false)
             .await
             .map(drop)
     })
     .await?;
-    ctx.report.pages.insert(
-        0,
-        Page {
-            store: "ceiling",
-            ceiling: true,
-            figures,
-            cpu,
-        },
-    );
+    ctx.report.pages.insert(0, Page::median("ceiling", true, &runs));
     Ok(())
+}
+
+/// `ctx.plan.page_runs` measured runs of `/secret` on `server`, the first
+/// after a warm-up.
+async fn measure_runs(
+    ctx: &Ctx,
+    server: &Server,
+    cookie: Option<&str>,
+    page_len: usize,
+) -> Result<Vec<(Figures, CpuUse)>> {
+    let mut runs = Vec::new();
+    for run in 0..ctx.plan.page_runs.max(1) {
+        runs.push(measure(ctx, server, cookie, None, page_len, run == 0).await?);
+    }
+    Ok(runs)
 }
 
 /// Part 2: full logins, and oidc-gate's CPU time for them: with the

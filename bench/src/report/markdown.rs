@@ -33,7 +33,15 @@ impl Report {
                         },
                         format!("{:.0}", p.figures.rps),
                         ms(p.figures.p50),
-                        ms(p.figures.p99),
+                        match (p.p99_runs.iter().min(), p.p99_runs.iter().max()) {
+                            (Some(lo), Some(hi)) => format!(
+                                "{} ({:.2}–{:.2})",
+                                ms(p.figures.p99),
+                                lo.as_secs_f64() * 1e3,
+                                hi.as_secs_f64() * 1e3
+                            ),
+                            _ => ms(p.figures.p99),
+                        },
                         self.ratio(p).map_or("—".into(), |r| format!("{:.1}%", r * 100.0)),
                         format!(
                             "{:.0}% / {:.0}% / {:.0}%",
@@ -439,7 +447,9 @@ impl Report {
          Redis server for the Redis runs (`taskset`; its CPU mask is restored afterwards). \
          Left to the scheduler they took up to 40% of core 0 from oidc-gate.\n\
          - **Protected page**: one programmatic login (the real flow through the development \
-         provider), then `{wrk}` with that session's cookie, after a warm-up run. Every run is \
+         provider), then `{wrk}` with that session's cookie, {runs} after a warm-up run; each \
+         figure is the median run's (for p99 the range of the runs is in brackets: one 10-second \
+         run's p99 moves with the machine's neighbours). Every run is \
          checked: no error, every answer the size of the page (a redirect to the login would be \
          smaller), and the session still valid afterwards. The **ceiling** is `bench/src/bin/ceiling.rs`: \
          a bare axum handler on the same axum/hyper/tokio (one `Cargo.lock`) returning the same \
@@ -461,6 +471,10 @@ impl Report {
          them) up to {total} sessions, each of which is then requested once with its cookie so \
          oidc-gate loads it.",
             wrk = r.wrk_command,
+            runs = match r.pages.first().map_or(1, |p| p.p99_runs.len().max(1)) {
+                1 => "one measured run".to_owned(),
+                n => format!("{n} measured runs"),
+            },
             real = thousands(real),
             total = thousands(total),
             rounds = login_rounds,

@@ -38,6 +38,38 @@ pub struct Page {
     pub figures: Figures,
     /// CPU use during the run.
     pub cpu: CpuUse,
+    /// Each run's p99, when there were several.
+    pub p99_runs: Vec<Duration>,
+}
+
+impl Page {
+    /// The figures of several runs: each the median of its runs.
+    pub fn median(store: &'static str, ceiling: bool, runs: &[(Figures, CpuUse)]) -> Self {
+        let mid = |f: &dyn Fn(&(Figures, CpuUse)) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or_default()
+        };
+        let p99_runs: Vec<Duration> = runs.iter().map(|r| r.0.p99).collect();
+        Self {
+            store,
+            ceiling,
+            figures: Figures {
+                rps: mid(&|r| r.0.rps),
+                p50: median(&runs.iter().map(|r| r.0.p50).collect::<Vec<_>>()),
+                p99: median(&p99_runs),
+                requests: runs.iter().map(|r| r.0.requests).sum(),
+                bytes: runs.iter().map(|r| r.0.bytes).sum(),
+                errors: runs.iter().map(|r| r.0.errors).sum(),
+            },
+            cpu: CpuUse {
+                server: mid(&|r| r.1.server),
+                server_core: mid(&|r| r.1.server_core),
+                load_core: mid(&|r| r.1.load_core),
+            },
+            p99_runs: if runs.len() > 1 { p99_runs } else { Vec::new() },
+        }
+    }
 }
 
 /// CPU use during a run, as a share of one core (1.0 = fully busy).
