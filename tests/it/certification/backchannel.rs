@@ -150,3 +150,48 @@ async fn backchannel_logout_without_sid_or_sub() {
 async fn rp_backchannel_rpinitlogout_lt_with_nonce() {
     refused_token(|_| {}, json!({"nonce": "a-nonce"})).await;
 }
+
+/// The session store fails after the token id was recorded: the logout is a
+/// 503, the token id is released, and the provider's retry of the same
+/// token ends the session (it is not taken for a replay).
+#[tokio::test]
+async fn backchannel_logout_retried_after_a_session_store_outage_takes_effect() {
+    let Some(redis) = crate::stores::service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    let proxy = crate::support::proxy::Proxy::start(crate::scale::target(&redis)).await;
+    let op = FakeOp::start().await;
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        store: StoreEnv {
+            // Users, links and token ids in SQLite; sessions in Redis, which goes away.
+            session_store_url: Some(crate::scale::via(&redis, proxy.addr)),
+            store_timeout: Some("1s".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let browser = logged_in_as(&op, &app, "user-1", "sid-1").await;
+    let token = op.logout_token(json!({"sub": "user-1", "sid": "sid-1"}));
+
+    proxy.cut();
+    let r = deliver(&app, &token).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{}", text(r).await);
+    proxy.restore();
+
+    let mut retried = None;
+    for _ in 0..100 {
+        let r = deliver(&app, &token).await;
+        if r.status() != StatusCode::SERVICE_UNAVAILABLE {
+            retried = Some(r.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(retried, Some(StatusCode::OK), "the retry is accepted, not a replay");
+    assert!(!is_logged_in(&app, &browser).await, "the session ended");
+    assert_eq!(app.count("session_index").await, 0);
+    // Now it is a replay.
+    assert_eq!(deliver(&app, &token).await.status(), StatusCode::BAD_REQUEST);
+}
