@@ -27,6 +27,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 
 use super::dedicated::{self, Cancelled, Dedicated};
+use super::sessions::backend;
 
 /// Where the records of many ids are read at once.
 pub(super) trait LoadMany: Send + Sync + 'static {
@@ -210,8 +211,8 @@ impl<L: LoadMany> Drop for Slot<L> {
                 }
             }
         };
-        if let (Some(batch), Ok(runtime)) = (next, runtime) {
-            runtime.spawn(run(Slot(shared.clone()), batch));
+        if let Some(batch) = next {
+            shared.send(batch);
         }
     }
 }
@@ -290,7 +291,7 @@ impl LoadMany for PgLoads {
                 _ => break,
             }
         }
-        let rows = rows.map_err(|e| session_store::Error::Backend(e.to_string()))?;
+        let rows = rows.map_err(backend)?;
         Ok(rows
             .into_iter()
             .filter_map(|(key, data)| {

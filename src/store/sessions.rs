@@ -122,7 +122,8 @@ impl PgWrites {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> session_store::Error {
+/// A store's failure as `tower-sessions` reports it.
+pub(super) fn backend(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
 
@@ -163,7 +164,7 @@ async fn redis_save(pool: &RedisPool, record: &Record) -> session_store::Result<
     )
     .await
     .map(drop)
-    .map_err(|e| session_store::Error::Backend(e.to_string()))
+    .map_err(backend)
 }
 
 /// Runs a store operation with a timeout.
@@ -299,11 +300,7 @@ impl SessionBackend {
                 // load of an unknown id proves the session table answers.
                 Inner::Sqlite { store, .. } => store.load(&Id::default()).await.map(drop),
                 Inner::Postgres { store, .. } => store.load(&Id::default()).await.map(drop),
-                Inner::Redis(_, pool) => pool
-                    .ping::<String>(None)
-                    .await
-                    .map(drop)
-                    .map_err(|e| session_store::Error::Backend(e.to_string())),
+                Inner::Redis(_, pool) => pool.ping::<String>(None).await.map(drop).map_err(backend),
             }
         })
         .await;
@@ -328,10 +325,7 @@ impl SessionBackend {
         match &*self.inner {
             // The cache expires entries by their own expiry date.
             Inner::Sqlite { db, .. } => {
-                in_batches(self.timeout, async |limit| {
-                    super::sqlite::delete_expired_sessions(db, limit).await
-                })
-                .await
+                in_batches(self.timeout, |limit| super::sqlite::delete_expired_sessions(db, limit)).await
             }
             Inner::Postgres { writes, .. } => in_batches(self.timeout, |limit| writes.delete_expired(limit)).await,
             // Redis expires them itself.

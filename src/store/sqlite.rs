@@ -10,7 +10,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use super::dedicated::{Cancelled, Dedicated};
 use super::session_cache::SaveExisting;
-use super::sessions::encode;
+use super::sessions::{backend, encode};
 use super::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::config::StoreConfig;
 use tower_sessions::session::{Id, Record};
@@ -309,13 +309,14 @@ impl SqliteSessions {
     }
 }
 
-impl SaveExisting for SqliteSessions {
-    async fn save_existing(&self, record: &Record) -> session_store::Result<bool> {
-        let data = encode(record)?;
-        let done = self
-            .writer
+impl SqliteSessions {
+    /// Runs `sql` on the writer with `record`'s id, its encoded `data` and
+    /// its expiry as `?1`, `?2` and `?3`, as `tower-sessions-sqlx-store`
+    /// writes them; returns the rows changed.
+    async fn write(&self, sql: &str, record: &Record, data: Vec<u8>) -> Result<u64, sqlx::Error> {
+        self.writer
             .run(async |c| {
-                sqlx::query("UPDATE tower_sessions SET data = ?2, expiry_date = ?3 WHERE id = ?1")
+                sqlx::query(sql)
                     .bind(record.id.to_string())
                     .bind(data)
                     .bind(record.expiry_date)
@@ -323,8 +324,15 @@ impl SaveExisting for SqliteSessions {
                     .await
             })
             .await
-            .map_err(|e| session_store::Error::Backend(e.to_string()))?;
-        Ok(done.rows_affected() == 1)
+            .map(|done| done.rows_affected())
+    }
+}
+
+impl SaveExisting for SqliteSessions {
+    async fn save_existing(&self, record: &Record) -> session_store::Result<bool> {
+        let sql = "UPDATE tower_sessions SET data = ?2, expiry_date = ?3 WHERE id = ?1";
+        let updated = self.write(sql, record, encode(record)?).await.map_err(backend)?;
+        Ok(updated == 1)
     }
 }
 
@@ -332,22 +340,12 @@ impl SaveExisting for SqliteSessions {
 impl SessionStore for SqliteSessions {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         loop {
-            let data = encode(record)?;
-            let done = self
-                .writer
-                .run(async |c| {
-                    sqlx::query("INSERT OR ABORT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)")
-                        .bind(record.id.to_string())
-                        .bind(data)
-                        .bind(record.expiry_date)
-                        .execute(c)
-                        .await
-                })
-                .await;
+            let sql = "INSERT OR ABORT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)";
+            let done = self.write(sql, record, encode(record)?).await;
             match done {
                 Ok(_) => return Ok(()),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => record.id = Id::default(),
-                Err(e) => return Err(session_store::Error::Backend(e.to_string())),
+                Err(e) => return Err(backend(e)),
             }
         }
     }
@@ -370,7 +368,7 @@ impl SessionStore for SqliteSessions {
             })
             .await
             .map(drop)
-            .map_err(|e| session_store::Error::Backend(e.to_string()))
+            .map_err(backend)
     }
 }
 
