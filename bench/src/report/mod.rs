@@ -45,17 +45,13 @@ pub struct Page {
 impl Page {
     /// The figures of several runs: each the median of its runs.
     pub fn median(store: &'static str, ceiling: bool, runs: &[(Figures, CpuUse)]) -> Self {
-        let mid = |f: &dyn Fn(&(Figures, CpuUse)) -> f64| {
-            let mut v: Vec<f64> = runs.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied().unwrap_or_default()
-        };
+        let mid = |f: fn(&(Figures, CpuUse)) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
         let p99_runs: Vec<Duration> = runs.iter().map(|r| r.0.p99).collect();
         Self {
             store,
             ceiling,
             figures: Figures {
-                rps: mid(&|r| r.0.rps),
+                rps: mid(|r| r.0.rps),
                 p50: median(&runs.iter().map(|r| r.0.p50).collect::<Vec<_>>()),
                 p99: median(&p99_runs),
                 requests: runs.iter().map(|r| r.0.requests).sum(),
@@ -63,9 +59,9 @@ impl Page {
                 errors: runs.iter().map(|r| r.0.errors).sum(),
             },
             cpu: CpuUse {
-                server: mid(&|r| r.1.server),
-                server_core: mid(&|r| r.1.server_core),
-                load_core: mid(&|r| r.1.load_core),
+                server: mid(|r| r.1.server),
+                server_core: mid(|r| r.1.server_core),
+                load_core: mid(|r| r.1.load_core),
             },
             p99_runs: if runs.len() > 1 { p99_runs } else { Vec::new() },
         }
@@ -268,9 +264,9 @@ pub fn mb(kib: u64) -> f64 {
 }
 
 /// The median of `v` (zero if empty).
-pub fn median(v: &[Duration]) -> Duration {
+pub fn median<T: Copy + Default + PartialOrd>(v: &[T]) -> T {
     let mut v = v.to_vec();
-    v.sort();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
