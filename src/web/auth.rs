@@ -42,7 +42,7 @@ async fn login(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let next = safe_next(param(query.as_deref(), "next").as_deref());
+    let next = safe_next(param(query.as_deref(), "next").as_deref(), &state.public_url);
     let now = state.clock.unix();
     let snapshot = state.provider.snapshot().await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);

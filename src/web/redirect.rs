@@ -1,6 +1,8 @@
-//! Where a user may be sent after login: only same-origin relative paths.
+//! Where a user may be sent after login: only addresses on this site, under
+//! `PUBLIC_URL`, decided by parsing them as a browser would.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use url::Url;
 
 /// Longest accepted `next` value. It travels in the login-in-progress
 /// cookie, and three of those must stay within the 8 KB of request headers
@@ -15,34 +17,40 @@ const NEXT_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// Returns `next` if it is a safe same-origin relative path (with optional
-/// query), otherwise `/`. Rejects scheme-relative (`//host`), absolute URLs,
-/// backslashes (`/\host`, which browsers treat as `//host`), control
-/// characters and the same tricks percent-encoded.
-pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if is_safe(n) => n.to_owned(),
-        _ => "/".to_owned(),
-    }
+/// Where to send the browser after login: `next` resolved against `base`
+/// (`PUBLIC_URL`) the way a browser resolves a link, kept only if it stays
+/// on the same origin and under the base path; otherwise `/`. The result is
+/// the path and query of the resolved URL (dot segments removed, escaped by
+/// the `url` crate), never the raw input, and never a fragment.
+pub fn safe_next(next: Option<&str>, base: &Url) -> String {
+    next.and_then(|n| resolve(n, base)).unwrap_or_else(|| "/".to_owned())
 }
 
-fn is_safe(next: &str) -> bool {
-    if next.len() > MAX_NEXT || !next.starts_with('/') {
-        return false;
+fn resolve(next: &str, base: &Url) -> Option<String> {
+    // The URL parser silently drops tabs and newlines and trims spaces, so a
+    // value it would "repair" is refused rather than repaired: no page of
+    // ours makes such a link.
+    if next.len() > MAX_NEXT || next.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return None;
     }
-    let decoded = percent_decode_str(next).decode_utf8_lossy();
-    for candidate in [next, decoded.as_ref()] {
-        let path = candidate.split(['?', '#']).next().unwrap_or_default();
-        if candidate.starts_with("//")
-            || candidate.contains('\\')
-            || candidate.chars().any(char::is_control)
-            || path.contains("/./")
-            || path.contains("/../")
-        {
-            return false;
-        }
+    let url = base.join(next).ok()?;
+    if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
+        return None;
     }
-    !next.contains('#') && !next.chars().any(char::is_whitespace)
+    let base_path = base.path().trim_end_matches('/');
+    let path = url.path();
+    let under_base = path
+        .strip_prefix(base_path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if !under_base {
+        return None;
+    }
+    let mut out = path.to_owned();
+    if let Some(query) = url.query() {
+        out.push('?');
+        out.push_str(query);
+    }
+    (out.len() <= MAX_NEXT).then_some(out)
 }
 
 /// The login URL that comes back to `path_and_query` afterwards.
@@ -57,45 +65,97 @@ pub fn login_url_for(path_and_query: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn relative_paths_are_kept() {
-        for ok in ["/", "/secret", "/secret?x=1", "/a/b?c=d&e=%20f", "/caf%C3%A9"] {
-            assert_eq!(safe_next(Some(ok)), ok, "{ok}");
-        }
+    fn root() -> Url {
+        Url::parse("https://gate.example.com").unwrap()
+    }
+
+    fn next(value: &str) -> String {
+        safe_next(Some(value), &root())
     }
 
     #[test]
-    fn open_redirect_tricks_fall_back_to_root() {
+    fn relative_paths_are_kept() {
+        for ok in ["/", "/secret", "/secret?x=1", "/a/b?c=d&e=%20f", "/caf%C3%A9", "/%2F/x"] {
+            assert_eq!(next(ok), ok, "{ok}");
+        }
+        // Absolute URLs of this very site are kept as their path.
+        assert_eq!(next("https://gate.example.com/secret?x=1"), "/secret?x=1");
+    }
+
+    #[test]
+    fn other_origins_and_smuggled_characters_fall_back_to_root() {
         let bad = [
             "//evil.com",
             "///evil.com",
             "https://evil.com",
-            "http:evil.com",
+            "https://gate.example.com.evil.com/",
+            "https://gate.example.com:8443/",
+            "http://gate.example.com/",
+            "https://user:pw@gate.example.com/",
             "/\\evil.com",
             "\\\\evil.com",
-            "/%2F/evil.com",
-            "/%2f%2fevil.com",
-            "%2F%2Fevil.com",
-            "/%5Cevil.com",
-            "/%5cevil.com",
+            "\\/evil.com",
             "/\tevil",
+            "/\t/evil.com",
             "/\r\nLocation: https://evil.com",
-            "/%0d%0aSet-Cookie:x=y",
+            "/ /evil.com",
+            " //evil.com",
+            "/\u{0}x",
             "javascript:alert(1)",
-            "evil.com",
-            "",
-            "/secret#@evil.com",
-            "/a/../../evil",
-            "/%2e%2e/evil/../x",
+            "data:text/html,x",
         ];
         for b in bad {
-            assert_eq!(safe_next(Some(b)), "/", "{b:?}");
+            assert_eq!(next(b), "/", "{b:?}");
         }
-        assert_eq!(safe_next(None), "/");
-        assert_eq!(safe_next(Some(&format!("/{}", "a".repeat(5000)))), "/");
+        assert_eq!(safe_next(None, &root()), "/");
+    }
+
+    #[test]
+    fn tricks_that_stay_on_this_site_resolve_to_a_plain_path() {
+        // Each of these was refused by the earlier pattern list; resolved as a
+        // browser would, each is a harmless path on this very site.
+        let cases = [
+            ("http:evil.com", "/"),
+            ("/%2F/evil.com", "/%2F/evil.com"),
+            ("/%2f%2fevil.com", "/%2f%2fevil.com"),
+            ("%2F%2Fevil.com", "/%2F%2Fevil.com"),
+            ("/%5Cevil.com", "/%5Cevil.com"),
+            ("/%5cevil.com", "/%5cevil.com"),
+            ("/%0d%0aSet-Cookie:x=y", "/%0d%0aSet-Cookie:x=y"),
+            ("evil.com", "/evil.com"),
+            ("", "/"),
+            ("/secret#@evil.com", "/secret"),
+            ("/a/../../evil", "/evil"),
+            ("/%2e%2e/evil/../x", "/x"),
+            ("/q?a=<script>", "/q?a=%3Cscript%3E"),
+        ];
+        for (input, expected) in cases {
+            let got = next(input);
+            assert_eq!(got, expected, "{input:?}");
+            assert!(got.starts_with('/') && !got.starts_with("//"), "{input:?} → {got}");
+            let resolved = root().join(&got).unwrap();
+            assert_eq!(resolved.origin(), root().origin(), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn only_paths_under_the_base_path() {
+        let base = Url::parse("https://host.example.com/app").unwrap();
+        assert_eq!(safe_next(Some("/app"), &base), "/app");
+        assert_eq!(safe_next(Some("/app/x?y=1"), &base), "/app/x?y=1");
+        assert_eq!(safe_next(Some("/other"), &base), "/");
+        assert_eq!(safe_next(Some("/application"), &base), "/");
+        assert_eq!(safe_next(Some("/app/../other"), &base), "/");
+    }
+
+    #[test]
+    fn long_values_fall_back_to_root() {
+        assert_eq!(next(&format!("/{}", "a".repeat(5000))), "/");
         let longest = format!("/{}", "a".repeat(MAX_NEXT - 1));
-        assert_eq!(safe_next(Some(&longest)), longest);
-        assert_eq!(safe_next(Some(&format!("{longest}a"))), "/");
+        assert_eq!(next(&longest), longest);
+        assert_eq!(next(&format!("{longest}a")), "/");
+        // Escaping may lengthen a value past the bound: still refused.
+        assert_eq!(next(&format!("/{}", "é".repeat(200))), "/");
     }
 
     #[test]
