@@ -6,7 +6,7 @@ use std::future::{Ready, ready};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, OriginalUri, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::future::Either;
@@ -179,7 +179,14 @@ fn to_login(request: &Request) -> Response {
         )
             .into_response();
     }
-    let target = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    // Inside a nested router `uri()` has lost the mount point; the URI the
+    // browser asked for is the one to come back to.
+    let uri = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map(|o| &o.0)
+        .unwrap_or_else(|| request.uri());
+    let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     Redirect::to(&login_url_for(target)).into_response()
 }
 
@@ -195,11 +202,28 @@ fn wants_json(headers: &HeaderMap) -> bool {
     xhr || (accept.contains("application/json") && !accept.contains("text/html"))
 }
 
+/// Marks a response as the routes' own, so that [`render_bare_errors`]
+/// leaves it alone. Use with `tower::util::MapResponseLayer` inside the
+/// session and login layers.
+pub fn mark_routed(mut response: Response) -> Response {
+    response.extensions_mut().insert(Routed);
+    response
+}
+
+/// The mark of [`mark_routed`].
+#[derive(Clone, Copy, Debug)]
+struct Routed;
+
 /// Replaces the body-less 5xx answers of the session and login layers
-/// (store failures) with the "temporarily unavailable" page. Use with
+/// (store failures) with the "temporarily unavailable" page. An answer of
+/// the routes themselves (marked by [`mark_routed`]), such as an embedding
+/// app's own bare `500`, is left as it is. Use with
 /// `tower::util::MapResponseLayer`.
 pub fn render_bare_errors(response: Response) -> Response {
-    if response.status().is_server_error() && !response.headers().contains_key(header::CONTENT_TYPE) {
+    if response.status().is_server_error()
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+        && response.extensions().get::<Routed>().is_none()
+    {
         tracing::error!(status = %response.status(), "session or user store failed");
         return AppError::Store(StoreError::Session("store failure in the session layer".into())).into_response();
     }
@@ -257,6 +281,12 @@ mod tests {
         assert_eq!(kept.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = axum::body::to_bytes(kept.into_body(), 1024).await.unwrap();
         assert_eq!(&body[..], b"handler's page");
+
+        // A route's own bare 500 passes too: only the layers' answers are replaced.
+        let routed = mark_routed(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        let kept = render_bare_errors(routed);
+        assert_eq!(kept.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!kept.headers().contains_key(header::CONTENT_TYPE));
     }
 
     #[tokio::test]

@@ -96,7 +96,8 @@ pub fn router(state: AppState, cookie: &CookieSettings, extra: Router<AppState>)
         .layer(MapResponseLayer::new(guard::render_bare_errors))
         .layer(sessions)
         .layer(guard::EnforceLifetimesLayer(state.clone()))
-        .layer(auth_manager);
+        .layer(auth_manager)
+        .layer(MapResponseLayer::new(guard::mark_routed));
     Router::new()
         .merge(pages::router())
         .merge(auth::router())

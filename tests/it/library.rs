@@ -49,3 +49,38 @@ async fn an_embedding_app_protects_its_own_routes() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(text(r).await, "report 7 for Ada Lovelace");
 }
+
+fn nested_routes() -> Router<AppState> {
+    let reports = Router::new()
+        .route("/reports/{id}", get(report))
+        .route_layer(RequireLoginLayer);
+    Router::new()
+        .nest("/app", reports)
+        .route("/broken", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+}
+
+#[tokio::test]
+async fn a_nested_router_comes_back_to_the_full_path_and_its_own_errors_pass() {
+    let app = TestApp::spawn_with(Options {
+        routes: Some(nested_routes),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+
+    // The login comes back to the path the browser asked for, mount point included.
+    let r = browser.get(&app.url("/app/reports/7?tab=2")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/login?next=/app/reports/7%3Ftab%3D2");
+    let done = login(&app, &browser, Some("/app/reports/7?tab=2")).await;
+    assert_eq!(location(&done), "/app/reports/7?tab=2");
+    let r = browser.get(&app.url("/app/reports/7")).await;
+    assert_eq!(text(r).await, "report 7 for Ada Lovelace");
+
+    // The app's own bare 500 is its answer, not the "storage unavailable" page.
+    for who in [Browser::new(), browser] {
+        let r = who.get(&app.url("/broken")).await;
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(text(r).await.is_empty());
+    }
+}
