@@ -355,17 +355,22 @@ async fn provider_error_and_wrong_iss_are_4xx() {
 #[tokio::test]
 async fn open_redirects_land_on_the_index() {
     let app = TestApp::spawn().await;
-    for evil in [
-        "//evil.example",
-        "https://evil.example/",
-        "/\\evil.example",
-        "/%2F%2Fevil.example",
-        "%2F%2Fevil.example",
-    ] {
+    let cases = [
+        ("//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("/\t/evil.example", "/"),
+        // Encoded slashes are a path on this site, not another host.
+        ("/%2F%2Fevil.example", "/%2F%2Fevil.example"),
+        ("%2F%2Fevil.example", "/%2F%2Fevil.example"),
+    ];
+    for (evil, expected) in cases {
         let browser = Browser::new();
         let r = login(&app, &browser, Some(evil)).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert_eq!(location(&r), "/", "next={evil:?}");
+        assert_eq!(location(&r), expected, "next={evil:?}");
+        let landing = url::Url::parse(&redirect_target(&r)).unwrap();
+        assert_eq!(landing.host_str(), Some("127.0.0.1"), "next={evil:?}");
     }
 }
 
