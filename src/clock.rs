@@ -31,7 +31,10 @@ impl Clock {
         self.now().unix_timestamp()
     }
 
-    /// Moves this clock (and every clone of it) forward. Meant for tests.
+    /// Moves this clock (and every clone of it) forward. For tests only:
+    /// public because the integration tests drive the app from outside the
+    /// crate, hidden because no application has a reason to call it.
+    #[doc(hidden)]
     pub fn advance(&self, by: Duration) {
         let secs = i64::try_from(by.as_secs()).unwrap_or(i64::MAX / 2);
         self.offset_secs.fetch_add(secs, Ordering::Relaxed);

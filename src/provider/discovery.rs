@@ -34,12 +34,6 @@ pub struct Metadata {
     pub end_session_endpoint: Option<Url>,
     /// Client authentication methods; absent means `client_secret_basic`.
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
-    /// ID token signing algorithms.
-    #[serde(default)]
-    pub id_token_signing_alg_values_supported: Vec<String>,
-    /// Whether the provider sends back-channel logout tokens.
-    #[serde(default)]
-    pub backchannel_logout_supported: bool,
 }
 
 impl Metadata {

@@ -230,11 +230,6 @@ impl Store {
         dispatch!(self, user(id))
     }
 
-    /// The user signed in as `subject` at `issuer`.
-    pub async fn user_by_subject(&self, issuer: &str, subject: &str) -> Result<Option<UserRow>, StoreError> {
-        dispatch!(self, user_by_subject(issuer, subject))
-    }
-
     /// Records which provider login a session belongs to.
     pub async fn link_session(&self, link: &SessionLink<'_>) -> Result<(), StoreError> {
         dispatch!(self, link_session(link))

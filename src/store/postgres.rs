@@ -91,14 +91,6 @@ pub(super) async fn user(pool: &PgPool, id: i64) -> Result<Option<UserRow>, Stor
         .await?)
 }
 
-pub(super) async fn user_by_subject(pool: &PgPool, issuer: &str, subject: &str) -> Result<Option<UserRow>, StoreError> {
-    Ok(sqlx::query_as("SELECT * FROM users WHERE issuer = $1 AND subject = $2")
-        .bind(issuer)
-        .bind(subject)
-        .fetch_optional(pool)
-        .await?)
-}
-
 pub(super) async fn link_session(pool: &PgPool, l: &SessionLink<'_>) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token)

@@ -190,11 +190,6 @@ fn redis_connections(max_connections: u32) -> usize {
     workers.clamp(1, max_connections.max(1) as usize)
 }
 
-tokio::task_local! {
-    /// Set while a session that was never saved logs in.
-    static UNSAVED_SESSION: ();
-}
-
 /// The batched PostgreSQL lookups: one query out at a time while queries
 /// answer promptly, as one query serves the most lookups. Lookups that
 /// have waited 1 ms (the query out is slow: a cold read, a lock, a
@@ -307,18 +302,6 @@ impl SessionBackend {
         result.map_err(|e| StoreError::Session(e.to_string()))
     }
 
-    /// Runs `login` for a session that was never saved (its request brought
-    /// no session id), skipping the store's deletes meanwhile.
-    ///
-    /// `AuthSession::login` renews the session id against fixation through
-    /// `Session::cycle_id`, which deletes the record's old id from the store.
-    /// A session that was never saved has no old id: its record was made up
-    /// in memory under a random id that no store has, so that delete would
-    /// be a round trip to the store for nothing, on every login.
-    pub async fn login_unsaved<F: Future>(login: F) -> F::Output {
-        UNSAVED_SESSION.scope((), login).await
-    }
-
     /// Deletes every expired session now, in batches, each bounded by the
     /// store's timeout (Redis expires them by itself); returns how many.
     pub async fn delete_expired_now(&self) -> session_store::Result<u64> {
@@ -373,9 +356,6 @@ impl SessionStore for SessionBackend {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        if UNSAVED_SESSION.try_with(|_| ()).is_ok() {
-            return Ok(());
-        }
         bounded(self.timeout, async {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.delete(id).await,

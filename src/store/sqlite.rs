@@ -131,14 +131,6 @@ pub(super) async fn user(db: &SqliteDb, id: i64) -> Result<Option<UserRow>, Stor
         .await?)
 }
 
-pub(super) async fn user_by_subject(db: &SqliteDb, issuer: &str, subject: &str) -> Result<Option<UserRow>, StoreError> {
-    Ok(sqlx::query_as("SELECT * FROM users WHERE issuer = ?1 AND subject = ?2")
-        .bind(issuer)
-        .bind(subject)
-        .fetch_optional(&db.reader)
-        .await?)
-}
-
 pub(super) async fn link_session(db: &SqliteDb, l: &SessionLink<'_>) -> Result<(), StoreError> {
     db.writer
         .run(async |c| {

@@ -16,7 +16,7 @@ use super::pending::PendingLogin;
 use super::redirect::safe_next;
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData};
-use crate::store::{SessionBackend, SessionLink, UserProfile};
+use crate::store::{SessionLink, UserProfile};
 use crate::users::AuthSession;
 
 /// Bytes of randomness in `state`, `nonce` and the CSRF token (256 bits).
@@ -164,15 +164,7 @@ async fn complete(
     }
     // The backend takes the fresh profile (refreshing its cache).
     if let Some(user) = auth.authenticate(row).await? {
-        match session.id() {
-            // The session was never saved, or was ended just above: its
-            // record exists only in memory, and the id renewal inside
-            // `login` has nothing to delete from the store.
-            None => SessionBackend::login_unsaved(auth.login(&user)).await?,
-            // Not reached; were the block above to change, a real delete
-            // must not be skipped.
-            Some(_) => auth.login(&user).await?,
-        }
+        auth.login(&user).await?;
     }
     let data = LoginData {
         issuer: state.provider.issuer().to_owned(),
