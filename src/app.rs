@@ -86,6 +86,8 @@ impl App {
                 scopes: config.scopes.clone(),
                 http_timeout: config.http_timeout,
                 clock_skew: config.clock_skew,
+                wanted_claims: config.access.wanted_claims(),
+                authorization_params: config.access.authorization_params(),
             },
             clock.clone(),
         );

@@ -10,10 +10,10 @@ use axum::routing::{get, post};
 use openidconnect::PkceCodeChallenge;
 use url::form_urlencoded;
 
-use super::AppState;
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::redirect::safe_next;
+use super::AppState;
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData};
 use crate::store::{SessionBackend, SessionLink, UserProfile};
@@ -43,6 +43,9 @@ async fn login(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let next = safe_next(param(query.as_deref(), "next").as_deref());
+    // "Sign in as someone else" (the refusal page): the provider shows its
+    // account chooser rather than signing the same account in again.
+    let prompt = param(query.as_deref(), "prompt").filter(|p| p == "select_account");
     let now = state.clock.unix();
     let snapshot = state.provider.snapshot().await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);
@@ -58,6 +61,7 @@ async fn login(
         pending.state.expose(),
         pending.nonce.expose(),
         challenge.as_str(),
+        prompt.as_deref(),
     );
     // In the browser, not the session store: /login writes nothing here.
     let jar = state.pending.start(&headers, &pending, now);
