@@ -13,7 +13,7 @@ use url::form_urlencoded;
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::redirect::safe_next;
-use super::AppState;
+use super::{AppState, access};
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData};
 use crate::store::{SessionBackend, SessionLink, UserProfile};
@@ -137,6 +137,11 @@ async fn complete(
             detail: "state already used",
         });
     }
+    // Who may sign in: judged before anything of theirs is stored.
+    let access = match access::admit(state, &session, &login, &pending.next).await {
+        Ok(access) => access,
+        Err(refused) => return Ok(refused),
+    };
     let claims = &login.id_token;
     let row = state
         .store
@@ -190,6 +195,7 @@ async fn complete(
     };
     session.insert(LOGIN_KEY, &data).await?;
     session.insert(ACTIVITY_KEY, activity).await?;
+    access::keep(&session, access.as_ref()).await?;
     session.set_expiry(Some(state.lifetimes.expiry()));
     session.save().await?;
     if let Some(id) = session.id() {
