@@ -86,6 +86,8 @@ impl App {
                 scopes: config.scopes.clone(),
                 http_timeout: config.http_timeout,
                 clock_skew: config.clock_skew,
+                wanted_claims: config.access.wanted_claims(),
+                authorization_params: config.access.authorization_params(),
             },
             clock.clone(),
         );
@@ -97,6 +99,7 @@ impl App {
             clock,
             lifetimes: Lifetimes::new(config.session),
             public_url: config.public_url.clone(),
+            access: config.access.clone(),
         });
         Self {
             state,
@@ -139,6 +142,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let addr = listener.local_addr()?;
+        if self.dev.is_none() && self.state.access.is_open() {
+            open_door_warning(&self.state);
+        }
         let server = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown);
         let server = tokio::spawn(async move { server.await });
         if self.dev.is_some() {
@@ -188,5 +194,20 @@ fn banner(state: &AppState) {
          Open {} to try it.\n{line}",
         state.public_url.as_str().trim_end_matches('/'),
         state.public_url
+    );
+}
+
+/// A real provider and no access rule: say so once, loudly (the
+/// development provider has its own banner).
+fn open_door_warning(state: &AppState) {
+    let issuer = state.provider.issuer();
+    let who = if issuer.trim_end_matches('/') == crate::config::GOOGLE_ISSUER {
+        "any Google account in the world".to_owned()
+    } else {
+        format!("any account at {issuer}")
+    };
+    tracing::warn!(
+        "no access rule is set: {who} can sign in. Set ALLOWED_EMAIL_DOMAINS, ALLOWED_EMAILS or ALLOWED_GROUPS \
+         to choose who may (see \"Who may sign in\" in the README)."
     );
 }

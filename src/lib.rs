@@ -5,6 +5,7 @@
 //!
 //! ## Layout
 //! - [`config`]: environment configuration, validated at start-up.
+//! - [`access`]: who may sign in (allowed email domains, addresses, groups).
 //! - [`provider`]: the OpenID provider: discovery, keys, code exchange, ID token checks.
 //! - [`store`]: the database: users and the session index (SQLite by default).
 //! - [`session`]: server-side sessions, their timeouts and the login data kept in them.
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod app;
 pub mod clock;
 pub mod config;

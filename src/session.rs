@@ -15,6 +15,9 @@ use crate::store::SessionBackend;
 pub const LOGIN_KEY: &str = "oidc.login";
 /// Session key of the login's [`Activity`].
 pub const ACTIVITY_KEY: &str = "oidc.activity";
+/// Session key of the claims the access rules judge ([`crate::access::Claims`]),
+/// kept only while rules are set.
+pub const ACCESS_KEY: &str = "oidc.access";
 /// What a logged-in session keeps about its provider login.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct LoginData {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use url::{Host, Url};
 
+use crate::access::{AccessArgs, Rules};
 use crate::secret::Secret;
 
 mod store;
@@ -84,6 +85,9 @@ pub struct Args {
     /// A session ends this long after sign-in, however active (e.g. 7d).
     #[arg(long, env = "SESSION_MAX_AGE", default_value = "7d")]
     pub session_max_age: String,
+    /// Who may sign in (ALLOWED_EMAIL_DOMAINS, ALLOWED_EMAILS, ALLOWED_GROUPS, …).
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 /// Validated configuration.
@@ -107,6 +111,8 @@ pub struct Config {
     pub clock_skew: Duration,
     /// Scopes to request.
     pub scopes: Vec<String>,
+    /// Who may sign in.
+    pub access: Rules,
 }
 
 /// The provider to use.
@@ -169,6 +175,7 @@ impl Config {
             max_age: parse_duration("SESSION_MAX_AGE", &args.session_max_age)?,
         };
         let store = store::from_args(&args)?;
+        let access = Rules::from_args(&args.access, &provider)?;
         let scopes: Vec<String> = args.oidc_scopes.split_whitespace().map(str::to_owned).collect();
         if !scopes.iter().any(|s| s == "openid") {
             return Err(err("OIDC_SCOPES must include `openid`."));
@@ -183,6 +190,7 @@ impl Config {
             http_timeout: parse_duration("OIDC_HTTP_TIMEOUT", &args.oidc_http_timeout)?,
             clock_skew: parse_duration_allow_zero("OIDC_CLOCK_SKEW", &args.oidc_clock_skew)?,
             scopes,
+            access,
         })
     }
 

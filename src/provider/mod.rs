@@ -2,6 +2,7 @@
 //! (cached, refreshed in the background, refetched once on an unknown `kid`),
 //! the authorization URL, the code exchange and ID token validation.
 
+mod claims;
 mod discovery;
 mod error;
 mod jwk;
@@ -16,6 +17,7 @@ use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
 use url::Url;
 
+pub use claims::ClaimPath;
 pub use discovery::Metadata;
 pub use error::{ProviderError, Reason};
 pub use logout::LogoutRequest;
@@ -44,6 +46,11 @@ pub struct ProviderSettings {
     pub http_timeout: Duration,
     /// Allowed clock difference for `exp` and `iat`.
     pub clock_skew: Duration,
+    /// Claims the access rules read (the groups claim): when the ID token
+    /// lacks one, UserInfo is asked too.
+    pub wanted_claims: Vec<ClaimPath>,
+    /// Extra parameters of every authorization request (Google's `hd` hint).
+    pub authorization_params: Vec<(String, String)>,
 }
 
 /// A handle to the provider; cheap to clone.
@@ -78,6 +85,8 @@ pub struct Login {
     pub id_token: VerifiedIdToken,
     /// The raw ID token, kept as `id_token_hint` for logout.
     pub raw_id_token: String,
+    /// UserInfo's claims beyond the profile ones (empty when it was not asked).
+    pub userinfo_claims: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Provider {
@@ -195,7 +204,16 @@ impl Provider {
     }
 
     /// The URL to send the browser to (built locally; no request is made).
-    pub fn authorization_url(&self, snapshot: &Snapshot, state: &str, nonce: &str, pkce_challenge: &str) -> Url {
+    /// `prompt` is passed on as is (e.g. `select_account`: the provider shows
+    /// its account chooser rather than signing the same account in again).
+    pub fn authorization_url(
+        &self,
+        snapshot: &Snapshot,
+        state: &str,
+        nonce: &str,
+        pkce_challenge: &str,
+        prompt: Option<&str>,
+    ) -> Url {
         let s = &self.inner.settings;
         let mut url = snapshot.metadata.authorization_endpoint.clone();
         url.query_pairs_mut()
@@ -207,11 +225,17 @@ impl Provider {
             .append_pair("nonce", nonce)
             .append_pair("code_challenge", pkce_challenge)
             .append_pair("code_challenge_method", "S256");
+        for (name, value) in &s.authorization_params {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+        if let Some(prompt) = prompt {
+            url.query_pairs_mut().append_pair("prompt", prompt);
+        }
         url
     }
 
     /// Exchanges `code`, validates the ID token and completes the profile
-    /// from UserInfo when the ID token lacks it.
+    /// from UserInfo when the ID token lacks it (or lacks a wanted claim).
     pub async fn complete_login(&self, code: &str, pkce_verifier: &str, nonce: &str) -> Result<Login, ProviderError> {
         let s = &self.inner.settings;
         let snapshot = self.snapshot().await?;
@@ -228,7 +252,9 @@ impl Provider {
         let mut id_token = self
             .verify_id_token(snapshot, &raw, nonce, &tokens.access_token)
             .await?;
-        if id_token.email.is_none() || id_token.name.is_none() {
+        let mut userinfo_claims = serde_json::Map::new();
+        let lacks_wanted = s.wanted_claims.iter().any(|c| c.find(&id_token.claims).is_none());
+        if id_token.email.is_none() || id_token.name.is_none() || lacks_wanted {
             let current = self.snapshot().await?;
             if let Some(endpoint) = &current.metadata.userinfo_endpoint {
                 let info = token::userinfo(&self.inner.http, endpoint, &tokens.access_token).await?;
@@ -242,11 +268,13 @@ impl Provider {
                 id_token.email_verified = id_token.email_verified.or(info.email_verified);
                 id_token.name = id_token.name.or(info.name);
                 id_token.picture = id_token.picture.or(info.picture);
+                userinfo_claims = info.other;
             }
         }
         Ok(Login {
             id_token,
             raw_id_token: raw,
+            userinfo_claims,
         })
     }
 

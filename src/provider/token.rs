@@ -31,6 +31,9 @@ pub struct UserInfo {
     pub name: Option<String>,
     /// `picture`.
     pub picture: Option<String>,
+    /// The other claims (groups, `hd`, …), for the access rules.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {

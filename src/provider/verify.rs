@@ -64,6 +64,9 @@ pub struct VerifiedIdToken {
     pub name: Option<String>,
     /// `picture`.
     pub picture: Option<String>,
+    /// Every claim of the token, as signed: what the access rules read
+    /// beyond the fields above (groups, `hd`).
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The fixed inputs of a validation.
@@ -90,9 +93,10 @@ fn reject(reason: Reason, detail: impl Into<String>) -> Verdict {
 
 /// Validates `raw` against `jwks`.
 pub(crate) fn verify(raw: &str, jwks: &GateJsonWebKeySet, want: &Expectations<'_>) -> Verdict {
-    if let Err(e) = precheck(raw) {
-        return Verdict::Invalid(e);
-    }
+    let payload = match precheck(raw) {
+        Ok(payload) => payload,
+        Err(e) => return Verdict::Invalid(e),
+    };
     let token = match GateIdToken::from_str(raw) {
         Ok(t) => t,
         Err(e) => {
@@ -127,7 +131,9 @@ pub(crate) fn verify(raw: &str, jwks: &GateJsonWebKeySet, want: &Expectations<'_
         Err(e) => return Verdict::Invalid(map_error(e)),
     };
     match check_extra(&token, &claims, &verifier, want) {
-        Ok(()) => Verdict::Valid(summarize(&claims)),
+        // The payload decoded by `precheck` is the one whose signature just
+        // verified, so its claims can now be trusted.
+        Ok(()) => Verdict::Valid(summarize(&claims, payload)),
         Err(e) => Verdict::Invalid(e),
     }
 }
@@ -217,8 +223,9 @@ fn map_error(e: ClaimsVerificationError) -> ProviderError {
 }
 
 /// Reads the unverified header and payload only to name precisely which
-/// required part is missing; nothing read here is trusted.
-fn precheck(raw: &str) -> Result<(), ProviderError> {
+/// required part is missing; nothing read here is trusted until the
+/// signature verifies. Returns the payload's claims.
+fn precheck(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
     let malformed = |d: &str| ProviderError::new(Reason::IdTokenMalformed, d.to_owned());
     let mut parts = raw.split('.');
     let (Some(header), Some(payload), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
@@ -265,10 +272,10 @@ fn precheck(raw: &str) -> Result<(), ProviderError> {
     if !has_num("iat") {
         return Err(ProviderError::new(Reason::IdTokenIat, "no iat"));
     }
-    Ok(())
+    Ok(claims)
 }
 
-fn summarize(claims: &GateClaims) -> VerifiedIdToken {
+fn summarize(claims: &GateClaims, payload: serde_json::Map<String, serde_json::Value>) -> VerifiedIdToken {
     VerifiedIdToken {
         subject: claims.subject().to_string(),
         sid: claims.additional_claims().sid.clone(),
@@ -276,5 +283,6 @@ fn summarize(claims: &GateClaims) -> VerifiedIdToken {
         email_verified: claims.email_verified(),
         name: claims.name().and_then(|n| n.get(None)).map(|n| n.to_string()),
         picture: claims.picture().and_then(|p| p.get(None)).map(|p| p.to_string()),
+        claims: payload,
     }
 }

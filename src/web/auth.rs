@@ -10,10 +10,10 @@ use axum::routing::{get, post};
 use openidconnect::PkceCodeChallenge;
 use url::form_urlencoded;
 
-use super::AppState;
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::redirect::safe_next;
+use super::{AppState, access};
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData};
 use crate::store::{SessionLink, UserProfile};
@@ -43,6 +43,9 @@ async fn login(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let next = safe_next(param(query.as_deref(), "next").as_deref(), &state.public_url);
+    // "Sign in as someone else" (the refusal page): the provider shows its
+    // account chooser rather than signing the same account in again.
+    let prompt = param(query.as_deref(), "prompt").filter(|p| p == "select_account");
     let now = state.clock.unix();
     let snapshot = state.provider.snapshot().await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);
@@ -58,6 +61,7 @@ async fn login(
         pending.state.expose(),
         pending.nonce.expose(),
         challenge.as_str(),
+        prompt.as_deref(),
     );
     // In the browser, not the session store: /login writes nothing here.
     let jar = state.pending.start(&headers, &pending, now);
@@ -133,6 +137,11 @@ async fn complete(
             detail: "state already used",
         });
     }
+    // Who may sign in: judged before anything of theirs is stored.
+    let access = match access::admit(state, &session, &login, &pending.next).await {
+        Ok(access) => access,
+        Err(refused) => return Ok(refused),
+    };
     let claims = &login.id_token;
     let row = state
         .store
@@ -178,6 +187,7 @@ async fn complete(
     };
     session.insert(LOGIN_KEY, &data).await?;
     session.insert(ACTIVITY_KEY, activity).await?;
+    access::keep(&session, access.as_ref()).await?;
     session.set_expiry(Some(state.lifetimes.expiry()));
     session.save().await?;
     if let Some(id) = session.id() {

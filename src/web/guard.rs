@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::extract::{MatchedPath, OriginalUri, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::future::Either;
 use tower::{Layer, Service};
@@ -68,7 +68,16 @@ where
         let state = self.state.clone();
         Box::pin(async move {
             if let Some(session) = request.extensions().get::<Session>()
-                && let Err(response) = enforce_lifetimes(&state, session).await
+                && let Err(response) = enforce_lifetimes(
+                    &state,
+                    session,
+                    Asked {
+                        method: request.method(),
+                        uri: request.uri(),
+                        headers: request.headers(),
+                    },
+                )
+                .await
             {
                 return Ok(response);
             }
@@ -77,7 +86,16 @@ where
     }
 }
 
-async fn enforce_lifetimes(state: &AppState, session: &Session) -> Result<(), Response> {
+/// What [`enforce_lifetimes`] needs of the request: references to its
+/// parts (the body is not `Sync`, so the request itself cannot be held
+/// across an await).
+struct Asked<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+}
+
+async fn enforce_lifetimes(state: &AppState, session: &Session, request: Asked<'_>) -> Result<(), Response> {
     let activity = session
         .get::<Activity>(ACTIVITY_KEY)
         .await
@@ -100,23 +118,37 @@ async fn enforce_lifetimes(state: &AppState, session: &Session) -> Result<(), Re
                 .ok()
                 .flatten()
                 .map(|l| l.subject);
-            let id = session.id().map(|id| id.to_string());
-            session
-                .flush()
-                .await
-                .map_err(|e| AppError::Session(e).into_response())?;
-            if let Some(id) = id
-                && let Err(e) = state.store.unlink_session(&id).await
-            {
-                tracing::warn!(error = %e, "could not remove an expired session's link");
-            }
+            end_session(state, session).await.map_err(IntoResponse::into_response)?;
             let reason = if verdict == Verdict::Idle {
                 "session_idle"
             } else {
                 "session_max_age"
             };
             tracing::info!(reason, subject = subject.as_deref().unwrap_or("-"), "session ended");
+            return Ok(());
         }
+    }
+    // Who may sign in, judged again: the rules may have been tightened
+    // since this session signed in. Nothing is read when no rule is set.
+    if state.access.is_open() {
+        return Ok(());
+    }
+    let next = match *request.method {
+        Method::GET => request.uri.path_and_query().map_or("/", |p| p.as_str()),
+        _ => "/",
+    };
+    super::access::recheck(state, session, request.headers, next).await
+}
+
+/// Ends a logged-in session here: its record first, then its session-index
+/// link (were that to fail, the session is already gone; only logged).
+pub(super) async fn end_session(state: &AppState, session: &Session) -> Result<(), AppError> {
+    let id = session.id().map(|id| id.to_string());
+    session.flush().await?;
+    if let Some(id) = id
+        && let Err(e) = state.store.unlink_session(&id).await
+    {
+        tracing::warn!(error = %e, "could not remove an ended session's link");
     }
     Ok(())
 }
@@ -190,7 +222,9 @@ fn to_login(request: &Request) -> Response {
     Redirect::to(&login_url_for(target)).into_response()
 }
 
-fn wants_json(headers: &HeaderMap) -> bool {
+/// API clients (`Accept: application/json` without HTML, or XHR) get JSON
+/// rather than pages and redirects.
+pub(super) fn wants_json(headers: &HeaderMap) -> bool {
     let xhr = headers
         .get("x-requested-with")
         .and_then(|v| v.to_str().ok())

@@ -1,6 +1,7 @@
 //! HTTP routes and pages. Each feature module has its own router; they are
 //! merged here with the session, login and security layers.
 
+mod access;
 mod auth;
 mod backchannel;
 mod error;
@@ -23,6 +24,7 @@ pub use error::AppError;
 pub use guard::{RequireLogin, RequireLoginLayer};
 pub use pending::PendingLogins;
 
+use crate::access::Rules;
 use crate::clock::Clock;
 use crate::provider::Provider;
 use crate::session::{self, CookieSettings, Lifetimes};
@@ -48,6 +50,8 @@ pub struct Shared {
     pub public_url: Url,
     /// The cookies of logins in progress.
     pub pending: PendingLogins,
+    /// Who may sign in.
+    pub access: Rules,
 }
 
 impl std::ops::Deref for AppState {

@@ -3,6 +3,7 @@
 mod fake_op;
 mod support;
 
+mod access;
 mod certification;
 mod cli;
 mod instances;

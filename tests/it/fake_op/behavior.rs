@@ -90,6 +90,9 @@ pub struct Behavior {
     pub require_pkce: bool,
     /// UserInfo's `sub`, when it should differ from the ID token's.
     pub userinfo_sub: Option<String>,
+    /// Members replacing (or, when `null`, removing) those of the UserInfo
+    /// answer, applied last: `{"groups": ["admin"]}`, `{"email": null}`, …
+    pub userinfo_patch: Value,
     /// The `state` sent back on the post-logout redirect (overrides the RP's).
     pub end_session_state: Option<String>,
 }
@@ -116,6 +119,7 @@ impl Default for Behavior {
             token_reply: TokenReply::Tokens,
             require_pkce: false,
             userinfo_sub: None,
+            userinfo_patch: json!({}),
             end_session_state: None,
         }
     }

@@ -280,13 +280,14 @@ async fn userinfo(State(op): Op, headers: HeaderMap) -> Response {
             .into_response();
     };
     let b = op.behavior.lock().unwrap().clone();
-    axum::Json(json!({
+    let mut claims = json!({
         "sub": b.userinfo_sub.unwrap_or(sub),
         "name": b.name,
         "email": b.email,
         "email_verified": true,
-    }))
-    .into_response()
+    });
+    jose::merge(&mut claims, &b.userinfo_patch);
+    axum::Json(claims).into_response()
 }
 
 async fn end_session(State(op): Op, RawQuery(query): RawQuery) -> Response {

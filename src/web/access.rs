@@ -1,0 +1,126 @@
+//! The access rules at the door ([`crate::access`]): judged at sign-in,
+//! before anything of the user is stored, and again on every request from
+//! the claims kept in the session. A refusal ends the session and answers
+//! 403: a page that says who the user is at the provider, why, and offers
+//! to sign in as someone else (JSON for API clients).
+
+use askama::Template;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+use super::AppState;
+use super::error::{AppError, render};
+use super::guard::{end_session, wants_json};
+use super::redirect::login_url_for;
+use crate::access::{Claims, Refusal};
+use crate::provider::Login;
+use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData};
+
+/// The refusal page.
+#[derive(Template)]
+#[template(path = "refused.html")]
+struct RefusedPage<'a> {
+    /// Email or name at the provider (escaped by the template).
+    who: Option<&'a str>,
+    sentence: &'static str,
+    reason: &'static str,
+    /// `/login` asking the provider for its account chooser.
+    switch_url: String,
+    /// A session was ended (rather than a sign-in refused).
+    ended: bool,
+}
+
+/// Judges a validated login. `Ok(None)`: no rule is set; `Ok(Some)`: the
+/// claims to keep in the session; `Err`: the refusal page, after this
+/// browser's earlier session (if any) was ended, so that it leaves signed out.
+pub(super) async fn admit(
+    state: &AppState,
+    session: &Session,
+    login: &Login,
+    next: &str,
+) -> Result<Option<Claims>, Response> {
+    if state.access.is_open() {
+        return Ok(None);
+    }
+    let claims = state.access.claims_of(login);
+    let Err(refusal) = state.access.check(&claims) else {
+        return Ok(Some(claims));
+    };
+    if session.id().is_some() {
+        end_session(state, session).await.map_err(IntoResponse::into_response)?;
+    }
+    tracing::info!(reason = refusal.code(), subject = ?login.id_token.subject, "sign-in refused");
+    Err(refused(&claims, refusal, next, false, false))
+}
+
+/// Keeps the admitted claims in the session, for [`recheck`].
+pub(super) async fn keep(session: &Session, claims: Option<&Claims>) -> Result<(), AppError> {
+    if let Some(claims) = claims {
+        session.insert(ACCESS_KEY, claims).await?;
+    }
+    Ok(())
+}
+
+/// Judges a logged-in session again (the rules may have been tightened
+/// since it signed in). Only called when rules are set. A refused session
+/// ends and gets the 403; one signed in before these rules existed ends
+/// quietly, and the request goes on anonymous (it then signs in again and
+/// is judged then).
+pub(super) async fn recheck(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<(), Response> {
+    let claims = session
+        .get::<Claims>(ACCESS_KEY)
+        .await
+        .map_err(|e| AppError::Session(e).into_response())?;
+    let verdict = match &claims {
+        Some(c) if state.access.can_judge(c) => match state.access.check(c) {
+            Ok(()) => return Ok(()),
+            Err(refusal) => Some(refusal),
+        },
+        _ => None,
+    };
+    let subject = session
+        .get::<LoginData>(LOGIN_KEY)
+        .await
+        .ok()
+        .flatten()
+        .map(|l| l.subject);
+    end_session(state, session).await.map_err(IntoResponse::into_response)?;
+    let Some(refusal) = verdict else {
+        tracing::info!(reason = "access_claims_missing", subject = ?subject, "session ended");
+        return Ok(());
+    };
+    tracing::info!(reason = refusal.code(), subject = ?subject, "session refused");
+    let next = if path.starts_with('/') { path } else { "/" };
+    Err(refused(
+        &claims.unwrap_or_default(),
+        refusal,
+        next,
+        true,
+        wants_json(headers),
+    ))
+}
+
+/// The 403 answer: the page, or JSON for API clients.
+fn refused(claims: &Claims, refusal: Refusal, next: &str, ended: bool, json: bool) -> Response {
+    if json {
+        let body = axum::Json(serde_json::json!({"error": "access_denied", "reason": refusal.code()}));
+        return (StatusCode::FORBIDDEN, body).into_response();
+    }
+    let mut switch_url = login_url_for(next);
+    switch_url.push(if switch_url.contains('?') { '&' } else { '?' });
+    switch_url.push_str("prompt=select_account");
+    let page = RefusedPage {
+        who: claims.who(),
+        sentence: refusal.sentence(),
+        reason: refusal.code(),
+        switch_url,
+        ended,
+    };
+    render(StatusCode::FORBIDDEN, &page)
+}
