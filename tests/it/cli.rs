@@ -37,8 +37,18 @@ async fn run(env: &[(&str, &str)], dotenv: Option<&str>) -> (i32, String) {
 
 #[tokio::test]
 async fn bad_configuration_exits_with_one_sentence_naming_the_variable() {
-    let cases: [(&[(&str, &str)], &str); 7] = [
+    let cases: [(&[(&str, &str)], &str); 10] = [
         (&[("PUBLIC_URL", "https://app.example.com")], "OIDC_ISSUER"),
+        // The development provider, reachable from the network: refused.
+        (&[("LISTEN", "0.0.0.0:5000")], "LISTEN"),
+        (
+            &[
+                ("PUBLIC_URL", "http://app.example.com"),
+                ("OIDC_ISSUER", "https://idp.example.com"),
+            ],
+            "ALLOW_INSECURE_HTTP",
+        ),
+        (&[("PUBLIC_URL", "https://app.example.com/app")], "PUBLIC_URL"),
         (
             &[
                 ("OIDC_ISSUER", "http://idp.example.com"),
@@ -85,6 +95,7 @@ async fn help_lists_every_setting() {
         "GOOGLE_CLIENT_ID",
         "GOOGLE_CLIENT_SECRET",
         "PUBLIC_URL",
+        "ALLOW_INSECURE_HTTP",
         "LISTEN",
         "DATA_DIR",
         "SESSION_IDLE_TIMEOUT",
