@@ -1,12 +1,13 @@
 //! The `oidc-gate` binary as users run it: configuration errors, `.env`,
 //! `--help`, the zero-configuration first start, and what reaches the logs.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use crate::support::*;
 
@@ -119,38 +120,57 @@ async fn drain(pipe: &mut (impl AsyncReadExt + Unpin), into: &mut Vec<u8>) {
     }
 }
 
-#[tokio::test]
-async fn first_start_needs_no_configuration_and_logs_no_secrets() {
+/// Starts the binary in `dir` (its working directory, no `.env`) on a free
+/// loopback port, with `PUBLIC_URL` that port's http URL unless `env` says
+/// otherwise; waits until `/healthz` answers 200. Returns the process, its
+/// output piped, and its base URL.
+async fn start(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .env_clear()
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
         .env("LISTEN", format!("127.0.0.1:{port}"))
         .env("PUBLIC_URL", &base)
-        .env("RUST_LOG", "debug")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let browser = Browser::new();
-    let mut healthy = false;
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let probe = reqwest::Client::new();
     for _ in 0..200 {
-        if let Ok(r) = browser.client.get(format!("{base}/healthz")).send().await
+        if let Ok(r) = probe.get(format!("{base}/healthz")).send().await
             && r.status() == StatusCode::OK
         {
-            healthy = true;
-            break;
+            return (child, base);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("oidc-gate exited ({status}): {}", output(&mut child).await);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(healthy, "oidc-gate did not start");
+    panic!("oidc-gate did not start: {}", output(&mut child).await);
+}
+
+/// What a process started by [`start`] has written so far, stderr then stdout.
+async fn output(child: &mut Child) -> String {
+    let mut out = Vec::new();
+    drain(child.stderr.as_mut().unwrap(), &mut out).await;
+    drain(child.stdout.as_mut().unwrap(), &mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn first_start_needs_no_configuration_and_logs_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = start(dir.path(), &[("RUST_LOG", "debug")]).await;
+    let browser = Browser::new();
     assert!(
         dir.path().join("data/oidc-gate.sqlite3").exists(),
         "DATA_DIR defaults to ./data, created"
@@ -176,12 +196,11 @@ async fn first_start_needs_no_configuration_and_logs_no_secrets() {
     let r = browser.post_form(&format!("{base}/logout"), &[("csrf", &csrf)]).await;
     let id_token = query_param(&redirect_target(&r), "id_token_hint");
 
-    let mut out = Vec::new();
-    drain(child.stderr.as_mut().unwrap(), &mut out).await;
-    drain(child.stdout.as_mut().unwrap(), &mut out).await;
+    let logs = output(&mut child).await;
     child.kill().await.unwrap();
-    let logs = String::from_utf8_lossy(&out);
     assert!(logs.contains("DEVELOPMENT PROVIDER"), "a loud banner: {logs}");
+    // Not a terminal: no colour codes in a file or journald.
+    assert!(!logs.contains('\x1b'), "ANSI escape codes in piped logs: {logs:?}");
     assert!(logs.contains("login"), "login events are logged");
     for (what, secret) in [
         ("code", &code),
@@ -193,4 +212,26 @@ async fn first_start_needs_no_configuration_and_logs_no_secrets() {
     }
     let signature = id_token.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature), "the ID token is in the logs");
+}
+
+#[tokio::test]
+async fn allow_insecure_http_starts_with_a_loud_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _) = start(
+        dir.path(),
+        &[
+            ("PUBLIC_URL", "http://app.example.com"),
+            ("ALLOW_INSECURE_HTTP", "true"),
+            // Never reached (nothing listens on port 9): retried in the background.
+            ("OIDC_ISSUER", "http://127.0.0.1:9"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("OIDC_CLIENT_SECRET", "s"),
+        ],
+    )
+    .await;
+    let logs = output(&mut child).await;
+    assert!(
+        logs.contains("INSECURE") && logs.contains("ALLOW_INSECURE_HTTP=true"),
+        "{logs}"
+    );
 }
