@@ -132,8 +132,20 @@ impl App {
     /// Serves on `listener` until `shutdown` resolves. Fetches the provider's
     /// discovery once the server is up (the development provider is served
     /// by this same server): a wrong issuer stops start-up with an error, an
-    /// unreachable provider is retried in the background.
+    /// unreachable provider is retried in the background. Once stopped, the
+    /// embedded database is free for another process (or a restart).
     pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let store = self.state.store.clone();
+        let result = self.run(listener, shutdown).await;
+        store.release_lock();
+        result
+    }
+
+    async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,

@@ -158,6 +158,17 @@ async fn start(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
     panic!("oidc-gate did not start: {}", output(&mut child).await);
 }
 
+/// Checks that the data directory (created by oidc-gate) and the database
+/// files in it, which hold the login-cookie key and ID tokens, are ours only.
+fn assert_private_files(data_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(data_dir), 0o700, "DATA_DIR");
+    for file in ["oidc-gate.sqlite3", "oidc-gate.sqlite3-wal", "oidc-gate.sqlite3-shm"] {
+        assert_eq!(mode(&data_dir.join(file)), 0o600, "{file}");
+    }
+}
+
 /// What a process started by [`start`] has written so far, stderr then stdout.
 async fn output(child: &mut Child) -> String {
     let mut out = Vec::new();
@@ -186,6 +197,7 @@ async fn first_start_needs_no_configuration_and_logs_no_secrets() {
     browser.get(&callback).await;
     let r = browser.get(&format!("{base}/secret")).await;
     assert_eq!(r.status(), StatusCode::OK);
+    assert_private_files(&dir.path().join("data"));
     let session = browser
         .cookies(&base)
         .split("; ")
@@ -234,4 +246,29 @@ async fn allow_insecure_http_starts_with_a_loud_warning() {
         logs.contains("INSECURE") && logs.contains("ALLOW_INSECURE_HTTP=true"),
         "{logs}"
     );
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    let (mut first, _) = start(dir.path(), &[("DATA_DIR", data)]).await;
+
+    // An overlapping redeploy: the same DATA_DIR while the first still runs.
+    let (code, out) = run(&[("DATA_DIR", data), ("LISTEN", "127.0.0.1:0")], None).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("DATA_DIR") && out.contains(data), "{out}");
+    assert_eq!(out.trim().lines().count(), 1, "one sentence: {out}");
+    // The same database file as another DATA_DIR's session store.
+    let db = format!("sqlite://{}", data_dir.join("oidc-gate.sqlite3").display());
+    let (code, out) = run(&[("SESSION_STORE_URL", &db), ("LISTEN", "127.0.0.1:0")], None).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("DATA_DIR") && out.contains(data), "{out}");
+
+    // Once the first has stopped, its DATA_DIR can be used again (here
+    // with sessions in the same file, named again: one lock, not two).
+    first.kill().await.unwrap();
+    first.wait().await.unwrap();
+    start(dir.path(), &[("DATA_DIR", data), ("SESSION_STORE_URL", &db)]).await;
 }
