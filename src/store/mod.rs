@@ -48,6 +48,16 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+    /// A PostgreSQL database could not be reached at start-up.
+    #[error("cannot connect to PostgreSQL at {target} ({var}): {why}")]
+    Unreachable {
+        /// The setting that names it: `DATABASE_URL` or `SESSION_STORE_URL`.
+        var: &'static str,
+        /// Host and port (or socket path).
+        target: String,
+        /// Why, in words.
+        why: String,
+    },
     /// Another process holds the SQLite database.
     #[error(
         "another oidc-gate process is using the SQLite database {database}: two processes cannot share \
@@ -178,7 +188,14 @@ impl Store {
     /// one that another process holds is refused with [`StoreError::InUse`].
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         let mut locks = Vec::new();
-        let db = open_db(&config.database, config, &mut locks).await?;
+        let db = open_db(
+            &config.database,
+            "DATABASE_URL",
+            config,
+            config.sessions.is_none(),
+            &mut locks,
+        )
+        .await?;
         let sessions = match (&config.sessions, &db) {
             (None, Db::Sqlite(db)) => SessionBackend::sqlite(db.clone(), config),
             (None, Db::Postgres(pool)) => SessionBackend::postgres(pool.clone(), config).await?,
@@ -186,7 +203,7 @@ impl Store {
             (Some(StoreUrl::Sqlite(path)), Db::Sqlite(db)) if same_sqlite_file(path, &config.database) => {
                 SessionBackend::sqlite(db.clone(), config)
             }
-            (Some(url), _) => match open_db(url, config, &mut locks).await {
+            (Some(url), _) => match open_db(url, "SESSION_STORE_URL", config, true, &mut locks).await {
                 Ok(Db::Sqlite(db)) => SessionBackend::sqlite(db, config),
                 Ok(Db::Postgres(pool)) => SessionBackend::postgres(pool, config).await?,
                 Err(StoreError::Config(_)) => SessionBackend::redis(url, config).await?,
@@ -323,10 +340,13 @@ impl Store {
     }
 }
 
-/// Opens the database at `url`; an SQLite database's lock goes to `locks`.
+/// Opens the database at `url`, named by the setting `var`, for sessions
+/// too if `with_sessions`; an SQLite database's lock goes to `locks`.
 async fn open_db(
     url: &StoreUrl,
+    var: &'static str,
     config: &StoreConfig,
+    with_sessions: bool,
     locks: &mut Vec<sqlite_files::DbLock>,
 ) -> Result<Db, StoreError> {
     match url {
@@ -337,7 +357,11 @@ async fn open_db(
             ))
         }
         StoreUrl::Postgres(url) => Ok(Db::Postgres(
-            bounded(config.timeout * 10, postgres::open(url.expose(), config)).await?,
+            bounded(
+                config.timeout * 10,
+                postgres::open(url.expose(), var, config, with_sessions),
+            )
+            .await?,
         )),
         StoreUrl::Redis(_) => Err(StoreError::Config("Redis can hold sessions only".into())),
     }

@@ -272,3 +272,36 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
     first.wait().await.unwrap();
     start(dir.path(), &[("DATA_DIR", data), ("SESSION_STORE_URL", &db)]).await;
 }
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_with_its_host_and_why() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // released: nothing listens there
+    let url = format!("postgres://oidc_gate:hunter2@127.0.0.1:{port}/oidc_gate");
+    for var in ["DATABASE_URL", "SESSION_STORE_URL"] {
+        let (code, out) = run(&[(var, &url), ("LISTEN", "127.0.0.1:0")], None).await;
+        assert_ne!(code, 0, "{out}");
+        assert!(
+            out.contains(var) && out.contains(&format!("127.0.0.1:{port}")) && out.contains("connection refused"),
+            "{out}"
+        );
+        assert!(!out.contains("hunter2"), "the password is printed: {out}");
+        assert_eq!(out.trim().lines().count(), 1, "one sentence: {out}");
+    }
+
+    // A running PostgreSQL without that database.
+    let Some(url) = crate::stores::service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    let mut missing = url::Url::parse(&url).unwrap();
+    missing.set_path("/oidc_gate_no_such_database");
+    let (code, out) = run(&[("DATABASE_URL", missing.as_str()), ("LISTEN", "127.0.0.1:0")], None).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("DATABASE_URL") && out.contains("`oidc_gate_no_such_database` does not exist"),
+        "{out}"
+    );
+}
