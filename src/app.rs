@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower::Layer;
 
 use crate::clock::Clock;
 use crate::config::{ClientConfig, Config, ProviderChoice};
@@ -117,10 +118,17 @@ impl App {
     /// The complete router: oidc-gate's pages, your routes, the layers, and
     /// the development provider when it is in use.
     pub fn router(&self) -> Router {
-        let router = web::router(self.state.clone(), &self.cookie, self.extra.clone());
-        match &self.dev {
-            Some(dev) => router.nest_service(DEV_PROVIDER_PATH, dev.router()),
-            None => router,
+        // Anyone who reaches the development provider signs in as anyone:
+        // with it, only requests for this server's own host name are served
+        // (DNS rebinding would otherwise bring other sites' pages in).
+        let hosts = self
+            .dev
+            .as_ref()
+            .map(|_| web::LoopbackHostsLayer::new(&self.state.public_url));
+        let router = web::router(self.state.clone(), &self.cookie, self.extra.clone(), hosts.clone());
+        match (&self.dev, hosts) {
+            (Some(dev), Some(hosts)) => router.nest_service(DEV_PROVIDER_PATH, hosts.layer(dev.router())),
+            _ => router,
         }
     }
 

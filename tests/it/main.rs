@@ -5,6 +5,7 @@ mod support;
 
 mod certification;
 mod cli;
+mod exposure;
 mod instances;
 mod library;
 mod login;
