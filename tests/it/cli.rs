@@ -304,4 +304,19 @@ async fn an_unreachable_database_is_named_with_its_host_and_why() {
         out.contains("DATABASE_URL") && out.contains("`oidc_gate_no_such_database` does not exist"),
         "{out}"
     );
+    // A user it does not know (refused whatever the authentication method).
+    let mut stranger = url::Url::parse(&url).unwrap();
+    stranger.set_username("oidc_gate_no_such_role").unwrap();
+    stranger.set_password(Some("hunter2")).unwrap();
+    let (code, out) = run(
+        &[("SESSION_STORE_URL", stranger.as_str()), ("LISTEN", "127.0.0.1:0")],
+        None,
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("SESSION_STORE_URL") && out.contains("authentication failed for user `oidc_gate_no_such_role`"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "the password is printed: {out}");
 }
