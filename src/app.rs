@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower::Layer;
 
 use crate::clock::Clock;
 use crate::config::{ClientConfig, Config, ProviderChoice};
@@ -120,10 +121,17 @@ impl App {
     /// The complete router: oidc-gate's pages, your routes, the layers, and
     /// the development provider when it is in use.
     pub fn router(&self) -> Router {
-        let router = web::router(self.state.clone(), &self.cookie, self.extra.clone());
-        match &self.dev {
-            Some(dev) => router.nest_service(DEV_PROVIDER_PATH, dev.router()),
-            None => router,
+        // Anyone who reaches the development provider signs in as anyone:
+        // with it, only requests for this server's own host name are served
+        // (DNS rebinding would otherwise bring other sites' pages in).
+        let hosts = self
+            .dev
+            .as_ref()
+            .map(|_| web::LoopbackHostsLayer::new(&self.state.public_url));
+        let router = web::router(self.state.clone(), &self.cookie, self.extra.clone(), hosts.clone());
+        match (&self.dev, hosts) {
+            (Some(dev), Some(hosts)) => router.nest_service(DEV_PROVIDER_PATH, hosts.layer(dev.router())),
+            _ => router,
         }
     }
 
@@ -135,8 +143,20 @@ impl App {
     /// Serves on `listener` until `shutdown` resolves. Fetches the provider's
     /// discovery once the server is up (the development provider is served
     /// by this same server): a wrong issuer stops start-up with an error, an
-    /// unreachable provider is retried in the background.
+    /// unreachable provider is retried in the background. Once stopped, the
+    /// embedded database is free for another process (or a restart).
     pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let store = self.state.store.clone();
+        let result = self.run(listener, shutdown).await;
+        store.release_lock();
+        result
+    }
+
+    async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,

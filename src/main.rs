@@ -1,5 +1,6 @@
 //! The `oidc-gate` binary: configuration, logging, serve.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use oidc_gate::app::App;
@@ -15,8 +16,13 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Logs go to stdout; colour only when that is a terminal (not a file or
+    // journald), and never against NO_COLOR (https://no-color.org/).
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_writer(std::io::stdout)
+        .with_ansi(colour)
         .init();
     let config = match Config::load() {
         Ok(c) => c,

@@ -5,8 +5,9 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 
 /// A secret value (client secret, token, code) whose `Debug` and `Display`
-/// print `[redacted]`.
-#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// print `[redacted]`, and whose `==` takes the same time wherever the values
+/// differ.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -26,6 +27,16 @@ impl Secret {
         self.0.as_bytes().ct_eq(other.as_bytes()).into()
     }
 }
+
+/// Constant time (for equal lengths), as [`Secret::ct_eq`]: a derived `==`
+/// stops at the first differing byte, which timing reveals.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(&other.0)
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,6 +71,7 @@ mod tests {
         assert!(s.ct_eq("hunter2"));
         assert!(!s.ct_eq("hunter3"));
         assert!(!s.ct_eq("hunter"));
+        assert!(s == Secret::new("hunter2") && s != Secret::new("hunter3") && s != Secret::new(""));
     }
 
     #[test]

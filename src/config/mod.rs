@@ -4,18 +4,20 @@
 //! [`Args`] is what the command line and environment say; [`Config`] is what
 //! the application runs with. Every rejection names the variable at fault.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use url::{Host, Url};
+use url::Url;
 
 use crate::access::{AccessArgs, Rules};
 use crate::secret::Secret;
 
+mod public;
 mod store;
 
+pub use public::is_loopback;
 pub use store::{StoreConfig, StoreUrl};
 
 /// Google's issuer, implied by `GOOGLE_CLIENT_ID` / `GOOGLE_CLIENT_SECRET`.
@@ -26,7 +28,7 @@ pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 #[command(name = "oidc-gate", version, about = "OpenID Connect login in front of web pages.")]
 pub struct Args {
     /// Issuer URL of the OpenID provider (e.g. https://accounts.google.com).
-    /// Leave unset, with a loopback PUBLIC_URL, to use the embedded development provider.
+    /// Leave unset, with a loopback PUBLIC_URL and LISTEN, to use the embedded development provider.
     #[arg(long, env = "OIDC_ISSUER")]
     pub oidc_issuer: Option<String>,
     /// Client id registered at the provider.
@@ -50,9 +52,15 @@ pub struct Args {
     /// Timeout of every request to the provider (connect and total).
     #[arg(long, env = "OIDC_HTTP_TIMEOUT", default_value = "10s")]
     pub oidc_http_timeout: String,
-    /// External base URL of this app; the redirect URI is PUBLIC_URL/callback.
+    /// External base URL of this app, the root of its host (no path); the
+    /// redirect URI is PUBLIC_URL/callback. Plain http only on loopback hosts
+    /// (or with ALLOW_INSECURE_HTTP).
     #[arg(long, env = "PUBLIC_URL", default_value = "http://localhost:5000")]
     pub public_url: String,
+    /// Serve a plain http PUBLIC_URL on a non-loopback host anyway: session
+    /// cookies then travel in clear and lose Secure and the __Host- prefix.
+    #[arg(long, env = "ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
     /// Address to listen on.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: String,
@@ -95,7 +103,7 @@ pub struct Args {
 pub struct Config {
     /// Which provider users sign in with.
     pub provider: ProviderChoice,
-    /// External base URL, without a trailing slash in its path.
+    /// External base URL: the root of its host (its path is `/`).
     pub public_url: Url,
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -120,7 +128,7 @@ pub struct Config {
 pub enum ProviderChoice {
     /// A provider configured by the operator.
     Configured(ClientConfig),
-    /// The embedded development provider (loopback `PUBLIC_URL` only).
+    /// The embedded development provider (loopback `PUBLIC_URL` and `LISTEN` only).
     Development,
 }
 
@@ -162,14 +170,14 @@ impl Config {
 
     /// Validates already-parsed arguments.
     pub fn from_args(args: Args) -> Result<Self, ConfigError> {
-        let public_url = parse_public_url(&args.public_url)?;
-        let listen = args.listen.parse().map_err(|_| {
+        let public_url = public::parse_public_url(&args.public_url, args.allow_insecure_http)?;
+        let listen: SocketAddr = args.listen.parse().map_err(|_| {
             err(format!(
                 "LISTEN must be an address like 127.0.0.1:5000, got `{}`.",
                 args.listen
             ))
         })?;
-        let provider = provider_choice(&args, &public_url)?;
+        let provider = provider_choice(&args, &public_url, listen)?;
         let session = SessionConfig {
             idle_timeout: parse_duration("SESSION_IDLE_TIMEOUT", &args.session_idle_timeout)?,
             max_age: parse_duration("SESSION_MAX_AGE", &args.session_max_age)?,
@@ -214,21 +222,7 @@ impl Config {
     }
 }
 
-fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(raw).map_err(|_| err(format!("PUBLIC_URL must be an absolute http(s) URL, got `{raw}`.")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(err(format!("PUBLIC_URL must be an absolute http(s) URL, got `{raw}`.")));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(err("PUBLIC_URL must not have a query or fragment."));
-    }
-    if url.scheme() == "http" && !is_loopback(&url) {
-        tracing::warn!("PUBLIC_URL is plain http on a non-loopback host: cookies cannot be Secure");
-    }
-    Ok(url)
-}
-
-fn provider_choice(args: &Args, public_url: &Url) -> Result<ProviderChoice, ConfigError> {
+fn provider_choice(args: &Args, public_url: &Url, listen: SocketAddr) -> Result<ProviderChoice, ConfigError> {
     let google = args.google_client_id.is_some() || args.google_client_secret.is_some();
     let generic = args.oidc_issuer.is_some() || args.oidc_client_id.is_some() || args.oidc_client_secret.is_some();
     if google && generic && args.oidc_issuer.as_deref().is_some_and(|i| i != GOOGLE_ISSUER) {
@@ -259,12 +253,7 @@ fn provider_choice(args: &Args, public_url: &Url) -> Result<ProviderChoice, Conf
                 "OIDC_ISSUER is required when OIDC_CLIENT_ID or OIDC_CLIENT_SECRET is set.",
             ));
         }
-        if !is_loopback(public_url) {
-            return Err(err(
-                "OIDC_ISSUER is not set: configure a provider (OIDC_ISSUER, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET); \
-                 the development provider only runs with a loopback PUBLIC_URL.",
-            ));
-        }
+        public::allow_development_provider(public_url, listen)?;
         return Ok(ProviderChoice::Development);
     };
     let issuer_url =
@@ -297,16 +286,6 @@ fn provider_choice(args: &Args, public_url: &Url) -> Result<ProviderChoice, Conf
         client_id,
         client_secret: Secret::new(client_secret),
     }))
-}
-
-/// Whether the URL's host is a loopback name or address.
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
 }
 
 pub(crate) fn parse_duration(var: &str, raw: &str) -> Result<Duration, ConfigError> {

@@ -12,6 +12,7 @@ mod postgres;
 mod session_cache;
 mod sessions;
 mod sqlite;
+mod sqlite_files;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,13 +40,33 @@ pub enum StoreError {
     /// The configuration cannot be used (e.g. Redis for users).
     #[error("{0}")]
     Config(String),
-    /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    /// The data directory or a database file in it could not be created.
+    #[error("cannot create {path} (DATA_DIR): {source}")]
     DataDir {
-        /// The directory.
+        /// The directory or file.
         path: String,
         /// Why.
         source: std::io::Error,
+    },
+    /// A PostgreSQL database could not be reached at start-up.
+    #[error("cannot connect to PostgreSQL at {target} ({var}): {why}")]
+    Unreachable {
+        /// The setting that names it: `DATABASE_URL` or `SESSION_STORE_URL`.
+        var: &'static str,
+        /// Host and port (or socket path).
+        target: String,
+        /// Why, in words.
+        why: String,
+    },
+    /// Another process holds the SQLite database.
+    #[error(
+        "another oidc-gate process is using the SQLite database {database}: two processes cannot share \
+         a DATA_DIR (or an SQLite file named in DATABASE_URL or SESSION_STORE_URL); stop the other one \
+         first, or give this one a DATA_DIR of its own"
+    )]
+    InUse {
+        /// The database file.
+        database: String,
     },
 }
 
@@ -113,6 +134,8 @@ pub struct Store {
     sessions: SessionBackend,
     timeout: Duration,
     login_cookie_key: KeyBytes,
+    /// The locks of the SQLite databases this process owns.
+    locks: Arc<[sqlite_files::DbLock]>,
 }
 
 /// Bytes of the key that encrypts the login-in-progress cookie.
@@ -160,12 +183,27 @@ macro_rules! dispatch {
 impl Store {
     /// Opens the configured stores (creating the SQLite file or the
     /// PostgreSQL schema if needed) and applies migrations.
+    ///
+    /// An SQLite database is locked for this process (see [`Store::release_lock`]);
+    /// one that another process holds is refused with [`StoreError::InUse`].
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
-        let db = open_db(&config.database, config).await?;
+        let mut locks = Vec::new();
+        let db = open_db(
+            &config.database,
+            "DATABASE_URL",
+            config,
+            config.sessions.is_none(),
+            &mut locks,
+        )
+        .await?;
         let sessions = match (&config.sessions, &db) {
             (None, Db::Sqlite(db)) => SessionBackend::sqlite(db.clone(), config),
             (None, Db::Postgres(pool)) => SessionBackend::postgres(pool.clone(), config).await?,
-            (Some(url), _) => match open_db(url, config).await {
+            // The database's own file: one writer, one lock.
+            (Some(StoreUrl::Sqlite(path)), Db::Sqlite(db)) if same_sqlite_file(path, &config.database) => {
+                SessionBackend::sqlite(db.clone(), config)
+            }
+            (Some(url), _) => match open_db(url, "SESSION_STORE_URL", config, true, &mut locks).await {
                 Ok(Db::Sqlite(db)) => SessionBackend::sqlite(db, config),
                 Ok(Db::Postgres(pool)) => SessionBackend::postgres(pool, config).await?,
                 Err(StoreError::Config(_)) => SessionBackend::redis(url, config).await?,
@@ -181,6 +219,7 @@ impl Store {
             sessions,
             timeout,
             login_cookie_key: KeyBytes(Arc::new([])),
+            locks: locks.into(),
         };
         store.login_cookie_key = KeyBytes(store.shared_key("login_cookie", LOGIN_COOKIE_KEY_BYTES).await?.into());
         Ok(store)
@@ -207,6 +246,15 @@ impl Store {
     /// sharing this database.
     pub fn login_cookie_key(&self) -> &[u8] {
         &self.login_cookie_key.0
+    }
+
+    /// Lets another process open this store's SQLite databases: the server
+    /// calls it when it stops (clones of this handle may outlive it). Writes
+    /// through this handle are no longer exclusive afterwards.
+    pub fn release_lock(&self) {
+        for lock in self.locks.iter() {
+            lock.release();
+        }
     }
 
     /// The session store for `tower-sessions`.
@@ -287,22 +335,40 @@ impl Store {
     }
 }
 
-async fn open_db(url: &StoreUrl, config: &StoreConfig) -> Result<Db, StoreError> {
+/// Opens the database at `url`, named by the setting `var`, for sessions
+/// too if `with_sessions`; an SQLite database's lock goes to `locks`.
+async fn open_db(
+    url: &StoreUrl,
+    var: &'static str,
+    config: &StoreConfig,
+    with_sessions: bool,
+    locks: &mut Vec<sqlite_files::DbLock>,
+) -> Result<Db, StoreError> {
     match url {
         StoreUrl::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-            }
+            locks.push(sqlite_files::prepare(path)?);
             Ok(Db::Sqlite(
                 bounded(config.timeout * 10, sqlite::open(path, config)).await?,
             ))
         }
         StoreUrl::Postgres(url) => Ok(Db::Postgres(
-            bounded(config.timeout * 10, postgres::open(url.expose(), config)).await?,
+            bounded(
+                config.timeout * 10,
+                postgres::open(url.expose(), var, config, with_sessions),
+            )
+            .await?,
         )),
         StoreUrl::Redis(_) => Err(StoreError::Config("Redis can hold sessions only".into())),
+    }
+}
+
+/// Whether `path` is the SQLite file of `database` (which is open, so exists).
+fn same_sqlite_file(path: &std::path::Path, database: &StoreUrl) -> bool {
+    let StoreUrl::Sqlite(database) = database else {
+        return false;
+    };
+    match (std::fs::canonicalize(path), std::fs::canonicalize(database)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }

@@ -5,7 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
+use tower_sessions_sqlx_store::PostgresStore;
 
 use super::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::config::StoreConfig;
@@ -14,13 +15,71 @@ use crate::config::StoreConfig;
 /// database restart or a firewall is replaced instead of failing a request.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
-/// Connects with a bounded pool, creates the schema if one is configured
-/// (and makes it the connections' search path), and migrates.
-pub(super) async fn open(url: &str, config: &StoreConfig) -> Result<PgPool, StoreError> {
+/// The PostgreSQL advisory lock every instance holds around its start-up
+/// schema steps ("oidcgate" in ASCII).
+const SCHEMA_LOCK: i64 = 0x6f69_6463_6761_7465;
+
+/// Connects with a bounded pool and sets up the schema: creates
+/// `DATABASE_SCHEMA` if one is configured (and makes it the connections'
+/// search path), applies our migrations and, `with_sessions`, creates the
+/// session store's table.
+///
+/// Instances starting together on a fresh database would race in those
+/// steps (`CREATE … IF NOT EXISTS` is not safe against a concurrent
+/// `CREATE`), so they all run under one advisory lock, taken on a
+/// connection of its own. That first connection also says why a database
+/// cannot be reached (`var` names its setting), where a pool only says that
+/// it timed out.
+pub(super) async fn open(
+    url: &str,
+    var: &'static str,
+    config: &StoreConfig,
+    with_sessions: bool,
+) -> Result<PgPool, StoreError> {
     let mut options = PgConnectOptions::from_str(url)?.application_name("oidc-gate");
+    let mut lock = match tokio::time::timeout(config.timeout, PgConnection::connect_with(&options)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(connect_error(var, &options, Why::Failed(e)).await),
+        Err(_) => return Err(connect_error(var, &options, Why::Silent(config.timeout)).await),
+    };
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(SCHEMA_LOCK)
+        .execute(&mut lock)
+        .await?;
     if let Some(schema) = &config.schema {
-        create_schema(options.clone(), schema).await?;
         options = options.options([("search_path", schema.as_str())]);
+    }
+    let pool = set_up(&mut lock, options, config, with_sessions).await;
+    // Closing the connection would release the lock too; a failed unlock
+    // leaves it to that.
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(SCHEMA_LOCK)
+        .execute(&mut lock)
+        .await;
+    let _ = lock.close().await;
+    pool
+}
+
+/// The start-up steps under the schema lock (see [`open`]).
+async fn set_up(
+    lock: &mut PgConnection,
+    options: PgConnectOptions,
+    config: &StoreConfig,
+    with_sessions: bool,
+) -> Result<PgPool, StoreError> {
+    if let Some(schema) = &config.schema {
+        // Only if missing: even with IF NOT EXISTS, PostgreSQL requires the
+        // right to create schemas, which a user given a schema may lack.
+        let (exists,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *lock)
+            .await?;
+        if !exists {
+            // The name is validated as a plain identifier by the configuration.
+            sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+                .execute(&mut *lock)
+                .await?;
+        }
     }
     // The session lookups have connections of their own.
     let loads = super::sessions::pg_load_connections(config.max_connections) as u32;
@@ -41,21 +100,64 @@ pub(super) async fn open(url: &str, config: &StoreConfig) -> Result<PgPool, Stor
         .connect_with(options)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+    if with_sessions {
+        let schema = config.schema.as_deref().unwrap_or(SESSIONS_SCHEMA);
+        PostgresStore::new(pool.clone())
+            .with_schema_name(schema)
+            .map_err(StoreError::Config)?
+            .migrate()
+            .await?;
+        // Cleanup deletes by expiry; keep it an index scan at any size.
+        sqlx::query(&format!(
+            "CREATE INDEX IF NOT EXISTS session_expiry_date ON \"{schema}\".\"session\" (expiry_date)"
+        ))
+        .execute(&pool)
+        .await?;
+    }
     Ok(pool)
 }
 
-async fn create_schema(options: PgConnectOptions, schema: &str) -> Result<(), StoreError> {
-    let mut conn = sqlx::PgConnection::connect_with(&options).await?;
-    // The name is validated as a plain identifier by the configuration.
-    if let Err(e) = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .execute(&mut conn)
-        .await
-    {
-        // Two instances starting at once may race; the schema then exists.
-        tracing::debug!(error = %e, "create schema");
-    }
-    conn.close().await?;
-    Ok(())
+/// The schema of the sessions table without `DATABASE_SCHEMA`, the
+/// session store's default.
+pub(super) const SESSIONS_SCHEMA: &str = "tower_sessions";
+
+/// How a first connection failed.
+enum Why {
+    /// With an error.
+    Failed(sqlx::Error),
+    /// No answer within this long.
+    Silent(Duration),
+}
+
+/// The error for a database that cannot be reached: the setting, the host
+/// and port, and why in words (never the password, which only the URL has).
+async fn connect_error(var: &'static str, options: &PgConnectOptions, why: Why) -> StoreError {
+    let (host, port) = (options.get_host(), options.get_port());
+    let target = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{host}:{port}"),
+    };
+    let why = match why {
+        Why::Silent(after) => format!("no answer within {after:?}"),
+        Why::Failed(sqlx::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is PostgreSQL running and listening there?)".to_owned()
+        }
+        Why::Failed(sqlx::Error::Io(_))
+            if options.get_socket().is_none() && tokio::net::lookup_host((host, port)).await.is_err() =>
+        {
+            format!("unknown host `{host}`")
+        }
+        Why::Failed(sqlx::Error::Database(e)) => match e.code().as_deref() {
+            Some("28P01" | "28000") => format!("authentication failed for user `{}`", options.get_username()),
+            Some("3D000") => format!(
+                "database `{}` does not exist",
+                options.get_database().unwrap_or(options.get_username())
+            ),
+            _ => e.message().to_owned(),
+        },
+        Why::Failed(e) => e.to_string(),
+    };
+    StoreError::Unreachable { var, target, why }
 }
 
 pub(super) async fn ping(pool: &PgPool) -> Result<(), StoreError> {

@@ -234,20 +234,13 @@ impl SessionBackend {
         }
     }
 
-    /// Sessions in PostgreSQL, in `DATABASE_SCHEMA` or the store's own `tower_sessions` schema.
+    /// Sessions in PostgreSQL, in `DATABASE_SCHEMA` or the store's own
+    /// `tower_sessions` schema (created when `pool` was opened).
     pub(super) async fn postgres(pool: sqlx::PgPool, config: &StoreConfig) -> Result<Self, StoreError> {
-        let mut store = PostgresStore::new(pool.clone());
-        if let Some(schema) = &config.schema {
-            store = store.with_schema_name(schema).map_err(StoreError::Config)?;
-        }
-        store.migrate().await?;
-        let schema = config.schema.as_deref().unwrap_or("tower_sessions");
-        // Cleanup deletes by expiry; keep it an index scan at any size.
-        sqlx::query(&format!(
-            "CREATE INDEX IF NOT EXISTS session_expiry_date ON \"{schema}\".\"session\" (expiry_date)"
-        ))
-        .execute(&pool)
-        .await?;
+        let schema = config.schema.as_deref().unwrap_or(super::postgres::SESSIONS_SCHEMA);
+        let store = PostgresStore::new(pool.clone())
+            .with_schema_name(schema)
+            .map_err(StoreError::Config)?;
         let writes = PgWrites::new(pool.clone(), schema);
         let limits = pg_load_limits(config);
         let loads = BatchedLoads::new(

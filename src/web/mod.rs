@@ -6,6 +6,7 @@ mod auth;
 mod backchannel;
 mod error;
 mod guard;
+mod host;
 mod pages;
 mod pending;
 pub mod redirect;
@@ -22,6 +23,7 @@ use url::Url;
 
 pub use error::AppError;
 pub use guard::{RequireLogin, RequireLoginLayer};
+pub use host::{LoopbackHosts, LoopbackHostsLayer};
 pub use pending::PendingLogins;
 
 use crate::access::Rules;
@@ -79,24 +81,48 @@ impl AppState {
 }
 
 /// The complete router: pages, login routes, `extra` routes, sessions, and
-/// security headers.
-pub fn router(state: AppState, cookie: &CookieSettings, extra: Router<AppState>) -> Router {
+/// security headers; with `hosts` (while the development provider runs),
+/// requests for other hosts are refused first.
+pub fn router(
+    state: AppState,
+    cookie: &CookieSettings,
+    extra: Router<AppState>,
+    hosts: Option<LoopbackHostsLayer>,
+) -> Router {
     let backend = Backend::new(state.store.clone());
     let auth_manager =
         tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), "axum-login.data"));
     let sessions = session::layer(state.store.session_backend(), cookie, state.lifetimes);
+    // No includeSubDomains: other hosts of the domain are not ours to decide.
+    let hsts = (state.public_url.scheme() == "https").then(|| {
+        default_header(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
     let layers = ServiceBuilder::new()
         .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
-        .layer(default_header(header::CACHE_CONTROL, "no-store"))
+        .layer(default_header(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         // Not `no-referrer`: browsers then send `Origin: null` on our own forms.
-        .layer(default_header(header::REFERRER_POLICY, "same-origin"))
-        .layer(default_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(default_header(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(default_header(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(default_header(
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'",
+            content_security_policy(&state),
         ))
+        .option_layer(hsts)
+        .option_layer(hosts)
         .layer(MapResponseLayer::new(guard::render_bare_errors))
         .layer(sessions)
         .layer(guard::EnforceLifetimesLayer(state.clone()))
@@ -113,6 +139,25 @@ pub fn router(state: AppState, cookie: &CookieSettings, extra: Router<AppState>)
 }
 
 /// A response header set unless the handler set its own.
-fn default_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+fn default_header(name: HeaderName, value: HeaderValue) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, value)
+}
+
+/// The CSP of every page. Forms may post here and to the provider only: the
+/// Log out form's POST redirects to the provider's `end_session_endpoint`,
+/// and browsers hold that redirect to `form-action` too.
+fn content_security_policy(state: &AppState) -> HeaderValue {
+    let ours = state.public_url.origin();
+    let form_action = match Url::parse(state.provider.issuer()).map(|issuer| issuer.origin()) {
+        // The development provider is served here: 'self' covers it.
+        Ok(provider) if provider != ours && provider.is_tuple() => {
+            format!("'self' {}", provider.ascii_serialization())
+        }
+        _ => "'self'".to_owned(),
+    };
+    let csp = format!(
+        "default-src 'self'; img-src 'self' https: data:; form-action {form_action}; frame-ancestors 'none'; \
+         base-uri 'none'"
+    );
+    HeaderValue::from_str(&csp).expect("an origin is a valid header value")
 }

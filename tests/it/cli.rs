@@ -1,12 +1,13 @@
 //! The `oidc-gate` binary as users run it: configuration errors, `.env`,
 //! `--help`, the zero-configuration first start, and what reaches the logs.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use crate::support::*;
 
@@ -37,8 +38,18 @@ async fn run(env: &[(&str, &str)], dotenv: Option<&str>) -> (i32, String) {
 
 #[tokio::test]
 async fn bad_configuration_exits_with_one_sentence_naming_the_variable() {
-    let cases: [(&[(&str, &str)], &str); 7] = [
+    let cases: [(&[(&str, &str)], &str); 10] = [
         (&[("PUBLIC_URL", "https://app.example.com")], "OIDC_ISSUER"),
+        // The development provider, reachable from the network: refused.
+        (&[("LISTEN", "0.0.0.0:5000")], "LISTEN"),
+        (
+            &[
+                ("PUBLIC_URL", "http://app.example.com"),
+                ("OIDC_ISSUER", "https://idp.example.com"),
+            ],
+            "ALLOW_INSECURE_HTTP",
+        ),
+        (&[("PUBLIC_URL", "https://app.example.com/app")], "PUBLIC_URL"),
         (
             &[
                 ("OIDC_ISSUER", "http://idp.example.com"),
@@ -85,6 +96,7 @@ async fn help_lists_every_setting() {
         "GOOGLE_CLIENT_ID",
         "GOOGLE_CLIENT_SECRET",
         "PUBLIC_URL",
+        "ALLOW_INSECURE_HTTP",
         "LISTEN",
         "DATA_DIR",
         "SESSION_IDLE_TIMEOUT",
@@ -108,38 +120,68 @@ async fn drain(pipe: &mut (impl AsyncReadExt + Unpin), into: &mut Vec<u8>) {
     }
 }
 
-#[tokio::test]
-async fn first_start_needs_no_configuration_and_logs_no_secrets() {
+/// Starts the binary in `dir` (its working directory, no `.env`) on a free
+/// loopback port, with `PUBLIC_URL` that port's http URL unless `env` says
+/// otherwise; waits until `/healthz` answers 200. Returns the process, its
+/// output piped, and its base URL.
+async fn start(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .env_clear()
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
         .env("LISTEN", format!("127.0.0.1:{port}"))
         .env("PUBLIC_URL", &base)
-        .env("RUST_LOG", "debug")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let browser = Browser::new();
-    let mut healthy = false;
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let probe = reqwest::Client::new();
     for _ in 0..200 {
-        if let Ok(r) = browser.client.get(format!("{base}/healthz")).send().await
+        if let Ok(r) = probe.get(format!("{base}/healthz")).send().await
             && r.status() == StatusCode::OK
         {
-            healthy = true;
-            break;
+            return (child, base);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("oidc-gate exited ({status}): {}", output(&mut child).await);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(healthy, "oidc-gate did not start");
+    panic!("oidc-gate did not start: {}", output(&mut child).await);
+}
+
+/// Checks that the data directory (created by oidc-gate) and the database
+/// files in it, which hold the login-cookie key and ID tokens, are ours only.
+fn assert_private_files(data_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(data_dir), 0o700, "DATA_DIR");
+    for file in ["oidc-gate.sqlite3", "oidc-gate.sqlite3-wal", "oidc-gate.sqlite3-shm"] {
+        assert_eq!(mode(&data_dir.join(file)), 0o600, "{file}");
+    }
+}
+
+/// What a process started by [`start`] has written so far, stderr then stdout.
+async fn output(child: &mut Child) -> String {
+    let mut out = Vec::new();
+    drain(child.stderr.as_mut().unwrap(), &mut out).await;
+    drain(child.stdout.as_mut().unwrap(), &mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn first_start_needs_no_configuration_and_logs_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = start(dir.path(), &[("RUST_LOG", "debug")]).await;
+    let browser = Browser::new();
     assert!(
         dir.path().join("data/oidc-gate.sqlite3").exists(),
         "DATA_DIR defaults to ./data, created"
@@ -155,6 +197,7 @@ async fn first_start_needs_no_configuration_and_logs_no_secrets() {
     browser.get(&callback).await;
     let r = browser.get(&format!("{base}/secret")).await;
     assert_eq!(r.status(), StatusCode::OK);
+    assert_private_files(&dir.path().join("data"));
     let session = browser
         .cookies(&base)
         .split("; ")
@@ -165,12 +208,11 @@ async fn first_start_needs_no_configuration_and_logs_no_secrets() {
     let r = browser.post_form(&format!("{base}/logout"), &[("csrf", &csrf)]).await;
     let id_token = query_param(&redirect_target(&r), "id_token_hint");
 
-    let mut out = Vec::new();
-    drain(child.stderr.as_mut().unwrap(), &mut out).await;
-    drain(child.stdout.as_mut().unwrap(), &mut out).await;
+    let logs = output(&mut child).await;
     child.kill().await.unwrap();
-    let logs = String::from_utf8_lossy(&out);
     assert!(logs.contains("DEVELOPMENT PROVIDER"), "a loud banner: {logs}");
+    // Not a terminal: no colour codes in a file or journald.
+    assert!(!logs.contains('\x1b'), "ANSI escape codes in piped logs: {logs:?}");
     assert!(logs.contains("login"), "login events are logged");
     for (what, secret) in [
         ("code", &code),
@@ -182,4 +224,99 @@ async fn first_start_needs_no_configuration_and_logs_no_secrets() {
     }
     let signature = id_token.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature), "the ID token is in the logs");
+}
+
+#[tokio::test]
+async fn allow_insecure_http_starts_with_a_loud_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _) = start(
+        dir.path(),
+        &[
+            ("PUBLIC_URL", "http://app.example.com"),
+            ("ALLOW_INSECURE_HTTP", "true"),
+            // Never reached (nothing listens on port 9): retried in the background.
+            ("OIDC_ISSUER", "http://127.0.0.1:9"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("OIDC_CLIENT_SECRET", "s"),
+        ],
+    )
+    .await;
+    let logs = output(&mut child).await;
+    assert!(
+        logs.contains("INSECURE") && logs.contains("ALLOW_INSECURE_HTTP=true"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    let (mut first, _) = start(dir.path(), &[("DATA_DIR", data)]).await;
+
+    // An overlapping redeploy: the same DATA_DIR while the first still runs.
+    let (code, out) = run(&[("DATA_DIR", data), ("LISTEN", "127.0.0.1:0")], None).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("DATA_DIR") && out.contains(data), "{out}");
+    assert_eq!(out.trim().lines().count(), 1, "one sentence: {out}");
+    // The same database file as another DATA_DIR's session store.
+    let db = format!("sqlite://{}", data_dir.join("oidc-gate.sqlite3").display());
+    let (code, out) = run(&[("SESSION_STORE_URL", &db), ("LISTEN", "127.0.0.1:0")], None).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("DATA_DIR") && out.contains(data), "{out}");
+
+    // Once the first has stopped, its DATA_DIR can be used again (here
+    // with sessions in the same file, named again: one lock, not two).
+    first.kill().await.unwrap();
+    first.wait().await.unwrap();
+    start(dir.path(), &[("DATA_DIR", data), ("SESSION_STORE_URL", &db)]).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_with_its_host_and_why() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // released: nothing listens there
+    let url = format!("postgres://oidc_gate:hunter2@127.0.0.1:{port}/oidc_gate");
+    for var in ["DATABASE_URL", "SESSION_STORE_URL"] {
+        let (code, out) = run(&[(var, &url), ("LISTEN", "127.0.0.1:0")], None).await;
+        assert_ne!(code, 0, "{out}");
+        assert!(
+            out.contains(var) && out.contains(&format!("127.0.0.1:{port}")) && out.contains("connection refused"),
+            "{out}"
+        );
+        assert!(!out.contains("hunter2"), "the password is printed: {out}");
+        assert_eq!(out.trim().lines().count(), 1, "one sentence: {out}");
+    }
+
+    // A running PostgreSQL without that database.
+    let Some(url) = crate::stores::service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    let mut missing = url::Url::parse(&url).unwrap();
+    missing.set_path("/oidc_gate_no_such_database");
+    let (code, out) = run(&[("DATABASE_URL", missing.as_str()), ("LISTEN", "127.0.0.1:0")], None).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("DATABASE_URL") && out.contains("`oidc_gate_no_such_database` does not exist"),
+        "{out}"
+    );
+    // A user it does not know (refused whatever the authentication method).
+    let mut stranger = url::Url::parse(&url).unwrap();
+    stranger.set_username("oidc_gate_no_such_role").unwrap();
+    stranger.set_password(Some("hunter2")).unwrap();
+    let (code, out) = run(
+        &[("SESSION_STORE_URL", stranger.as_str()), ("LISTEN", "127.0.0.1:0")],
+        None,
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("SESSION_STORE_URL") && out.contains("authentication failed for user `oidc_gate_no_such_role`"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "the password is printed: {out}");
 }

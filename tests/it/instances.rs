@@ -1,13 +1,18 @@
 //! Several oidc-gate processes behind one (simulated) load balancer, sharing
 //! PostgreSQL, or PostgreSQL and Redis: a login started on one instance
 //! finishes on the other, and every kind of logout on one is refused by the
-//! other at its very next request.
+//! other at its very next request. Instances starting together on a fresh
+//! database all start.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::process::{Child, Command};
+
+use oidc_gate::config::{StoreConfig, StoreUrl};
+use oidc_gate::secret::Secret;
+use oidc_gate::store::Store;
 
 use crate::fake_op::{FakeOp, send_logout_token};
 use crate::scale::PgSchema;
@@ -152,4 +157,40 @@ async fn two_instances_on_postgres_and_redis() {
     ])
     .await;
     schema.drop().await;
+}
+
+/// Four instances starting at once on a database without oidc-gate's
+/// tables: the schema, our migrations and the session store's table are
+/// created in turn (they raced: "duplicate key value violates unique
+/// constraint"), so all four start. Three rounds, each on a fresh schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_instances_start_at_once_on_an_empty_database() {
+    let Some(url) = service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    for round in 0..3 {
+        let schema = PgSchema::new(&url);
+        let config = StoreConfig {
+            database: StoreUrl::Postgres(Secret::new(url.clone())),
+            sessions: None,
+            schema: Some(schema.name.clone()),
+            max_connections: 4,
+            timeout: Duration::from_secs(5),
+            session_cache: 0,
+        };
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let config = config.clone();
+                tokio::spawn(async move { Store::open(&config).await.map(drop) })
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for start in starts {
+            if let Err(e) = start.await.unwrap() {
+                failures.push(e.to_string());
+            }
+        }
+        schema.drop().await;
+        assert!(failures.is_empty(), "round {round}: {failures:#?}");
+    }
 }

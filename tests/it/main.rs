@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod certification;
 mod cli;
+mod exposure;
 mod instances;
 mod library;
 mod login;
