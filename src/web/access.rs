@@ -15,7 +15,7 @@ use super::guard::{end_session, wants_json};
 use super::redirect::login_url_for;
 use crate::access::{Claims, Refusal};
 use crate::provider::Login;
-use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData};
+use crate::session::ACCESS_KEY;
 
 /// The refusal page.
 #[derive(Template)]
@@ -84,13 +84,7 @@ pub(super) async fn recheck(
         },
         _ => None,
     };
-    let subject = session
-        .get::<LoginData>(LOGIN_KEY)
-        .await
-        .ok()
-        .flatten()
-        .map(|l| l.subject);
-    end_session(state, session).await.map_err(IntoResponse::into_response)?;
+    let subject = end_session(state, session).await.map_err(IntoResponse::into_response)?;
     let Some(refusal) = verdict else {
         tracing::info!(reason = "access_claims_missing", subject = ?subject, "session ended");
         return Ok(());

@@ -112,13 +112,7 @@ async fn enforce_lifetimes(state: &AppState, session: &Session, request: Asked<'
                 .map_err(|e| AppError::Session(e).into_response())?;
         }
         verdict @ (Verdict::Idle | Verdict::TooOld) => {
-            let subject = session
-                .get::<LoginData>(LOGIN_KEY)
-                .await
-                .ok()
-                .flatten()
-                .map(|l| l.subject);
-            end_session(state, session).await.map_err(IntoResponse::into_response)?;
+            let subject = end_session(state, session).await.map_err(IntoResponse::into_response)?;
             let reason = if verdict == Verdict::Idle {
                 "session_idle"
             } else {
@@ -142,7 +136,14 @@ async fn enforce_lifetimes(state: &AppState, session: &Session, request: Asked<'
 
 /// Ends a logged-in session here: its record first, then its session-index
 /// link (were that to fail, the session is already gone; only logged).
-pub(super) async fn end_session(state: &AppState, session: &Session) -> Result<(), AppError> {
+/// Returns the provider subject it was signed in as, for the log.
+pub(super) async fn end_session(state: &AppState, session: &Session) -> Result<Option<String>, AppError> {
+    let subject = session
+        .get::<LoginData>(LOGIN_KEY)
+        .await
+        .ok()
+        .flatten()
+        .map(|l| l.subject);
     let id = session.id().map(|id| id.to_string());
     session.flush().await?;
     if let Some(id) = id
@@ -150,7 +151,7 @@ pub(super) async fn end_session(state: &AppState, session: &Session) -> Result<(
     {
         tracing::warn!(error = %e, "could not remove an ended session's link");
     }
-    Ok(())
+    Ok(subject)
 }
 
 /// Protects routes: anonymous browsers are sent to log in (and back), API

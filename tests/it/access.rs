@@ -4,15 +4,13 @@
 //! stored; rules are judged again on every request, so tightening them and
 //! restarting shuts existing sessions out.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use oidc_gate::config::Args;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::fake_op::{Behavior, FakeOp};
+use crate::support::process::{BIN, output, start};
 use crate::support::*;
 
 /// The app with the development provider and the rules of `tweak`.
@@ -324,49 +322,15 @@ async fn sessions_from_before_any_rule_sign_in_again() {
     drop(keep);
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_oidc-gate");
-
 /// Starts the binary with `env`, waits until it answers, stops it, and returns what it logged.
 async fn startup_log(env: &[(&str, &str)]) -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("LISTEN", format!("127.0.0.1:{port}"))
-        .env("PUBLIC_URL", &base)
-        .env("RUST_LOG", "info")
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let client = reqwest::Client::new();
-    let mut healthy = false;
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status() == StatusCode::OK
-        {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(healthy, "oidc-gate did not start with {env:?}");
+    let mut env = env.to_vec();
+    env.push(("RUST_LOG", "info"));
+    let (mut child, _) = start(dir.path(), &env).await;
     // Start-up logging is done once it answers.
     child.start_kill().unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("stops")
-        .unwrap();
-    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+    output(&mut child).await
 }
 
 #[tokio::test]

@@ -6,12 +6,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
+use crate::support::process::{BIN, output, start};
 use crate::support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_oidc-gate");
 
 /// Runs the binary with only `env` (and a fresh working directory) until it exits.
 async fn run(env: &[(&str, &str)], dotenv: Option<&str>) -> (i32, String) {
@@ -109,55 +107,6 @@ async fn help_lists_every_setting() {
     }
 }
 
-/// Reads whatever the process has written to a pipe so far.
-async fn drain(pipe: &mut (impl AsyncReadExt + Unpin), into: &mut Vec<u8>) {
-    let mut buf = [0u8; 65536];
-    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), pipe.read(&mut buf)).await {
-        if n == 0 {
-            break;
-        }
-        into.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// Starts the binary in `dir` (its working directory, no `.env`) on a free
-/// loopback port, with `PUBLIC_URL` that port's http URL unless `env` says
-/// otherwise; waits until `/healthz` answers 200. Returns the process, its
-/// output piped, and its base URL.
-async fn start(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("LISTEN", format!("127.0.0.1:{port}"))
-        .env("PUBLIC_URL", &base)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let probe = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = probe.get(format!("{base}/healthz")).send().await
-            && r.status() == StatusCode::OK
-        {
-            return (child, base);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("oidc-gate exited ({status}): {}", output(&mut child).await);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("oidc-gate did not start: {}", output(&mut child).await);
-}
-
 /// Checks that the data directory (created by oidc-gate) and the database
 /// files in it, which hold the login-cookie key and ID tokens, are ours only.
 fn assert_private_files(data_dir: &Path) {
@@ -167,14 +116,6 @@ fn assert_private_files(data_dir: &Path) {
     for file in ["oidc-gate.sqlite3", "oidc-gate.sqlite3-wal", "oidc-gate.sqlite3-shm"] {
         assert_eq!(mode(&data_dir.join(file)), 0o600, "{file}");
     }
-}
-
-/// What a process started by [`start`] has written so far, stderr then stdout.
-async fn output(child: &mut Child) -> String {
-    let mut out = Vec::new();
-    drain(child.stderr.as_mut().unwrap(), &mut out).await;
-    drain(child.stdout.as_mut().unwrap(), &mut out).await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod html;
+pub mod process;
 pub mod proxy;
 
 use std::net::SocketAddr;
