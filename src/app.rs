@@ -16,7 +16,7 @@ use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
 use crate::secret::{Secret, random_token};
 use crate::session::{CookieSettings, Lifetimes};
 use crate::store::{Store, StoreError};
-use crate::web::{self, AppState, PendingLogins, Shared};
+use crate::web::{self, AppState, AppStateInner, PendingLogins};
 
 /// Where the development provider is mounted.
 pub const DEV_PROVIDER_PATH: &str = "/dev-provider";
@@ -93,7 +93,7 @@ impl App {
             clock.clone(),
         );
         let cookie = CookieSettings::for_scheme(config.is_https());
-        let state = AppState::new(Shared {
+        let state = AppState::new(AppStateInner {
             provider,
             pending: PendingLogins::new(store.login_cookie_key(), &cookie),
             store,

@@ -52,7 +52,7 @@ pub struct Lifetimes {
 
 /// What to do with a session on this request.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Freshness {
     /// Still valid; nothing to write.
     Fresh,
     /// Still valid; record activity (extends the idle timeout).
@@ -78,15 +78,15 @@ impl Lifetimes {
     }
 
     /// Judges a login at time `now`.
-    pub fn judge(&self, login: &Activity, now: i64) -> Verdict {
+    pub fn judge(&self, login: &Activity, now: i64) -> Freshness {
         if now - login.login_at >= self.max_age.as_secs() as i64 {
-            Verdict::TooOld
+            Freshness::TooOld
         } else if now - login.last_seen >= self.idle.as_secs() as i64 {
-            Verdict::Idle
+            Freshness::Idle
         } else if now - login.last_seen >= self.touch_interval() {
-            Verdict::Touch
+            Freshness::Touch
         } else {
-            Verdict::Fresh
+            Freshness::Fresh
         }
     }
 
@@ -157,10 +157,10 @@ mod tests {
             idle: Duration::from_secs(3600),
             max_age: Duration::from_secs(86400),
         };
-        assert_eq!(l.judge(&login(0, 0), 30), Verdict::Fresh);
-        assert_eq!(l.judge(&login(0, 0), 61), Verdict::Touch);
-        assert_eq!(l.judge(&login(0, 0), 3600), Verdict::Idle);
-        assert_eq!(l.judge(&login(0, 86000), 86400), Verdict::TooOld);
+        assert_eq!(l.judge(&login(0, 0), 30), Freshness::Fresh);
+        assert_eq!(l.judge(&login(0, 0), 61), Freshness::Touch);
+        assert_eq!(l.judge(&login(0, 0), 3600), Freshness::Idle);
+        assert_eq!(l.judge(&login(0, 86000), 86400), Freshness::TooOld);
         assert_eq!(l.ends_by(&login(0, 86000)), 86400);
     }
 }

@@ -16,7 +16,7 @@ use tower_sessions::Session;
 use super::AppState;
 use super::error::AppError;
 use super::redirect::login_url_for;
-use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData, Verdict};
+use crate::session::{ACTIVITY_KEY, Activity, Freshness, LOGIN_KEY, LoginData};
 use crate::store::StoreError;
 use crate::users::AuthSession;
 
@@ -103,17 +103,17 @@ async fn enforce_lifetimes(state: &AppState, session: &Session, request: Asked<'
     let Some(mut activity) = activity else { return Ok(()) };
     let now = state.clock.unix();
     match state.lifetimes.judge(&activity, now) {
-        Verdict::Fresh => {}
-        Verdict::Touch => {
+        Freshness::Fresh => {}
+        Freshness::Touch => {
             activity.last_seen = now;
             session
                 .insert(ACTIVITY_KEY, activity)
                 .await
                 .map_err(|e| AppError::Session(e).into_response())?;
         }
-        verdict @ (Verdict::Idle | Verdict::TooOld) => {
+        verdict @ (Freshness::Idle | Freshness::TooOld) => {
             let subject = end_session(state, session).await.map_err(IntoResponse::into_response)?;
-            let reason = if verdict == Verdict::Idle {
+            let reason = if verdict == Freshness::Idle {
                 "session_idle"
             } else {
                 "session_max_age"

@@ -36,10 +36,10 @@ use crate::users::Backend;
 /// Shared state of every handler: one reference count to clone, since axum
 /// and the middleware clone it for every request.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<AppStateInner>);
 
 /// What [`AppState`] shares.
-pub struct Shared {
+pub struct AppStateInner {
     /// The OpenID provider.
     pub provider: Provider,
     /// Users and the session index.
@@ -57,16 +57,16 @@ pub struct Shared {
 }
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
+    type Target = AppStateInner;
 
-    fn deref(&self) -> &Shared {
+    fn deref(&self) -> &AppStateInner {
         &self.0
     }
 }
 
 impl AppState {
     /// The state.
-    pub fn new(shared: Shared) -> Self {
+    pub fn new(shared: AppStateInner) -> Self {
         Self(Arc::new(shared))
     }
 
