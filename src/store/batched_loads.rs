@@ -12,8 +12,16 @@
 //! sent *after* it was asked for, so a session deleted before a request
 //! began (a logout, a back-channel logout on another instance) is never
 //! served to it.
+//!
+//! The loads waiting are bounded ([`Limits::max_waiting`]): any client can
+//! send well-formed random session ids, and while the database is slow
+//! they would pile up without end. A load that finds the queue full fails
+//! at once (the request gets the "temporarily unavailable" page), and the
+//! refusals are counted in one log line per [`REFUSALS_LOGGED_EVERY`]. A
+//! load whose caller has gone (timed out, hung up) is dropped from the
+//! queue, never sent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +31,7 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgConnectOptions;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 
@@ -41,6 +50,17 @@ pub(super) trait LoadMany: Send + Sync + 'static {
 }
 
 type Reply = oneshot::Sender<session_store::Result<Option<Record>>>;
+
+/// Loads waiting at most, for PostgreSQL: 32 full batches, and about a
+/// hundred times what waits on a busy instance while PostgreSQL answers
+/// promptly (48,000 requests/s in the benchmark, a query a millisecond:
+/// some 50 loads). Each holds an id and a reply channel, a few hundred
+/// kilobytes in all.
+pub(super) const MAX_WAITING: usize = 4096;
+
+/// Loads refused because the queue was full are logged at most this often,
+/// as one line with their number.
+pub(super) const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(10);
 
 /// Loads through `source`, batched.
 #[derive(Debug)]
@@ -68,6 +88,8 @@ pub(super) struct Limits {
     pub max_batch: usize,
     /// A query that takes longer fails its batch (and frees its slot).
     pub timeout: Duration,
+    /// Loads waiting at most (at least 1); more are refused at once.
+    pub max_waiting: usize,
 }
 
 #[derive(Debug)]
@@ -79,36 +101,75 @@ struct Shared<L> {
 
 #[derive(Debug, Default)]
 struct Queue {
-    /// In the order they were asked for; batches take them from the front.
-    waiting: Vec<(Id, Reply)>,
+    /// In the order they were asked for, each with its number; batches take
+    /// them from the front.
+    waiting: VecDeque<(u64, Id, Reply)>,
     in_flight: usize,
-    /// Loads ever queued and ever sent: the waiting ones are numbered
-    /// `sent..queued`.
-    queued: u64,
-    sent: u64,
+    /// The number of the next load queued.
+    next: u64,
+    /// Loads refused since the last log line, and when that was.
+    refused: u64,
+    refusals_logged: Option<Instant>,
+}
+
+/// A load the queue took, or why not.
+enum Queued {
+    /// Waiting, with this number.
+    Ticket(u64),
+    /// The queue is full; `Some(n)` when a log line is due, for `n` refusals.
+    Full(Option<u64>),
 }
 
 impl Queue {
-    /// Queues a load; returns its number.
-    fn push(&mut self, id: Id, reply: Reply) -> u64 {
-        self.waiting.push((id, reply));
-        self.queued += 1;
-        self.queued - 1
+    /// Queues a load, unless `max` wait already (after dropping those whose
+    /// caller has gone).
+    fn push(&mut self, id: Id, reply: Reply, max: usize) -> Queued {
+        if self.waiting.len() >= max {
+            self.waiting.retain(|(_, _, reply)| !reply.is_closed());
+        }
+        if self.waiting.len() >= max {
+            self.refused += 1;
+            let due = self
+                .refusals_logged
+                .is_none_or(|t| t.elapsed() >= REFUSALS_LOGGED_EVERY);
+            if !due {
+                return Queued::Full(None);
+            }
+            self.refusals_logged = Some(Instant::now());
+            return Queued::Full(Some(std::mem::take(&mut self.refused)));
+        }
+        let ticket = self.next;
+        self.next += 1;
+        self.waiting.push_back((ticket, id, reply));
+        Queued::Ticket(ticket)
+    }
+
+    /// Whether the load numbered `ticket` still waits. Loads leave the
+    /// queue from the front (in a batch) or when their caller is gone, so a
+    /// live load waits as long as the front is not past it.
+    fn waits(&self, ticket: u64) -> bool {
+        self.waiting.front().is_some_and(|(first, _, _)| *first <= ticket)
     }
 
     /// The loads waiting (up to `max`) as a batch, if any wait and fewer
-    /// than `slots` queries are out; the batch holds a slot.
+    /// than `slots` queries are out; the batch holds a slot. Loads whose
+    /// caller has gone are dropped, not sent.
     fn take_batch(&mut self, slots: usize, max: usize) -> Option<Vec<(Id, Reply)>> {
-        if self.waiting.is_empty() || self.in_flight >= slots {
+        if self.in_flight >= slots {
+            return None;
+        }
+        let mut batch = Vec::with_capacity(self.waiting.len().min(max));
+        while batch.len() < max
+            && let Some((_, id, reply)) = self.waiting.pop_front()
+        {
+            if !reply.is_closed() {
+                batch.push((id, reply));
+            }
+        }
+        if batch.is_empty() {
             return None;
         }
         self.in_flight += 1;
-        let batch: Vec<_> = if self.waiting.len() <= max {
-            std::mem::take(&mut self.waiting)
-        } else {
-            self.waiting.drain(..max).collect()
-        };
-        self.sent += batch.len() as u64;
         Some(batch)
     }
 }
@@ -124,6 +185,7 @@ impl<L: LoadMany> BatchedLoads<L> {
                     in_flight,
                     most_in_flight: limits.most_in_flight.max(in_flight),
                     max_batch: limits.max_batch.max(1),
+                    max_waiting: limits.max_waiting.max(1),
                     ..limits
                 },
             }),
@@ -134,10 +196,25 @@ impl<L: LoadMany> BatchedLoads<L> {
     pub(super) async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let limits = &self.shared.limits;
         let (reply, mut answer) = oneshot::channel();
-        let (ticket, batch) = {
+        let queued = {
             let mut queue = self.shared.lock();
-            let ticket = queue.push(*id, reply);
-            (ticket, queue.take_batch(limits.in_flight, limits.max_batch))
+            match queue.push(*id, reply, limits.max_waiting) {
+                Queued::Ticket(ticket) => Ok((ticket, queue.take_batch(limits.in_flight, limits.max_batch))),
+                Queued::Full(log) => Err(log),
+            }
+        };
+        let (ticket, batch) = match queued {
+            Ok(queued) => queued,
+            Err(log) => {
+                if let Some(refused) = log {
+                    tracing::warn!(
+                        refused,
+                        waiting = limits.max_waiting,
+                        "session lookups refused: too many wait for PostgreSQL"
+                    );
+                }
+                return Err(session_store::Error::Backend("too many session lookups waiting".into()));
+            }
         };
         if let Some(batch) = batch {
             self.shared.send(batch);
@@ -150,7 +227,7 @@ impl<L: LoadMany> BatchedLoads<L> {
                 }
                 let more = {
                     let mut queue = self.shared.lock();
-                    if queue.sent > ticket {
+                    if !queue.waits(ticket) {
                         break; // on its way
                     }
                     queue.take_batch(limits.most_in_flight, limits.max_batch)
@@ -205,8 +282,7 @@ impl<L: LoadMany> Drop for Slot<L> {
                 // No runtime (it is shutting down): the loads waiting fail
                 // instead of waiting.
                 Err(_) => {
-                    let dropped = std::mem::take(&mut queue.waiting);
-                    queue.sent += dropped.len() as u64;
+                    queue.waiting.clear();
                     None
                 }
             }
@@ -381,6 +457,7 @@ mod tests {
             more_after: Duration::from_secs(60),
             max_batch,
             timeout: Duration::from_secs(5),
+            max_waiting: 1000,
         }
     }
 
@@ -634,5 +711,93 @@ mod tests {
         for (i, task) in tasks.into_iter().chain([late]).enumerate() {
             assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
         }
+    }
+
+    /// Loads beyond `max_waiting` fail at once; those waiting are served.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_refuses_loads_at_once() {
+        let records: Vec<Record> = (0..5).map(|i| record(&i.to_string())).collect();
+        let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
+        let loads = BatchedLoads::new(
+            fake.clone(),
+            Limits {
+                max_waiting: 3,
+                ..limits(1, 100)
+            },
+        );
+        let mut tasks = Vec::new();
+        for r in &records[..4] {
+            tasks.push(spawn_load(&loads, r.id));
+            settle().await;
+        }
+        // One query out, three waiting: the fifth is refused without waiting.
+        let refused = tokio::time::timeout(Duration::from_millis(1), loads.load(&records[4].id)).await;
+        assert!(matches!(refused, Ok(Err(_))), "refused at once: {refused:?}");
+        gate.unwrap().add_permits(2);
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
+        }
+        let sizes: Vec<usize> = fake.queries.lock().unwrap().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 3], "the refused load was never sent");
+    }
+
+    /// Refusals are one log line per interval, with their number.
+    #[tokio::test(start_paused = true)]
+    async fn refusals_are_logged_once_per_interval_with_their_count() {
+        let mut queue = Queue::default();
+        let mut replies = Vec::new();
+        let mut push = |queue: &mut Queue| {
+            let (reply, answer) = oneshot::channel();
+            replies.push(answer);
+            match queue.push(Id::default(), reply, 1) {
+                Queued::Ticket(_) => "queued".to_owned(),
+                Queued::Full(None) => "refused".to_owned(),
+                Queued::Full(Some(n)) => format!("log {n}"),
+            }
+        };
+        assert_eq!(push(&mut queue), "queued");
+        assert_eq!(push(&mut queue), "log 1", "the first refusal is logged");
+        assert_eq!(push(&mut queue), "refused");
+        assert_eq!(push(&mut queue), "refused");
+        tokio::time::advance(REFUSALS_LOGGED_EVERY).await;
+        assert_eq!(push(&mut queue), "log 3", "the two not logged, and this one");
+        assert_eq!(push(&mut queue), "refused");
+    }
+
+    /// A load whose caller has gone (a timeout, a client hanging up) is not
+    /// sent, and does not hold a place in the queue.
+    #[tokio::test]
+    async fn loads_whose_caller_has_gone_are_not_sent() {
+        let records: Vec<Record> = (0..5).map(|i| record(&i.to_string())).collect();
+        let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
+        let gate = gate.unwrap();
+        let loads = BatchedLoads::new(
+            fake.clone(),
+            Limits {
+                max_waiting: 2,
+                ..limits(1, 100)
+            },
+        );
+        let first = spawn_load(&loads, records[0].id);
+        settle().await;
+        let gone = [spawn_load(&loads, records[1].id), spawn_load(&loads, records[2].id)];
+        settle().await;
+        for task in &gone {
+            task.abort();
+        }
+        settle().await;
+        // The queue is full of loads nobody waits for: they make room.
+        let kept = [spawn_load(&loads, records[3].id), spawn_load(&loads, records[4].id)];
+        settle().await;
+        gate.add_permits(2);
+        assert_eq!(value(&first.await.unwrap()).as_deref(), Some("0"));
+        for (task, i) in kept.into_iter().zip(3..) {
+            assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
+        }
+        let mut sent: Vec<Id> = fake.queries.lock().unwrap()[1].clone();
+        sent.sort_unstable_by_key(|id| id.0);
+        let mut live = vec![records[3].id, records[4].id];
+        live.sort_unstable_by_key(|id| id.0);
+        assert_eq!(sent, live, "the loads of callers gone are not sent");
     }
 }
