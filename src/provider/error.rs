@@ -111,11 +111,40 @@ pub struct ProviderError {
 }
 
 impl ProviderError {
-    /// A new error.
+    /// A new error. Control characters in `detail` are escaped: it may
+    /// quote the provider (a parser's message naming an unknown value), and
+    /// a line break would start a forged line in the log.
     pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        let detail: String = detail.into();
+        if !detail.contains(char::is_control) {
+            return Self { reason, detail };
+        }
+        let mut escaped = String::with_capacity(detail.len() + 8);
+        for c in detail.chars() {
+            match c.is_control() {
+                true => escaped.extend(c.escape_debug()),
+                false => escaped.push(c),
+            }
+        }
         Self {
             reason,
-            detail: detail.into(),
+            detail: escaped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_cannot_break_a_log_line() {
+        let e = ProviderError::new(Reason::JwksFailed, "unknown variant `a\nINFO forged\r\u{1b}[31m`");
+        assert_eq!(e.detail, "unknown variant `a\\nINFO forged\\r\\u{1b}[31m`");
+        assert!(!e.to_string().contains(['\n', '\r', '\u{1b}']));
+        assert_eq!(
+            ProviderError::new(Reason::JwksFailed, "plain `text`").detail,
+            "plain `text`"
+        );
     }
 }

@@ -95,8 +95,9 @@ pub(crate) async fn exchange_code(
             error: String,
         }
         let detail = match serde_json::from_slice::<OAuthError>(&body) {
+            // Debug form: the provider's text, escaped for the log.
             Ok(e) => format!(
-                "HTTP {status}, error `{}`",
+                "HTTP {status}, error {:?}",
                 e.error.chars().take(64).collect::<String>()
             ),
             Err(_) => format!("HTTP {status}"),

@@ -20,7 +20,8 @@ pub enum AppError {
         detail: &'static str,
     },
     /// The provider answered the login with `error=`.
-    #[error("the provider refused the login: {code}")]
+    // Debug form: the code comes from the query string, CR/LF and all.
+    #[error("the provider refused the login: {code:?}")]
     ProviderRefused {
         /// The OAuth error code (`access_denied`, …), truncated.
         code: String,

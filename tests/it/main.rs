@@ -8,6 +8,7 @@ mod cli;
 mod instances;
 mod library;
 mod login;
+mod logs;
 mod scale;
 mod sessions;
 mod stores;
