@@ -14,6 +14,10 @@ pub enum Reason {
     JwksFailed,
     /// The token endpoint could not be reached, timed out or answered an error.
     TokenEndpoint,
+    /// The token endpoint refused the code (`invalid_grant`): forged, expired
+    /// or already used, or its PKCE verifier does not match. Anyone can send
+    /// a code to `/callback`, so this is the request's fault, not the provider's.
+    CodeRejected,
     /// The token endpoint's answer is not a valid token response.
     TokenResponseInvalid,
     /// The token response has no `id_token`.
@@ -58,6 +62,7 @@ impl Reason {
             Reason::IssuerMismatch => "issuer_mismatch",
             Reason::JwksFailed => "jwks_failed",
             Reason::TokenEndpoint => "token_endpoint",
+            Reason::CodeRejected => "code_rejected",
             Reason::TokenResponseInvalid => "token_response_invalid",
             Reason::IdTokenMissing => "id_token_missing",
             Reason::IdTokenMalformed => "id_token_malformed",

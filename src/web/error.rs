@@ -72,7 +72,9 @@ impl AppError {
             AppError::ProviderRefused { code } if code == "access_denied" => StatusCode::FORBIDDEN,
             AppError::ProviderRefused { .. } => StatusCode::BAD_REQUEST,
             AppError::Provider(e) if e.reason.is_upstream_failure() => StatusCode::BAD_GATEWAY,
-            AppError::Provider(e) if e.reason == Reason::IdTokenNonce => StatusCode::BAD_REQUEST,
+            AppError::Provider(e) if matches!(e.reason, Reason::IdTokenNonce | Reason::CodeRejected) => {
+                StatusCode::BAD_REQUEST
+            }
             AppError::Provider(_) => StatusCode::UNAUTHORIZED,
             AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::Store(_) | AppError::Session(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,6 +114,13 @@ impl AppError {
                 "The sign-in provider is not answering properly",
                 "We could not complete the sign-in with the provider. You are not signed in; \
                  please try again in a moment.",
+                true,
+            ),
+            AppError::Provider(e) if e.reason == Reason::CodeRejected => (
+                "This sign-in could not be completed",
+                "The sign-in provider did not accept this sign-in: it may have expired, \
+                 been used already, or not come from the provider. You are not signed in; \
+                 please sign in again.",
                 true,
             ),
             AppError::Provider(_) => (

@@ -241,6 +241,9 @@ async fn token(State(op): Op, headers: HeaderMap, body: Bytes) -> Response {
             let status = StatusCode::from_u16(status).expect("a valid status");
             return oauth_error(status, "server_error");
         }
+        TokenReply::Error(status, error) => {
+            return oauth_error(StatusCode::from_u16(status).expect("a valid status"), error);
+        }
         TokenReply::Garbage => {
             return (
                 StatusCode::OK,
