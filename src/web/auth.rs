@@ -222,13 +222,23 @@ async fn logout(
     if !token_ok || !same_origin(&headers, &state) {
         return Err(AppError::Csrf);
     }
-    let id_token_hint = match session.id() {
-        Some(id) => state.store.unlink_session(&id.to_string()).await?,
+    // The session goes first, its link after: were the unlink to fail,
+    // the session is already gone, rather than alive and unknown to
+    // back-channel logout. The ID token is read before, for the hint.
+    let id = session.id().map(|id| id.to_string());
+    let id_token_hint = match &id {
+        Some(id) => state.store.session_link(id).await?.flatten(),
         None => None,
     };
     let user_id = auth.user.as_ref().map(|u| u.row.id);
     auth.logout().await?;
     session.flush().await?;
+    if let Some(id) = id
+        && let Err(e) = state.store.unlink_session(&id).await
+    {
+        // Logged out all the same; the link expires with the session.
+        tracing::warn!(error = %e, "could not remove a logged-out session's link");
+    }
     tracing::info!(user.id = user_id, "logout");
     let home = state.home_url();
     let target = state

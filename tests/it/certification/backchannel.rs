@@ -195,3 +195,48 @@ async fn backchannel_logout_retried_after_a_session_store_outage_takes_effect() 
     // Now it is a replay.
     assert_eq!(deliver(&app, &token).await.status(), StatusCode::BAD_REQUEST);
 }
+
+/// `/logout` deletes the session before its link. When the session store
+/// fails in between (Redis goes away as the session is deleted), the
+/// session keeps its link, so the provider's back-channel logout still
+/// finds it and ends it once Redis is back.
+#[tokio::test]
+async fn a_logout_that_fails_half_way_leaves_the_session_to_back_channel_logout() {
+    let Some(redis) = crate::stores::service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    let proxy = crate::support::proxy::Proxy::start(crate::scale::target(&redis)).await;
+    let op = FakeOp::start().await;
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        store: StoreEnv {
+            // Links in SQLite; sessions in Redis, which fails on the delete.
+            session_store_url: Some(crate::scale::via(&redis, proxy.addr)),
+            store_timeout: Some("1s".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let browser = logged_in_as(&op, &app, "user-1", "sid-1").await;
+
+    proxy.cut_when_sent(b"\r\nDEL\r\n");
+    let r = click_log_out(&browser, &app.url("")).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{}", text(r).await);
+    assert_eq!(app.count("session_index").await, 1, "the link outlives a failed delete");
+    proxy.restore();
+
+    let token = op.logout_token(json!({"sub": "user-1", "sid": "sid-1"}));
+    let mut delivered = None;
+    for _ in 0..100 {
+        let r = deliver(&app, &token).await;
+        if r.status() != StatusCode::SERVICE_UNAVAILABLE {
+            delivered = Some(r.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(delivered, Some(StatusCode::OK));
+    assert!(!is_logged_in(&app, &browser).await, "the session ended");
+    assert_eq!(app.count("session_index").await, 0);
+}
