@@ -249,9 +249,12 @@ async fn rp_discovery_issuer_not_matching_config_at_login() {
         b.discovery_patch = json!({"issuer": "https://impostor.example"});
     });
     let app = spawn_for(&op).await;
-    op.wait_for(|l| l.discovery >= 1).await;
+    // The start-up fetch fails; the retry a second later finds the impostor
+    // (a login meanwhile would get the failure at once, without a fetch).
+    op.wait_for(|l| l.discovery >= 2).await;
     let browser = Browser::new();
     let r = browser.get(&app.url("/login")).await;
     assert_rejected(&app, &browser, r, StatusCode::BAD_GATEWAY, "issuer_mismatch").await;
     assert_eq!(op.log().authorize, 0);
+    assert_eq!(op.log().discovery, 2, "the login used the remembered failure");
 }

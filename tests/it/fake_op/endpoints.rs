@@ -107,6 +107,10 @@ async fn jwks(State(op): Op, OriginalUri(uri): OriginalUri) -> Response {
         let mut rx = op.log.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|l| l.token >= n)).await;
     }
+    let held = op.jwks_hold.lock().unwrap().take();
+    if let Some(mut released) = held {
+        let _ = tokio::time::timeout(Duration::from_secs(10), released.wait_for(|r| *r)).await;
+    }
     axum::Json(json!({ "keys": keys })).into_response()
 }
 
