@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use openidconnect::PkceCodeChallenge;
+use tower_sessions::Session;
 use url::form_urlencoded;
 
 use super::AppState;
@@ -15,8 +16,8 @@ use super::error::AppError;
 use super::pending::PendingLogin;
 use super::redirect::safe_next;
 use crate::secret::{Secret, random_token};
-use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData};
-use crate::store::{SessionBackend, SessionLink, UserProfile};
+use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData};
+use crate::store::{SessionBackend, SessionLink, StoreError, UserProfile};
 use crate::users::AuthSession;
 
 /// Bytes of randomness in `state`, `nonce` and the CSRF token (256 bits).
@@ -184,26 +185,65 @@ async fn complete(
         login_at: now,
         last_seen: now,
     };
-    session.insert(LOGIN_KEY, &data).await?;
-    session.insert(ACTIVITY_KEY, activity).await?;
-    session.set_expiry(Some(state.lifetimes.expiry()));
-    session.save().await?;
-    if let Some(id) = session.id() {
-        let id = id.to_string();
-        state
-            .store
-            .link_session(&SessionLink {
-                session_id: &id,
-                issuer: &data.issuer,
-                subject: &data.subject,
-                sid: data.sid.as_deref(),
-                expires_at: state.lifetimes.ends_by(&activity),
-                id_token: Some(&login.raw_id_token),
-            })
-            .await?;
-    }
+    save_linked(state, &session, &data, activity, &login.raw_id_token).await?;
     tracing::info!(user.id = user_id, issuer = %data.issuer, "login");
     Ok(Redirect::to(&pending.next).into_response())
+}
+
+/// Saves the signed-in session so that no back-channel logout can miss it:
+/// whenever the store holds it signed in, its link (by which back-channel
+/// logout finds sessions) is there too, or was deleted by such a logout,
+/// which the check at the end sees.
+///
+/// The store gives the id at the first save, so the record is saved first
+/// with nobody signed in, then linked, then saved signed in (saves only
+/// update: a record a logout deleted meanwhile stays deleted), and the link
+/// is read back.
+async fn save_linked(
+    state: &AppState,
+    session: &Session,
+    data: &LoginData,
+    activity: Activity,
+    id_token: &str,
+) -> Result<(), AppError> {
+    session.set_expiry(Some(state.lifetimes.expiry()));
+    let signed_in = session.remove_value(AUTH_KEY).await?;
+    session.save().await?;
+    let id = session
+        .id()
+        .ok_or_else(|| StoreError::Session("the session has no id once saved".into()))?
+        .to_string();
+    state
+        .store
+        .link_session(&SessionLink {
+            session_id: &id,
+            issuer: &data.issuer,
+            subject: &data.subject,
+            sid: data.sid.as_deref(),
+            expires_at: state.lifetimes.ends_by(&activity),
+            id_token: Some(id_token),
+        })
+        .await?;
+    if let Some(signed_in) = signed_in {
+        session.insert_value(AUTH_KEY, signed_in).await?;
+    }
+    session.insert(LOGIN_KEY, data).await?;
+    session.insert(ACTIVITY_KEY, activity).await?;
+    session.save().await?;
+    let linked = state.store.session_link(&id).await;
+    if let Ok(Some(_)) = linked {
+        return Ok(());
+    }
+    // Logged out meanwhile, or not known to be linked: this session must
+    // not live on.
+    let _ = session.flush().await;
+    match linked {
+        Err(e) => Err(e.into()),
+        _ => Err(AppError::Callback {
+            reason: "logged_out_during_login",
+            detail: "a back-channel logout ended this login while it was saved",
+        }),
+    }
 }
 
 async fn logout(

@@ -93,6 +93,15 @@ impl AppError {
                  or it was already used. Nothing was changed; please start again.",
                 true,
             ),
+            AppError::Callback {
+                reason: "logged_out_during_login",
+                ..
+            } => (
+                "You were signed out while signing in",
+                "The sign-in provider ended this sign-in while it was being completed. \
+                 You are not signed in; please sign in again.",
+                true,
+            ),
             AppError::Callback { .. } => (
                 "This sign-in answer is not valid",
                 "The sign-in provider's answer was incomplete. Nothing was changed; please start again.",

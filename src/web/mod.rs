@@ -79,7 +79,7 @@ impl AppState {
 pub fn router(state: AppState, cookie: &CookieSettings, extra: Router<AppState>) -> Router {
     let backend = Backend::new(state.store.clone());
     let auth_manager =
-        tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), "axum-login.data"));
+        tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), session::AUTH_KEY));
     let sessions = session::layer(state.store.session_backend(), cookie, state.lifetimes);
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
