@@ -11,6 +11,8 @@ use crate::config::SessionConfig;
 use crate::secret::Secret;
 use crate::store::SessionBackend;
 
+/// Session key of `axum-login`'s data (the signed-in user's id).
+pub const AUTH_KEY: &str = "axum-login.data";
 /// Session key of the login data.
 pub const LOGIN_KEY: &str = "oidc.login";
 /// Session key of the login's [`Activity`].

@@ -76,7 +76,7 @@ pub async fn fetch_metadata(http: &reqwest::Client, issuer: &str) -> Result<(Met
         return Err(ProviderError::new(
             Reason::IssuerMismatch,
             format!(
-                "the provider's discovery document says issuer `{}` but OIDC_ISSUER is `{issuer}`; they must be identical",
+                "the provider's discovery document says issuer {:?} but OIDC_ISSUER is {issuer:?}; they must be identical",
                 metadata.issuer
             ),
         ));

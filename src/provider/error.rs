@@ -14,6 +14,10 @@ pub enum Reason {
     JwksFailed,
     /// The token endpoint could not be reached, timed out or answered an error.
     TokenEndpoint,
+    /// The token endpoint refused the code (`invalid_grant`): forged, expired
+    /// or already used, or its PKCE verifier does not match. Anyone can send
+    /// a code to `/callback`, so this is the request's fault, not the provider's.
+    CodeRejected,
     /// The token endpoint's answer is not a valid token response.
     TokenResponseInvalid,
     /// The token response has no `id_token`.
@@ -58,6 +62,7 @@ impl Reason {
             Reason::IssuerMismatch => "issuer_mismatch",
             Reason::JwksFailed => "jwks_failed",
             Reason::TokenEndpoint => "token_endpoint",
+            Reason::CodeRejected => "code_rejected",
             Reason::TokenResponseInvalid => "token_response_invalid",
             Reason::IdTokenMissing => "id_token_missing",
             Reason::IdTokenMalformed => "id_token_malformed",
@@ -111,11 +116,40 @@ pub struct ProviderError {
 }
 
 impl ProviderError {
-    /// A new error.
+    /// A new error. Control characters in `detail` are escaped: it may
+    /// quote the provider (a parser's message naming an unknown value), and
+    /// a line break would start a forged line in the log.
     pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        let detail: String = detail.into();
+        if !detail.contains(char::is_control) {
+            return Self { reason, detail };
+        }
+        let mut escaped = String::with_capacity(detail.len() + 8);
+        for c in detail.chars() {
+            match c.is_control() {
+                true => escaped.extend(c.escape_debug()),
+                false => escaped.push(c),
+            }
+        }
         Self {
             reason,
-            detail: detail.into(),
+            detail: escaped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_cannot_break_a_log_line() {
+        let e = ProviderError::new(Reason::JwksFailed, "unknown variant `a\nINFO forged\r\u{1b}[31m`");
+        assert_eq!(e.detail, "unknown variant `a\\nINFO forged\\r\\u{1b}[31m`");
+        assert!(!e.to_string().contains(['\n', '\r', '\u{1b}']));
+        assert_eq!(
+            ProviderError::new(Reason::JwksFailed, "plain `text`").detail,
+            "plain `text`"
+        );
     }
 }

@@ -81,6 +81,13 @@ pub(crate) fn parse(raw: &str) -> Result<Jws<'_>, ProviderError> {
     })
 }
 
+/// Until when a token's `jti` is remembered: as long as the token could be
+/// accepted (its `exp`, and never less than the `iat` window), plus the skew.
+fn remember_until(iat: i64, exp: Option<i64>, skew: i64) -> i64 {
+    let window = iat.saturating_add(MAX_AGE_SECS);
+    exp.unwrap_or(window).max(window).saturating_add(skew)
+}
+
 /// Outcome of checking the signature against one key set.
 pub(crate) enum KeyCheck {
     Valid,
@@ -169,12 +176,44 @@ impl Jws<'_> {
         if subject.is_none() && sid.is_none() {
             return Err(bad("neither sub nor sid"));
         }
-        let remember_until = exp.unwrap_or(iat + MAX_AGE_SECS).max(iat + MAX_AGE_SECS) + skew;
+        // Saturating: `exp` is the provider's number, up to `i64::MAX`.
+        let remember_until = remember_until(iat, exp, skew);
         Ok(LogoutRequest {
             subject,
             sid,
             jti,
             remember_until,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remember_until_saturates_on_a_huge_exp() {
+        assert_eq!(remember_until(1_000, Some(i64::MAX), 60), i64::MAX);
+        assert_eq!(remember_until(1_000, Some(i64::MAX - 10), 60), i64::MAX);
+        assert_eq!(remember_until(1_000, Some(5_000), 60), 5_060);
+        assert_eq!(remember_until(1_000, Some(1_100), 60), 1_000 + MAX_AGE_SECS + 60);
+        assert_eq!(remember_until(1_000, None, 60), 1_000 + MAX_AGE_SECS + 60);
+    }
+
+    /// A whole token with `exp` near `i64::MAX` (signature left aside).
+    #[test]
+    fn a_token_with_a_huge_exp_is_remembered_for_ever_not_overflowed() {
+        let b64 = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let header = serde_json::json!({"alg": "RS256", "typ": "logout+jwt"});
+        let claims = serde_json::json!({
+            "iss": "https://op", "aud": "rp", "iat": 1_000, "exp": i64::MAX - 1, "jti": "j", "sub": "s",
+            "events": {BACKCHANNEL_EVENT: {}},
+        });
+        let raw = format!("{}.{}.c2ln", b64(&header), b64(&claims));
+        let request = parse(&raw)
+            .unwrap()
+            .into_request("https://op", "rp", 1_000, 60)
+            .unwrap();
+        assert_eq!(request.remember_until, i64::MAX);
     }
 }

@@ -2,6 +2,7 @@
 //! (cached, refreshed in the background, refetched once on an unknown `kid`),
 //! the authorization URL, the code exchange and ID token validation.
 
+mod backoff;
 mod claims;
 mod discovery;
 mod error;
@@ -26,6 +27,7 @@ pub use verify::{ExtraClaims, VerifiedIdToken};
 
 use crate::clock::Clock;
 use crate::config::ClientConfig;
+use backoff::{FailedFetch, OncePer};
 use jwk::GateJsonWebKeySet;
 
 /// Minimum time between two JWKS refetches caused by unknown key ids.
@@ -65,8 +67,15 @@ struct Inner {
     clock: Clock,
     current: ArcSwapOption<Snapshot>,
     /// Serializes fetches so concurrent requests share one (single flight);
-    /// holds the time of the last refetch caused by an unknown key id.
+    /// holds the time of the last refetch caused by an ID token's unknown key id.
     fetch_lock: tokio::sync::Mutex<Option<Instant>>,
+    /// While no discovery was fetched: the last failure, answered at once
+    /// to requests until it is time to ask again.
+    failed: FailedFetch,
+    /// Refetches for logout tokens naming unknown keys: anyone can send
+    /// those, so one per interval, and never behind `fetch_lock`, where
+    /// logins wait.
+    logout_refetch: OncePer,
 }
 
 /// Discovery document and key set as last fetched.
@@ -107,6 +116,8 @@ impl Provider {
                 clock,
                 current: ArcSwapOption::empty(),
                 fetch_lock: tokio::sync::Mutex::new(None),
+                failed: FailedFetch::default(),
+                logout_refetch: OncePer::default(),
             }),
         }
     }
@@ -127,7 +138,15 @@ impl Provider {
         self.fetch_all().await
     }
 
+    /// Fetches discovery and keys (the caller holds `fetch_lock`), and
+    /// remembers a failure.
     async fn fetch_all(&self) -> Result<Arc<Snapshot>, ProviderError> {
+        let fetched = self.fetch_both().await;
+        self.inner.failed.record(&fetched);
+        fetched
+    }
+
+    async fn fetch_both(&self) -> Result<Arc<Snapshot>, ProviderError> {
         let http = &self.inner.http;
         let (metadata, meta_ttl) = discovery::fetch_metadata(http, self.issuer()).await?;
         let (jwks, jwks_ttl) = discovery::fetch_jwks(http, &metadata.jwks_uri).await?;
@@ -142,30 +161,49 @@ impl Provider {
         Ok(snapshot)
     }
 
-    /// The cached discovery document and keys, fetched now if there are none yet.
+    /// The cached discovery document and keys, fetched now if there are
+    /// none yet. While the last fetch failed recently (1 s, doubling up to
+    /// 30 s), its error at once: anonymous requests ask for this, and must
+    /// not each wait on a provider that does not answer.
     pub async fn snapshot(&self) -> Result<Arc<Snapshot>, ProviderError> {
         if let Some(s) = self.inner.current.load_full() {
             return Ok(s);
+        }
+        if let Some(e) = self.inner.failed.remembered() {
+            return Err(e);
         }
         let _guard = self.inner.fetch_lock.lock().await;
         if let Some(s) = self.inner.current.load_full() {
             return Ok(s);
         }
+        // The fetch this request waited on failed.
+        if let Some(e) = self.inner.failed.remembered() {
+            return Err(e);
+        }
         self.fetch_all().await
     }
 
     /// Keeps discovery and keys fresh until the task is dropped: refetches
-    /// when the cache lifetime ends, and retries failures every 30 s.
+    /// when the cache lifetime ends, and retries failures every 30 s (or,
+    /// while none was ever fetched, once the failure is no longer remembered).
     pub async fn refresh_forever(self) {
         loop {
-            let next = match self.inner.current.load_full() {
+            let fetched = self.inner.current.load_full();
+            let next = match &fetched {
                 Some(s) => s.refresh_at,
-                None => Instant::now(),
+                None => self.inner.failed.retry_at().unwrap_or_else(Instant::now),
             };
             tokio::time::sleep_until(next).await;
-            if let Err(e) = self.refresh().await {
-                tracing::warn!(reason = %e.reason, error = %e.detail, "provider refresh failed; retrying in 30s");
-                tokio::time::sleep(RETRY_AFTER).await;
+            let result = match fetched {
+                Some(_) => self.refresh().await,
+                // Shared with the requests waiting for it.
+                None => self.snapshot().await,
+            };
+            if let Err(e) = result {
+                tracing::warn!(reason = %e.reason, error = %e.detail, "provider refresh failed; retrying");
+                if self.inner.current.load().is_some() {
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
             }
         }
     }
@@ -184,15 +222,36 @@ impl Provider {
             return None;
         }
         *last_forced = Some(Instant::now());
-        match discovery::fetch_jwks(&self.inner.http, &current.metadata.jwks_uri).await {
+        self.refetch_keys(current).await
+    }
+
+    /// Refetches the JWKS after a logout token named a key we do not have.
+    /// Anyone can send logout tokens: at most one such refetch per
+    /// [`JWKS_REFETCH_INTERVAL`], tokens meanwhile get `None` at once, and
+    /// `fetch_lock` (where logins wait) is neither taken nor waited on.
+    async fn refetch_jwks_for_logout(&self, seen: &Arc<Snapshot>) -> Option<Arc<Snapshot>> {
+        let current = self.inner.current.load_full()?;
+        if current.jwks_fetched_at > seen.jwks_fetched_at {
+            return Some(current); // refetched since the token was checked
+        }
+        if !self.inner.logout_refetch.claim(JWKS_REFETCH_INTERVAL) {
+            return None;
+        }
+        self.refetch_keys(current).await
+    }
+
+    /// Fetches the JWKS of `base`'s discovery; installs it in place of
+    /// `base` (a snapshot installed meanwhile, by a background refresh, stays).
+    async fn refetch_keys(&self, base: Arc<Snapshot>) -> Option<Arc<Snapshot>> {
+        match discovery::fetch_jwks(&self.inner.http, &base.metadata.jwks_uri).await {
             Ok((jwks, _)) => {
                 let fresh = Arc::new(Snapshot {
-                    metadata: current.metadata.clone(),
+                    metadata: base.metadata.clone(),
                     jwks,
                     jwks_fetched_at: Instant::now(),
-                    refresh_at: current.refresh_at,
+                    refresh_at: base.refresh_at,
                 });
-                self.inner.current.store(Some(fresh.clone()));
+                self.inner.current.compare_and_swap(&Some(base), Some(fresh.clone()));
                 tracing::info!("provider keys refetched after an unknown key id");
                 Some(fresh)
             }
@@ -322,7 +381,7 @@ impl Provider {
         let jws = logout::parse(raw)?;
         let snapshot = self.snapshot().await?;
         let checked = match jws.check_signature(&snapshot.jwks) {
-            logout::KeyCheck::UnknownKey => match self.refetch_jwks(&snapshot).await {
+            logout::KeyCheck::UnknownKey => match self.refetch_jwks_for_logout(&snapshot).await {
                 Some(fresh) => jws.check_signature(&fresh.jwks),
                 None => logout::KeyCheck::UnknownKey,
             },

@@ -97,14 +97,20 @@ pub(crate) async fn exchange_code(
         struct OAuthError {
             error: String,
         }
-        let detail = match serde_json::from_slice::<OAuthError>(&body) {
-            Ok(e) => format!(
-                "HTTP {status}, error `{}`",
-                e.error.chars().take(64).collect::<String>()
-            ),
-            Err(_) => format!("HTTP {status}"),
+        let error = serde_json::from_slice::<OAuthError>(&body).ok().map(|e| e.error);
+        // RFC 6749 §5.2: a 400 `invalid_grant` refuses the code itself. Every
+        // other error (`invalid_client`, `unauthorized_client`: our own
+        // registration) is the provider's or ours, not the browser's.
+        let reason = match (status, error.as_deref()) {
+            (reqwest::StatusCode::BAD_REQUEST, Some("invalid_grant")) => Reason::CodeRejected,
+            _ => Reason::TokenEndpoint,
         };
-        return Err(ProviderError::new(Reason::TokenEndpoint, detail));
+        let detail = match error {
+            // Debug form: the provider's text, escaped for the log.
+            Some(e) => format!("HTTP {status}, error {:?}", e.chars().take(64).collect::<String>()),
+            None => format!("HTTP {status}"),
+        };
+        return Err(ProviderError::new(reason, detail));
     }
     let tokens: TokenResponse = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::new(Reason::TokenResponseInvalid, format!("not a token response: {e}")))?;

@@ -12,8 +12,16 @@
 //! sent *after* it was asked for, so a session deleted before a request
 //! began (a logout, a back-channel logout on another instance) is never
 //! served to it.
+//!
+//! The loads waiting are bounded ([`Limits::max_waiting`]): any client can
+//! send well-formed random session ids, and while the database is slow
+//! they would pile up without end. A load that finds the queue full fails
+//! at once (the request gets the "temporarily unavailable" page), and the
+//! refusals are counted in one log line per [`REFUSALS_LOGGED_EVERY`]. A
+//! load whose caller has gone (timed out, hung up) is dropped from the
+//! queue, never sent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +31,7 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgConnectOptions;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 
@@ -41,6 +50,17 @@ pub(super) trait LoadMany: Send + Sync + 'static {
 }
 
 type Reply = oneshot::Sender<session_store::Result<Option<Record>>>;
+
+/// Loads waiting at most, for PostgreSQL: 32 full batches, and about a
+/// hundred times what waits on a busy instance while PostgreSQL answers
+/// promptly (48,000 requests/s in the benchmark, a query a millisecond:
+/// some 50 loads). Each holds an id and a reply channel, a few hundred
+/// kilobytes in all.
+pub(super) const MAX_WAITING: usize = 4096;
+
+/// Loads refused because the queue was full are logged at most this often,
+/// as one line with their number.
+pub(super) const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(10);
 
 /// Loads through `source`, batched.
 #[derive(Debug)]
@@ -68,6 +88,8 @@ pub(super) struct Limits {
     pub max_batch: usize,
     /// A query that takes longer fails its batch (and frees its slot).
     pub timeout: Duration,
+    /// Loads waiting at most (at least 1); more are refused at once.
+    pub max_waiting: usize,
 }
 
 #[derive(Debug)]
@@ -79,36 +101,75 @@ struct Shared<L> {
 
 #[derive(Debug, Default)]
 struct Queue {
-    /// In the order they were asked for; batches take them from the front.
-    waiting: Vec<(Id, Reply)>,
+    /// In the order they were asked for, each with its number; batches take
+    /// them from the front.
+    waiting: VecDeque<(u64, Id, Reply)>,
     in_flight: usize,
-    /// Loads ever queued and ever sent: the waiting ones are numbered
-    /// `sent..queued`.
-    queued: u64,
-    sent: u64,
+    /// The number of the next load queued.
+    next: u64,
+    /// Loads refused since the last log line, and when that was.
+    refused: u64,
+    refusals_logged: Option<Instant>,
+}
+
+/// A load the queue took, or why not.
+enum Queued {
+    /// Waiting, with this number.
+    Ticket(u64),
+    /// The queue is full; `Some(n)` when a log line is due, for `n` refusals.
+    Full(Option<u64>),
 }
 
 impl Queue {
-    /// Queues a load; returns its number.
-    fn push(&mut self, id: Id, reply: Reply) -> u64 {
-        self.waiting.push((id, reply));
-        self.queued += 1;
-        self.queued - 1
+    /// Queues a load, unless `max` wait already (after dropping those whose
+    /// caller has gone).
+    fn push(&mut self, id: Id, reply: Reply, max: usize) -> Queued {
+        if self.waiting.len() >= max {
+            self.waiting.retain(|(_, _, reply)| !reply.is_closed());
+        }
+        if self.waiting.len() >= max {
+            self.refused += 1;
+            let due = self
+                .refusals_logged
+                .is_none_or(|t| t.elapsed() >= REFUSALS_LOGGED_EVERY);
+            if !due {
+                return Queued::Full(None);
+            }
+            self.refusals_logged = Some(Instant::now());
+            return Queued::Full(Some(std::mem::take(&mut self.refused)));
+        }
+        let ticket = self.next;
+        self.next += 1;
+        self.waiting.push_back((ticket, id, reply));
+        Queued::Ticket(ticket)
+    }
+
+    /// Whether the load numbered `ticket` still waits. Loads leave the
+    /// queue from the front (in a batch) or when their caller is gone, so a
+    /// live load waits as long as the front is not past it.
+    fn waits(&self, ticket: u64) -> bool {
+        self.waiting.front().is_some_and(|(first, _, _)| *first <= ticket)
     }
 
     /// The loads waiting (up to `max`) as a batch, if any wait and fewer
-    /// than `slots` queries are out; the batch holds a slot.
+    /// than `slots` queries are out; the batch holds a slot. Loads whose
+    /// caller has gone are dropped, not sent.
     fn take_batch(&mut self, slots: usize, max: usize) -> Option<Vec<(Id, Reply)>> {
-        if self.waiting.is_empty() || self.in_flight >= slots {
+        if self.in_flight >= slots {
+            return None;
+        }
+        let mut batch = Vec::with_capacity(self.waiting.len().min(max));
+        while batch.len() < max
+            && let Some((_, id, reply)) = self.waiting.pop_front()
+        {
+            if !reply.is_closed() {
+                batch.push((id, reply));
+            }
+        }
+        if batch.is_empty() {
             return None;
         }
         self.in_flight += 1;
-        let batch: Vec<_> = if self.waiting.len() <= max {
-            std::mem::take(&mut self.waiting)
-        } else {
-            self.waiting.drain(..max).collect()
-        };
-        self.sent += batch.len() as u64;
         Some(batch)
     }
 }
@@ -124,6 +185,7 @@ impl<L: LoadMany> BatchedLoads<L> {
                     in_flight,
                     most_in_flight: limits.most_in_flight.max(in_flight),
                     max_batch: limits.max_batch.max(1),
+                    max_waiting: limits.max_waiting.max(1),
                     ..limits
                 },
             }),
@@ -134,10 +196,25 @@ impl<L: LoadMany> BatchedLoads<L> {
     pub(super) async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let limits = &self.shared.limits;
         let (reply, mut answer) = oneshot::channel();
-        let (ticket, batch) = {
+        let queued = {
             let mut queue = self.shared.lock();
-            let ticket = queue.push(*id, reply);
-            (ticket, queue.take_batch(limits.in_flight, limits.max_batch))
+            match queue.push(*id, reply, limits.max_waiting) {
+                Queued::Ticket(ticket) => Ok((ticket, queue.take_batch(limits.in_flight, limits.max_batch))),
+                Queued::Full(log) => Err(log),
+            }
+        };
+        let (ticket, batch) = match queued {
+            Ok(queued) => queued,
+            Err(log) => {
+                if let Some(refused) = log {
+                    tracing::warn!(
+                        refused,
+                        waiting = limits.max_waiting,
+                        "session lookups refused: too many wait for PostgreSQL"
+                    );
+                }
+                return Err(session_store::Error::Backend("too many session lookups waiting".into()));
+            }
         };
         if let Some(batch) = batch {
             self.shared.send(batch);
@@ -150,7 +227,7 @@ impl<L: LoadMany> BatchedLoads<L> {
                 }
                 let more = {
                     let mut queue = self.shared.lock();
-                    if queue.sent > ticket {
+                    if !queue.waits(ticket) {
                         break; // on its way
                     }
                     queue.take_batch(limits.most_in_flight, limits.max_batch)
@@ -205,8 +282,7 @@ impl<L: LoadMany> Drop for Slot<L> {
                 // No runtime (it is shutting down): the loads waiting fail
                 // instead of waiting.
                 Err(_) => {
-                    let dropped = std::mem::take(&mut queue.waiting);
-                    queue.sent += dropped.len() as u64;
+                    queue.waiting.clear();
                     None
                 }
             }
@@ -311,328 +387,4 @@ impl LoadMany for PgLoads {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use tokio::sync::Semaphore;
-
-    use super::*;
-
-    /// A store in memory whose queries can be held at the gate, and which
-    /// reads its data when a query starts, as a database snapshot would.
-    #[derive(Default)]
-    struct Fake {
-        records: Mutex<HashMap<Id, Record>>,
-        queries: Mutex<Vec<Vec<Id>>>,
-        gate: Option<Arc<Semaphore>>,
-        fail: AtomicBool,
-        panic: AtomicBool,
-    }
-
-    impl LoadMany for Arc<Fake> {
-        async fn load_many(&self, ids: &[Id]) -> session_store::Result<HashMap<Id, Result<Record, String>>> {
-            self.queries.lock().unwrap().push(ids.to_vec());
-            let snapshot: HashMap<Id, Result<Record, String>> = {
-                let records = self.records.lock().unwrap();
-                ids.iter()
-                    .filter_map(|id| records.get(id).map(|r| (*id, Ok(r.clone()))))
-                    .collect()
-            };
-            if let Some(gate) = &self.gate {
-                gate.acquire().await.unwrap().forget();
-            }
-            if self.panic.load(Ordering::SeqCst) {
-                panic!("source panicked");
-            }
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(session_store::Error::Backend("down".into()));
-            }
-            Ok(snapshot)
-        }
-    }
-
-    fn record(value: &str) -> Record {
-        let mut data = HashMap::new();
-        data.insert("v".to_owned(), serde_json::json!(value));
-        Record {
-            id: Id::default(),
-            data,
-            expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
-        }
-    }
-
-    fn fake(gated: bool, records: &[&Record]) -> (Arc<Fake>, Option<Arc<Semaphore>>) {
-        let gate = gated.then(|| Arc::new(Semaphore::new(0)));
-        let fake = Arc::new(Fake {
-            gate: gate.clone(),
-            ..Fake::default()
-        });
-        for r in records {
-            fake.records.lock().unwrap().insert(r.id, (*r).clone());
-        }
-        (fake, gate)
-    }
-
-    fn limits(in_flight: usize, max_batch: usize) -> Limits {
-        Limits {
-            in_flight,
-            most_in_flight: in_flight,
-            more_after: Duration::from_secs(60),
-            max_batch,
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    fn loads(fake: &Arc<Fake>, in_flight: usize, batch: usize) -> BatchedLoads<Arc<Fake>> {
-        BatchedLoads::new(fake.clone(), limits(in_flight, batch))
-    }
-
-    type Answer = session_store::Result<Option<Record>>;
-
-    /// A load of `id` in a task of its own, as a request would make it.
-    fn spawn_load(loads: &BatchedLoads<Arc<Fake>>, id: Id) -> tokio::task::JoinHandle<Answer> {
-        let loads = loads.clone();
-        tokio::spawn(async move { loads.load(&id).await })
-    }
-
-    /// Lets spawned tasks run until they wait on something.
-    async fn settle() {
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
-    }
-
-    fn value(answer: &Answer) -> Option<String> {
-        let record = answer.as_ref().expect("no error").as_ref()?;
-        Some(record.data["v"].as_str().unwrap().to_owned())
-    }
-
-    #[tokio::test]
-    async fn a_lone_load_is_one_query_for_its_id() {
-        let a = record("a");
-        let (fake, _) = fake(false, &[&a]);
-        let loads = loads(&fake, 1, 100);
-        assert_eq!(value(&loads.load(&a.id).await).as_deref(), Some("a"));
-        let unknown = Id::default();
-        assert_eq!(value(&loads.load(&unknown).await), None);
-        assert_eq!(*fake.queries.lock().unwrap(), vec![vec![a.id], vec![unknown]]);
-    }
-
-    #[tokio::test]
-    async fn loads_that_wait_go_out_as_one_query_each_getting_its_own_record() {
-        let records: Vec<Record> = (0..20).map(|i| record(&i.to_string())).collect();
-        let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
-        let loads = loads(&fake, 1, 100);
-        let mut tasks = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            tasks.push((i, spawn_load(&loads, r.id)));
-            settle().await;
-        }
-        // The same id twice in one batch: both get it, one key is asked for.
-        let twice = spawn_load(&loads, records[5].id);
-        settle().await;
-        gate.unwrap().add_permits(2);
-        for (i, task) in tasks {
-            assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
-        }
-        assert_eq!(value(&twice.await.unwrap()).as_deref(), Some("5"));
-        let queries = fake.queries.lock().unwrap();
-        assert_eq!(queries.len(), 2, "the first alone, then the 19 others at once");
-        assert_eq!(queries[0], vec![records[0].id]);
-        let second: HashSet<_> = queries[1].iter().collect();
-        assert_eq!(queries[1].len(), 19, "ids are asked for once each");
-        assert_eq!(second.len(), 19);
-    }
-
-    #[tokio::test]
-    async fn a_load_is_never_answered_by_a_query_sent_before_it() {
-        let a = record("a");
-        let (fake, gate) = fake(true, &[&a]);
-        let loads = loads(&fake, 1, 100);
-        let early = spawn_load(&loads, a.id);
-        settle().await; // its query is out, and has read `a`
-        fake.records.lock().unwrap().remove(&a.id); // a logout
-        let late = spawn_load(&loads, a.id);
-        settle().await;
-        gate.unwrap().add_permits(2);
-        assert_eq!(value(&early.await.unwrap()).as_deref(), Some("a"));
-        assert_eq!(value(&late.await.unwrap()), None, "the logged-out session is gone");
-    }
-
-    #[tokio::test]
-    async fn batches_are_bounded_and_several_go_out_at_once() {
-        let records: Vec<Record> = (0..7).map(|i| record(&i.to_string())).collect();
-        let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
-        let loads = loads(&fake, 2, 3);
-        let mut tasks = Vec::new();
-        for r in &records {
-            tasks.push(spawn_load(&loads, r.id));
-            settle().await;
-        }
-        assert_eq!(fake.queries.lock().unwrap().len(), 2, "two slots, both taken");
-        gate.unwrap().add_permits(10);
-        for (i, task) in tasks.into_iter().enumerate() {
-            assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
-        }
-        let sizes: Vec<usize> = fake.queries.lock().unwrap().iter().map(Vec::len).collect();
-        assert_eq!(sizes.iter().sum::<usize>(), 7);
-        assert!(sizes.iter().all(|&n| n <= 3), "{sizes:?}");
-    }
-
-    #[tokio::test]
-    async fn a_failed_query_fails_its_batch_only() {
-        let a = record("a");
-        let (fake, _) = fake(false, &[&a]);
-        let loads = loads(&fake, 1, 100);
-        fake.fail.store(true, Ordering::SeqCst);
-        assert!(loads.load(&a.id).await.is_err());
-        fake.fail.store(false, Ordering::SeqCst);
-        assert_eq!(value(&loads.load(&a.id).await).as_deref(), Some("a"));
-    }
-
-    #[tokio::test]
-    async fn a_panicking_query_frees_its_slot() {
-        let a = record("a");
-        let (fake, _) = fake(false, &[&a]);
-        let loads = loads(&fake, 1, 100);
-        fake.panic.store(true, Ordering::SeqCst);
-        assert!(loads.load(&a.id).await.is_err());
-        fake.panic.store(false, Ordering::SeqCst);
-        assert_eq!(value(&loads.load(&a.id).await).as_deref(), Some("a"));
-    }
-
-    #[tokio::test]
-    async fn a_caller_that_goes_away_does_not_stop_the_others() {
-        let (a, b) = (record("a"), record("b"));
-        let (fake, gate) = fake(true, &[&a, &b]);
-        let loads = loads(&fake, 1, 100);
-        let first = spawn_load(&loads, a.id);
-        settle().await;
-        let gone = spawn_load(&loads, a.id);
-        let kept = spawn_load(&loads, b.id);
-        settle().await;
-        gone.abort();
-        first.abort();
-        gate.unwrap().add_permits(2);
-        assert_eq!(value(&kept.await.unwrap()).as_deref(), Some("b"));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_query_that_hangs_fails_within_the_timeout() {
-        let a = record("a");
-        let (fake, _gate) = fake(true, &[&a]); // never opened
-        let loads = BatchedLoads::new(
-            fake.clone(),
-            Limits {
-                most_in_flight: 2,
-                more_after: Duration::from_millis(10),
-                timeout: Duration::from_secs(3),
-                ..limits(1, 100)
-            },
-        );
-        let first = spawn_load(&loads, a.id);
-        let waiting = spawn_load(&loads, a.id);
-        assert!(first.await.unwrap().is_err());
-        assert!(waiting.await.unwrap().is_err());
-    }
-
-    /// `n` records behind a closed gate, loaded one query at a time, or
-    /// two once loads have waited 10 ms.
-    fn slow_queries(n: usize) -> (Vec<Record>, Arc<Fake>, Arc<Semaphore>, BatchedLoads<Arc<Fake>>) {
-        let records: Vec<Record> = (0..n).map(|i| record(&i.to_string())).collect();
-        let (fake, gate) = fake(true, &records.iter().collect::<Vec<_>>());
-        let loads = BatchedLoads::new(
-            fake.clone(),
-            Limits {
-                most_in_flight: 2,
-                more_after: Duration::from_millis(10),
-                ..limits(1, 100)
-            },
-        );
-        (records, fake, gate.unwrap(), loads)
-    }
-
-    /// Lets `ms` pass (on the paused clock), then the tasks run.
-    async fn wait(ms: u64) {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        settle().await;
-    }
-
-    /// Loads that wait on a slow query send one more after `more_after`,
-    /// never more than `most_in_flight`; once the queries out have
-    /// answered, it is one at a time again.
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_query_lets_one_more_go_out_after_a_while() {
-        let (records, fake, gate, loads) = slow_queries(5);
-        let queries = || fake.queries.lock().unwrap().clone();
-        // As a query asks for them: sorted.
-        let ids = |range: std::ops::Range<usize>| {
-            let mut ids: Vec<Id> = records[range].iter().map(|r| r.id).collect();
-            ids.sort_unstable_by_key(|id| id.0);
-            ids
-        };
-        let mut tasks: Vec<_> = (0..2).map(|i| spawn_load(&loads, records[i].id)).collect();
-        settle().await;
-        assert_eq!(queries(), vec![ids(0..1)], "the first goes out, the second waits");
-        wait(5).await;
-        assert_eq!(queries().len(), 1, "not slow yet");
-        wait(6).await;
-        assert_eq!(
-            queries(),
-            vec![ids(0..1), ids(1..2)],
-            "one more, for the load that waited"
-        );
-        tasks.push(spawn_load(&loads, records[2].id));
-        wait(20).await;
-        assert_eq!(queries().len(), 2, "never more than two out");
-        // The first query answers: its slot is given up, as one is still
-        // out, and the load that has waited sends one more within
-        // `more_after`, with no other load arriving.
-        gate.add_permits(1);
-        settle().await;
-        assert_eq!(queries().len(), 2, "not at once");
-        wait(10).await;
-        assert_eq!(queries()[2..], [ids(2..3)], "the load that had waited");
-        gate.add_permits(2);
-        settle().await;
-        // Both answered: one at a time again.
-        tasks.push(spawn_load(&loads, records[3].id));
-        settle().await;
-        tasks.push(spawn_load(&loads, records[4].id));
-        settle().await;
-        assert_eq!(queries()[3..], [ids(3..4)], "the next waits on the one out");
-        gate.add_permits(2);
-        for (i, task) in tasks.into_iter().enumerate() {
-            assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
-        }
-    }
-
-    /// A load that an answered query's slot already sent does not send one
-    /// more, for loads that have hardly waited, when its own wait is up.
-    #[tokio::test(start_paused = true)]
-    async fn a_load_already_sent_sends_no_more() {
-        let (records, fake, gate, loads) = slow_queries(3);
-        let queries = || fake.queries.lock().unwrap().clone();
-        let tasks = [spawn_load(&loads, records[0].id), spawn_load(&loads, records[1].id)];
-        settle().await;
-        wait(9).await;
-        gate.add_permits(1);
-        settle().await;
-        assert_eq!(
-            queries(),
-            vec![vec![records[0].id], vec![records[1].id]],
-            "sent by the slot"
-        );
-        let late = spawn_load(&loads, records[2].id);
-        settle().await;
-        wait(2).await;
-        assert_eq!(queries().len(), 2, "the late load has waited 2 ms only");
-        wait(9).await;
-        assert_eq!(queries()[2..], [vec![records[2].id]], "it has waited 11 ms");
-        gate.add_permits(2);
-        for (i, task) in tasks.into_iter().chain([late]).enumerate() {
-            assert_eq!(value(&task.await.unwrap()), Some(i.to_string()));
-        }
-    }
-}
+mod tests;

@@ -288,6 +288,12 @@ impl Store {
         dispatch!(self, unlink_session(session_id))
     }
 
+    /// The link of `session_id`: `None` if it has none (never linked, or
+    /// logged out since), else the ID token kept with it, if any.
+    pub async fn session_link(&self, session_id: &str) -> Result<Option<Option<String>>, StoreError> {
+        dispatch!(self, session_link(session_id))
+    }
+
     /// Session ids of a provider session (`sid`, and `subject` if given), or of
     /// every session of `subject` when `sid` is `None`.
     pub async fn linked_sessions(

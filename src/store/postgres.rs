@@ -220,6 +220,15 @@ pub(super) async fn unlink_session(pool: &PgPool, session_id: &str) -> Result<Op
     Ok(row.and_then(|(t,)| t))
 }
 
+/// The link of `session_id`, if any, with its ID token.
+pub(super) async fn session_link(pool: &PgPool, session_id: &str) -> Result<Option<Option<String>>, StoreError> {
+    let row: Option<(Option<String>,)> = sqlx::query_as("SELECT id_token FROM session_index WHERE session_id = $1")
+        .bind(session_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|(t,)| t))
+}
+
 /// See the SQLite twin: by `sid` (narrowed to `subject` if given) or by `subject`.
 pub(super) async fn linked_sessions(
     pool: &PgPool,

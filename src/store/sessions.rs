@@ -209,6 +209,7 @@ fn pg_load_limits(config: &StoreConfig) -> Limits {
         more_after: Duration::from_millis(1),
         max_batch: 128,
         timeout: config.timeout,
+        max_waiting: super::batched_loads::MAX_WAITING,
     }
 }
 

@@ -167,6 +167,15 @@ pub(super) async fn unlink_session(db: &SqliteDb, session_id: &str) -> Result<Op
     Ok(rows.into_iter().next().and_then(|(t,)| t))
 }
 
+/// The link of `session_id`, if any, with its ID token.
+pub(super) async fn session_link(db: &SqliteDb, session_id: &str) -> Result<Option<Option<String>>, StoreError> {
+    let row: Option<(Option<String>,)> = sqlx::query_as("SELECT id_token FROM session_index WHERE session_id = ?1")
+        .bind(session_id)
+        .fetch_optional(&db.reader)
+        .await?;
+    Ok(row.map(|(t,)| t))
+}
+
 /// Sessions of a provider session (`sid`, narrowed to `subject` if given),
 /// or of every session of `subject`. The caller passes at least one.
 pub(super) async fn linked_sessions(

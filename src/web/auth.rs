@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use openidconnect::PkceCodeChallenge;
+use tower_sessions::Session;
 use url::form_urlencoded;
 
 use super::error::AppError;
@@ -15,8 +16,8 @@ use super::pending::PendingLogin;
 use super::redirect::safe_next;
 use super::{AppState, access};
 use crate::secret::{Secret, random_token};
-use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, LoginData};
-use crate::store::{SessionLink, UserProfile};
+use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData};
+use crate::store::{SessionLink, StoreError, UserProfile};
 use crate::users::AuthSession;
 
 /// Bytes of randomness in `state`, `nonce` and the CSRF token (256 bits).
@@ -185,27 +186,66 @@ async fn complete(
         login_at: now,
         last_seen: now,
     };
-    session.insert(LOGIN_KEY, &data).await?;
-    session.insert(ACTIVITY_KEY, activity).await?;
     access::keep(&session, access.as_ref()).await?;
-    session.set_expiry(Some(state.lifetimes.expiry()));
-    session.save().await?;
-    if let Some(id) = session.id() {
-        let id = id.to_string();
-        state
-            .store
-            .link_session(&SessionLink {
-                session_id: &id,
-                issuer: &data.issuer,
-                subject: &data.subject,
-                sid: data.sid.as_deref(),
-                expires_at: state.lifetimes.ends_by(&activity),
-                id_token: Some(&login.raw_id_token),
-            })
-            .await?;
-    }
+    save_linked(state, &session, &data, activity, &login.raw_id_token).await?;
     tracing::info!(user.id = user_id, issuer = %data.issuer, "login");
     Ok(Redirect::to(&pending.next).into_response())
+}
+
+/// Saves the signed-in session so that no back-channel logout can miss it:
+/// whenever the store holds it signed in, its link (by which back-channel
+/// logout finds sessions) is there too, or was deleted by such a logout,
+/// which the check at the end sees.
+///
+/// The store gives the id at the first save, so the record is saved first
+/// with nobody signed in, then linked, then saved signed in (saves only
+/// update: a record a logout deleted meanwhile stays deleted), and the link
+/// is read back.
+async fn save_linked(
+    state: &AppState,
+    session: &Session,
+    data: &LoginData,
+    activity: Activity,
+    id_token: &str,
+) -> Result<(), AppError> {
+    session.set_expiry(Some(state.lifetimes.expiry()));
+    let signed_in = session.remove_value(AUTH_KEY).await?;
+    session.save().await?;
+    let id = session
+        .id()
+        .ok_or_else(|| StoreError::Session("the session has no id once saved".into()))?
+        .to_string();
+    state
+        .store
+        .link_session(&SessionLink {
+            session_id: &id,
+            issuer: &data.issuer,
+            subject: &data.subject,
+            sid: data.sid.as_deref(),
+            expires_at: state.lifetimes.ends_by(&activity),
+            id_token: Some(id_token),
+        })
+        .await?;
+    if let Some(signed_in) = signed_in {
+        session.insert_value(AUTH_KEY, signed_in).await?;
+    }
+    session.insert(LOGIN_KEY, data).await?;
+    session.insert(ACTIVITY_KEY, activity).await?;
+    session.save().await?;
+    let linked = state.store.session_link(&id).await;
+    if let Ok(Some(_)) = linked {
+        return Ok(());
+    }
+    // Logged out meanwhile, or not known to be linked: this session must
+    // not live on.
+    let _ = session.flush().await;
+    match linked {
+        Err(e) => Err(e.into()),
+        _ => Err(AppError::Callback {
+            reason: "logged_out_during_login",
+            detail: "a back-channel logout ended this login while it was saved",
+        }),
+    }
 }
 
 async fn logout(
@@ -224,13 +264,23 @@ async fn logout(
     if !token_ok || !same_origin(&headers, &state) {
         return Err(AppError::Csrf);
     }
-    let id_token_hint = match session.id() {
-        Some(id) => state.store.unlink_session(&id.to_string()).await?,
+    // The session goes first, its link after: were the unlink to fail,
+    // the session is already gone, rather than alive and unknown to
+    // back-channel logout. The ID token is read before, for the hint.
+    let id = session.id().map(|id| id.to_string());
+    let id_token_hint = match &id {
+        Some(id) => state.store.session_link(id).await?.flatten(),
         None => None,
     };
     let user_id = auth.user.as_ref().map(|u| u.row.id);
     auth.logout().await?;
     session.flush().await?;
+    if let Some(id) = id
+        && let Err(e) = state.store.unlink_session(&id).await
+    {
+        // Logged out all the same; the link expires with the session.
+        tracing::warn!(error = %e, "could not remove a logged-out session's link");
+    }
     tracing::info!(user.id = user_id, "logout");
     let home = state.home_url();
     let target = state

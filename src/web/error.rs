@@ -20,7 +20,8 @@ pub enum AppError {
         detail: &'static str,
     },
     /// The provider answered the login with `error=`.
-    #[error("the provider refused the login: {code}")]
+    // Debug form: the code comes from the query string, CR/LF and all.
+    #[error("the provider refused the login: {code:?}")]
     ProviderRefused {
         /// The OAuth error code (`access_denied`, …), truncated.
         code: String,
@@ -71,7 +72,9 @@ impl AppError {
             AppError::ProviderRefused { code } if code == "access_denied" => StatusCode::FORBIDDEN,
             AppError::ProviderRefused { .. } => StatusCode::BAD_REQUEST,
             AppError::Provider(e) if e.reason.is_upstream_failure() => StatusCode::BAD_GATEWAY,
-            AppError::Provider(e) if e.reason == Reason::IdTokenNonce => StatusCode::BAD_REQUEST,
+            AppError::Provider(e) if matches!(e.reason, Reason::IdTokenNonce | Reason::CodeRejected) => {
+                StatusCode::BAD_REQUEST
+            }
             AppError::Provider(_) => StatusCode::UNAUTHORIZED,
             AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::Store(_) | AppError::Session(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +91,15 @@ impl AppError {
                 "This sign-in link is not valid",
                 "The answer from the sign-in provider does not belong to a sign-in started here, \
                  or it was already used. Nothing was changed; please start again.",
+                true,
+            ),
+            AppError::Callback {
+                reason: "logged_out_during_login",
+                ..
+            } => (
+                "You were signed out while signing in",
+                "The sign-in provider ended this sign-in while it was being completed. \
+                 You are not signed in; please sign in again.",
                 true,
             ),
             AppError::Callback { .. } => (
@@ -111,6 +123,13 @@ impl AppError {
                 "The sign-in provider is not answering properly",
                 "We could not complete the sign-in with the provider. You are not signed in; \
                  please try again in a moment.",
+                true,
+            ),
+            AppError::Provider(e) if e.reason == Reason::CodeRejected => (
+                "This sign-in could not be completed",
+                "The sign-in provider did not accept this sign-in: it may have expired, \
+                 been used already, or not come from the provider. You are not signed in; \
+                 please sign in again.",
                 true,
             ),
             AppError::Provider(_) => (

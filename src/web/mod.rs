@@ -91,7 +91,7 @@ pub fn router(
 ) -> Router {
     let backend = Backend::new(state.store.clone());
     let auth_manager =
-        tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), "axum-login.data"));
+        tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), session::AUTH_KEY));
     let sessions = session::layer(state.store.session_backend(), cookie, state.lifetimes);
     // No includeSubDomains: other hosts of the domain are not ours to decide.
     let hsts = (state.public_url.scheme() == "https").then(|| {

@@ -280,6 +280,29 @@ async fn replayed_callback_is_refused() {
     assert!(text(again).await.contains("state_mismatch"));
 }
 
+/// A used code sent again with a fresh login cookie: the development
+/// provider refuses it (`invalid_grant`), and that is a 400, not a 502.
+#[tokio::test]
+async fn a_reused_code_is_400_code_rejected() {
+    let app = TestApp::spawn().await;
+    let victim = Browser::new();
+    let authorize = start_login(&app, &victim, None).await;
+    let callback = dev_provider_sign_in(&victim, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    assert_eq!(victim.get(&callback).await.status(), StatusCode::SEE_OTHER);
+    let code = query_param(&callback, "code");
+
+    let attacker = Browser::new();
+    let state = query_param(&start_login(&app, &attacker, None).await, "state");
+    let replay = format!("/callback?state={}&code={}", urlencoding(&state), urlencoding(&code));
+    let r = attacker.get(&app.url(&replay)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let page = text(r).await;
+    assert!(page.contains("Reference: code_rejected<"), "{page}");
+    assert!(page.contains("href=\"/login\">Sign in again"), "{page}");
+    assert_logged_out(&app, &attacker).await;
+    assert_eq!(app.count("session_index").await, 1, "the victim's login only");
+}
+
 #[tokio::test]
 async fn state_is_single_use_even_when_the_callback_fails() {
     let app = TestApp::spawn().await;

@@ -10,6 +10,7 @@ mod exposure;
 mod instances;
 mod library;
 mod login;
+mod logs;
 mod scale;
 mod sessions;
 mod stores;

@@ -195,3 +195,119 @@ async fn backchannel_logout_retried_after_a_session_store_outage_takes_effect() 
     // Now it is a replay.
     assert_eq!(deliver(&app, &token).await.status(), StatusCode::BAD_REQUEST);
 }
+
+/// `/logout` deletes the session before its link. When the session store
+/// fails in between (Redis goes away as the session is deleted), the
+/// session keeps its link, so the provider's back-channel logout still
+/// finds it and ends it once Redis is back.
+#[tokio::test]
+async fn a_logout_that_fails_half_way_leaves_the_session_to_back_channel_logout() {
+    let Some(redis) = crate::stores::service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    let proxy = crate::support::proxy::Proxy::start(crate::scale::target(&redis)).await;
+    let op = FakeOp::start().await;
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        store: StoreEnv {
+            // Links in SQLite; sessions in Redis, which fails on the delete.
+            session_store_url: Some(crate::scale::via(&redis, proxy.addr)),
+            store_timeout: Some("1s".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let browser = logged_in_as(&op, &app, "user-1", "sid-1").await;
+
+    proxy.cut_when_sent(b"\r\nDEL\r\n");
+    let r = click_log_out(&browser, &app.url("")).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{}", text(r).await);
+    assert_eq!(app.count("session_index").await, 1, "the link outlives a failed delete");
+    proxy.restore();
+
+    let token = op.logout_token(json!({"sub": "user-1", "sid": "sid-1"}));
+    let mut delivered = None;
+    for _ in 0..100 {
+        let r = deliver(&app, &token).await;
+        if r.status() != StatusCode::SERVICE_UNAVAILABLE {
+            delivered = Some(r.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(delivered, Some(StatusCode::OK));
+    assert!(!is_logged_in(&app, &browser).await, "the session ended");
+    assert_eq!(app.count("session_index").await, 0);
+}
+
+/// A back-channel logout that arrives while the callback saves the new
+/// session (sessions in PostgreSQL; the store's answer to the write that
+/// signs the session in is held back while the logout runs) ends that
+/// login: the callback refuses it and no session lives on.
+///
+/// Saved before it was linked, the signed-in session was invisible to a
+/// logout arriving in between: the logout ended nothing and the login went
+/// on to link a session whose provider session had ended.
+#[tokio::test]
+async fn a_back_channel_logout_during_the_callback_ends_that_login() {
+    let Some(url) = crate::stores::service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    let proxy = crate::support::proxy::Proxy::start(crate::scale::target(&url)).await;
+    let schema = crate::scale::PgSchema::new(&url);
+    let op = FakeOp::start().await;
+    op.set(|b| {
+        b.sub = "user-1".into();
+        b.sid = Some("sid-1".into());
+    });
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        store: StoreEnv {
+            // Links in SQLite; sessions in PostgreSQL, behind the proxy, in
+            // clear so that it can read the writes.
+            session_store_url: Some(in_clear(&crate::scale::via(&url, proxy.addr))),
+            database_schema: Some(schema.name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let callback = redirect_target(&browser.get(&authorize).await);
+
+    // `axum-login`'s key is in the session record once it signs someone in.
+    let hold = proxy.hold_answers_after(b"axum-login.data");
+    let client = browser.client.clone();
+    let mut completing = tokio::spawn(async move {
+        let r = client.get(callback).send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    });
+    tokio::select! {
+        _ = hold.engaged() => {}
+        done = &mut completing => panic!("the callback did not sign the session in: {done:?}"),
+    }
+    let token = op.logout_token(json!({"sub": "user-1", "sid": "sid-1"}));
+    assert_eq!(deliver(&app, &token).await.status(), StatusCode::OK);
+    hold.release();
+
+    let (status, page) = completing.await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("Reference: logged_out_during_login<"), "{page}");
+    assert!(!is_logged_in(&app, &browser).await);
+    assert_eq!(app.count("session_index").await, 0);
+    drop(app);
+    schema.drop().await;
+}
+
+/// A PostgreSQL URL with TLS off.
+fn in_clear(url: &str) -> String {
+    let mut url = url::Url::parse(url).unwrap();
+    let others: Vec<(String, String)> = url.query_pairs().into_owned().filter(|(k, _)| k != "sslmode").collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(others)
+        .append_pair("sslmode", "disable");
+    url.to_string()
+}

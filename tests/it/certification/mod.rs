@@ -4,6 +4,7 @@
 
 mod accept;
 mod backchannel;
+mod bounded;
 mod keys;
 mod logout;
 mod reject;

@@ -145,6 +145,51 @@ async fn token_endpoint_5xx() {
     .await;
 }
 
+/// A code the token endpoint refuses (`invalid_grant`) is anyone's to send:
+/// a 400 that offers to sign in again, not a provider failure.
+#[tokio::test]
+async fn token_endpoint_invalid_grant_is_400_code_rejected() {
+    let (_op, app) = setup(|b| b.token_reply = TokenReply::Error(400, "invalid_grant")).await;
+    let browser = Browser::new();
+    let callback = attempt_login(&app, &browser).await;
+    assert_eq!(callback.status(), StatusCode::BAD_REQUEST);
+    let page = text(callback).await;
+    assert!(page.contains("Reference: code_rejected<"), "{page}");
+    assert!(page.contains("href=\"/login\">Sign in again"), "{page}");
+    assert_closed(&app, &browser).await;
+    assert_eq!(app.count("session_index").await, 0);
+}
+
+/// A forged code, sent with a fresh login cookie: the provider refuses it.
+#[tokio::test]
+async fn a_forged_code_is_400_code_rejected() {
+    let (op, app) = setup(|_| {}).await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let state = query_param(&authorize, "state");
+    let forged = format!("/callback?state={}&code=forged-code", urlencoding(&state));
+    let callback = browser.get(&app.url(&forged)).await;
+    assert_rejected(&app, &browser, callback, StatusCode::BAD_REQUEST, "code_rejected").await;
+    assert_eq!(op.log().token, 1, "the code was sent to the provider");
+}
+
+/// Errors that are our registration's (or the provider's) stay 502.
+#[tokio::test]
+async fn token_endpoint_client_errors_stay_502() {
+    for (status, error) in [
+        (401, "invalid_client"),
+        (400, "unauthorized_client"),
+        (400, "server_error"),
+    ] {
+        refused(
+            |b| b.token_reply = TokenReply::Error(status, error),
+            StatusCode::BAD_GATEWAY,
+            "token_endpoint",
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn token_endpoint_garbage() {
     let reason = "token_response_invalid";
@@ -204,9 +249,12 @@ async fn rp_discovery_issuer_not_matching_config_at_login() {
         b.discovery_patch = json!({"issuer": "https://impostor.example"});
     });
     let app = spawn_for(&op).await;
-    op.wait_for(|l| l.discovery >= 1).await;
+    // The start-up fetch fails; the retry a second later finds the impostor
+    // (a login meanwhile would get the failure at once, without a fetch).
+    op.wait_for(|l| l.discovery >= 2).await;
     let browser = Browser::new();
     let r = browser.get(&app.url("/login")).await;
     assert_rejected(&app, &browser, r, StatusCode::BAD_GATEWAY, "issuer_mismatch").await;
     assert_eq!(op.log().authorize, 0);
+    assert_eq!(op.log().discovery, 2, "the login used the remembered failure");
 }

@@ -37,6 +37,8 @@ pub enum TokenReply {
     Tokens,
     /// This HTTP status with an OAuth error body.
     Status(u16),
+    /// This HTTP status with this OAuth `error` code.
+    Error(u16, &'static str),
     /// 200 with a body that is not JSON.
     Garbage,
     /// A token response without `id_token`.

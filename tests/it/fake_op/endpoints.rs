@@ -107,6 +107,10 @@ async fn jwks(State(op): Op, OriginalUri(uri): OriginalUri) -> Response {
         let mut rx = op.log.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|l| l.token >= n)).await;
     }
+    let held = op.jwks_hold.lock().unwrap().take();
+    if let Some(mut released) = held {
+        let _ = tokio::time::timeout(Duration::from_secs(10), released.wait_for(|r| *r)).await;
+    }
     axum::Json(json!({ "keys": keys })).into_response()
 }
 
@@ -240,6 +244,9 @@ async fn token(State(op): Op, headers: HeaderMap, body: Bytes) -> Response {
         TokenReply::Status(status) => {
             let status = StatusCode::from_u16(status).expect("a valid status");
             return oauth_error(status, "server_error");
+        }
+        TokenReply::Error(status, error) => {
+            return oauth_error(StatusCode::from_u16(status).expect("a valid status"), error);
         }
         TokenReply::Garbage => {
             return (

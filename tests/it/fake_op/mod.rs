@@ -60,6 +60,8 @@ struct Shared {
     codes: Mutex<HashMap<String, Grant>>,
     /// Access token → subject, for UserInfo.
     access_tokens: Mutex<HashMap<String, String>>,
+    /// Holds the next JWKS answer until `true` (at most 10 s).
+    jwks_hold: Mutex<Option<watch::Receiver<bool>>>,
 }
 
 impl FakeOp {
@@ -82,6 +84,7 @@ impl FakeOp {
             log: watch::Sender::new(Log::default()),
             codes: Mutex::default(),
             access_tokens: Mutex::default(),
+            jwks_hold: Mutex::default(),
         });
         let router = endpoints::router(shared.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
@@ -107,6 +110,14 @@ impl FakeOp {
     /// Changes the behaviour from the next request on.
     pub fn set(&self, change: impl FnOnce(&mut Behavior)) {
         change(&mut self.shared.behavior.lock().unwrap());
+    }
+
+    /// Holds the answer to the next JWKS request (it is counted on arrival)
+    /// until `true` is sent, or 10 s have passed.
+    pub fn hold_next_jwks(&self) -> watch::Sender<bool> {
+        let (release, held) = watch::channel(false);
+        *self.shared.jwks_hold.lock().unwrap() = Some(held);
+        release
     }
 
     /// A copy of what the provider saw so far.
