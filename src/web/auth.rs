@@ -15,9 +15,10 @@ use super::error::AppError;
 use super::pending::PendingLogin;
 use super::redirect::safe_next;
 use super::{AppState, access};
+use crate::provider::VerifiedIdToken;
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData};
-use crate::store::{SessionLink, StoreError, UserProfile};
+use crate::store::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::users::AuthSession;
 
 /// Bytes of randomness in `state`, `nonce` and the CSRF token (256 bits).
@@ -97,36 +98,17 @@ async fn callback(
     (jar, result).into_response()
 }
 
-/// The rest of the callback, once `state` matched a login in progress.
+/// The rest of the callback, once `state` matched a login in progress: the
+/// provider's answer, the code exchange, who may sign in, the user, then a
+/// new session.
 async fn complete(
     state: &AppState,
-    mut auth: AuthSession,
+    auth: AuthSession,
     query: Option<&str>,
     pending: PendingLogin,
     now: i64,
 ) -> Result<Response, AppError> {
-    let session = auth.session.clone();
-    if let Some(code) = param(query, "error") {
-        return Err(AppError::ProviderRefused {
-            code: code.chars().take(64).collect(),
-        });
-    }
-    // RFC 9207: when the provider names itself, it must be our issuer.
-    if let Some(iss) = param(query, "iss")
-        && iss != state.provider.issuer()
-    {
-        return Err(AppError::Callback {
-            reason: "iss_mismatch",
-            detail: "iss parameter is not our issuer",
-        });
-    }
-    let Some(code) = param(query, "code").filter(|c| !c.is_empty()) else {
-        return Err(AppError::Callback {
-            reason: "code_missing",
-            detail: "no code parameter",
-        });
-    };
-
+    let code = code_of(state, query)?;
     let login = state
         .provider
         .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
@@ -139,43 +121,14 @@ async fn complete(
         });
     }
     // Who may sign in: judged before anything of theirs is stored.
-    let access = match access::admit(state, &session, &login, &pending.next).await {
+    let access = match access::admit(state, &auth.session, &login, &pending.next).await {
         Ok(access) => access,
         Err(refused) => return Ok(refused),
     };
     let claims = &login.id_token;
-    let row = state
-        .store
-        .upsert_user(
-            &UserProfile {
-                issuer: state.provider.issuer(),
-                subject: &claims.subject,
-                email: claims.email.as_deref(),
-                email_verified: claims.email_verified,
-                name: claims.name.as_deref(),
-                picture: claims.picture.as_deref(),
-            },
-            now,
-        )
-        .await?;
+    let row = state.store.upsert_user(&profile(state, claims), now).await?;
     let user_id = row.id;
-
-    // A login never continues an earlier session, whoever's it was (its id
-    // may have been planted in this browser): that session ends here, and
-    // this login is saved under a new id. (`AuthSession::login` renews the
-    // id only of a session that is not logged in, and `Session::flush` keeps
-    // the id for the next save.)
-    if let Some(old) = session.id() {
-        // The old record goes first: were the unlink to fail, the session is
-        // already gone, rather than alive and unknown to back-channel logout.
-        session.cycle_id().await?;
-        session.clear().await;
-        state.store.unlink_session(&old.to_string()).await?;
-    }
-    // The backend takes the fresh profile (refreshing its cache).
-    if let Some(user) = auth.authenticate(row).await? {
-        auth.login(&user).await?;
-    }
+    let session = sign_in(state, auth, row).await?;
     let data = LoginData {
         issuer: state.provider.issuer().to_owned(),
         subject: claims.subject.clone(),
@@ -190,6 +143,67 @@ async fn complete(
     save_linked(state, &session, &data, activity, &login.raw_id_token).await?;
     tracing::info!(user.id = user_id, issuer = %data.issuer, "login");
     Ok(Redirect::to(&pending.next).into_response())
+}
+
+/// The code of the provider's answer, once the answer is known to be a
+/// success from our issuer.
+fn code_of(state: &AppState, query: Option<&str>) -> Result<String, AppError> {
+    if let Some(code) = param(query, "error") {
+        return Err(AppError::ProviderRefused {
+            code: code.chars().take(64).collect(),
+        });
+    }
+    // RFC 9207: when the provider names itself, it must be our issuer.
+    if let Some(iss) = param(query, "iss")
+        && iss != state.provider.issuer()
+    {
+        return Err(AppError::Callback {
+            reason: "iss_mismatch",
+            detail: "iss parameter is not our issuer",
+        });
+    }
+    param(query, "code")
+        .filter(|c| !c.is_empty())
+        .ok_or(AppError::Callback {
+            reason: "code_missing",
+            detail: "no code parameter",
+        })
+}
+
+/// The profile to store of a verified sign-in.
+fn profile<'a>(state: &'a AppState, claims: &'a VerifiedIdToken) -> UserProfile<'a> {
+    UserProfile {
+        issuer: state.provider.issuer(),
+        subject: &claims.subject,
+        email: claims.email.as_deref(),
+        email_verified: claims.email_verified,
+        name: claims.name.as_deref(),
+        picture: claims.picture.as_deref(),
+    }
+}
+
+/// Signs `row` in on a session of its own (in memory until
+/// [`save_linked`]); returns that session.
+///
+/// A login never continues an earlier session, whoever's it was (its id may
+/// have been planted in this browser): that session ends here, and this
+/// login gets a new id. (`AuthSession::login` renews the id only of a
+/// session that is not logged in, and `Session::flush` keeps the id for the
+/// next save.)
+async fn sign_in(state: &AppState, mut auth: AuthSession, row: UserRow) -> Result<Session, AppError> {
+    let session = auth.session.clone();
+    if let Some(old) = session.id() {
+        // The old record goes first: were the unlink to fail, the session is
+        // already gone, rather than alive and unknown to back-channel logout.
+        session.cycle_id().await?;
+        session.clear().await;
+        state.store.unlink_session(&old.to_string()).await?;
+    }
+    // The backend takes the fresh profile (refreshing its cache).
+    if let Some(user) = auth.authenticate(row).await? {
+        auth.login(&user).await?;
+    }
+    Ok(session)
 }
 
 /// Saves the signed-in session so that no back-channel logout can miss it:
