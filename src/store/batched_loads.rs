@@ -36,7 +36,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 
 use super::dedicated::{self, Cancelled, Dedicated};
-use super::sessions::backend;
+use super::record::backend;
 
 /// Where the records of many ids are read at once.
 pub(super) trait LoadMany: Send + Sync + 'static {

@@ -9,18 +9,19 @@
 mod batched_loads;
 mod dedicated;
 mod postgres;
+mod record;
 mod session_cache;
 mod sessions;
 mod sqlite;
 mod sqlite_files;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use sessions::SessionBackend;
 
 use crate::config::{StoreConfig, StoreUrl};
+use record::bounded;
 
 /// A storage failure (the database is unreachable, full, or corrupt).
 #[derive(Debug, thiserror::Error)]
@@ -157,29 +158,6 @@ enum Db {
     Postgres(sqlx::PgPool),
 }
 
-/// Runs `fut` with the store timeout.
-async fn bounded<T, E: Into<StoreError>>(
-    timeout: Duration,
-    fut: impl Future<Output = Result<T, E>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(result) => result.map_err(Into::into),
-        Err(_) => Err(StoreError::Timeout(timeout)),
-    }
-}
-
-macro_rules! dispatch {
-    ($self:ident, $f:ident ( $($arg:expr),* )) => {
-        bounded($self.timeout, async {
-            match &$self.db {
-                Db::Sqlite(db) => sqlite::$f(db, $($arg),*).await,
-                Db::Postgres(pool) => postgres::$f(pool, $($arg),*).await,
-            }
-        })
-        .await
-    };
-}
-
 impl Store {
     /// Opens the configured stores (creating the SQLite file or the
     /// PostgreSQL schema if needed) and applies migrations.
@@ -231,7 +209,13 @@ impl Store {
         let mut candidate = vec![0u8; len];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut candidate);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let key = dispatch!(self, shared_key(name, &candidate, now))?;
+        let key = bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::shared_key(db, name, &candidate, now).await,
+                Db::Postgres(pool) => postgres::shared_key(pool, name, &candidate, now).await,
+            }
+        })
+        .await?;
         if key.len() != len {
             return Err(StoreError::Config(format!(
                 "shared key {name:?} in the database has {} bytes, not {len}",
@@ -264,34 +248,70 @@ impl Store {
 
     /// Checks that the database and the session store answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, ping())?;
+        bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::ping(db).await,
+                Db::Postgres(pool) => postgres::ping(pool).await,
+            }
+        })
+        .await?;
         self.sessions.ping().await
     }
 
     /// Creates the user or updates their profile and last sign-in time.
     pub async fn upsert_user(&self, profile: &UserProfile<'_>, now: i64) -> Result<UserRow, StoreError> {
-        dispatch!(self, upsert_user(profile, now))
+        bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::upsert_user(db, profile, now).await,
+                Db::Postgres(pool) => postgres::upsert_user(pool, profile, now).await,
+            }
+        })
+        .await
     }
 
     /// The user with our id `id`.
     pub async fn user(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
-        dispatch!(self, user(id))
+        bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::user(db, id).await,
+                Db::Postgres(pool) => postgres::user(pool, id).await,
+            }
+        })
+        .await
     }
 
     /// Records which provider login a session belongs to.
     pub async fn link_session(&self, link: &SessionLink<'_>) -> Result<(), StoreError> {
-        dispatch!(self, link_session(link))
+        bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::link_session(db, link).await,
+                Db::Postgres(pool) => postgres::link_session(pool, link).await,
+            }
+        })
+        .await
     }
 
     /// Forgets a session's link (it was logged out); returns its ID token.
     pub async fn unlink_session(&self, session_id: &str) -> Result<Option<String>, StoreError> {
-        dispatch!(self, unlink_session(session_id))
+        bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::unlink_session(db, session_id).await,
+                Db::Postgres(pool) => postgres::unlink_session(pool, session_id).await,
+            }
+        })
+        .await
     }
 
     /// The link of `session_id`: `None` if it has none (never linked, or
     /// logged out since), else the ID token kept with it, if any.
     pub async fn session_link(&self, session_id: &str) -> Result<Option<Option<String>>, StoreError> {
-        dispatch!(self, session_link(session_id))
+        bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::session_link(db, session_id).await,
+                Db::Postgres(pool) => postgres::session_link(pool, session_id).await,
+            }
+        })
+        .await
     }
 
     /// Session ids of a provider session (`sid`, and `subject` if given), or of
@@ -305,23 +325,47 @@ impl Store {
         if subject.is_none() && sid.is_none() {
             return Ok(Vec::new());
         }
-        dispatch!(self, linked_sessions(issuer, subject, sid))
+        bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::linked_sessions(db, issuer, subject, sid).await,
+                Db::Postgres(pool) => postgres::linked_sessions(pool, issuer, subject, sid).await,
+            }
+        })
+        .await
     }
 
     /// Records a back-channel logout token id; `false` if it was seen before (a replay).
     pub async fn remember_logout_jti(&self, issuer: &str, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
-        dispatch!(self, remember_logout_jti(issuer, jti, expires_at))
+        bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::remember_logout_jti(db, issuer, jti, expires_at).await,
+                Db::Postgres(pool) => postgres::remember_logout_jti(pool, issuer, jti, expires_at).await,
+            }
+        })
+        .await
     }
 
     /// Forgets a back-channel logout token id, so that the provider's retry
     /// of a logout that failed half-way is not taken for a replay.
     pub async fn forget_logout_jti(&self, issuer: &str, jti: &str) -> Result<(), StoreError> {
-        dispatch!(self, forget_logout_jti(issuer, jti))
+        bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::forget_logout_jti(db, issuer, jti).await,
+                Db::Postgres(pool) => postgres::forget_logout_jti(pool, issuer, jti).await,
+            }
+        })
+        .await
     }
 
     /// Deletes expired session links and logout token ids; returns how many.
     pub async fn delete_expired_links(&self, now: i64) -> Result<u64, StoreError> {
-        dispatch!(self, delete_expired_links(now))
+        bounded(self.timeout, async {
+            match &self.db {
+                Db::Sqlite(db) => sqlite::delete_expired_links(db, now).await,
+                Db::Postgres(pool) => postgres::delete_expired_links(pool, now).await,
+            }
+        })
+        .await
     }
 
     /// Runs expired-session cleanup every `period` until dropped. Deletes in

@@ -82,7 +82,7 @@ async fn set_up(
         }
     }
     // The session lookups have connections of their own.
-    let loads = super::sessions::pg_load_connections(config.max_connections) as u32;
+    let loads = pg_load_connections(config.max_connections) as u32;
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections.saturating_sub(loads).max(1))
         .acquire_timeout(config.timeout)
@@ -300,4 +300,10 @@ pub(super) async fn delete_expired_links(pool: &PgPool, now: i64) -> Result<u64,
         .execute(pool)
         .await?;
     Ok(links.rows_affected() + jtis.rows_affected())
+}
+
+/// Connections of the batched PostgreSQL lookups: 2, or 1 if
+/// `max_connections` is 2 or less.
+pub(super) fn pg_load_connections(max_connections: u32) -> usize {
+    (max_connections as usize).saturating_sub(1).clamp(1, 2)
 }

@@ -18,6 +18,8 @@ use tower_sessions_sqlx_store::PostgresStore;
 
 use super::StoreError;
 use super::batched_loads::{BatchedLoads, Limits, PgLoads};
+use super::postgres::{SESSIONS_SCHEMA, pg_load_connections};
+use super::record::{backend, bounded, encode};
 use super::session_cache::WriteThrough;
 use super::sqlite::{SqliteDb, SqliteSessions};
 use crate::config::{StoreConfig, StoreUrl};
@@ -58,13 +60,6 @@ impl std::fmt::Debug for Inner {
             Inner::Redis(..) => "Redis",
         })
     }
-}
-
-/// A session record as every store here writes it (and
-/// `tower-sessions-sqlx-store` and `tower-sessions-redis-store` read it):
-/// MessagePack.
-pub(super) fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
-    rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
 }
 
 /// Writes to PostgreSQL sessions that `PostgresStore` does differently.
@@ -122,11 +117,6 @@ impl PgWrites {
     }
 }
 
-/// A store's failure as `tower-sessions` reports it.
-pub(super) fn backend(e: impl std::fmt::Display) -> session_store::Error {
-    session_store::Error::Backend(e.to_string())
-}
-
 /// Expired sessions deleted by one statement at most.
 const CLEANUP_BATCH: u64 = 500;
 
@@ -167,18 +157,6 @@ async fn redis_save(pool: &RedisPool, record: &Record) -> session_store::Result<
     .map_err(backend)
 }
 
-/// Runs a store operation with a timeout.
-async fn bounded<T>(
-    timeout: Duration,
-    fut: impl Future<Output = session_store::Result<T>>,
-) -> session_store::Result<T> {
-    tokio::time::timeout(timeout, fut).await.unwrap_or_else(|_| {
-        Err(session_store::Error::Backend(format!(
-            "session store did not answer within {timeout:?}"
-        )))
-    })
-}
-
 /// Redis connections: one per worker thread of the runtime, at most
 /// `max_connections`. Redis runs commands one at a time, and `fred`
 /// pipelines the commands of concurrent requests on a connection into one
@@ -213,12 +191,6 @@ fn pg_load_limits(config: &StoreConfig) -> Limits {
     }
 }
 
-/// Connections of the batched PostgreSQL lookups: 2, or 1 if
-/// `max_connections` is 2 or less.
-pub(super) fn pg_load_connections(max_connections: u32) -> usize {
-    (max_connections as usize).saturating_sub(1).clamp(1, 2)
-}
-
 impl SessionBackend {
     /// Sessions in the SQLite database (its table is created with the
     /// database), behind a cache of `config.session_cache` sessions unless 0.
@@ -238,7 +210,7 @@ impl SessionBackend {
     /// Sessions in PostgreSQL, in `DATABASE_SCHEMA` or the store's own
     /// `tower_sessions` schema (created when `pool` was opened).
     pub(super) async fn postgres(pool: sqlx::PgPool, config: &StoreConfig) -> Result<Self, StoreError> {
-        let schema = config.schema.as_deref().unwrap_or(super::postgres::SESSIONS_SCHEMA);
+        let schema = config.schema.as_deref().unwrap_or(SESSIONS_SCHEMA);
         let store = PostgresStore::new(pool.clone())
             .with_schema_name(schema)
             .map_err(StoreError::Config)?;

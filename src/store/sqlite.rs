@@ -9,8 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{SqliteConnection, SqlitePool};
 
 use super::dedicated::{Cancelled, Dedicated};
+use super::record::{backend, encode};
 use super::session_cache::SaveExisting;
-use super::sessions::{backend, encode};
 use super::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::config::StoreConfig;
 use tower_sessions::session::{Id, Record};
