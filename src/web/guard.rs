@@ -237,12 +237,21 @@ pub(super) fn wants_json(headers: &HeaderMap) -> bool {
     xhr || (accept.contains("application/json") && !accept.contains("text/html"))
 }
 
-/// Marks a response as the routes' own, so that [`render_bare_errors`]
-/// leaves it alone. Use with `tower::util::MapResponseLayer` inside the
-/// session and login layers.
+/// Marks a route's own bare 5xx, so that [`render_bare_errors`] leaves it
+/// alone. Use with `tower::util::MapResponseLayer` inside the session and
+/// login layers. Other answers are not marked: inserting the mark
+/// allocates, and this runs on every request.
 pub fn mark_routed(mut response: Response) -> Response {
-    response.extensions_mut().insert(Routed);
+    if is_bare_server_error(&response) {
+        response.extensions_mut().insert(Routed);
+    }
     response
+}
+
+/// A 5xx without a body type: what the session and login layers answer
+/// when their store fails.
+fn is_bare_server_error(response: &Response) -> bool {
+    response.status().is_server_error() && !response.headers().contains_key(header::CONTENT_TYPE)
 }
 
 /// The mark of [`mark_routed`].
@@ -255,10 +264,7 @@ struct Routed;
 /// app's own bare `500`, is left as it is. Use with
 /// `tower::util::MapResponseLayer`.
 pub fn render_bare_errors(response: Response) -> Response {
-    if response.status().is_server_error()
-        && !response.headers().contains_key(header::CONTENT_TYPE)
-        && response.extensions().get::<Routed>().is_none()
-    {
+    if is_bare_server_error(&response) && response.extensions().get::<Routed>().is_none() {
         tracing::error!(status = %response.status(), "session or user store failed");
         return AppError::Store(StoreError::Session("store failure in the session layer".into())).into_response();
     }
