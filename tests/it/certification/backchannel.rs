@@ -151,6 +151,37 @@ async fn rp_backchannel_rpinitlogout_lt_with_nonce() {
     refused_token(|_| {}, json!({"nonce": "a-nonce"})).await;
 }
 
+/// An app whose users, links and token ids are in SQLite and whose
+/// sessions are in Redis behind a proxy the test can cut.
+async fn sessions_in_redis_behind_a_proxy(redis: &str) -> (crate::support::proxy::Proxy, FakeOp, TestApp) {
+    let proxy = crate::support::proxy::Proxy::start(crate::scale::target(redis)).await;
+    let op = FakeOp::start().await;
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        store: StoreEnv {
+            session_store_url: Some(crate::scale::via(redis, proxy.addr)),
+            store_timeout: Some("1s".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    (proxy, op, app)
+}
+
+/// Delivers `token` as the provider retries it, until the answer is not
+/// `503` (the session store is back), for at most 10 s; that answer.
+async fn deliver_once_the_store_is_back(app: &TestApp, token: &str) -> Option<StatusCode> {
+    for _ in 0..100 {
+        let r = deliver(app, token).await;
+        if r.status() != StatusCode::SERVICE_UNAVAILABLE {
+            return Some(r.status());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// The session store fails after the token id was recorded: the logout is a
 /// 503, the token id is released, and the provider's retry of the same
 /// token ends the session (it is not taken for a replay).
@@ -159,19 +190,7 @@ async fn backchannel_logout_retried_after_a_session_store_outage_takes_effect() 
     let Some(redis) = crate::stores::service_url("TEST_REDIS_URL") else {
         return;
     };
-    let proxy = crate::support::proxy::Proxy::start(crate::scale::target(&redis)).await;
-    let op = FakeOp::start().await;
-    let app = TestApp::spawn_with(Options {
-        provider: Some(op.client()),
-        store: StoreEnv {
-            // Users, links and token ids in SQLite; sessions in Redis, which goes away.
-            session_store_url: Some(crate::scale::via(&redis, proxy.addr)),
-            store_timeout: Some("1s".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let (proxy, op, app) = sessions_in_redis_behind_a_proxy(&redis).await;
     let browser = logged_in_as(&op, &app, "user-1", "sid-1").await;
     let token = op.logout_token(json!({"sub": "user-1", "sid": "sid-1"}));
 
@@ -180,15 +199,7 @@ async fn backchannel_logout_retried_after_a_session_store_outage_takes_effect() 
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{}", text(r).await);
     proxy.restore();
 
-    let mut retried = None;
-    for _ in 0..100 {
-        let r = deliver(&app, &token).await;
-        if r.status() != StatusCode::SERVICE_UNAVAILABLE {
-            retried = Some(r.status());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let retried = deliver_once_the_store_is_back(&app, &token).await;
     assert_eq!(retried, Some(StatusCode::OK), "the retry is accepted, not a replay");
     assert!(!is_logged_in(&app, &browser).await, "the session ended");
     assert_eq!(app.count("session_index").await, 0);
@@ -205,19 +216,7 @@ async fn a_logout_that_fails_half_way_leaves_the_session_to_back_channel_logout(
     let Some(redis) = crate::stores::service_url("TEST_REDIS_URL") else {
         return;
     };
-    let proxy = crate::support::proxy::Proxy::start(crate::scale::target(&redis)).await;
-    let op = FakeOp::start().await;
-    let app = TestApp::spawn_with(Options {
-        provider: Some(op.client()),
-        store: StoreEnv {
-            // Links in SQLite; sessions in Redis, which fails on the delete.
-            session_store_url: Some(crate::scale::via(&redis, proxy.addr)),
-            store_timeout: Some("1s".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let (proxy, op, app) = sessions_in_redis_behind_a_proxy(&redis).await;
     let browser = logged_in_as(&op, &app, "user-1", "sid-1").await;
 
     proxy.cut_when_sent(b"\r\nDEL\r\n");
@@ -227,15 +226,7 @@ async fn a_logout_that_fails_half_way_leaves_the_session_to_back_channel_logout(
     proxy.restore();
 
     let token = op.logout_token(json!({"sub": "user-1", "sid": "sid-1"}));
-    let mut delivered = None;
-    for _ in 0..100 {
-        let r = deliver(&app, &token).await;
-        if r.status() != StatusCode::SERVICE_UNAVAILABLE {
-            delivered = Some(r.status());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let delivered = deliver_once_the_store_is_back(&app, &token).await;
     assert_eq!(delivered, Some(StatusCode::OK));
     assert!(!is_logged_in(&app, &browser).await, "the session ended");
     assert_eq!(app.count("session_index").await, 0);
