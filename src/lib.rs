@@ -11,6 +11,7 @@
 //! - [`session`]: server-side sessions, their timeouts and the login data kept in them.
 //! - [`users`]: the signed-in user and the `axum-login` backend.
 //! - [`web`]: HTTP routes and pages.
+//! - [`gateway`]: login in front of another app: reverse proxy and forward auth (oauth2-proxy's interface).
 //! - [`app`]: wiring it together and serving.
 //! - [`devprovider`]: the embedded development OpenID provider (a stand-in for a real one).
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod devprovider;
+pub mod gateway;
 pub mod provider;
 pub mod secret;
 pub mod session;

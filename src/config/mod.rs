@@ -14,9 +14,11 @@ use url::Url;
 use crate::access::{AccessArgs, Rules};
 use crate::secret::Secret;
 
+mod gateway;
 mod public;
 mod store;
 
+pub use gateway::{GatewayArgs, GatewayConfig, SharedSignIn};
 pub use public::is_loopback;
 pub use store::{StoreConfig, StoreUrl};
 
@@ -96,6 +98,9 @@ pub struct Args {
     /// Who may sign in (ALLOWED_EMAIL_DOMAINS, ALLOWED_EMAILS, ALLOWED_GROUPS, …).
     #[command(flatten)]
     pub access: AccessArgs,
+    /// The gateway (UPSTREAM_URL, FORWARD_AUTH, ROUTE_PREFIX, PUBLIC_PATHS, …).
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
 }
 
 /// Validated configuration.
@@ -121,6 +126,10 @@ pub struct Config {
     pub scopes: Vec<String>,
     /// Who may sign in.
     pub access: Rules,
+    /// The gateway, when oidc-gate stands in front of another app.
+    pub gateway: Option<GatewayConfig>,
+    /// The session cookie's domain and where `rd` may point.
+    pub sign_in: SharedSignIn,
 }
 
 /// The provider to use.
@@ -183,7 +192,14 @@ impl Config {
             max_age: parse_duration("SESSION_MAX_AGE", &args.session_max_age)?,
         };
         let store = store::from_args(&args)?;
-        let access = Rules::from_args(&args.access, &provider)?;
+        let mut access = Rules::from_args(&args.access, &provider)?;
+        let gateway = gateway::from_args(&args.gateway, &access)?;
+        if let Some(gateway) = &gateway {
+            // The app behind is told who the user is, and per-path rules
+            // judge them: claims are kept in every session.
+            access = access.keeping_claims(gateway.paths.groups());
+        }
+        let sign_in = gateway::shared_sign_in(&args.gateway, &public_url)?;
         let scopes: Vec<String> = args.oidc_scopes.split_whitespace().map(str::to_owned).collect();
         if !scopes.iter().any(|s| s == "openid") {
             return Err(err("OIDC_SCOPES must include `openid`."));
@@ -199,16 +215,36 @@ impl Config {
             clock_skew: parse_duration_allow_zero("OIDC_CLOCK_SKEW", &args.oidc_clock_skew)?,
             scopes,
             access,
+            gateway,
+            sign_in,
         })
     }
 
-    /// The redirect URI to register at the provider: `PUBLIC_URL/callback`.
-    pub fn redirect_uri(&self) -> Url {
-        self.public_path("callback")
+    /// Where oidc-gate's own routes live: `` (the root) in the app,
+    /// `ROUTE_PREFIX` in the gateway.
+    pub fn routes_base(&self) -> &str {
+        self.gateway.as_ref().map_or("", |g| g.prefix.as_str())
     }
 
-    /// An absolute URL under `PUBLIC_URL` (path without leading slash).
+    /// The redirect URI to register at the provider: `PUBLIC_URL/callback`,
+    /// or `PUBLIC_URL/oauth2/callback` in the gateway.
+    pub fn redirect_uri(&self) -> Url {
+        self.public_path(&format!("{}/callback", self.routes_base()))
+    }
+
+    /// Where the provider sends the browser after logout (register it as a
+    /// post-logout redirect URI): `PUBLIC_URL/`, or `PUBLIC_URL/oauth2/sign_out`
+    /// in the gateway (which then follows `rd`).
+    pub fn post_logout_url(&self) -> Url {
+        match &self.gateway {
+            None => self.public_path(""),
+            Some(g) => self.public_path(&format!("{}/sign_out", g.prefix)),
+        }
+    }
+
+    /// An absolute URL under `PUBLIC_URL` (the path's leading slash optional).
     pub fn public_path(&self, path: &str) -> Url {
+        let path = path.trim_start_matches('/');
         let mut base = self.public_url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -286,6 +322,15 @@ fn provider_choice(args: &Args, public_url: &Url, listen: SocketAddr) -> Result<
         client_id,
         client_secret: Secret::new(client_secret),
     }))
+}
+
+/// A yes/no setting: true/false, 1/0, yes/no, on/off.
+pub(crate) fn boolean(var: &str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(err(format!("{var} must be true or false, got `{raw}`."))),
+    }
 }
 
 pub(crate) fn parse_duration(var: &str, raw: &str) -> Result<Duration, ConfigError> {

@@ -401,8 +401,14 @@ impl Provider {
         )
     }
 
-    /// Where to send the browser for RP-initiated logout, if the provider supports it.
-    pub fn end_session_url(&self, id_token_hint: Option<&str>, post_logout_redirect_uri: &Url) -> Option<Url> {
+    /// Where to send the browser for RP-initiated logout, if the provider
+    /// supports it; the provider passes `state` back to `post_logout_redirect_uri`.
+    pub fn end_session_url(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: &Url,
+        state: Option<&str>,
+    ) -> Option<Url> {
         let snapshot = self.inner.current.load_full()?;
         let mut url = snapshot.metadata.end_session_endpoint.clone()?;
         {
@@ -412,6 +418,9 @@ impl Provider {
             }
             q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri.as_str());
             q.append_pair("client_id", self.client_id());
+            if let Some(state) = state {
+                q.append_pair("state", state);
+            }
         }
         Some(url)
     }

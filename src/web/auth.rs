@@ -13,7 +13,6 @@ use url::form_urlencoded;
 
 use super::error::AppError;
 use super::pending::PendingLogin;
-use super::redirect::safe_next;
 use super::{AppState, access};
 use crate::provider::VerifiedIdToken;
 use crate::secret::{Secret, random_token};
@@ -33,18 +32,20 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Query or form parameters, parsed leniently (never a rejection), first value wins.
-pub(super) fn param(raw: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn param(raw: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
-async fn login(
+pub(crate) async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let next = safe_next(param(query.as_deref(), "next").as_deref(), &state.public_url);
+    let next = state
+        .redirects
+        .safe(param(query.as_deref(), state.links.return_param).as_deref());
     // "Sign in as someone else" (the refusal page): the provider shows its
     // account chooser rather than signing the same account in again.
     let prompt = param(query.as_deref(), "prompt").filter(|p| p == "select_account");
@@ -70,7 +71,7 @@ async fn login(
     Ok((jar, Redirect::to(url.as_str())).into_response())
 }
 
-async fn callback(
+pub(crate) async fn callback(
     State(state): State<AppState>,
     auth: AuthSession,
     headers: HeaderMap,
@@ -262,18 +263,20 @@ async fn save_linked(
     }
 }
 
-async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     mut auth: AuthSession,
     headers: HeaderMap,
     RawForm(form): RawForm,
 ) -> Result<Response, AppError> {
     let session = auth.session.clone();
+    let form = std::str::from_utf8(&form).ok();
+    // Where to land afterwards (the gateway's `rd`; the app sends none).
+    let rd = param(form, "rd").map(|rd| state.redirects.safe(Some(&rd)));
     let Some(login) = session.get::<LoginData>(LOGIN_KEY).await? else {
         // Not logged in: nothing to end.
-        return Ok(Redirect::to("/").into_response());
+        return Ok(Redirect::to(rd.as_deref().unwrap_or("/")).into_response());
     };
-    let form = std::str::from_utf8(&form).ok();
     let token_ok = param(form, "csrf").is_some_and(|t| login.csrf.ct_eq(&t));
     if !token_ok || !same_origin(&headers, &state) {
         return Err(AppError::Csrf);
@@ -296,11 +299,12 @@ async fn logout(
         tracing::warn!(error = %e, "could not remove a logged-out session's link");
     }
     tracing::info!(user.id = user_id, "logout");
-    let home = state.home_url();
+    // The provider sends the browser back with `state`, which carries `rd`.
     let target = state
         .provider
-        .end_session_url(id_token_hint.as_deref(), &home)
+        .end_session_url(id_token_hint.as_deref(), &state.post_logout_url, rd.as_deref())
         .map(|u| u.to_string())
+        .or(rd)
         .unwrap_or_else(|| "/".to_owned());
     Ok(Redirect::to(&target).into_response())
 }

@@ -1,13 +1,13 @@
 //! HTTP routes and pages. Each feature module has its own router; they are
 //! merged here with the session, login and security layers.
 
-mod access;
-mod auth;
-mod backchannel;
+pub(crate) mod access;
+pub(crate) mod auth;
+pub(crate) mod backchannel;
 mod error;
-mod guard;
+pub(crate) mod guard;
 mod host;
-mod pages;
+pub(crate) mod pages;
 mod pending;
 pub mod redirect;
 
@@ -21,10 +21,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
-pub use error::AppError;
+pub use error::{AppError, ErrorPage, render, render_error_pages};
 pub use guard::{RequireLogin, RequireLoginLayer};
 pub use host::{LoopbackHosts, LoopbackHostsLayer};
 pub use pending::PendingLogins;
+pub use redirect::{Links, Redirects};
 
 use crate::access::Rules;
 use crate::clock::Clock;
@@ -54,6 +55,13 @@ pub struct AppStateInner {
     pub pending: PendingLogins,
     /// Who may sign in.
     pub access: Rules,
+    /// Where the links of oidc-gate's own pages point.
+    pub links: Links,
+    /// Where a browser may be sent after sign-in and sign-out.
+    pub redirects: Redirects,
+    /// Where the provider sends the browser after RP-initiated logout
+    /// (`post_logout_redirect_uri`).
+    pub post_logout_url: Url,
 }
 
 impl std::ops::Deref for AppState {
@@ -69,24 +77,25 @@ impl AppState {
     pub fn new(shared: AppStateInner) -> Self {
         Self(Arc::new(shared))
     }
-
-    /// `PUBLIC_URL/` — the post-logout landing page.
-    pub fn home_url(&self) -> Url {
-        let mut url = self.public_url.clone();
-        if !url.path().ends_with('/') {
-            url.set_path(&format!("{}/", url.path()));
-        }
-        url
-    }
 }
 
-/// The complete router: pages, login routes, `extra` routes, sessions, and
-/// security headers; with `hosts` (while the development provider runs),
-/// requests for other hosts are refused first.
+/// The app's own routes: pages, login routes and back-channel logout, and
+/// a 404 page for everything else.
+pub fn app_routes() -> Router<AppState> {
+    Router::new()
+        .merge(pages::router())
+        .merge(auth::router())
+        .merge(backchannel::router())
+        .fallback(pages::not_found)
+}
+
+/// The complete router: `routes` (the app's or the gateway's, and yours)
+/// behind sessions, login and security headers; with `hosts` (while the
+/// development provider runs), requests for other hosts are refused first.
 pub fn router(
     state: AppState,
     cookie: &CookieSettings,
-    extra: Router<AppState>,
+    routes: Router<AppState>,
     hosts: Option<LoopbackHostsLayer>,
 ) -> Router {
     let backend = Backend::new(state.store.clone());
@@ -100,10 +109,12 @@ pub fn router(
             HeaderValue::from_static("max-age=31536000"),
         )
     });
+    let links = state.links.clone();
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
     let layers = ServiceBuilder::new()
         .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
+        .layer(MapResponseLayer::new(move |r| render_error_pages(&links, r)))
         .layer(default_header(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -128,14 +139,7 @@ pub fn router(
         .layer(guard::EnforceLifetimesLayer(state.clone()))
         .layer(auth_manager)
         .layer(MapResponseLayer::new(guard::mark_routed));
-    Router::new()
-        .merge(pages::router())
-        .merge(auth::router())
-        .merge(backchannel::router())
-        .merge(extra)
-        .fallback(pages::not_found)
-        .layer(layers)
-        .with_state(state)
+    routes.layer(layers).with_state(state)
 }
 
 /// A response header set unless the handler set its own.
