@@ -27,10 +27,11 @@ pub struct Client {
 /// One login's cookie jar: every cookie oidc-gate sets (the session, the
 /// login in progress); the development provider sets none.
 #[derive(Default)]
-struct Jar(Vec<(String, String)>);
+pub struct Jar(Vec<(String, String)>);
 
 impl Jar {
-    fn header(&self) -> Option<String> {
+    /// The `Cookie` header value of every cookie held; `None` when empty.
+    pub fn header(&self) -> Option<String> {
         let pairs: Vec<String> = self.0.iter().map(|(name, value)| format!("{name}={value}")).collect();
         (!pairs.is_empty()).then(|| pairs.join("; "))
     }
@@ -42,7 +43,8 @@ impl Jar {
             .map(|(_, id)| id.clone())
     }
 
-    fn update(&mut self, headers: &HeaderMap) {
+    /// Takes the cookies `Set-Cookie` sets (and drops those it expires).
+    pub fn update(&mut self, headers: &HeaderMap) {
         for value in headers.get_all(SET_COOKIE) {
             let Ok(value) = value.to_str() else { continue };
             let mut parts = value.split(';').map(str::trim);
@@ -99,15 +101,7 @@ impl Client {
         );
         let page = r.text().await?;
         let form = form(&page).context("no form on the development provider's page")?;
-        let mut fields = form.inputs;
-        for (k, v) in fields.iter_mut() {
-            match k.as_str() {
-                "name" => *v = name.to_owned(),
-                "email" => *v = email.to_owned(),
-                _ => {}
-            }
-        }
-        fields.push(("action".into(), "sign_in".into()));
+        let fields = form.sign_in_fields(name, email);
         let mut post = self.http.post(authorize.join(&form.action)?).form(&fields);
         if let Some(c) = jar.header() {
             post = post.header(COOKIE, c);
@@ -275,14 +269,32 @@ where
 }
 
 /// A form: its action and its named inputs with values.
-struct Form {
-    action: String,
-    inputs: Vec<(String, String)>,
+pub struct Form {
+    /// Where it posts to (relative to the page).
+    pub action: String,
+    /// Its named inputs and their values.
+    pub inputs: Vec<(String, String)>,
+}
+
+impl Form {
+    /// The development provider's form filled in to sign in as `name` and `email`.
+    pub fn sign_in_fields(&self, name: &str, email: &str) -> Vec<(String, String)> {
+        let mut fields = self.inputs.clone();
+        for (k, v) in fields.iter_mut() {
+            match k.as_str() {
+                "name" => *v = name.to_owned(),
+                "email" => *v = email.to_owned(),
+                _ => {}
+            }
+        }
+        fields.push(("action".into(), "sign_in".into()));
+        fields
+    }
 }
 
 /// The first `<form>` of `html` with its `<input>` fields (just enough HTML
 /// reading for the development provider's page).
-fn form(html: &str) -> Option<Form> {
+pub fn form(html: &str) -> Option<Form> {
     let start = html.find("<form")?;
     let end = html[start..].find("</form>").map_or(html.len(), |e| start + e);
     let body = &html[start..end];

@@ -1,27 +1,35 @@
 //! `cargo run --release -p bench`: builds oidc-gate in release mode, runs it
 //! on loopback with its development provider, logs in programmatically, and
 //! measures what issue 6 asks (protected page against a bare axum ceiling,
-//! login cost, memory, store scale, start-up). Prints a table and writes
+//! login cost, memory, store scale, start-up) and what issue 16 asks of the
+//! gateway (reverse proxy against nginx, Apache with mod_auth_openidc as a
+//! peer, forward auth, large bodies). Prints a table and writes
 //! `BENCHMARKS.md`. Exits 0 when it measured (targets missed or not), and
 //! non-zero when it could not run.
 //!
 //! # Layout
 //! - `server`: builds, pinned server processes, `/proc` figures.
 //! - `client`: the programmatic browser (logins, pages).
+//! - `signin`: signing in at a gateway (oidc-gate's or Apache's) by following redirects.
+//! - `peers`: nginx and Apache, configured and started for the gateway rows.
+//! - `procfs`: what `/proc` says about processes and cores.
 //! - `wrk`: the load generator and its report.
 //! - `bulk`: many sessions at once, straight into the store.
 //! - `profile`: `perf` summaries of where the server's CPU goes.
 //! - `pin`: the session stores' processes kept off the server's core.
-//! - `parts`: the five measurements.
+//! - `parts`: the measurements (five of issue 6, the gateway's).
 //! - `report`: targets, tables, `BENCHMARKS.md`.
 
 mod bulk;
 mod client;
 mod parts;
+mod peers;
 mod pin;
+mod procfs;
 mod profile;
 mod report;
 mod server;
+mod signin;
 mod wrk;
 
 use std::path::PathBuf;
@@ -36,7 +44,7 @@ const USAGE: &str = "\
 usage: cargo run --release -p bench -- [--smoke] [--only PARTS] [--no-profile] [--out FILE | --no-write]
 
   --smoke        a few seconds that only prove the benchmark still works (writes nothing)
-  --only PARTS   comma-separated: secret, login, memory, scale, startup (writes nothing unless --out)
+  --only PARTS   comma-separated: secret, login, memory, scale, startup, gateway (writes nothing unless --out)
   --no-profile   do not run perf on the server
   --out FILE     write the report to FILE (default: BENCHMARKS.md at the workspace root, full runs only)
   --no-write     print only
@@ -45,7 +53,7 @@ PostgreSQL and Redis are used when they answer at BENCH_DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/test) and BENCH_REDIS_URL (default
 redis://127.0.0.1:6379); set either to `off` to skip it.";
 
-const PARTS: [&str; 5] = ["secret", "login", "memory", "scale", "startup"];
+const PARTS: [&str; 6] = ["secret", "login", "memory", "scale", "startup", "gateway"];
 
 /// Command-line options.
 struct Options {
@@ -174,7 +182,7 @@ async fn measure(opts: &Options, bins: server::Binaries, env: Env, profile: bool
         plan: if opts.smoke { Plan::smoke() } else { Plan::full(profile) },
         pg_url,
         redis_url,
-        clk_tck: server::clock_ticks_per_second()?,
+        clk_tck: procfs::clock_ticks_per_second()?,
         report,
         schemas: 0,
         noise: Default::default(),
@@ -187,6 +195,7 @@ async fn measure(opts: &Options, bins: server::Binaries, env: Env, profile: bool
             "login" => parts::login_cost(&mut ctx).await,
             "memory" => parts::memory(&mut ctx).await,
             "scale" => parts::store_scale(&mut ctx).await,
+            "gateway" => parts::gateway(&mut ctx).await,
             _ => parts::startup(&mut ctx),
         };
         result.with_context(|| format!("part `{part}`"))?;

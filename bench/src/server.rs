@@ -1,5 +1,7 @@
 //! The servers under test: release builds, processes pinned to core 0 with
-//! their own data directory, readiness, and what `/proc` says about them.
+//! their own data directory, readiness, and what `/proc` says about them
+//! (see [`crate::procfs`]). The web servers of the gateway rows (nginx,
+//! Apache) run the same way, with their worker processes counted too.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,13 +11,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::procfs::ProcStats;
+
 /// The core the servers run on; the load generator gets [`LOAD_CORE`].
 pub const SERVER_CORE: &str = "0";
 /// The core of the load generator (wrk, and this process).
 pub const LOAD_CORE: &str = "1";
-/// [`SERVER_CORE`] as an index into [`cpu_times`].
+/// [`SERVER_CORE`] as an index into [`crate::procfs::cpu_times`].
 pub const SERVER_CORE_INDEX: usize = 0;
-/// [`LOAD_CORE`] as an index into [`cpu_times`].
+/// [`LOAD_CORE`] as an index into [`crate::procfs::cpu_times`].
 pub const LOAD_CORE_INDEX: usize = 1;
 /// How long a server may take to answer after spawn before we give up.
 const READY_LIMIT: Duration = Duration::from_secs(30);
@@ -28,6 +32,8 @@ pub struct Binaries {
     pub ceiling: PathBuf,
     /// `target/release/provider`: the development provider on its own.
     pub provider: PathBuf,
+    /// `target/release/upstream`: the app behind the gateway rows.
+    pub upstream: PathBuf,
 }
 
 /// The workspace root (this crate's parent directory).
@@ -85,8 +91,9 @@ pub fn build(root: &Path) -> Result<Binaries> {
         oidc_gate: release.join("oidc-gate"),
         ceiling: release.join("ceiling"),
         provider: release.join("provider"),
+        upstream: release.join("upstream"),
     };
-    for b in [&bins.oidc_gate, &bins.ceiling, &bins.provider] {
+    for b in [&bins.oidc_gate, &bins.ceiling, &bins.provider, &bins.upstream] {
         if !b.is_file() {
             bail!("{} is missing after the build", b.display());
         }
@@ -135,6 +142,10 @@ pub struct Server {
     pub spawned: Instant,
     /// It keeps sessions in PostgreSQL.
     pub postgres: bool,
+    /// A web server that serves from worker processes (nginx, Apache): its
+    /// CPU is counted over its process tree, and it is stopped with SIGTERM
+    /// so that its workers end with it.
+    forks: bool,
 }
 
 /// A fresh, empty directory under the system temp dir.
@@ -192,8 +203,9 @@ impl Server {
     }
 
     /// Starts the development provider on its own, on the load core (it is
-    /// someone else's server), for one client whose pages are at `base`.
-    pub fn provider(bin: &Path, client_id: &str, client_secret: &str, base: &str) -> Result<Self> {
+    /// someone else's server), for one client whose pages are at `base`
+    /// and whose redirect URI is `base` + `callback`.
+    pub fn provider(bin: &Path, client_id: &str, client_secret: &str, base: &str, callback: &str) -> Result<Self> {
         let dir = temp_dir("provider")?;
         let addr = free_addr()?;
         let mut cmd = pinned(bin, LOAD_CORE);
@@ -201,8 +213,35 @@ impl Server {
             .arg(addr.to_string())
             .arg(client_id)
             .arg(client_secret)
-            .arg(base);
+            .arg(base)
+            .arg(callback);
         Self::spawn(cmd, addr, dir)
+    }
+
+    /// Starts the app behind the gateway rows on the load core (it stands
+    /// for someone else's app, as the provider stands for someone else's
+    /// provider).
+    pub fn upstream(bin: &Path) -> Result<Self> {
+        let dir = temp_dir("upstream")?;
+        let addr = free_addr()?;
+        let mut cmd = pinned(bin, LOAD_CORE);
+        cmd.current_dir(&dir).arg(addr.to_string());
+        Self::spawn(cmd, addr, dir)
+    }
+
+    /// Starts a web server (`program` with `args`, a config in `dir` that
+    /// listens on `addr`) on core 0 with a clean environment. Its workers
+    /// inherit the pinning; its CPU is counted over all of them.
+    pub fn web_server(program: &Path, args: &[&str], addr: SocketAddr, dir: PathBuf) -> Result<Self> {
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c").arg(SERVER_CORE).arg(program).args(args).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        cmd.current_dir(&dir);
+        let mut server = Self::spawn(cmd, addr, dir)?;
+        server.forks = true;
+        Ok(server)
     }
 
     /// Starts the ceiling serving `body` with `headers` (`name: value` lines) at `/secret`.
@@ -230,6 +269,7 @@ impl Server {
             dir,
             spawned,
             postgres: false,
+            forks: false,
         })
     }
 
@@ -298,13 +338,30 @@ impl Server {
         }
     }
 
-    /// Resident memory and CPU time so far.
+    /// Resident memory and CPU time so far (of all its processes, for a
+    /// web server with workers).
     pub fn stats(&self) -> Result<ProcStats> {
-        ProcStats::of(self.pid())
+        if self.forks {
+            ProcStats::of_tree(self.pid())
+        } else {
+            ProcStats::of(self.pid())
+        }
     }
 
-    /// Kills the process and waits for it; keeps the directory.
+    /// Kills the process and waits for it; keeps the directory. A web
+    /// server gets SIGTERM first (SIGKILL would leave its workers serving)
+    /// and a few seconds to stop them.
     pub fn stop(&mut self) {
+        if self.forks && matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-s", "TERM", &self.pid().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -341,80 +398,6 @@ fn pinned(bin: &Path, core: &str) -> Command {
     }
     cmd.env("TOKIO_WORKER_THREADS", "1");
     cmd
-}
-
-/// A process's resident memory and CPU time, from `/proc`.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcStats {
-    /// `VmRSS` in KiB.
-    pub rss_kib: u64,
-    /// `utime + stime` in clock ticks.
-    pub cpu_ticks: u64,
-    /// Context switches of all its threads (voluntary and not) so far.
-    pub context_switches: u64,
-}
-
-impl ProcStats {
-    /// Reads `/proc/<pid>/status` and `/proc/<pid>/stat`.
-    pub fn of(pid: u32) -> Result<Self> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let rss_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS in /proc/<pid>/status")?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name (which may hold spaces) start at field 3;
-        // utime and stime are fields 14 and 15.
-        let after = &stat[stat.rfind(')').context("malformed /proc/<pid>/stat")? + 2..];
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let tick = |i: usize| -> Result<u64> { Ok(fields.get(i).context("short /proc/<pid>/stat")?.parse()?) };
-        Ok(Self {
-            rss_kib,
-            cpu_ticks: tick(11)? + tick(12)?,
-            context_switches: context_switches(pid)?,
-        })
-    }
-}
-
-/// Context switches of every thread of `pid` so far (threads that ended
-/// are not counted).
-fn context_switches(pid: u32) -> Result<u64> {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
-            continue;
-        };
-        total += status
-            .lines()
-            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
-            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-            .sum::<u64>();
-    }
-    Ok(total)
-}
-
-/// Busy and total time of each CPU so far, in clock ticks (`/proc/stat`).
-pub fn cpu_times() -> Result<Vec<(u64, u64)>> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let mut out = Vec::new();
-    for line in stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")) {
-        let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-        // user nice system idle iowait irq softirq steal ...
-        let total: u64 = v.iter().take(8).sum();
-        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-        out.push((total - idle, total));
-    }
-    Ok(out)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`).
-pub fn clock_ticks_per_second() -> Result<u64> {
-    let out = Command::new("getconf").arg("CLK_TCK").output().context("run getconf")?;
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .context("getconf CLK_TCK did not print a number")
 }
 
 /// Whether `program` is an executable on `PATH`.

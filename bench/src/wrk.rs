@@ -30,11 +30,14 @@ pub struct Figures {
 }
 
 /// A wrk run: what to request and for how long.
+#[derive(Clone, Copy)]
 pub struct Run<'a> {
     /// The URL.
     pub url: &'a str,
     /// A `Cookie` header value, if any.
     pub cookie: Option<&'a str>,
+    /// Other headers (`X-Original-URI` of forward auth).
+    pub headers: &'a [(&'a str, &'a str)],
     /// A Lua script (e.g. one that varies the cookie), if any.
     pub script: Option<&'a Path>,
     /// How long.
@@ -51,10 +54,15 @@ impl Run<'_> {
         if self.cookie.is_some() {
             s.push_str(" -H 'Cookie: oidc_gate=<id>'");
         }
+        for (name, value) in self.headers {
+            s.push_str(&format!(" -H '{name}: {value}'"));
+        }
         if self.script.is_some() {
             s.push_str(" -s <cookies.lua>");
         }
-        s.push_str(" http://127.0.0.1:<port>/secret");
+        let path =
+            url::Url::parse(self.url).map_or("/secret".to_owned(), |u| u[url::Position::BeforePath..].to_owned());
+        s.push_str(&format!(" http://127.0.0.1:<port>{path}"));
         s
     }
 
@@ -67,6 +75,9 @@ impl Run<'_> {
             .args(["--latency", "--timeout", "5s"]);
         if let Some(c) = self.cookie {
             cmd.arg("-H").arg(format!("Cookie: {c}"));
+        }
+        for (name, value) in self.headers {
+            cmd.arg("-H").arg(format!("{name}: {value}"));
         }
         if let Some(s) = self.script {
             cmd.arg("-s").arg(s);

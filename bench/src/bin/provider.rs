@@ -2,9 +2,13 @@
 //! login benchmark counts only the relying party's CPU in oidc-gate (the
 //! provider's ES256 signing and pages run here instead).
 //!
-//! Usage: `provider <listen addr> <client id> <client secret> <oidc-gate base URL>`.
+//! Also the provider of the Apache + mod_auth_openidc peer row, whose
+//! redirect URI is elsewhere.
+//!
+//! Usage: `provider <listen addr> <client id> <client secret> <base URL> [<callback path>]`.
 //! The issuer is `http://<listen addr>/dev-provider`; the one client may
-//! use `<base>/callback` and `<base>/`. Serves until killed.
+//! use `<base><callback path>` (default `/callback`) and `<base>/`. Serves
+//! until killed.
 
 use std::process::ExitCode;
 
@@ -16,9 +20,13 @@ use url::Url;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [listen, client_id, client_secret, base] = args.as_slice() else {
-        eprintln!("usage: provider <listen addr> <client id> <client secret> <oidc-gate base URL>");
-        return ExitCode::from(2);
+    let (listen, client_id, client_secret, base, callback) = match args.as_slice() {
+        [listen, id, secret, base] => (listen, id, secret, base, "/callback"),
+        [listen, id, secret, base, callback] => (listen, id, secret, base, callback.as_str()),
+        _ => {
+            eprintln!("usage: provider <listen addr> <client id> <client secret> <base URL> [<callback path>]");
+            return ExitCode::from(2);
+        }
     };
     let issuer = match Url::parse(&format!("http://{listen}{DEV_PROVIDER_PATH}")) {
         Ok(u) => u,
@@ -33,7 +41,7 @@ async fn main() -> ExitCode {
         DevClient {
             client_id: client_id.clone(),
             client_secret: client_secret.clone(),
-            redirect_uris: vec![format!("{base}/callback")],
+            redirect_uris: vec![format!("{base}{callback}")],
             post_logout_redirect_uris: vec![format!("{base}/")],
         },
     );

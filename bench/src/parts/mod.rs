@@ -1,5 +1,7 @@
-//! The five measurements of issue 6, each on its own fresh server.
+//! The five measurements of issue 6 and the gateway's of issue 16, each on
+//! its own fresh server.
 
+mod gateway;
 mod page;
 mod sessions;
 
@@ -8,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
+pub use gateway::gateway;
 pub use page::{login_cost, protected_page};
 pub use sessions::{memory, store_scale};
 
 use crate::bulk::Postgres;
+use crate::procfs::cpu_times;
 use crate::report::{CpuUse, Report, Startup};
-use crate::server::{Binaries, LOAD_CORE_INDEX, SERVER_CORE_INDEX, Server, Store, cpu_times, temp_dir};
+use crate::server::{Binaries, LOAD_CORE_INDEX, SERVER_CORE_INDEX, Server, Store, temp_dir};
 use crate::wrk::{self, Figures};
 use crate::{pin, profile};
 
@@ -41,6 +45,8 @@ pub struct Plan {
     pub startup_runs: usize,
     /// Profile with perf for this long (zero: never).
     pub profile: Duration,
+    /// The size of the large upload and download through the gateway.
+    pub bulk_bytes: u64,
 }
 
 impl Plan {
@@ -63,6 +69,7 @@ impl Plan {
             } else {
                 Duration::ZERO
             },
+            bulk_bytes: 1 << 30,
         }
     }
 
@@ -79,6 +86,7 @@ impl Plan {
             spread_max: 1_000,
             startup_runs: 3,
             profile: Duration::ZERO,
+            bulk_bytes: 64 << 20,
         }
     }
 }
@@ -169,12 +177,25 @@ async fn measure(
     warm: bool,
 ) -> Result<(Figures, CpuUse)> {
     let url = server.url("/secret");
-    let mut run = wrk::Run {
+    let run = wrk::Run {
         url: &url,
         cookie,
+        headers: &[],
         script,
         duration: ctx.plan.warmup,
     };
+    measure_run(ctx, server, run, page_len, warm).await
+}
+
+/// [`measure`] of any wrk run on `server` (its duration is set here).
+async fn measure_run(
+    ctx: &Ctx,
+    server: &Server,
+    mut run: wrk::Run<'_>,
+    page_len: usize,
+    warm: bool,
+) -> Result<(Figures, CpuUse)> {
+    run.duration = ctx.plan.warmup;
     if warm && !ctx.plan.warmup.is_zero() {
         run.run()?;
     }

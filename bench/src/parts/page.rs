@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use reqwest::header::HeaderMap;
 
 use super::{Ctx, measure, profiled, start, with_store};
 use crate::client::{COOKIE_NAME, Client, login_many};
@@ -43,8 +44,9 @@ async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
     let runs = measure_runs(ctx, &server, Some(&cookie), body.len()).await?;
     client.check_secret(&id).await.context("the session after the runs")?;
     ctx.report.wrk_command = wrk::Run {
-        url: "",
+        url: &server.url("/secret"),
         cookie: Some(""),
+        headers: &[],
         script: None,
         duration: ctx.plan.measure,
     }
@@ -58,17 +60,38 @@ async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
     })
     .await?;
     client.logout(&id).await?;
-    let headers = headers
-        .iter()
-        .filter(|(name, _)| {
-            !matches!(
-                name.as_str(),
-                "date" | "content-length" | "set-cookie" | "connection" | "transfer-encoding"
-            )
-        })
-        .filter_map(|(name, value)| Some(format!("{name}: {}\n", value.to_str().ok()?)))
-        .collect();
-    Ok(PageBytes { body, headers })
+    Ok(PageBytes::of(&headers, body))
+}
+
+impl PageBytes {
+    /// The page as the ceiling serves it: the body, and the headers that
+    /// are the page's own (not the connection's or the session's).
+    fn of(headers: &HeaderMap, body: Vec<u8>) -> Self {
+        let headers = headers
+            .iter()
+            .filter(|(name, _)| {
+                !matches!(
+                    name.as_str(),
+                    "date" | "content-length" | "set-cookie" | "connection" | "transfer-encoding"
+                )
+            })
+            .filter_map(|(name, value)| Some(format!("{name}: {}\n", value.to_str().ok()?)))
+            .collect();
+        Self { body, headers }
+    }
+}
+
+/// The ceiling alone, for a run without part 1 (`--only gateway`): the
+/// page it serves is oidc-gate's `/secret`, fetched once.
+pub async fn ceiling_only(ctx: &mut Ctx) -> Result<()> {
+    let page = {
+        let server = start(ctx, &Store::Sqlite, temp_dir("secret")?, &[])?;
+        let client = Client::new(&server.url(""))?;
+        let id = client.login("Ada Lovelace", "ada@example.com").await?;
+        let (_, headers, body) = client.fetch("/secret", &id).await?;
+        PageBytes::of(&headers, body)
+    };
+    ceiling(ctx, &page).await
 }
 
 async fn ceiling(ctx: &mut Ctx, page: &PageBytes) -> Result<()> {
@@ -106,7 +129,13 @@ async fn measure_runs(
 pub async fn login_cost(ctx: &mut Ctx) -> Result<()> {
     let base = free_addr()?;
     let secret = format!("bench-secret-{}", std::process::id());
-    let mut provider = Server::provider(&ctx.bins.provider, "bench", &secret, &format!("http://{base}"))?;
+    let mut provider = Server::provider(
+        &ctx.bins.provider,
+        "bench",
+        &secret,
+        &format!("http://{base}"),
+        "/callback",
+    )?;
     provider.wait_answering("/dev-provider/.well-known/openid-configuration")?;
     let issuer = provider.url("/dev-provider");
     let env = [

@@ -6,13 +6,40 @@ use std::fmt::Write as _;
 use super::*;
 
 /// A Markdown table.
-fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
+pub(super) fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(out, "| {} |", head.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
     for r in rows {
         let _ = writeln!(out, "| {} |", r.join(" | "));
     }
     out.push('\n');
+}
+
+/// A row of a table of servers under load: `name`, requests/s, p50, p99
+/// (with the range over runs), `share`, CPU use, and CPU per request.
+pub(super) fn page_row(name: String, p: &Page, share: String) -> Vec<String> {
+    vec![
+        name,
+        format!("{:.0}", p.figures.rps),
+        ms(p.figures.p50),
+        match (p.p99_runs.iter().min(), p.p99_runs.iter().max()) {
+            (Some(lo), Some(hi)) => format!(
+                "{} ({:.2}–{:.2})",
+                ms(p.figures.p99),
+                lo.as_secs_f64() * 1e3,
+                hi.as_secs_f64() * 1e3
+            ),
+            _ => ms(p.figures.p99),
+        },
+        share,
+        format!(
+            "{:.0}% / {:.0}% / {:.0}%",
+            p.cpu.server * 100.0,
+            p.cpu.server_core * 100.0,
+            p.cpu.load_core * 100.0
+        ),
+        format!("{:.1} µs", p.cpu.server * 1e6 / p.figures.rps),
+    ]
 }
 
 impl Report {
@@ -25,32 +52,13 @@ impl Report {
                 .pages
                 .iter()
                 .map(|p| {
-                    vec![
-                        if p.ceiling {
-                            "ceiling: bare axum handler, same bytes, no auth".into()
-                        } else {
-                            format!("oidc-gate, {} sessions", p.store)
-                        },
-                        format!("{:.0}", p.figures.rps),
-                        ms(p.figures.p50),
-                        match (p.p99_runs.iter().min(), p.p99_runs.iter().max()) {
-                            (Some(lo), Some(hi)) => format!(
-                                "{} ({:.2}–{:.2})",
-                                ms(p.figures.p99),
-                                lo.as_secs_f64() * 1e3,
-                                hi.as_secs_f64() * 1e3
-                            ),
-                            _ => ms(p.figures.p99),
-                        },
-                        self.ratio(p).map_or("—".into(), |r| format!("{:.1}%", r * 100.0)),
-                        format!(
-                            "{:.0}% / {:.0}% / {:.0}%",
-                            p.cpu.server * 100.0,
-                            p.cpu.server_core * 100.0,
-                            p.cpu.load_core * 100.0
-                        ),
-                        format!("{:.1} µs", p.cpu.server * 1e6 / p.figures.rps),
-                    ]
+                    let name = if p.ceiling {
+                        "ceiling: bare axum handler, same bytes, no auth".into()
+                    } else {
+                        format!("oidc-gate, {} sessions", p.store)
+                    };
+                    let share = self.ratio(p).map_or("—".into(), |r| format!("{:.1}%", r * 100.0));
+                    page_row(name, p, share)
                 })
                 .collect();
             table(
@@ -169,6 +177,7 @@ impl Report {
                 ]],
             );
         }
+        self.gateway_tables(&mut out);
         out.push_str("### Targets\n\n");
         let rows: Vec<Vec<String>> = self
             .targets()
@@ -211,7 +220,7 @@ impl Report {
     }
 
     /// The largest groups of a profile, as a phrase.
-    fn dominant(&self, title: &str) -> Option<String> {
+    pub(super) fn dominant(&self, title: &str) -> Option<String> {
         let p = self.profile(title)?;
         let groups: Vec<String> = p
             .groups
@@ -265,6 +274,9 @@ impl Report {
                 }),
                 Kind::RssSessions => self.memory_miss(),
                 Kind::Scale(store) => self.scale_miss(store),
+                Kind::ProxyShare | Kind::ProxyP99 | Kind::ForwardAuthShare | Kind::BulkRss(_) => {
+                    self.gateway_miss(t.kind)
+                }
                 Kind::RssIdle | Kind::Startup => None,
             };
             let _ = writeln!(
@@ -491,9 +503,10 @@ impl Report {
          otherwise turn the large table's run into a run of writes.\n\
          - **Start-up**: spawn to the first accepted TCP connection, and to the first `200` \
          from `/healthz`, on a fresh data directory and on a restart with the database present \
-         (includes `taskset`'s exec).\n"
+         (includes `taskset`'s exec)."
         );
-        out.push_str("## Results\n\n");
+        r.gateway_method(&mut out);
+        out.push_str("\n## Results\n\n");
         out.push_str(&r.tables());
         let misses = r.misses_md();
         if !misses.is_empty() {

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+mod gateway;
 mod markdown;
+
+pub use gateway::{Bulk, Direction, FORWARD_AUTH_PROFILE, GatewayRow, Gw, PROXY_PROFILE};
 
 use crate::profile::Profile;
 use crate::wrk::Figures;
@@ -194,6 +197,10 @@ pub struct Report {
     pub scale: Vec<Scale>,
     /// Part 5.
     pub startup: Option<Startup>,
+    /// Part 6: the gateway rows under load.
+    pub gateway: Vec<GatewayRow>,
+    /// Part 6: large bodies through the gateway.
+    pub bulk: Vec<Bulk>,
     /// Profiles taken.
     pub profiles: Vec<Profile>,
     /// Remarks (skipped stores, methods).
@@ -251,6 +258,14 @@ pub enum Kind {
     Scale(&'static str),
     /// Start-up.
     Startup,
+    /// The proxied page's requests/s as a share of nginx's.
+    ProxyShare,
+    /// The proxied page's p99.
+    ProxyP99,
+    /// `/oauth2/auth` requests/s as a share of the ceiling's.
+    ForwardAuthShare,
+    /// RSS growth over a large upload or download.
+    BulkRss(&'static str),
 }
 
 /// Milliseconds with two decimals.
@@ -382,6 +397,7 @@ impl Report {
             }),
             verdict: start.map_or(Verdict::Skipped, |(_, r)| judge(r <= Duration::from_millis(100))),
         });
+        out.extend(self.gateway_targets());
         if self.smoke {
             for t in &mut out {
                 if t.verdict != Verdict::Skipped {
