@@ -16,6 +16,7 @@ use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
 use crate::secret::{Secret, random_token};
 use crate::session::{CookieSettings, Lifetimes};
 use crate::store::{Store, StoreError};
+use crate::tokens::TokenVault;
 use crate::web::{self, AppState, AppStateInner, Links, PendingLogins, Redirects};
 
 /// Where the development provider is mounted (under the gateway's
@@ -102,6 +103,10 @@ impl App {
             Some(g) => Links::gateway(&g.prefix),
             None => Links::app(),
         };
+        let tokens = config.keeps_tokens().then(|| match &config.token_key {
+            Some(key) => TokenVault::new(&key.0),
+            None => TokenVault::derived(store.login_cookie_key()),
+        });
         let state = AppState::new(AppStateInner {
             provider,
             pending: PendingLogins::new(store.login_cookie_key(), &cookie),
@@ -113,6 +118,7 @@ impl App {
             links,
             redirects: Redirects::new(config.public_url.clone(), config.sign_in.redirect_domains.clone()),
             post_logout_url: config.post_logout_url(),
+            tokens,
         });
         let gateway = config
             .gateway

@@ -95,6 +95,10 @@ pub struct Args {
     /// A session ends this long after sign-in, however active (e.g. 7d).
     #[arg(long, env = "SESSION_MAX_AGE", default_value = "7d")]
     pub session_max_age: String,
+    /// Key of the tokens kept for the app behind the gateway (32 bytes,
+    /// base64 or hex). Default: derived from the key instances share in the database.
+    #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
+    pub token_encryption_key: Option<String>,
     /// Who may sign in (ALLOWED_EMAIL_DOMAINS, ALLOWED_EMAILS, ALLOWED_GROUPS, …).
     #[command(flatten)]
     pub access: AccessArgs,
@@ -130,6 +134,8 @@ pub struct Config {
     pub gateway: Option<GatewayConfig>,
     /// The session cookie's domain and where `rd` may point.
     pub sign_in: SharedSignIn,
+    /// `TOKEN_ENCRYPTION_KEY`.
+    pub token_key: Option<crate::tokens::TokenKey>,
 }
 
 /// The provider to use.
@@ -217,7 +223,18 @@ impl Config {
             access,
             gateway,
             sign_in,
+            token_key: match args.token_encryption_key.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(raw) => Some(crate::tokens::TokenKey(crate::tokens::parse_key(raw)?)),
+            },
         })
+    }
+
+    /// Whether tokens are kept in sessions: the gateway hands them to the app.
+    pub fn keeps_tokens(&self) -> bool {
+        self.gateway
+            .as_ref()
+            .is_some_and(|g| g.pass_access_token || g.pass_authorization_header)
     }
 
     /// Where oidc-gate's own routes live: `` (the root) in the app,

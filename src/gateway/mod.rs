@@ -29,7 +29,9 @@ use url::Url;
 
 use crate::access::{Claims, Refusal};
 use crate::config::GatewayConfig;
-use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData};
+use crate::secret::Secret;
+use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData, TOKENS_KEY};
+use crate::tokens::{Kind, StoredTokens};
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
 use crate::web::guard::{unauthenticated, wants_json};
@@ -131,19 +133,39 @@ impl Gateway {
             return Ok(None);
         };
         let claims = session.get::<Claims>(ACCESS_KEY).await?.unwrap_or_default();
-        let id_token = match (self.0.pass_authorization_header, session.id()) {
-            (true, Some(id)) => app.store.session_link(&id.to_string()).await?.flatten(),
-            _ => None,
-        };
+        let (access_token, id_token) = self.tokens(app, session).await?;
         let identity = Identity {
             user: login.subject,
             email: claims.email.clone().or_else(|| user.row.email.clone()),
             preferred_username: claims.preferred_username.clone(),
             groups: claims.groups.clone().unwrap_or_default(),
-            access_token: None,
-            id_token: id_token.map(crate::secret::Secret::new),
+            access_token,
+            id_token,
         };
         Ok(Some((identity, claims)))
+    }
+
+    /// The tokens the app is handed: the access token while it has not
+    /// expired (refreshing it is not done yet: an expired one is not passed
+    /// on), and the ID token.
+    async fn tokens(&self, app: &AppState, session: &Session) -> Result<(Option<Secret>, Option<Secret>), AppError> {
+        let Some(vault) = &app.tokens else {
+            return Ok((None, None));
+        };
+        let Some(stored) = session.get::<StoredTokens>(TOKENS_KEY).await? else {
+            return Ok((None, None));
+        };
+        let now = app.clock.unix();
+        let access = stored
+            .access
+            .filter(|_| self.0.pass_access_token)
+            .filter(|_| stored.access_expires_at.is_none_or(|at| at > now))
+            .and_then(|sealed| vault.open(Kind::Access, &sealed));
+        let id = stored
+            .id
+            .filter(|_| self.0.pass_authorization_header)
+            .and_then(|sealed| vault.open(Kind::Id, &sealed));
+        Ok((access, id))
     }
 
     /// Whether the per-path rules of `path` admit `claims`.

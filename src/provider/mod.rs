@@ -27,6 +27,7 @@ pub use verify::{ExtraClaims, VerifiedIdToken};
 
 use crate::clock::Clock;
 use crate::config::ClientConfig;
+use crate::secret::Secret;
 use backoff::{FailedFetch, OncePer};
 use jwk::GateJsonWebKeySet;
 
@@ -96,6 +97,10 @@ pub struct Login {
     pub raw_id_token: String,
     /// UserInfo's claims beyond the profile ones (empty when it was not asked).
     pub userinfo_claims: serde_json::Map<String, serde_json::Value>,
+    /// The access token.
+    pub access_token: Secret,
+    /// When the access token expires (Unix seconds), if the provider said.
+    pub access_expires_at: Option<i64>,
 }
 
 impl Provider {
@@ -330,10 +335,15 @@ impl Provider {
                 userinfo_claims = info.other;
             }
         }
+        let now = self.inner.clock.unix();
         Ok(Login {
             id_token,
             raw_id_token: raw,
             userinfo_claims,
+            access_expires_at: tokens
+                .expires_in
+                .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+            access_token: Secret::new(tokens.access_token),
         })
     }
 

@@ -62,6 +62,8 @@ pub struct AppStateInner {
     /// Where the provider sends the browser after RP-initiated logout
     /// (`post_logout_redirect_uri`).
     pub post_logout_url: Url,
+    /// Seals the tokens kept in sessions; `None`: no token is kept.
+    pub tokens: Option<crate::tokens::TokenVault>,
 }
 
 impl std::ops::Deref for AppState {

@@ -229,3 +229,34 @@ async fn rd_may_leave_the_site_only_for_allowed_redirect_domains() {
         assert_eq!(sign_in(&app, &browser, rd).await, lands, "{rd}");
     }
 }
+
+#[tokio::test]
+async fn tokens_are_handed_over_only_when_asked_never_expired_and_never_stored_in_clear() {
+    let (op, app) = super::gateway(|a| {
+        a.gateway = super::defaults();
+        a.gateway.forward_auth = Some("true".into());
+        a.gateway.pass_access_token = "true".into();
+        a.gateway.pass_authorization_header = "true".into();
+    })
+    .await;
+    let browser = Browser::new();
+    sign_in(&app, &browser, "/").await;
+    let access_token = op.access_tokens().pop().expect("one access token issued");
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-access-token"], access_token.as_str());
+    // The store holds the access token only sealed. (The ID token is also
+    // in the session index, as today, for logout's `id_token_hint`.)
+    for entry in std::fs::read_dir(&app.data_dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(access_token.len()).any(|w| w == access_token.as_bytes()),
+            "the access token in clear in the store"
+        );
+    }
+    // The fake provider's access tokens live 300 s: an expired one is not passed on.
+    app.clock.advance(std::time::Duration::from_secs(301));
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(r.headers().get("x-auth-request-access-token").is_none());
+}
