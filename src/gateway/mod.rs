@@ -35,7 +35,7 @@ use crate::tokens::{Kind, StoredTokens};
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
 use crate::web::guard::{unauthenticated, wants_json};
-use crate::web::{self, AppError, AppState};
+use crate::web::{self, AppError, AppState, ErrorPage, Upstream};
 use headers::{HeaderPolicy, Identity};
 use paths::{PathRules, RequestPath};
 use proxy::{Proxy, ProxySettings};
@@ -224,9 +224,14 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
         Ok(request) => request,
         Err(e) => return e.into_response(),
     };
-    proxy
+    let mut response = proxy
         .forward(request, identity.as_ref().map(|(i, _)| i), client, !navigation)
-        .await
+        .await;
+    // The upstream's answer keeps its own headers; the proxy's error pages are ours.
+    if response.extensions().get::<ErrorPage>().is_none() {
+        response.extensions_mut().insert(Upstream);
+    }
+    response
 }
 
 /// The request with its path replaced by the normalised one (the query kept).
