@@ -9,6 +9,7 @@ use url::Url;
 use super::error::{ProviderError, Reason};
 use super::jwk::GateJsonWebKeySet;
 use crate::config::is_loopback;
+use openidconnect::JsonWebKey as _;
 
 /// Largest discovery document, JWKS or token response we read.
 pub(crate) const MAX_BODY: usize = 256 * 1024;
@@ -93,6 +94,16 @@ pub async fn fetch_jwks(
     let (body, ttl) = get(http, jwks_uri, Reason::JwksFailed).await?;
     let jwks: GateJsonWebKeySet = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::new(Reason::JwksFailed, format!("invalid JWKS: {e}")))?;
+    for key in jwks.keys() {
+        if let Some(why) = key.unusable() {
+            let kid = key.key_id().map(|k| k.as_str());
+            tracing::warn!(
+                ?kid,
+                why,
+                "a key of the provider's JWKS is refused: nothing it signs is accepted"
+            );
+        }
+    }
     Ok((jwks, ttl))
 }
 

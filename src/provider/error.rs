@@ -30,6 +30,9 @@ pub enum Reason {
     IdTokenSignature,
     /// No key in the provider's JWKS matches the ID token, even after a refetch.
     IdTokenUnknownKey,
+    /// The key that would verify the ID token is an RSA key under 2048 bits
+    /// (the provider's to fix: a 502).
+    IdTokenKeyTooSmall,
     /// The ID token's `iss` is not the provider's issuer.
     IdTokenIss,
     /// The ID token's `aud` is missing or does not contain our client id.
@@ -52,6 +55,8 @@ pub enum Reason {
     UserinfoSub,
     /// A back-channel logout token failed validation.
     LogoutToken,
+    /// The key that would verify a logout token is an RSA key under 2048 bits.
+    LogoutTokenKeyTooSmall,
 }
 
 impl Reason {
@@ -69,6 +74,7 @@ impl Reason {
             Reason::IdTokenAlg => "id_token_alg",
             Reason::IdTokenSignature => "id_token_signature",
             Reason::IdTokenUnknownKey => "id_token_unknown_key",
+            Reason::IdTokenKeyTooSmall => "id_token_key_too_small",
             Reason::IdTokenIss => "id_token_iss",
             Reason::IdTokenAud => "id_token_aud",
             Reason::IdTokenAzp => "id_token_azp",
@@ -80,6 +86,7 @@ impl Reason {
             Reason::UserinfoFailed => "userinfo_failed",
             Reason::UserinfoSub => "userinfo_sub",
             Reason::LogoutToken => "logout_token",
+            Reason::LogoutTokenKeyTooSmall => "logout_token_key_too_small",
         }
     }
 
@@ -94,6 +101,7 @@ impl Reason {
                 | Reason::TokenEndpoint
                 | Reason::TokenResponseInvalid
                 | Reason::IdTokenMissing
+                | Reason::IdTokenKeyTooSmall
                 | Reason::UserinfoFailed
         )
     }

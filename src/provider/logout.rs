@@ -11,7 +11,7 @@ use openidconnect::{JsonWebKey, JsonWebKeyAlgorithm};
 use serde_json::{Map, Value};
 
 use super::error::{ProviderError, Reason};
-use super::jwk::GateJsonWebKeySet;
+use super::jwk::{self, GateJsonWebKeySet};
 use super::verify::ACCEPTED_ALGS;
 
 /// The event member every logout token carries.
@@ -93,6 +93,8 @@ pub(crate) enum KeyCheck {
     Valid,
     UnknownKey,
     BadSignature,
+    /// The only keys that could have signed it are RSA keys under 2048 bits.
+    KeyTooSmall,
 }
 
 impl Jws<'_> {
@@ -113,11 +115,14 @@ impl Jws<'_> {
             return KeyCheck::UnknownKey;
         }
         let input = self.signing_input.as_bytes();
-        if candidates
+        let results: Vec<_> = candidates
             .iter()
-            .any(|k| k.verify_signature(&self.alg, input, &self.signature).is_ok())
-        {
+            .map(|k| k.verify_signature(&self.alg, input, &self.signature))
+            .collect();
+        if results.iter().any(Result::is_ok) {
             KeyCheck::Valid
+        } else if results.iter().all(|r| r.as_ref().is_err_and(jwk::is_too_small)) {
+            KeyCheck::KeyTooSmall
         } else {
             KeyCheck::BadSignature
         }

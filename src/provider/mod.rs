@@ -8,6 +8,8 @@ mod discovery;
 mod error;
 mod jwk;
 mod logout;
+#[cfg(test)]
+mod test_keys;
 mod token;
 mod verify;
 
@@ -391,6 +393,12 @@ impl Provider {
             logout::KeyCheck::Valid => {}
             logout::KeyCheck::UnknownKey => return Err(ProviderError::new(Reason::LogoutToken, "no matching key")),
             logout::KeyCheck::BadSignature => return Err(ProviderError::new(Reason::LogoutToken, "bad signature")),
+            logout::KeyCheck::KeyTooSmall => {
+                return Err(ProviderError::new(
+                    Reason::LogoutTokenKeyTooSmall,
+                    "RSA key under 2048 bits",
+                ));
+            }
         }
         let s = &self.inner.settings;
         jws.into_request(

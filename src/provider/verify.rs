@@ -19,7 +19,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 
 use super::error::{ProviderError, Reason};
-use super::jwk::{GateJsonWebKey, GateJsonWebKeySet};
+use super::jwk::{self, GateJsonWebKey, GateJsonWebKeySet};
 
 /// Claims beyond the standard ones that oidc-gate reads.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -211,6 +211,7 @@ fn map_error(e: ClaimsVerificationError) -> ProviderError {
     let reason = match &e {
         C::SignatureVerification(S::DisallowedAlg(_) | S::UnsupportedAlg(_) | S::NoSignature) => Reason::IdTokenAlg,
         C::SignatureVerification(S::NoMatchingKey) => Reason::IdTokenUnknownKey,
+        C::SignatureVerification(e) if jwk::is_too_small(e) => Reason::IdTokenKeyTooSmall,
         C::SignatureVerification(_) => Reason::IdTokenSignature,
         C::InvalidIssuer(_) => Reason::IdTokenIss,
         C::InvalidAudience(_) => Reason::IdTokenAud,
