@@ -35,6 +35,9 @@ pub struct Metadata {
     pub end_session_endpoint: Option<Url>,
     /// Client authentication methods; absent means `client_secret_basic`.
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// The algorithms the provider may sign ID tokens with: they choose
+    /// the expected one when `OIDC_ID_TOKEN_ALG` is not set.
+    pub id_token_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 impl Metadata {

@@ -24,7 +24,8 @@ pub enum Reason {
     IdTokenMissing,
     /// The ID token is not a well-formed JWT with the required claims.
     IdTokenMalformed,
-    /// The ID token's `alg` is `none`, symmetric, or not one we accept.
+    /// The ID token's `alg` is not the expected one (`OIDC_ID_TOKEN_ALG`);
+    /// `none` and symmetric ones never are.
     IdTokenAlg,
     /// The ID token's signature does not verify.
     IdTokenSignature,
@@ -55,6 +56,8 @@ pub enum Reason {
     UserinfoSub,
     /// A back-channel logout token failed validation.
     LogoutToken,
+    /// A logout token's `alg` is not the expected one (`OIDC_ID_TOKEN_ALG`).
+    LogoutTokenAlg,
     /// The key that would verify a logout token is an RSA key under 2048 bits.
     LogoutTokenKeyTooSmall,
 }
@@ -86,6 +89,7 @@ impl Reason {
             Reason::UserinfoFailed => "userinfo_failed",
             Reason::UserinfoSub => "userinfo_sub",
             Reason::LogoutToken => "logout_token",
+            Reason::LogoutTokenAlg => "logout_token_alg",
             Reason::LogoutTokenKeyTooSmall => "logout_token_key_too_small",
         }
     }

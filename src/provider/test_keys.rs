@@ -90,3 +90,18 @@ pub fn rsa_sign(key: &RsaPrivateKey, alg: &CoreJwsSigningAlgorithm, message: &[u
         other => panic!("not an RSA algorithm: {other:?}"),
     }
 }
+
+/// `message` signed with `key` under ES256 (`r || s`, as JOSE has it).
+pub fn p256_sign(key: &SigningKey, message: &[u8]) -> Vec<u8> {
+    use p256::ecdsa::signature::Signer as _;
+    let signature: p256::ecdsa::Signature = key.sign(message);
+    signature.to_bytes().to_vec()
+}
+
+/// A compact JWS of `claims` under `header`, signed by `sign`.
+pub fn jws(header: &Value, claims: &Value, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let input = format!("{}.{}", b64(header), b64(claims));
+    let signature = sign(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
