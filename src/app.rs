@@ -95,6 +95,8 @@ impl App {
                 clock_skew: config.clock_skew,
                 wanted_claims: config.access.wanted_claims(),
                 authorization_params: config.access.authorization_params(),
+                id_token_alg: config.id_token_alg,
+                trusted_audiences: config.trusted_audiences.clone(),
             },
             clock.clone(),
         );
