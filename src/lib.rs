@@ -21,6 +21,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod devprovider;
+pub mod gateway;
 pub mod provider;
 pub mod secret;
 pub mod session;
