@@ -7,6 +7,7 @@ mod access;
 mod certification;
 mod cli;
 mod exposure;
+mod gateway_proxy;
 mod instances;
 mod library;
 mod login;
