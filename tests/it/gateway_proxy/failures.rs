@@ -190,3 +190,82 @@ async fn a_pooled_connection_closed_under_a_request_is_retried_once_if_idempoten
     assert_eq!(lines(1), ["GET /two HTTP/1.1", "POST /three HTTP/1.1"]);
     assert_eq!(seen.len(), 4, "nothing else reached the upstream: {seen:?}");
 }
+
+/// A `101` the client did not ask for, or to another protocol than it asked
+/// for, is not handed over: 502.
+#[tokio::test]
+async fn an_upgrade_to_what_was_not_asked_for_is_a_502() {
+    let upstream = raw_upstream(|_, mut conn| async move {
+        read_head(&mut conn).await;
+        conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n")
+            .await
+            .ok();
+    })
+    .await;
+    let gate = gate(settings(&format!("http://{upstream}")), None).await;
+    let plain = raw_exchange(gate, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status_of(&plain), 502, "{plain}");
+    assert!(plain.contains("upstream_bad_upgrade"), "{plain}");
+    let websocket = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\
+                      Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let other = raw_exchange(gate, websocket).await;
+    assert_eq!(status_of(&other), 502, "{other}");
+    assert!(other.contains("upstream_bad_upgrade"), "{other}");
+}
+
+/// Failures are logged with their reason code; never the query string, a
+/// cookie or a token.
+#[tokio::test]
+async fn failures_are_logged_with_a_reason_and_nothing_secret() {
+    let log = crate::logs::Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    // This test's thread only: everything runs on this current-thread runtime.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let port = free_port().await;
+    let down = gate(settings(&format!("http://127.0.0.1:{port}")), Some(alice())).await;
+    let cut = raw_upstream(|_, mut conn| async move {
+        read_head(&mut conn).await;
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+            .await
+            .ok();
+    })
+    .await;
+    let cut = gate(settings(&format!("http://{cut}")), Some(alice())).await;
+    let client = reqwest::Client::new();
+    let requests = || async {
+        for (gate, json) in [(down, false), (down, true), (cut, false)] {
+            let r = client
+                .get(format!("http://{gate}/p?code=QUERY-SECRET"))
+                .header("cookie", "session=COOKIE-SECRET")
+                .header("authorization", "Bearer HEADER-SECRET")
+                .header("accept", if json { "application/json" } else { "text/html" })
+                .send()
+                .await
+                .unwrap();
+            r.bytes().await.ok();
+        }
+    };
+    // Other tests, on other threads without this subscriber, may register
+    // the same log call sites at the same moment, caching "not interested":
+    // register them all first, then have tracing recompute that.
+    requests().await;
+    tracing::callsite::rebuild_interest_cache();
+    let start = log.text().len();
+    requests().await;
+    let text = log.text()[start..].to_owned();
+    assert_eq!(text.matches("reason=\"upstream_refused\"").count(), 2, "{text}");
+    assert!(text.contains("reason=\"upstream_body\""), "{text}");
+    for secret in [
+        "QUERY-SECRET",
+        "COOKIE-SECRET",
+        "HEADER-SECRET",
+        "access-token-value",
+        "id-token-value",
+    ] {
+        assert!(!text.contains(secret), "{secret} logged: {text}");
+    }
+}
