@@ -202,6 +202,14 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
+/// Whether a message's `Content-Length` is stale: with `Transfer-Encoding`
+/// too, the chunked framing won (RFC 9112 §6.3) and the body is re-framed on
+/// the next hop, so the length must not go on beside it. hyper's server drops
+/// it from requests already; its client keeps it in responses.
+fn stale_length(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+}
+
 /// Whether `name` is an identity header, also when spelt with `_` for `-`.
 fn is_identity(name: &HeaderName) -> bool {
     let name = name.as_str().as_bytes();
@@ -222,17 +230,14 @@ pub fn upstream_request_headers(
     forwarded: &Forwarded,
 ) -> HeaderMap {
     let listed = connection_listed(incoming);
-    // With both framings, hyper's server already decoded the chunked body and
-    // dropped `Content-Length`; never let a stale length go on beside a body
-    // re-framed by our client.
-    let chunked = incoming.contains_key(header::TRANSFER_ENCODING);
+    let stale_length = stale_length(incoming);
     let dropped = |name: &HeaderName| {
         HOP_BY_HOP.contains(name)
             || SET_HERE.contains(name)
             || listed.contains(name)
             || is_identity(name)
             || (policy.pass_authorization_header && name == header::AUTHORIZATION)
-            || (chunked && name == header::CONTENT_LENGTH)
+            || (stale_length && name == header::CONTENT_LENGTH)
     };
     let mut out = HeaderMap::with_capacity(incoming.keys_len() + 10);
     for (name, value) in incoming {
@@ -293,9 +298,12 @@ pub fn auth_response_headers(identity: &Identity, pass_access_token: bool) -> He
 /// needs to take over the connection.
 pub fn upstream_response_headers(incoming: &HeaderMap, status: StatusCode) -> HeaderMap {
     let listed = connection_listed(incoming);
+    let stale_length = stale_length(incoming);
     let mut out = HeaderMap::with_capacity(incoming.keys_len());
     for (name, value) in incoming {
-        if !HOP_BY_HOP.contains(name) && !listed.contains(name) {
+        let dropped =
+            HOP_BY_HOP.contains(name) || listed.contains(name) || (stale_length && name == header::CONTENT_LENGTH);
+        if !dropped {
             out.append(name.clone(), value.clone());
         }
     }

@@ -465,6 +465,16 @@ fn upstream_response_headers_lose_hop_by_hop() {
     let out = upstream_response_headers(&incoming, StatusCode::OK);
     let names: Vec<_> = out.keys().map(HeaderName::as_str).collect();
     assert_eq!(names, ["set-cookie", "content-type"]);
+    let both = map(&[("Transfer-Encoding", "chunked"), ("Content-Length", "100")]);
+    assert!(
+        upstream_response_headers(&both, StatusCode::OK).is_empty(),
+        "a stale length is dropped"
+    );
+    let length = map(&[("Content-Length", "100")]);
+    assert_eq!(
+        get(&upstream_response_headers(&length, StatusCode::OK), "content-length").as_deref(),
+        Some("100")
+    );
     assert_eq!(get(&out, "set-cookie").as_deref(), Some("a=1|b=2"));
 
     let switching = map(&[

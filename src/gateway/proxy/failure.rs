@@ -107,6 +107,14 @@ fn find<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'
         if let Some(found) = e.downcast_ref::<T>() {
             return Some(found);
         }
+        // An `io::Error`'s `source()` skips the error it wraps (a TLS error).
+        if let Some(found) = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .and_then(|inner| find(inner))
+        {
+            return Some(found);
+        }
         next = e.source();
     }
     None

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
@@ -49,6 +49,21 @@ async fn upstream_down_is_a_502() {
     let gate = gate(settings(&format!("http://127.0.0.1:{port}")), Some(alice())).await;
     let title = "The application is not answering properly";
     assert_failure(gate, 502, title, "upstream_unavailable", "upstream_refused").await;
+}
+
+/// An https upstream is spoken to over TLS; one that does not speak it is a 502.
+#[tokio::test]
+async fn an_https_upstream_that_fails_the_tls_handshake_is_a_502() {
+    let plain = raw_upstream(|_, mut conn| async move {
+        let mut hello = [0u8; 5];
+        conn.read_exact(&mut hello).await.ok();
+        assert_eq!(hello[0], 0x16, "a TLS handshake record");
+        conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await.ok();
+    })
+    .await;
+    let gate = gate(settings(&format!("https://{plain}")), None).await;
+    let title = "The application is not answering properly";
+    assert_failure(gate, 502, title, "upstream_unavailable", "upstream_tls").await;
 }
 
 #[tokio::test]

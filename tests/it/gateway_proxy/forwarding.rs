@@ -217,3 +217,28 @@ async fn websocket_echo_through_the_proxy() {
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));
     ws.close(None).await.unwrap();
 }
+
+/// The upstream's framing is its own hop's: a HEAD keeps its length, and a
+/// response with both `Transfer-Encoding` and `Content-Length` reaches the
+/// client as the chunked body it is, not cut at a false length.
+#[tokio::test]
+async fn response_framing_is_rebuilt_for_the_client() {
+    let upstream = raw_upstream(|_, mut conn| async move {
+        let head = read_head(&mut conn).await.unwrap();
+        let answer: &[u8] = if head.starts_with("HEAD") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        };
+        conn.write_all(answer).await.ok();
+    })
+    .await;
+    let gate = gate(settings(&format!("http://{upstream}")), None).await;
+    let client = reqwest::Client::new();
+    let head = client.head(format!("http://{gate}/file")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "1234");
+    let get = client.get(format!("http://{gate}/file")).send().await.unwrap();
+    assert_eq!(get.headers().get("content-length"), None);
+    assert_eq!(get.text().await.unwrap(), "hello");
+}
