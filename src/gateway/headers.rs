@@ -368,5 +368,5 @@ fn value_of(value: &str, name: &HeaderName) -> Option<HeaderValue> {
 }
 
 #[cfg(test)]
-#[path = "headers_tests.rs"]
+#[path = "headers_tests/mod.rs"]
 mod tests;
