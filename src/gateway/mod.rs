@@ -71,7 +71,7 @@ impl Gateway {
     /// From the configuration. Makes no network request.
     pub fn new(config: &GatewayConfig, public_url: &Url, connect_timeout: Duration) -> Self {
         let proxy = config.upstream.as_ref().map(|upstream| {
-            Proxy::new(ProxySettings {
+            let proxy = Proxy::new(ProxySettings {
                 upstream: upstream.clone(),
                 timeout: config.upstream_timeout,
                 connect_timeout,
@@ -81,7 +81,8 @@ impl Gateway {
                     pass_host_header: config.pass_host_header,
                 },
                 public_url: public_url.clone(),
-            })
+            });
+            proxy.expect("UPSTREAM_URL is validated at start-up as an http(s) URL with a host")
         });
         Self(Arc::new(Inner {
             prefix: config.prefix.clone(),

@@ -14,8 +14,8 @@ pub mod redirect;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::response::Response;
 use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Response;
 use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
 use tower_http::trace::TraceLayer;
@@ -162,8 +162,16 @@ impl PageHeaders {
         }
         set_default(headers, header::CACHE_CONTROL, &HeaderValue::from_static("no-store"));
         // Not `no-referrer`: browsers then send `Origin: null` on our own forms.
-        set_default(headers, header::REFERRER_POLICY, &HeaderValue::from_static("same-origin"));
-        set_default(headers, header::X_CONTENT_TYPE_OPTIONS, &HeaderValue::from_static("nosniff"));
+        set_default(
+            headers,
+            header::REFERRER_POLICY,
+            &HeaderValue::from_static("same-origin"),
+        );
+        set_default(
+            headers,
+            header::X_CONTENT_TYPE_OPTIONS,
+            &HeaderValue::from_static("nosniff"),
+        );
         set_default(headers, header::CONTENT_SECURITY_POLICY, &self.csp);
         response
     }

@@ -151,7 +151,10 @@ async fn public_paths_reach_the_upstream_anonymously_without_any_identity_and_tr
     assert_eq!(r.status(), StatusCode::OK);
     // The app's own policies stand.
     assert_eq!(r.headers()["cache-control"], "public, max-age=60");
-    assert_eq!(r.headers()["content-security-policy"], "default-src 'self' 'unsafe-inline'");
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "default-src 'self' 'unsafe-inline'"
+    );
     let seen = upstream.seen();
     assert_eq!(seen.len(), 1);
     for (name, _) in SPOOFED {
@@ -187,7 +190,10 @@ async fn signed_in_requests_reach_the_upstream_with_the_gateways_identity_only()
     assert_eq!(seen.uri, "/dashboards/1?x=1");
     let h = &seen.headers;
     assert_eq!(h.get_all("x-forwarded-user").iter().collect::<Vec<_>>(), ["user-1"]);
-    assert_eq!(h.get_all("x-forwarded-email").iter().collect::<Vec<_>>(), ["ada@example.com"]);
+    assert_eq!(
+        h.get_all("x-forwarded-email").iter().collect::<Vec<_>>(),
+        ["ada@example.com"]
+    );
     assert_eq!(h["x-forwarded-preferred-username"], "ada");
     assert_eq!(h["x-forwarded-groups"], "users,ops");
     assert!(h.get("x-auth-request-email").is_none());
