@@ -111,17 +111,19 @@ async fn complete(
     now: i64,
 ) -> Result<Response, AppError> {
     let code = code_of(state, query)?;
-    let login = state
-        .provider
-        .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
-        .await?;
-    // Of two callbacks carrying the same login (a copied cookie), one wins.
+    // Of two callbacks carrying the same login (a copied cookie), one wins,
+    // before either reaches the provider: its single-use code is a second
+    // line of defence, not the only one.
     if !state.pending.first_use(&pending, now) {
         return Err(AppError::Callback {
             reason: "state_mismatch",
             detail: "state already used",
         });
     }
+    let login = state
+        .provider
+        .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
+        .await?;
     // Who may sign in: judged before anything of theirs is stored.
     let access = match access::admit(state, &auth.session, &login, &pending.next).await {
         Ok(access) => access,

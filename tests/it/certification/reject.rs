@@ -323,3 +323,20 @@ async fn rp_discovery_issuer_not_matching_config_at_login() {
     assert_eq!(op.log().authorize, 0);
     assert_eq!(op.log().discovery, 2, "the login used the remembered failure");
 }
+
+#[tokio::test]
+async fn two_callbacks_of_one_copied_login_reach_the_token_endpoint_once() {
+    // The token endpoint answers after 300 ms: both callbacks are in flight together.
+    let (op, app) = setup(|b| b.token_reply = TokenReply::Hang(Duration::from_millis(300))).await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let copied = browser.cookies(&app.url("/"));
+    let callback = redirect_target(&browser.get(&authorize).await);
+    let thief = Browser::new();
+    thief.set_cookie(&app, &copied);
+    let (a, b) = tokio::join!(browser.get(&callback), thief.get(&callback));
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::SEE_OTHER, StatusCode::BAD_REQUEST]);
+    assert_eq!(op.log().token, 1, "the state is used up before the code is exchanged");
+}
