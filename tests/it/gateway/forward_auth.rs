@@ -260,3 +260,26 @@ async fn tokens_are_handed_over_only_when_asked_never_expired_and_never_stored_i
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(r.headers().get("x-auth-request-access-token").is_none());
 }
+
+#[tokio::test]
+async fn the_development_provider_works_under_the_route_prefix() {
+    let app = TestApp::spawn_with(Options {
+        tweak: Some(|a| {
+            a.gateway = super::defaults();
+            a.gateway.forward_auth = Some("true".into());
+        }),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let start = browser.get(&app.url("/oauth2/start?rd=/app")).await;
+    let authorize = redirect_target(&start);
+    assert!(authorize.starts_with(&app.url("/oauth2/dev-provider/")), "{authorize}");
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    assert!(callback.starts_with(&app.url("/oauth2/callback?")), "{callback}");
+    let landed = browser.get(&callback).await;
+    assert_eq!(location(&landed), "/app");
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-email"], "ada@example.com");
+}
