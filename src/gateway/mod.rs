@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRef, Request, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 use tower_sessions::Session;
@@ -183,12 +183,13 @@ impl Gateway {
     }
 }
 
-/// A browser navigation (rather than an API call, XHR or form post): it
-/// may be sent to sign in; anything else gets 401.
+/// A browser navigation (rather than an API call, XHR, form post or
+/// WebSocket): it may be sent to sign in; anything else gets 401.
 pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
     let fetch_mode = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
     matches!(*method, Method::GET | Method::HEAD)
         && !wants_json(headers)
+        && !headers.contains_key(header::UPGRADE)
         && fetch_mode.is_none_or(|m| m.eq_ignore_ascii_case("navigate"))
 }
 

@@ -77,11 +77,17 @@ fn upstream_url() -> String {
 /// the group `admins` (which the test user is not in).
 async fn proxy_app() -> (Upstream, crate::fake_op::FakeOp, TestApp) {
     let upstream = Upstream::start().await;
+    let (op, app) = gateway_to(&format!("http://{}", upstream.addr)).await;
+    (upstream, op, app)
+}
+
+/// A gateway in front of the upstream at `url`.
+async fn gateway_to(url: &str) -> (crate::fake_op::FakeOp, TestApp) {
     // Tests run in parallel: the gateway is built while this lock is held.
     static START: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = START.lock().await;
-    *UPSTREAM.get_or_init(Mutex::default).lock().unwrap() = format!("http://{}", upstream.addr);
-    let (op, app) = super::gateway(|a| {
+    *UPSTREAM.get_or_init(Mutex::default).lock().unwrap() = url.to_owned();
+    super::gateway(|a| {
         static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
         let (_, file) = FILE.get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
@@ -94,8 +100,7 @@ async fn proxy_app() -> (Upstream, crate::fake_op::FakeOp, TestApp) {
         a.gateway.public_paths = Some("/public".into());
         a.gateway.config_file = Some(file.clone());
     })
-    .await;
-    (upstream, op, app)
+    .await
 }
 
 const SPOOFED: [(&str, &str); 6] = [
@@ -220,4 +225,53 @@ async fn signed_in_requests_reach_the_upstream_with_the_gateways_identity_only()
     }
     assert!(upstream.seen().iter().all(|s| !s.uri.contains("admin")));
     assert_eq!(browser.get(&app.url("/dashboards/2")).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn websockets_pass_for_signed_in_sessions_only() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(conn).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let (_op, app) = gateway_to(&format!("http://{addr}")).await;
+    let url = format!("ws://{}/socket", app.addr);
+    // Anonymous: a WebSocket is no navigation, so 401, never a redirect.
+    let conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    match tokio_tungstenite::client_async(url.as_str(), conn).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!(
+            "an anonymous WebSocket must be refused: {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+    let browser = Browser::new();
+    sign_in(&app, &browser, "/").await;
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", browser.cookies(&app.url("/")).parse().unwrap());
+    let conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(request, conn).await.unwrap();
+    assert_eq!(response.status(), 101);
+    ws.send(Message::text("through the whole gateway")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("through the whole gateway")
+    );
 }
