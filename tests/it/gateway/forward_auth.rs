@@ -1,9 +1,6 @@
 //! Forward auth (`FORWARD_AUTH=true`): what nginx, Caddy and Traefik are
 //! answered, the gateway's own routes, sign-out and `rd`.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -14,18 +11,10 @@ use crate::support::*;
 /// (which the test user is not in).
 async fn forward_auth_app() -> (crate::fake_op::FakeOp, TestApp) {
     gateway(|a| {
-        static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-        let (_, file) = FILE.get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let file = dir.path().join("gate.toml");
-            std::fs::write(&file, "[[paths]]\nprefix = \"/admin\"\nallowed_groups = [\"admins\"]\n").unwrap();
-            (dir, file)
-        });
-        let file = file.clone();
         a.gateway = defaults();
         a.gateway.forward_auth = Some("true".into());
         a.gateway.public_paths = Some("/public".into());
-        a.gateway.config_file = Some(file);
+        a.gateway.config_file = Some(super::admins_only_file());
     })
     .await
 }

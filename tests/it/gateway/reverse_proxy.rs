@@ -2,7 +2,6 @@
 //! what anonymous and refused clients get instead.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::Request;
@@ -88,17 +87,10 @@ async fn gateway_to(url: &str) -> (crate::fake_op::FakeOp, TestApp) {
     let _one_at_a_time = START.lock().await;
     *UPSTREAM.get_or_init(Mutex::default).lock().unwrap() = url.to_owned();
     super::gateway(|a| {
-        static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-        let (_, file) = FILE.get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let file = dir.path().join("gate.toml");
-            std::fs::write(&file, "[[paths]]\nprefix = \"/admin\"\nallowed_groups = [\"admins\"]\n").unwrap();
-            (dir, file)
-        });
         a.gateway = defaults();
         a.gateway.upstream_url = Some(upstream_url());
         a.gateway.public_paths = Some("/public".into());
-        a.gateway.config_file = Some(file.clone());
+        a.gateway.config_file = Some(super::admins_only_file());
     })
     .await
 }
