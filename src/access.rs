@@ -413,7 +413,7 @@ fn strings(value: &Value) -> Vec<String> {
 
 /// A comma-separated list, or (when `files`) `@path` to a file with one
 /// entry per line, blank lines and `#` comments skipped. Unset or blank: empty.
-fn list(var: &str, raw: Option<&str>, files: bool) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn list(var: &str, raw: Option<&str>, files: bool) -> Result<Vec<String>, ConfigError> {
     let raw = raw.map(str::trim).unwrap_or_default();
     if let Some(path) = raw.strip_prefix('@').filter(|_| files) {
         let text = std::fs::read_to_string(path)

@@ -16,6 +16,7 @@ use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
 use crate::secret::{Secret, random_token};
 use crate::session::{CookieSettings, Lifetimes};
 use crate::store::{Store, StoreError};
+use crate::tokens::TokenVault;
 use crate::web::{self, AppState, AppStateInner, Links, PendingLogins, Redirects};
 
 /// Where the development provider is mounted (under the gateway's
@@ -94,6 +95,8 @@ impl App {
                 clock_skew: config.clock_skew,
                 wanted_claims: config.access.wanted_claims(),
                 authorization_params: config.access.authorization_params(),
+                id_token_alg: config.id_token_alg,
+                trusted_audiences: config.trusted_audiences.clone(),
             },
             clock.clone(),
         );
@@ -102,6 +105,10 @@ impl App {
             Some(g) => Links::gateway(&g.prefix),
             None => Links::app(),
         };
+        let tokens = config.keeps_tokens().then(|| match &config.token_key {
+            Some(key) => TokenVault::new(&key.0),
+            None => TokenVault::derived(store.login_cookie_key()),
+        });
         let state = AppState::new(AppStateInner {
             provider,
             pending: PendingLogins::new(store.login_cookie_key(), &cookie),
@@ -113,6 +120,7 @@ impl App {
             links,
             redirects: Redirects::new(config.public_url.clone(), config.sign_in.redirect_domains.clone()),
             post_logout_url: config.post_logout_url(),
+            tokens,
         });
         let gateway = config
             .gateway

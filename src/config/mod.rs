@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::Parser;
 use url::Url;
 
-use crate::access::{AccessArgs, Rules};
+use crate::access::{self, AccessArgs, Rules};
+use crate::provider::SigningAlg;
 use crate::secret::Secret;
 
 mod gateway;
@@ -54,6 +55,14 @@ pub struct Args {
     /// Timeout of every request to the provider (connect and total).
     #[arg(long, env = "OIDC_HTTP_TIMEOUT", default_value = "10s")]
     pub oidc_http_timeout: String,
+    /// The one algorithm ID and logout tokens must be signed with (RS256, PS256, ES256, EdDSA, …).
+    /// Default: RS256 when the provider's discovery lists it or lists none, else the first it lists.
+    #[arg(long, env = "OIDC_ID_TOKEN_ALG")]
+    pub oidc_id_token_alg: Option<String>,
+    /// Audiences an ID token may name besides our client id, when its azp is our client id
+    /// (comma-separated).
+    #[arg(long, env = "OIDC_TRUSTED_AUDIENCES")]
+    pub oidc_trusted_audiences: Option<String>,
     /// External base URL of this app, the root of its host (no path); the
     /// redirect URI is PUBLIC_URL/callback. Plain http only on loopback hosts
     /// (or with ALLOW_INSECURE_HTTP).
@@ -95,6 +104,10 @@ pub struct Args {
     /// A session ends this long after sign-in, however active (e.g. 7d).
     #[arg(long, env = "SESSION_MAX_AGE", default_value = "7d")]
     pub session_max_age: String,
+    /// Key of the tokens kept for the app behind the gateway (32 bytes,
+    /// base64 or hex). Default: derived from the key instances share in the database.
+    #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
+    pub token_encryption_key: Option<String>,
     /// Who may sign in (ALLOWED_EMAIL_DOMAINS, ALLOWED_EMAILS, ALLOWED_GROUPS, …).
     #[command(flatten)]
     pub access: AccessArgs,
@@ -122,6 +135,10 @@ pub struct Config {
     pub http_timeout: Duration,
     /// Allowed clock difference for ID token `exp` and `iat`.
     pub clock_skew: Duration,
+    /// The algorithm ID and logout tokens must use; `None`: chosen from discovery.
+    pub id_token_alg: Option<SigningAlg>,
+    /// Audiences an ID token may name besides ours (with `azp` ours).
+    pub trusted_audiences: Vec<String>,
     /// Scopes to request.
     pub scopes: Vec<String>,
     /// Who may sign in.
@@ -130,6 +147,8 @@ pub struct Config {
     pub gateway: Option<GatewayConfig>,
     /// The session cookie's domain and where `rd` may point.
     pub sign_in: SharedSignIn,
+    /// `TOKEN_ENCRYPTION_KEY`.
+    pub token_key: Option<crate::tokens::TokenKey>,
 }
 
 /// The provider to use.
@@ -213,11 +232,24 @@ impl Config {
             store,
             http_timeout: parse_duration("OIDC_HTTP_TIMEOUT", &args.oidc_http_timeout)?,
             clock_skew: parse_duration_allow_zero("OIDC_CLOCK_SKEW", &args.oidc_clock_skew)?,
+            id_token_alg: parse_alg(args.oidc_id_token_alg.as_deref())?,
+            trusted_audiences: access::list("OIDC_TRUSTED_AUDIENCES", args.oidc_trusted_audiences.as_deref(), false)?,
             scopes,
             access,
             gateway,
             sign_in,
+            token_key: match args.token_encryption_key.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(raw) => Some(crate::tokens::TokenKey(crate::tokens::parse_key(raw)?)),
+            },
         })
+    }
+
+    /// Whether tokens are kept in sessions: the gateway hands them to the app.
+    pub fn keeps_tokens(&self) -> bool {
+        self.gateway
+            .as_ref()
+            .is_some_and(|g| g.pass_access_token || g.pass_authorization_header)
     }
 
     /// Where oidc-gate's own routes live: `` (the root) in the app,
@@ -333,6 +365,16 @@ pub(crate) fn boolean(var: &str, raw: &str) -> Result<bool, ConfigError> {
     }
 }
 
+fn parse_alg(raw: Option<&str>) -> Result<Option<SigningAlg>, ConfigError> {
+    match raw.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(name) => name
+            .parse()
+            .map(Some)
+            .map_err(|e| err(format!("OIDC_ID_TOKEN_ALG must be {e}."))),
+    }
+}
+
 pub(crate) fn parse_duration(var: &str, raw: &str) -> Result<Duration, ConfigError> {
     let d = parse_duration_allow_zero(var, raw)?;
     if d.is_zero() {
@@ -425,8 +467,22 @@ mod tests {
     }
 
     #[test]
+    fn token_checks_default_to_the_provider_and_no_other_audience() {
+        let c = Config::from_args(args()).unwrap();
+        assert_eq!((c.id_token_alg, c.trusted_audiences.len()), (None, 0));
+        let c = Config::from_args(Args {
+            oidc_id_token_alg: Some(" PS256 ".into()),
+            oidc_trusted_audiences: Some("web-app, android-app,".into()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(c.id_token_alg.map(SigningAlg::name), Some("PS256"));
+        assert_eq!(c.trusted_audiences, ["web-app", "android-app"]);
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
-        let cases: [(&str, Args); 4] = [
+        let cases: [(&str, Args); 5] = [
             (
                 "LISTEN",
                 Args {
@@ -452,6 +508,13 @@ mod tests {
                 "OIDC_SCOPES",
                 Args {
                     oidc_scopes: "email".into(),
+                    ..args()
+                },
+            ),
+            (
+                "OIDC_ID_TOKEN_ALG must be one of RS256,",
+                Args {
+                    oidc_id_token_alg: Some("HS256".into()),
                     ..args()
                 },
             ),

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRef, Request, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 use tower_sessions::Session;
@@ -29,11 +29,13 @@ use url::Url;
 
 use crate::access::{Claims, Refusal};
 use crate::config::GatewayConfig;
-use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData};
+use crate::secret::Secret;
+use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData, TOKENS_KEY};
+use crate::tokens::{Kind, StoredTokens};
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
 use crate::web::guard::{unauthenticated, wants_json};
-use crate::web::{self, AppError, AppState};
+use crate::web::{self, AppError, AppState, ErrorPage, Upstream};
 use headers::{HeaderPolicy, Identity};
 use paths::{PathRules, RequestPath};
 use proxy::{Proxy, ProxySettings};
@@ -69,7 +71,7 @@ impl Gateway {
     /// From the configuration. Makes no network request.
     pub fn new(config: &GatewayConfig, public_url: &Url, connect_timeout: Duration) -> Self {
         let proxy = config.upstream.as_ref().map(|upstream| {
-            Proxy::new(ProxySettings {
+            let proxy = Proxy::new(ProxySettings {
                 upstream: upstream.clone(),
                 timeout: config.upstream_timeout,
                 connect_timeout,
@@ -79,7 +81,8 @@ impl Gateway {
                     pass_host_header: config.pass_host_header,
                 },
                 public_url: public_url.clone(),
-            })
+            });
+            proxy.expect("UPSTREAM_URL is validated at start-up as an http(s) URL with a host")
         });
         Self(Arc::new(Inner {
             prefix: config.prefix.clone(),
@@ -131,19 +134,39 @@ impl Gateway {
             return Ok(None);
         };
         let claims = session.get::<Claims>(ACCESS_KEY).await?.unwrap_or_default();
-        let id_token = match (self.0.pass_authorization_header, session.id()) {
-            (true, Some(id)) => app.store.session_link(&id.to_string()).await?.flatten(),
-            _ => None,
-        };
+        let (access_token, id_token) = self.tokens(app, session).await?;
         let identity = Identity {
             user: login.subject,
             email: claims.email.clone().or_else(|| user.row.email.clone()),
             preferred_username: claims.preferred_username.clone(),
             groups: claims.groups.clone().unwrap_or_default(),
-            access_token: None,
-            id_token: id_token.map(crate::secret::Secret::new),
+            access_token,
+            id_token,
         };
         Ok(Some((identity, claims)))
+    }
+
+    /// The tokens the app is handed: the access token while it has not
+    /// expired (refreshing it is not done yet: an expired one is not passed
+    /// on), and the ID token.
+    async fn tokens(&self, app: &AppState, session: &Session) -> Result<(Option<Secret>, Option<Secret>), AppError> {
+        let Some(vault) = &app.tokens else {
+            return Ok((None, None));
+        };
+        let Some(stored) = session.get::<StoredTokens>(TOKENS_KEY).await? else {
+            return Ok((None, None));
+        };
+        let now = app.clock.unix();
+        let access = stored
+            .access
+            .filter(|_| self.0.pass_access_token)
+            .filter(|_| stored.access_expires_at.is_none_or(|at| at > now))
+            .and_then(|sealed| vault.open(Kind::Access, &sealed));
+        let id = stored
+            .id
+            .filter(|_| self.0.pass_authorization_header)
+            .and_then(|sealed| vault.open(Kind::Id, &sealed));
+        Ok((access, id))
     }
 
     /// Whether the per-path rules of `path` admit `claims`.
@@ -160,12 +183,13 @@ impl Gateway {
     }
 }
 
-/// A browser navigation (rather than an API call, XHR or form post): it
-/// may be sent to sign in; anything else gets 401.
+/// A browser navigation (rather than an API call, XHR, form post or
+/// WebSocket): it may be sent to sign in; anything else gets 401.
 pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
     let fetch_mode = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
     matches!(*method, Method::GET | Method::HEAD)
         && !wants_json(headers)
+        && !headers.contains_key(header::UPGRADE)
         && fetch_mode.is_none_or(|m| m.eq_ignore_ascii_case("navigate"))
 }
 
@@ -202,9 +226,14 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
         Ok(request) => request,
         Err(e) => return e.into_response(),
     };
-    proxy
+    let mut response = proxy
         .forward(request, identity.as_ref().map(|(i, _)| i), client, !navigation)
-        .await
+        .await;
+    // The upstream's answer keeps its own headers; the proxy's error pages are ours.
+    if response.extensions().get::<ErrorPage>().is_none() {
+        response.extensions_mut().insert(Upstream);
+    }
+    response
 }
 
 /// The request with its path replaced by the normalised one (the query kept).

@@ -14,10 +14,11 @@ use url::form_urlencoded;
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::{AppState, access};
-use crate::provider::VerifiedIdToken;
+use crate::provider::{Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
-use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData};
+use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData, TOKENS_KEY};
 use crate::store::{SessionLink, StoreError, UserProfile, UserRow};
+use crate::tokens::{Kind, StoredTokens};
 use crate::users::AuthSession;
 
 /// Bytes of randomness in `state`, `nonce` and the CSRF token (256 bits).
@@ -110,17 +111,19 @@ async fn complete(
     now: i64,
 ) -> Result<Response, AppError> {
     let code = code_of(state, query)?;
-    let login = state
-        .provider
-        .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
-        .await?;
-    // Of two callbacks carrying the same login (a copied cookie), one wins.
+    // Of two callbacks carrying the same login (a copied cookie), one wins,
+    // before either reaches the provider: its single-use code is a second
+    // line of defence, not the only one.
     if !state.pending.first_use(&pending, now) {
         return Err(AppError::Callback {
             reason: "state_mismatch",
             detail: "state already used",
         });
     }
+    let login = state
+        .provider
+        .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
+        .await?;
     // Who may sign in: judged before anything of theirs is stored.
     let access = match access::admit(state, &auth.session, &login, &pending.next).await {
         Ok(access) => access,
@@ -141,9 +144,22 @@ async fn complete(
         last_seen: now,
     };
     access::keep(&session, access.as_ref()).await?;
+    keep_tokens(state, &session, &login).await?;
     save_linked(state, &session, &data, activity, &login.raw_id_token).await?;
     tracing::info!(user.id = user_id, issuer = %data.issuer, "login");
     Ok(Redirect::to(&pending.next).into_response())
+}
+
+/// Keeps the login's tokens, sealed, when the app behind the gateway gets them.
+async fn keep_tokens(state: &AppState, session: &Session, login: &Login) -> Result<(), AppError> {
+    let Some(vault) = &state.tokens else { return Ok(()) };
+    let tokens = StoredTokens {
+        access: Some(vault.seal(Kind::Access, login.access_token.expose())),
+        access_expires_at: login.access_expires_at,
+        id: Some(vault.seal(Kind::Id, &login.raw_id_token)),
+    };
+    session.insert(TOKENS_KEY, tokens).await?;
+    Ok(())
 }
 
 /// The code of the provider's answer, once the answer is known to be a

@@ -46,6 +46,23 @@ pub enum AppError {
     /// The request's path is not a path (a bad escape, raw control bytes).
     #[error("malformed request path")]
     BadPath,
+    /// The gateway's upstream failed: refused, closed, or answered garbage.
+    #[error("upstream failed ({reason}): {detail}")]
+    Upstream {
+        /// Reason code, e.g. `upstream_refused`.
+        reason: &'static str,
+        /// The cause for the log (no URL, header or body in it).
+        detail: String,
+    },
+    /// The gateway's upstream did not answer in time.
+    #[error("upstream timed out ({reason})")]
+    UpstreamTimeout {
+        /// `upstream_timeout` (no response headers) or `upstream_connect_timeout`.
+        reason: &'static str,
+    },
+    /// The request body the client sent could not be read (bad chunked framing).
+    #[error("unreadable request body: {0}")]
+    RequestBody(String),
 }
 
 impl From<axum_login::Error<crate::users::Backend>> for AppError {
@@ -68,6 +85,8 @@ impl AppError {
             AppError::Store(_) | AppError::Session(_) => "store_unavailable",
             AppError::NotFound => "not_found",
             AppError::BadPath => "bad_path",
+            AppError::Upstream { reason, .. } | AppError::UpstreamTimeout { reason } => reason,
+            AppError::RequestBody(_) => "request_body",
         }
     }
 
@@ -86,6 +105,9 @@ impl AppError {
             AppError::Store(_) | AppError::Session(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadPath => StatusCode::BAD_REQUEST,
+            AppError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            AppError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            AppError::RequestBody(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -161,6 +183,23 @@ impl AppError {
             AppError::BadPath => (
                 "This address is not valid",
                 "The address contains characters or escapes that are not allowed in a path.",
+                false,
+            ),
+            AppError::Upstream { .. } => (
+                "The application is not answering properly",
+                "The application behind this gateway could not be reached or gave an invalid answer. \
+                 You have not been signed out; please try again in a moment.",
+                false,
+            ),
+            AppError::UpstreamTimeout { .. } => (
+                "The application is taking too long",
+                "The application behind this gateway did not answer in time. \
+                 You have not been signed out; please try again in a moment.",
+                false,
+            ),
+            AppError::RequestBody(_) => (
+                "The request could not be read",
+                "The data sent with this request was malformed or cut off. Nothing was passed on.",
                 false,
             ),
         };

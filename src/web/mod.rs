@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Response;
 use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
@@ -62,6 +62,8 @@ pub struct AppStateInner {
     /// Where the provider sends the browser after RP-initiated logout
     /// (`post_logout_redirect_uri`).
     pub post_logout_url: Url,
+    /// Seals the tokens kept in sessions; `None`: no token is kept.
+    pub tokens: Option<crate::tokens::TokenVault>,
 }
 
 impl std::ops::Deref for AppState {
@@ -102,37 +104,14 @@ pub fn router(
     let auth_manager =
         tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), session::AUTH_KEY));
     let sessions = session::layer(state.store.session_backend(), cookie, state.lifetimes);
-    // No includeSubDomains: other hosts of the domain are not ours to decide.
-    let hsts = (state.public_url.scheme() == "https").then(|| {
-        default_header(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        )
-    });
+    let headers = PageHeaders::new(&state);
     let links = state.links.clone();
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
     let layers = ServiceBuilder::new()
         .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
         .layer(MapResponseLayer::new(move |r| render_error_pages(&links, r)))
-        .layer(default_header(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        // Not `no-referrer`: browsers then send `Origin: null` on our own forms.
-        .layer(default_header(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        ))
-        .layer(default_header(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(default_header(
-            header::CONTENT_SECURITY_POLICY,
-            content_security_policy(&state),
-        ))
-        .option_layer(hsts)
+        .layer(MapResponseLayer::new(move |r| headers.apply(r)))
         .option_layer(hosts)
         .layer(MapResponseLayer::new(guard::render_bare_errors))
         .layer(sessions)
@@ -142,9 +121,66 @@ pub fn router(
     routes.layer(layers).with_state(state)
 }
 
-/// A response header set unless the handler set its own.
-fn default_header(name: HeaderName, value: HeaderValue) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, value)
+/// Marks an answer of the app behind the gateway: it keeps its own
+/// caching, referrer and content policies (ours would break its pages).
+#[derive(Clone, Copy, Debug)]
+pub struct Upstream;
+
+/// The headers of every answer, each unless the handler set its own: no
+/// caching, a same-origin referrer, no sniffing, our CSP, and HSTS over
+/// https. The app behind the gateway ([`Upstream`]) gets only HSTS (the
+/// whole host is served over https), and `no-store` when it sets a cookie.
+#[derive(Clone)]
+struct PageHeaders {
+    csp: HeaderValue,
+    hsts: Option<HeaderValue>,
+}
+
+impl PageHeaders {
+    fn new(state: &AppState) -> Self {
+        // No includeSubDomains: other hosts of the domain are not ours to decide.
+        let hsts = (state.public_url.scheme() == "https").then(|| HeaderValue::from_static("max-age=31536000"));
+        Self {
+            csp: content_security_policy(state),
+            hsts,
+        }
+    }
+
+    fn apply(&self, mut response: Response) -> Response {
+        let upstream = response.extensions().get::<Upstream>().is_some();
+        let headers = response.headers_mut();
+        if let Some(hsts) = &self.hsts {
+            set_default(headers, header::STRICT_TRANSPORT_SECURITY, hsts);
+        }
+        if upstream {
+            // A cookie (the session's renewed expiry, or the app's own) must
+            // never be served from a shared cache to someone else.
+            if headers.contains_key(header::SET_COOKIE) {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            return response;
+        }
+        set_default(headers, header::CACHE_CONTROL, &HeaderValue::from_static("no-store"));
+        // Not `no-referrer`: browsers then send `Origin: null` on our own forms.
+        set_default(
+            headers,
+            header::REFERRER_POLICY,
+            &HeaderValue::from_static("same-origin"),
+        );
+        set_default(
+            headers,
+            header::X_CONTENT_TYPE_OPTIONS,
+            &HeaderValue::from_static("nosniff"),
+        );
+        set_default(headers, header::CONTENT_SECURITY_POLICY, &self.csp);
+        response
+    }
+}
+
+fn set_default(headers: &mut axum::http::HeaderMap, name: HeaderName, value: &HeaderValue) {
+    if let axum::http::header::Entry::Vacant(slot) = headers.entry(name) {
+        slot.insert(value.clone());
+    }
 }
 
 /// The CSP of every page. Forms may post here and to the provider only: the

@@ -8,6 +8,7 @@ mod certification;
 mod cli;
 mod exposure;
 mod gateway;
+mod gateway_proxy;
 mod instances;
 mod library;
 mod login;

@@ -1,9 +1,6 @@
 //! Forward auth (`FORWARD_AUTH=true`): what nginx, Caddy and Traefik are
 //! answered, the gateway's own routes, sign-out and `rd`.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -14,18 +11,10 @@ use crate::support::*;
 /// (which the test user is not in).
 async fn forward_auth_app() -> (crate::fake_op::FakeOp, TestApp) {
     gateway(|a| {
-        static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-        let (_, file) = FILE.get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let file = dir.path().join("gate.toml");
-            std::fs::write(&file, "[[paths]]\nprefix = \"/admin\"\nallowed_groups = [\"admins\"]\n").unwrap();
-            (dir, file)
-        });
-        let file = file.clone();
         a.gateway = defaults();
         a.gateway.forward_auth = Some("true".into());
         a.gateway.public_paths = Some("/public".into());
-        a.gateway.config_file = Some(file);
+        a.gateway.config_file = Some(super::admins_only_file());
     })
     .await
 }
@@ -228,4 +217,58 @@ async fn rd_may_leave_the_site_only_for_allowed_redirect_domains() {
         let browser = Browser::new();
         assert_eq!(sign_in(&app, &browser, rd).await, lands, "{rd}");
     }
+}
+
+#[tokio::test]
+async fn tokens_are_handed_over_only_when_asked_never_expired_and_never_stored_in_clear() {
+    let (op, app) = super::gateway(|a| {
+        a.gateway = super::defaults();
+        a.gateway.forward_auth = Some("true".into());
+        a.gateway.pass_access_token = "true".into();
+        a.gateway.pass_authorization_header = "true".into();
+    })
+    .await;
+    let browser = Browser::new();
+    sign_in(&app, &browser, "/").await;
+    let access_token = op.access_tokens().pop().expect("one access token issued");
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-access-token"], access_token.as_str());
+    // The store holds the access token only sealed. (The ID token is also
+    // in the session index, as today, for logout's `id_token_hint`.)
+    for entry in std::fs::read_dir(&app.data_dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(access_token.len()).any(|w| w == access_token.as_bytes()),
+            "the access token in clear in the store"
+        );
+    }
+    // The fake provider's access tokens live 300 s: an expired one is not passed on.
+    app.clock.advance(std::time::Duration::from_secs(301));
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(r.headers().get("x-auth-request-access-token").is_none());
+}
+
+#[tokio::test]
+async fn the_development_provider_works_under_the_route_prefix() {
+    let app = TestApp::spawn_with(Options {
+        tweak: Some(|a| {
+            a.gateway = super::defaults();
+            a.gateway.forward_auth = Some("true".into());
+        }),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let start = browser.get(&app.url("/oauth2/start?rd=/app")).await;
+    let authorize = redirect_target(&start);
+    assert!(authorize.starts_with(&app.url("/oauth2/dev-provider/")), "{authorize}");
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    assert!(callback.starts_with(&app.url("/oauth2/callback?")), "{callback}");
+    let landed = browser.get(&callback).await;
+    assert_eq!(location(&landed), "/app");
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-email"], "ada@example.com");
 }

@@ -5,6 +5,9 @@
 mod forward_auth;
 mod reverse_proxy;
 
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
 use oidc_gate::config::{Args, GatewayArgs};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -21,17 +24,23 @@ pub fn defaults() -> GatewayArgs {
 /// A fake provider whose users have a username and groups, and a gateway
 /// set up by `tweak` (which starts from the gateway's defaults).
 pub async fn gateway(tweak: fn(&mut Args)) -> (FakeOp, TestApp) {
-    let op = FakeOp::start().await;
-    op.set(|b| {
+    crate::access::op_app(tweak, |b| {
         b.claims_patch = json!({"preferred_username": "ada", "groups": ["users", "ops"]});
-    });
-    let app = TestApp::spawn_with(Options {
-        provider: Some(op.client()),
-        tweak: Some(tweak),
-        ..Default::default()
     })
-    .await;
-    (op, app)
+    .await
+}
+
+/// A `CONFIG_FILE` with `/admin` for the group `admins` only (which the
+/// test user is not in), written once per test run.
+pub fn admins_only_file() -> PathBuf {
+    static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, file) = FILE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gate.toml");
+        std::fs::write(&file, "[[paths]]\nprefix = \"/admin\"\nallowed_groups = [\"admins\"]\n").unwrap();
+        (dir, file)
+    });
+    file.clone()
 }
 
 /// Signs in through `/oauth2/start?rd=…` at the fake provider (which
