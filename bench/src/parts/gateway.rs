@@ -107,7 +107,7 @@ fn start_gate(ctx: &Ctx, env: &[(&str, &str)]) -> Result<Server> {
     Ok(server)
 }
 
-/// Signs in from `path` on `server` and checks the upstream's page came back.
+/// Signs in at `server` from [`PAGE_PATH`] and checks that the upstream's page came back.
 async fn sign_in_to_page(http: &reqwest::Client, server: &Server, page: &[u8]) -> Result<SignedIn> {
     let signed = sign_in(http, server.url(PAGE_PATH).parse()?, "Ada Lovelace", "ada@example.com")
         .await
