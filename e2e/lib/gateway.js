@@ -147,3 +147,22 @@ export const IDENTITY_HEADERS = [
 export function spoofedIn(seen, needle = 'mallory') {
   return seen.headers.filter(([, v]) => v.includes(needle)).map(([k, v]) => `${k}: ${v}`);
 }
+
+/**
+ * In the page (so with its cookies, as an app's script would): open a
+ * WebSocket to `url`, send `message` after the upstream's first message and
+ * return both: the handshake the upstream saw and the echo.
+ */
+export async function browserWsEcho(page, url, message) {
+  const got = await page.evaluate(({ url: u, message: m }) => new Promise((resolve, reject) => {
+    const ws = new WebSocket(u);
+    const msgs = [];
+    ws.onerror = () => reject(new Error(`WebSocket error on ${u}`));
+    ws.onmessage = (e) => {
+      msgs.push(e.data);
+      if (msgs.length === 1) ws.send(m);
+      else { ws.close(); resolve(msgs); }
+    };
+  }), { url, message });
+  return { handshake: JSON.parse(got[0]).handshake, echo: got[1] };
+}

@@ -40,3 +40,10 @@ export function recipeFor(file, { gate, app, port }) {
   else swap(EXAMPLE.nginxListen, `listen 127.0.0.1:${port};`);
   return text;
 }
+
+/** Throws unless README.md contains the recipe verbatim. */
+export function expectReadmeShows(file) {
+  if (!fs.readFileSync(README, 'utf8').includes(recipeText(file))) {
+    throw new Error(`README.md does not show e2e/recipes/${file} verbatim (update one or the other)`);
+  }
+}

@@ -3,17 +3,16 @@
 // (e2e/recipes/nginx-auth-request.conf), in front of the Node upstream.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 
 import { ACCOUNTS } from '../lib/provider.js';
 import { scenario, expectText, waitForPage, providerConfirmLogout, expectProviderLoginForm } from '../lib/flows.js';
 import {
   startGateway, signInAt, upstreamEcho, reportParts, PATH_TRICKS, expectNotServedAnonymously,
-  IDENTITY_HEADERS, spoofedIn,
+  IDENTITY_HEADERS, spoofedIn, browserWsEcho,
 } from '../lib/gateway.js';
 import { headerValues } from '../lib/upstream.js';
 import { rawRequest, cookieHeader, wsEcho } from '../lib/http.js';
-import { recipeText, README } from '../lib/recipes.js';
+import { expectReadmeShows } from '../lib/recipes.js';
 import { TEST_TIMEOUT_MS, HOOK_TIMEOUT_MS } from '../lib/timeouts.js';
 
 const RECIPE = 'nginx-auth-request.conf';
@@ -119,19 +118,8 @@ test('10. nginx auth_request: PUBLIC_PATHS are served anonymously (without ident
 test('11. nginx auth_request: WebSocket echo through nginx for a signed-in browser, refused without a session', { timeout: TEST_TIMEOUT_MS }, async () => {
   await run('11-nginx-auth-request-websocket', async (page) => {
     await signInAt(page, gw, '/app/ws-page');
-    const wsUrl = `${gw.url.replace('http:', 'ws:')}/app/ws`;
-    const got = await page.evaluate((url) => new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
-      const msgs = [];
-      ws.onerror = () => reject(new Error('WebSocket error'));
-      ws.onmessage = (e) => {
-        msgs.push(e.data);
-        if (msgs.length === 1) ws.send('hello through nginx');
-        else { ws.close(); resolve(msgs); }
-      };
-    }), wsUrl);
-    const { handshake } = JSON.parse(got[0]);
-    assert.equal(got[1], 'hello through nginx');
+    const { handshake, echo } = await browserWsEcho(page, `${gw.url.replace('http:', 'ws:')}/app/ws`, 'hello through nginx');
+    assert.equal(echo, 'hello through nginx');
     assert.deepEqual(headerValues(handshake, 'x-email'), [alice.email]);
     await expectText(page, 'Upstream app');
   });
@@ -158,6 +146,4 @@ test('12. nginx auth_request: /oauth2/sign_out confirm page → provider sign-ou
   });
 });
 
-test('13. README shows the nginx auth_request recipe exactly as this file runs it', () => {
-  assert.ok(fs.readFileSync(README, 'utf8').includes(recipeText(RECIPE)), `README.md lacks e2e/recipes/${RECIPE} verbatim`);
-});
+test('13. README shows the nginx auth_request recipe exactly as this file runs it', () => expectReadmeShows(RECIPE));

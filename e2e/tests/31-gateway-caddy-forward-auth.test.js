@@ -3,7 +3,6 @@
 // (e2e/recipes/caddy-forward-auth.Caddyfile), in front of the Node upstream.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 
 import { ACCOUNTS } from '../lib/provider.js';
 import { scenario } from '../lib/flows.js';
@@ -13,7 +12,7 @@ import {
 } from '../lib/gateway.js';
 import { headerValues } from '../lib/upstream.js';
 import { rawRequest, cookieHeader, wsEcho } from '../lib/http.js';
-import { recipeText, README } from '../lib/recipes.js';
+import { expectReadmeShows } from '../lib/recipes.js';
 import { TEST_TIMEOUT_MS, HOOK_TIMEOUT_MS } from '../lib/timeouts.js';
 
 const RECIPE = 'caddy-forward-auth.Caddyfile';
@@ -113,6 +112,4 @@ test('17. caddy forward_auth: WebSocket echo for a signed-in session, refused wi
   assert.equal(gw.upstream.requests.length, before, 'an anonymous WebSocket upgrade reached the app');
 });
 
-test('18. README shows the Caddy forward_auth recipe exactly as this file runs it', () => {
-  assert.ok(fs.readFileSync(README, 'utf8').includes(recipeText(RECIPE)), `README.md lacks e2e/recipes/${RECIPE} verbatim`);
-});
+test('18. README shows the Caddy forward_auth recipe exactly as this file runs it', () => expectReadmeShows(RECIPE));

@@ -3,17 +3,16 @@
 // proxy mode (UPSTREAM_URL = the Node upstream).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 
 import { ACCOUNTS } from '../lib/provider.js';
 import { scenario } from '../lib/flows.js';
 import {
   startGateway, signInAt, upstreamEcho, reportParts, PATH_TRICKS, expectNotServedAnonymously,
-  IDENTITY_HEADERS, spoofedIn,
+  IDENTITY_HEADERS, spoofedIn, browserWsEcho,
 } from '../lib/gateway.js';
 import { headerValues } from '../lib/upstream.js';
 import { rawRequest, cookieHeader, wsEcho } from '../lib/http.js';
-import { recipeText, README } from '../lib/recipes.js';
+import { expectReadmeShows } from '../lib/recipes.js';
 import { TEST_TIMEOUT_MS, HOOK_TIMEOUT_MS } from '../lib/timeouts.js';
 
 const RECIPE = 'nginx-reverse-proxy.conf';
@@ -78,18 +77,9 @@ test('21. nginx → oidc-gate reverse proxy: WebSocket echo for a signed-in brow
   let cookie;
   await run('21-nginx-reverse-proxy-websocket', async (page) => {
     await signInAt(page, gw, '/app/ws-page');
-    const got = await page.evaluate((url) => new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
-      const msgs = [];
-      ws.onerror = () => reject(new Error('WebSocket error'));
-      ws.onmessage = (e) => {
-        msgs.push(e.data);
-        if (msgs.length === 1) ws.send('hello through nginx and oidc-gate');
-        else { ws.close(); resolve(msgs); }
-      };
-    }), `${gw.url.replace('http:', 'ws:')}/app/ws`);
-    assert.equal(got[1], 'hello through nginx and oidc-gate');
-    assert.deepEqual(headerValues(JSON.parse(got[0]).handshake, 'x-forwarded-email'), [alice.email]);
+    const { handshake, echo } = await browserWsEcho(page, `${gw.url.replace('http:', 'ws:')}/app/ws`, 'hello through nginx and oidc-gate');
+    assert.equal(echo, 'hello through nginx and oidc-gate');
+    assert.deepEqual(headerValues(handshake, 'x-forwarded-email'), [alice.email]);
     cookie = await cookieHeader(page.context(), gw.url);
   });
   // A spoofed identity on the upgrade request is removed too.
@@ -133,6 +123,4 @@ test('23. nginx → oidc-gate reverse proxy: without a session, API requests get
   assert.deepEqual(gw.upstream.requests.slice(before).map((r) => r.target), [], 'anonymous requests reached the app');
 });
 
-test('24. README shows the nginx reverse proxy recipe exactly as this file runs it', () => {
-  assert.ok(fs.readFileSync(README, 'utf8').includes(recipeText(RECIPE)), `README.md lacks e2e/recipes/${RECIPE} verbatim`);
-});
+test('24. README shows the nginx reverse proxy recipe exactly as this file runs it', () => expectReadmeShows(RECIPE));
