@@ -90,10 +90,12 @@ test('9. nginx auth_request: without a session, API requests get 401, browser na
     { what: 'browser navigation', headers: [['Accept', 'text/html,application/xhtml+xml'], ...spoof], status: 302 },
   ];
   for (const c of cases) {
-    const res = await rawRequest(gw.url, '/api/data?q=1', { method: c.method, headers: c.headers });
+    const res = await rawRequest(gw.url, '/api/data?q=1&r=2', { method: c.method, headers: c.headers });
     assert.equal(res.status, c.status, `${c.what}: ${res.body.slice(0, 200)}`);
     if (c.status === 302) {
-      assert.equal(res.headers.location, `${gw.url}/oauth2/start?rd=${gw.url}/api/data?q=1`, c.what);
+      const location = new URL(res.headers.location);
+      assert.equal(`${location.origin}${location.pathname}`, `${gw.url}/oauth2/start`, c.what);
+      assert.equal(location.searchParams.get('rd'), `${gw.url}/api/data?q=1&r=2`, `${c.what}: the whole URL in rd`);
     }
   }
   assert.deepEqual(gw.upstream.requests.slice(before).map((r) => r.target), [], 'anonymous requests reached the app');
