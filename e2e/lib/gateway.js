@@ -102,7 +102,8 @@ export function reportParts(gw) {
  * Request targets that name a protected path while starting with the public
  * prefix /public (or looking like it): dot segments, percent-encoded dots and
  * slashes, doubled slashes, a backslash (which WHATWG URL parsers, such as
- * the upstream's, read as a slash), a different case, a longer segment.
+ * the upstream's, read as a slash), a different case, a longer segment, a
+ * detour through the gateway's own prefix.
  */
 export const PATH_TRICKS = [
   '/public/../private',
@@ -117,6 +118,7 @@ export const PATH_TRICKS = [
   '/public/..\\private',
   '/PUBLIC/private',
   '/publicity',
+  '/oauth2/../private',
 ];
 
 /**
