@@ -73,7 +73,7 @@ export async function startGateway({ name, recipe, mode, env = {} }) {
 /** What the upstream page (lib/upstream.js) shows it received. */
 export async function upstreamEcho(page) {
   await expectText(page, 'Upstream app', { what: 'the upstream app page' });
-  return JSON.parse(await page.locator('#echo').innerText());
+  return JSON.parse(await page.locator('#echo').textContent());
 }
 
 /**

@@ -27,6 +27,23 @@ function describe(req) {
   };
 }
 
+/**
+ * The page for a browser: the headers as a table (cookie values hidden, so
+ * screenshots show no session ids) and, for the tests, everything as JSON in
+ * #echo.
+ */
+function page(seen) {
+  const rows = seen.headers.map(([k, v]) => {
+    const shown = k === 'cookie' ? v.split(/;\s*/).map((c) => `${c.split('=')[0]}=…`).join('; ') : v;
+    return `<tr><th>${esc(k)}</th><td>${esc(shown)}</td></tr>`;
+  }).join('');
+  const json = JSON.stringify(seen).replace(/</g, '\\u003c');
+  return `<!DOCTYPE html><html><head><title>Upstream app</title>
+<style>body{font-family:sans-serif}th{text-align:left;padding-right:1em}td,th{font:13px monospace}</style></head>
+<body><h1>Upstream app</h1><p>You reached the protected app: <code>${esc(seen.method)} ${esc(seen.target)}</code></p>
+<table>${rows}</table><script type="application/json" id="echo">${json}</script></body></html>`;
+}
+
 /** All values of header `name` (lower case) in a described request. */
 export function headerValues(seen, name) {
   return seen.headers.filter(([k]) => k === name).map(([, v]) => v);
@@ -43,9 +60,7 @@ export async function startUpstream() {
       const html = /text\/html/.test(req.headers.accept || '');
       if (html) {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-        res.end(`<!DOCTYPE html><html><head><title>Upstream app</title></head><body>
-<h1>Upstream app</h1><p>You reached the protected app at <code>${esc(seen.target)}</code>.</p>
-<pre id="echo">${esc(JSON.stringify(seen, null, 1))}</pre></body></html>`);
+        res.end(page(seen));
       } else {
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
         res.end(JSON.stringify(seen));

@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { ACCOUNTS } from '../lib/provider.js';
+import { screenshotPath } from '../lib/browser.js';
 import { scenario, expectText, waitForPage, providerConfirmLogout, expectProviderLoginForm } from '../lib/flows.js';
 import {
   startGateway, signInAt, upstreamEcho, reportParts, PATH_TRICKS, expectNotServedAnonymously,
@@ -139,7 +140,8 @@ test('12. nginx auth_request: /oauth2/sign_out confirm page → provider sign-ou
     await waitForPage(page, gw.url, /^\/oauth2\/sign_out/, 'the sign-out confirm page');
     const form = page.locator('form[method="post" i]');
     await form.waitFor({ state: 'visible', timeout: 5_000 });
-    await form.locator('button, input[type="submit"]').first().click();
+    await page.screenshot({ path: screenshotPath('12-nginx-auth-request-sign-out-confirm'), fullPage: true });
+    await form.getByRole('button', { name: 'Sign out' }).click();
     await providerConfirmLogout(page, gw.provider);
     await waitForPage(page, gw.url, '/public/signed-out', 'rd after sign-out');
     const seen = await upstreamEcho(page);
