@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{ConfigError, GOOGLE_ISSUER, ProviderChoice, err};
+use crate::config::{ConfigError, GOOGLE_ISSUER, ProviderChoice, boolean, err};
 use crate::provider::{ClaimPath, Login};
 
 /// Groups kept in a session, at most (the allowed ones always fit).
@@ -65,6 +65,12 @@ pub struct Rules {
     /// The provider is Google: its `hd` claim must be present for the domain rule.
     google: bool,
     open: bool,
+    /// Claims are kept in the session even with no rule set (the gateway
+    /// hands them to the app, and its per-path rules judge them).
+    keep: bool,
+    /// Groups kept first when a user has more than fit: the allowed ones
+    /// here and in per-path rules.
+    priority_groups: HashSet<String>,
 }
 
 impl Default for Rules {
@@ -146,6 +152,9 @@ pub struct Claims {
     /// `name`, for the refusal page only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `preferred_username`, kept when the gateway hands it to the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
 }
 
 impl Claims {
@@ -207,6 +216,7 @@ impl Rules {
         let require_email_verified = require_email_verified.unwrap_or(email_rule);
         let open = !email_rule && groups.is_empty() && !require_email_verified;
         Self {
+            priority_groups: groups.clone(),
             domains,
             emails,
             groups,
@@ -214,7 +224,54 @@ impl Rules {
             require_email_verified,
             google,
             open,
+            keep: false,
         }
+    }
+
+    /// Rules for one path of the gateway (`CONFIG_FILE`'s `[[paths]]`),
+    /// judged on top of these global ones, with their groups claim and
+    /// provider.
+    pub fn for_path(
+        &self,
+        domains: Vec<String>,
+        emails: Vec<String>,
+        groups: Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let domains = domains
+            .iter()
+            .map(|d| domain("allowed_email_domains", d))
+            .collect::<Result<_, _>>()?;
+        let emails = emails
+            .iter()
+            .map(|e| email("allowed_emails", e))
+            .collect::<Result<_, _>>()?;
+        Ok(Self::build(
+            domains,
+            emails,
+            groups.into_iter().collect(),
+            self.groups_claim.clone(),
+            Some(self.require_email_verified),
+            self.google,
+        ))
+    }
+
+    /// Keeps every user's claims in the session, groups included, with
+    /// `also_wanted` groups (of per-path rules) kept first: what the
+    /// gateway needs to pass the identity on and judge per-path rules.
+    pub fn keeping_claims(mut self, also_wanted: impl IntoIterator<Item = String>) -> Self {
+        self.keep = true;
+        self.priority_groups.extend(also_wanted);
+        self
+    }
+
+    /// Whether a login's claims are kept in its session.
+    pub fn keeps_claims(&self) -> bool {
+        self.keep || !self.open
+    }
+
+    /// The groups these rules allow (empty: no group rule).
+    pub fn allowed_groups(&self) -> impl Iterator<Item = &String> {
+        self.groups.iter()
     }
 
     /// No rule is set: anyone the provider signs in gets in, and nothing is
@@ -225,11 +282,16 @@ impl Rules {
 
     /// Claims the provider should complete from UserInfo when the ID token lacks them.
     pub fn wanted_claims(&self) -> Vec<ClaimPath> {
-        if self.groups.is_empty() {
-            Vec::new()
-        } else {
+        if self.reads_groups() {
             vec![self.groups_claim.clone()]
+        } else {
+            Vec::new()
         }
+    }
+
+    /// Groups are read at sign-in: a group rule needs them, or they are kept.
+    fn reads_groups(&self) -> bool {
+        self.keep || !self.groups.is_empty()
     }
 
     /// Extra authorization request parameters: Google's `hd` hint when
@@ -247,8 +309,9 @@ impl Rules {
     pub fn claims_of(&self, login: &Login) -> Claims {
         let token = &login.id_token;
         let hd_path = ClaimPath::new("hd").expect("a plain name");
+        let username_path = ClaimPath::new("preferred_username").expect("a plain name");
         let find = |path: &ClaimPath| path.find(&token.claims).or_else(|| path.find(&login.userinfo_claims));
-        let groups = (!self.groups.is_empty()).then(|| {
+        let groups = self.reads_groups().then(|| {
             let all = find(&self.groups_claim).map(strings).unwrap_or_default();
             self.bounded(all)
         });
@@ -258,13 +321,20 @@ impl Rules {
             hd: find(&hd_path).and_then(Value::as_str).map(str::to_owned),
             groups,
             name: token.name.as_ref().map(|n| n.chars().take(MAX_NAME_LEN).collect()),
+            preferred_username: self
+                .keep
+                .then(|| find(&username_path))
+                .flatten()
+                .and_then(Value::as_str)
+                .map(|n| n.chars().take(MAX_NAME_LEN).collect()),
         }
     }
 
     /// The groups worth keeping: every allowed one the user has, then others
     /// up to the bound (so a session stays small whatever the provider sends).
     fn bounded(&self, all: Vec<String>) -> Vec<String> {
-        let (mut kept, others): (Vec<String>, Vec<String>) = all.into_iter().partition(|g| self.groups.contains(g));
+        let (mut kept, others): (Vec<String>, Vec<String>) =
+            all.into_iter().partition(|g| self.priority_groups.contains(g));
         kept.sort();
         kept.dedup();
         let room = MAX_GROUPS.saturating_sub(kept.len());
@@ -343,7 +413,7 @@ fn strings(value: &Value) -> Vec<String> {
 
 /// A comma-separated list, or (when `files`) `@path` to a file with one
 /// entry per line, blank lines and `#` comments skipped. Unset or blank: empty.
-fn list(var: &str, raw: Option<&str>, files: bool) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn list(var: &str, raw: Option<&str>, files: bool) -> Result<Vec<String>, ConfigError> {
     let raw = raw.map(str::trim).unwrap_or_default();
     if let Some(path) = raw.strip_prefix('@').filter(|_| files) {
         let text = std::fs::read_to_string(path)
@@ -389,14 +459,6 @@ fn email(var: &str, raw: &str) -> Result<String, ConfigError> {
         _ => Err(err(format!(
             "{var} must list email addresses such as ada@example.com, got `{raw}`."
         ))),
-    }
-}
-
-fn boolean(var: &str, raw: &str) -> Result<bool, ConfigError> {
-    match raw.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(err(format!("{var} must be true or false, got `{raw}`."))),
     }
 }
 

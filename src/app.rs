@@ -7,18 +7,20 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tower::Layer;
 
 use crate::clock::Clock;
 use crate::config::{ClientConfig, Config, ProviderChoice};
 use crate::devprovider::{DevClient, DevProvider};
+use crate::gateway::Gateway;
 use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
 use crate::secret::{Secret, random_token};
 use crate::session::{CookieSettings, Lifetimes};
 use crate::store::{Store, StoreError};
-use crate::web::{self, AppState, AppStateInner, PendingLogins};
+use crate::tokens::TokenVault;
+use crate::web::{self, AppState, AppStateInner, Links, PendingLogins, Redirects};
 
-/// Where the development provider is mounted.
+/// Where the development provider is mounted (under the gateway's
+/// `ROUTE_PREFIX` in the gateway).
 pub const DEV_PROVIDER_PATH: &str = "/dev-provider";
 /// How often expired sessions are deleted.
 const CLEANUP_PERIOD: Duration = Duration::from_secs(300);
@@ -48,6 +50,9 @@ pub struct App {
     cookie: CookieSettings,
     extra: Router<AppState>,
     dev: Option<DevProvider>,
+    /// Where the development provider is mounted.
+    dev_path: String,
+    gateway: Option<Gateway>,
 }
 
 impl App {
@@ -59,10 +64,11 @@ impl App {
 
     /// Builds the routes over an already opened store.
     pub fn with_store(config: &Config, clock: Clock, store: Store) -> Self {
+        let dev_path = format!("{}{DEV_PROVIDER_PATH}", config.routes_base());
         let (client, dev) = match &config.provider {
             ProviderChoice::Configured(client) => (client.clone(), None),
             ProviderChoice::Development => {
-                let issuer = config.public_path(DEV_PROVIDER_PATH.trim_start_matches('/'));
+                let issuer = config.public_path(&dev_path);
                 let client = ClientConfig {
                     issuer: issuer.as_str().to_owned(),
                     client_id: "oidc-gate-dev".to_owned(),
@@ -74,7 +80,7 @@ impl App {
                         client_id: client.client_id.clone(),
                         client_secret: client.client_secret.expose().to_owned(),
                         redirect_uris: vec![config.redirect_uri().to_string()],
-                        post_logout_redirect_uris: vec![config.public_path("").to_string()],
+                        post_logout_redirect_uris: vec![config.post_logout_url().to_string()],
                     },
                 );
                 (client, Some(dev))
@@ -89,10 +95,20 @@ impl App {
                 clock_skew: config.clock_skew,
                 wanted_claims: config.access.wanted_claims(),
                 authorization_params: config.access.authorization_params(),
+                id_token_alg: config.id_token_alg,
+                trusted_audiences: config.trusted_audiences.clone(),
             },
             clock.clone(),
         );
-        let cookie = CookieSettings::for_scheme(config.is_https());
+        let cookie = CookieSettings::new(config.is_https(), config.sign_in.cookie_domain.clone());
+        let links = match &config.gateway {
+            Some(g) => Links::gateway(&g.prefix),
+            None => Links::app(),
+        };
+        let tokens = config.keeps_tokens().then(|| match &config.token_key {
+            Some(key) => TokenVault::new(&key.0),
+            None => TokenVault::derived(store.login_cookie_key()),
+        });
         let state = AppState::new(AppStateInner {
             provider,
             pending: PendingLogins::new(store.login_cookie_key(), &cookie),
@@ -101,12 +117,22 @@ impl App {
             lifetimes: Lifetimes::new(config.session),
             public_url: config.public_url.clone(),
             access: config.access.clone(),
+            links,
+            redirects: Redirects::new(config.public_url.clone(), config.sign_in.redirect_domains.clone()),
+            post_logout_url: config.post_logout_url(),
+            tokens,
         });
+        let gateway = config
+            .gateway
+            .as_ref()
+            .map(|g| Gateway::new(g, &config.public_url, config.http_timeout));
         Self {
             state,
             cookie,
             extra: Router::new(),
             dev,
+            dev_path,
+            gateway,
         }
     }
 
@@ -128,9 +154,26 @@ impl App {
             .dev
             .as_ref()
             .map(|_| web::LoopbackHostsLayer::new(&self.state.public_url));
-        let router = web::router(self.state.clone(), &self.cookie, self.extra.clone(), hosts.clone());
+        let routes = match &self.gateway {
+            Some(gateway) => gateway.routes(&self.state),
+            None => web::app_routes(),
+        };
+        let router = web::router(
+            self.state.clone(),
+            &self.cookie,
+            routes.merge(self.extra.clone()),
+            hosts.clone(),
+        );
         match (&self.dev, hosts) {
-            (Some(dev), Some(hosts)) => router.nest_service(DEV_PROVIDER_PATH, hosts.layer(dev.router())),
+            (Some(dev), Some(hosts)) => {
+                // The refusals of `hosts` are error pages: rendered here too.
+                let links = self.state.links.clone();
+                let dev = tower::ServiceBuilder::new()
+                    .map_response(move |r| web::render_error_pages(&links, r))
+                    .layer(hosts)
+                    .service(dev.router());
+                router.nest_service(&self.dev_path, dev)
+            }
             _ => router,
         }
     }
@@ -165,7 +208,12 @@ impl App {
         if self.dev.is_none() && self.state.access.is_open() {
             open_door_warning(&self.state);
         }
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown);
+        // One service for every connection (a bare `Router` is rebuilt per
+        // connection), with the peer address for `X-Forwarded-For`.
+        let service = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
         let server = tokio::spawn(async move { server.await });
         if self.dev.is_some() {
             banner(&self.state);

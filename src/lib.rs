@@ -9,8 +9,10 @@
 //! - [`provider`]: the OpenID provider: discovery, keys, code exchange, ID token checks.
 //! - [`store`]: the database: users and the session index (SQLite by default).
 //! - [`session`]: server-side sessions, their timeouts and the login data kept in them.
+//! - [`tokens`]: the user's tokens, encrypted in the session for the app behind the gateway.
 //! - [`users`]: the signed-in user and the `axum-login` backend.
 //! - [`web`]: HTTP routes and pages.
+//! - [`gateway`]: login in front of another app: reverse proxy and forward auth (oauth2-proxy's interface).
 //! - [`app`]: wiring it together and serving.
 //! - [`devprovider`]: the embedded development OpenID provider (a stand-in for a real one).
 #![forbid(unsafe_code)]
@@ -21,9 +23,11 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod devprovider;
+pub mod gateway;
 pub mod provider;
 pub mod secret;
 pub mod session;
 pub mod store;
+pub mod tokens;
 pub mod users;
 pub mod web;

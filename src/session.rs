@@ -20,6 +20,9 @@ pub const ACTIVITY_KEY: &str = "oidc.activity";
 /// Session key of the claims the access rules judge ([`crate::access::Claims`]),
 /// kept only while rules are set.
 pub const ACCESS_KEY: &str = "oidc.access";
+/// Session key of the login's tokens ([`crate::tokens::StoredTokens`]),
+/// kept only while the gateway hands them to the app.
+pub const TOKENS_KEY: &str = "oidc.tokens";
 /// What a logged-in session keeps about its provider login.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct LoginData {
@@ -103,28 +106,36 @@ impl Lifetimes {
     }
 }
 
-/// Session cookie settings derived from `PUBLIC_URL`.
+/// Session cookie settings derived from `PUBLIC_URL` (and `COOKIE_DOMAIN`).
 #[derive(Debug, Clone)]
 pub struct CookieSettings {
-    /// `__Host-oidc_gate` over https, `oidc_gate` otherwise.
+    /// `__Host-oidc_gate` over https, `__Secure-oidc_gate` over https with
+    /// a domain, `oidc_gate` otherwise.
     pub name: &'static str,
     /// Whether the cookie is `Secure`.
     pub secure: bool,
+    /// The cookie's Domain (shared with subdomains); none: this host only.
+    pub domain: Option<String>,
 }
 
 impl CookieSettings {
     /// `https` ⇒ `Secure` with the `__Host-` prefix (no Domain, Path=/).
     pub fn for_scheme(https: bool) -> Self {
-        if https {
-            Self {
-                name: "__Host-oidc_gate",
-                secure: true,
-            }
-        } else {
-            Self {
-                name: "oidc_gate",
-                secure: false,
-            }
+        Self::new(https, None)
+    }
+
+    /// With a `domain`, the cookie goes to its subdomains too, so it has
+    /// the `__Secure-` prefix over https (`__Host-` forbids a Domain).
+    pub fn new(https: bool, domain: Option<String>) -> Self {
+        let name = match (https, &domain) {
+            (true, None) => "__Host-oidc_gate",
+            (true, Some(_)) => "__Secure-oidc_gate",
+            (false, _) => "oidc_gate",
+        };
+        Self {
+            name,
+            secure: https,
+            domain,
         }
     }
 }
@@ -136,13 +147,17 @@ pub fn layer(
     cookie: &CookieSettings,
     lifetimes: Lifetimes,
 ) -> SessionManagerLayer<SessionBackend> {
-    SessionManagerLayer::new(store)
+    let layer = SessionManagerLayer::new(store)
         .with_name(cookie.name)
         .with_secure(cookie.secure)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_path("/")
-        .with_expiry(lifetimes.expiry())
+        .with_expiry(lifetimes.expiry());
+    match &cookie.domain {
+        Some(domain) => layer.with_domain(domain.clone()),
+        None => layer,
+    }
 }
 
 #[cfg(test)]

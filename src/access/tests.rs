@@ -370,6 +370,8 @@ fn login(claims: serde_json::Value, userinfo: serde_json::Value) -> Login {
             claims: claims.as_object().unwrap().clone(),
         },
         raw_id_token: String::new(),
+        access_token: crate::secret::Secret::new(String::new()),
+        access_expires_at: None,
         userinfo_claims: userinfo.as_object().unwrap().clone(),
     }
 }

@@ -11,12 +11,15 @@ use std::time::Duration;
 use clap::Parser;
 use url::Url;
 
-use crate::access::{AccessArgs, Rules};
+use crate::access::{self, AccessArgs, Rules};
+use crate::provider::SigningAlg;
 use crate::secret::Secret;
 
+mod gateway;
 mod public;
 mod store;
 
+pub use gateway::{GatewayArgs, GatewayConfig, SharedSignIn};
 pub use public::is_loopback;
 pub use store::{StoreConfig, StoreUrl};
 
@@ -52,6 +55,14 @@ pub struct Args {
     /// Timeout of every request to the provider (connect and total).
     #[arg(long, env = "OIDC_HTTP_TIMEOUT", default_value = "10s")]
     pub oidc_http_timeout: String,
+    /// The one algorithm ID and logout tokens must be signed with (RS256, PS256, ES256, EdDSA, …).
+    /// Default: RS256 when the provider's discovery lists it or lists none, else the first it lists.
+    #[arg(long, env = "OIDC_ID_TOKEN_ALG")]
+    pub oidc_id_token_alg: Option<String>,
+    /// Audiences an ID token may name besides our client id, when its azp is our client id
+    /// (comma-separated).
+    #[arg(long, env = "OIDC_TRUSTED_AUDIENCES")]
+    pub oidc_trusted_audiences: Option<String>,
     /// External base URL of this app, the root of its host (no path); the
     /// redirect URI is PUBLIC_URL/callback. Plain http only on loopback hosts
     /// (or with ALLOW_INSECURE_HTTP).
@@ -93,9 +104,16 @@ pub struct Args {
     /// A session ends this long after sign-in, however active (e.g. 7d).
     #[arg(long, env = "SESSION_MAX_AGE", default_value = "7d")]
     pub session_max_age: String,
+    /// Key of the tokens kept for the app behind the gateway (32 bytes,
+    /// base64 or hex). Default: derived from the key instances share in the database.
+    #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
+    pub token_encryption_key: Option<String>,
     /// Who may sign in (ALLOWED_EMAIL_DOMAINS, ALLOWED_EMAILS, ALLOWED_GROUPS, …).
     #[command(flatten)]
     pub access: AccessArgs,
+    /// The gateway (UPSTREAM_URL, FORWARD_AUTH, ROUTE_PREFIX, PUBLIC_PATHS, …).
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
 }
 
 /// Validated configuration.
@@ -117,10 +135,20 @@ pub struct Config {
     pub http_timeout: Duration,
     /// Allowed clock difference for ID token `exp` and `iat`.
     pub clock_skew: Duration,
+    /// The algorithm ID and logout tokens must use; `None`: chosen from discovery.
+    pub id_token_alg: Option<SigningAlg>,
+    /// Audiences an ID token may name besides ours (with `azp` ours).
+    pub trusted_audiences: Vec<String>,
     /// Scopes to request.
     pub scopes: Vec<String>,
     /// Who may sign in.
     pub access: Rules,
+    /// The gateway, when oidc-gate stands in front of another app.
+    pub gateway: Option<GatewayConfig>,
+    /// The session cookie's domain and where `rd` may point.
+    pub sign_in: SharedSignIn,
+    /// `TOKEN_ENCRYPTION_KEY`.
+    pub token_key: Option<crate::tokens::TokenKey>,
 }
 
 /// The provider to use.
@@ -183,7 +211,14 @@ impl Config {
             max_age: parse_duration("SESSION_MAX_AGE", &args.session_max_age)?,
         };
         let store = store::from_args(&args)?;
-        let access = Rules::from_args(&args.access, &provider)?;
+        let mut access = Rules::from_args(&args.access, &provider)?;
+        let gateway = gateway::from_args(&args.gateway, &access)?;
+        if let Some(gateway) = &gateway {
+            // The app behind is told who the user is, and per-path rules
+            // judge them: claims are kept in every session.
+            access = access.keeping_claims(gateway.paths.groups());
+        }
+        let sign_in = gateway::shared_sign_in(&args.gateway, &public_url)?;
         let scopes: Vec<String> = args.oidc_scopes.split_whitespace().map(str::to_owned).collect();
         if !scopes.iter().any(|s| s == "openid") {
             return Err(err("OIDC_SCOPES must include `openid`."));
@@ -197,18 +232,51 @@ impl Config {
             store,
             http_timeout: parse_duration("OIDC_HTTP_TIMEOUT", &args.oidc_http_timeout)?,
             clock_skew: parse_duration_allow_zero("OIDC_CLOCK_SKEW", &args.oidc_clock_skew)?,
+            id_token_alg: parse_alg(args.oidc_id_token_alg.as_deref())?,
+            trusted_audiences: access::list("OIDC_TRUSTED_AUDIENCES", args.oidc_trusted_audiences.as_deref(), false)?,
             scopes,
             access,
+            gateway,
+            sign_in,
+            token_key: match args.token_encryption_key.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(raw) => Some(crate::tokens::TokenKey(crate::tokens::parse_key(raw)?)),
+            },
         })
     }
 
-    /// The redirect URI to register at the provider: `PUBLIC_URL/callback`.
-    pub fn redirect_uri(&self) -> Url {
-        self.public_path("callback")
+    /// Whether tokens are kept in sessions: the gateway hands them to the app.
+    pub fn keeps_tokens(&self) -> bool {
+        self.gateway
+            .as_ref()
+            .is_some_and(|g| g.pass_access_token || g.pass_authorization_header)
     }
 
-    /// An absolute URL under `PUBLIC_URL` (path without leading slash).
+    /// Where oidc-gate's own routes live: `` (the root) in the app,
+    /// `ROUTE_PREFIX` in the gateway.
+    pub fn routes_base(&self) -> &str {
+        self.gateway.as_ref().map_or("", |g| g.prefix.as_str())
+    }
+
+    /// The redirect URI to register at the provider: `PUBLIC_URL/callback`,
+    /// or `PUBLIC_URL/oauth2/callback` in the gateway.
+    pub fn redirect_uri(&self) -> Url {
+        self.public_path(&format!("{}/callback", self.routes_base()))
+    }
+
+    /// Where the provider sends the browser after logout (register it as a
+    /// post-logout redirect URI): `PUBLIC_URL/`, or `PUBLIC_URL/oauth2/sign_out`
+    /// in the gateway (which then follows `rd`).
+    pub fn post_logout_url(&self) -> Url {
+        match &self.gateway {
+            None => self.public_path(""),
+            Some(g) => self.public_path(&format!("{}/sign_out", g.prefix)),
+        }
+    }
+
+    /// An absolute URL under `PUBLIC_URL` (the path's leading slash optional).
     pub fn public_path(&self, path: &str) -> Url {
+        let path = path.trim_start_matches('/');
         let mut base = self.public_url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -286,6 +354,25 @@ fn provider_choice(args: &Args, public_url: &Url, listen: SocketAddr) -> Result<
         client_id,
         client_secret: Secret::new(client_secret),
     }))
+}
+
+/// A yes/no setting: true/false, 1/0, yes/no, on/off.
+pub(crate) fn boolean(var: &str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(err(format!("{var} must be true or false, got `{raw}`."))),
+    }
+}
+
+fn parse_alg(raw: Option<&str>) -> Result<Option<SigningAlg>, ConfigError> {
+    match raw.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(name) => name
+            .parse()
+            .map(Some)
+            .map_err(|e| err(format!("OIDC_ID_TOKEN_ALG must be {e}."))),
+    }
 }
 
 pub(crate) fn parse_duration(var: &str, raw: &str) -> Result<Duration, ConfigError> {
@@ -380,8 +467,22 @@ mod tests {
     }
 
     #[test]
+    fn token_checks_default_to_the_provider_and_no_other_audience() {
+        let c = Config::from_args(args()).unwrap();
+        assert_eq!((c.id_token_alg, c.trusted_audiences.len()), (None, 0));
+        let c = Config::from_args(Args {
+            oidc_id_token_alg: Some(" PS256 ".into()),
+            oidc_trusted_audiences: Some("web-app, android-app,".into()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(c.id_token_alg.map(SigningAlg::name), Some("PS256"));
+        assert_eq!(c.trusted_audiences, ["web-app", "android-app"]);
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
-        let cases: [(&str, Args); 4] = [
+        let cases: [(&str, Args); 5] = [
             (
                 "LISTEN",
                 Args {
@@ -407,6 +508,13 @@ mod tests {
                 "OIDC_SCOPES",
                 Args {
                     oidc_scopes: "email".into(),
+                    ..args()
+                },
+            ),
+            (
+                "OIDC_ID_TOKEN_ALG must be one of RS256,",
+                Args {
+                    oidc_id_token_alg: Some("HS256".into()),
                     ..args()
                 },
             ),

@@ -9,6 +9,7 @@ use url::Url;
 use super::error::{ProviderError, Reason};
 use super::jwk::GateJsonWebKeySet;
 use crate::config::is_loopback;
+use openidconnect::JsonWebKey as _;
 
 /// Largest discovery document, JWKS or token response we read.
 pub(crate) const MAX_BODY: usize = 256 * 1024;
@@ -34,6 +35,9 @@ pub struct Metadata {
     pub end_session_endpoint: Option<Url>,
     /// Client authentication methods; absent means `client_secret_basic`.
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// The algorithms the provider may sign ID tokens with: they choose
+    /// the expected one when `OIDC_ID_TOKEN_ALG` is not set.
+    pub id_token_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 impl Metadata {
@@ -93,6 +97,16 @@ pub async fn fetch_jwks(
     let (body, ttl) = get(http, jwks_uri, Reason::JwksFailed).await?;
     let jwks: GateJsonWebKeySet = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::new(Reason::JwksFailed, format!("invalid JWKS: {e}")))?;
+    for key in jwks.keys() {
+        if let Some(why) = key.unusable() {
+            let kid = key.key_id().map(|k| k.as_str());
+            tracing::warn!(
+                ?kid,
+                why,
+                "a key of the provider's JWKS is refused: nothing it signs is accepted"
+            );
+        }
+    }
     Ok((jwks, ttl))
 }
 

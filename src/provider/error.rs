@@ -24,12 +24,16 @@ pub enum Reason {
     IdTokenMissing,
     /// The ID token is not a well-formed JWT with the required claims.
     IdTokenMalformed,
-    /// The ID token's `alg` is `none`, symmetric, or not one we accept.
+    /// The ID token's `alg` is not the expected one (`OIDC_ID_TOKEN_ALG`);
+    /// `none` and symmetric ones never are.
     IdTokenAlg,
     /// The ID token's signature does not verify.
     IdTokenSignature,
     /// No key in the provider's JWKS matches the ID token, even after a refetch.
     IdTokenUnknownKey,
+    /// The key that would verify the ID token is an RSA key under 2048 bits
+    /// (the provider's to fix: a 502).
+    IdTokenKeyTooSmall,
     /// The ID token's `iss` is not the provider's issuer.
     IdTokenIss,
     /// The ID token's `aud` is missing or does not contain our client id.
@@ -52,6 +56,10 @@ pub enum Reason {
     UserinfoSub,
     /// A back-channel logout token failed validation.
     LogoutToken,
+    /// A logout token's `alg` is not the expected one (`OIDC_ID_TOKEN_ALG`).
+    LogoutTokenAlg,
+    /// The key that would verify a logout token is an RSA key under 2048 bits.
+    LogoutTokenKeyTooSmall,
 }
 
 impl Reason {
@@ -69,6 +77,7 @@ impl Reason {
             Reason::IdTokenAlg => "id_token_alg",
             Reason::IdTokenSignature => "id_token_signature",
             Reason::IdTokenUnknownKey => "id_token_unknown_key",
+            Reason::IdTokenKeyTooSmall => "id_token_key_too_small",
             Reason::IdTokenIss => "id_token_iss",
             Reason::IdTokenAud => "id_token_aud",
             Reason::IdTokenAzp => "id_token_azp",
@@ -80,6 +89,8 @@ impl Reason {
             Reason::UserinfoFailed => "userinfo_failed",
             Reason::UserinfoSub => "userinfo_sub",
             Reason::LogoutToken => "logout_token",
+            Reason::LogoutTokenAlg => "logout_token_alg",
+            Reason::LogoutTokenKeyTooSmall => "logout_token_key_too_small",
         }
     }
 
@@ -94,6 +105,7 @@ impl Reason {
                 | Reason::TokenEndpoint
                 | Reason::TokenResponseInvalid
                 | Reason::IdTokenMissing
+                | Reason::IdTokenKeyTooSmall
                 | Reason::UserinfoFailed
         )
     }

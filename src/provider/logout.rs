@@ -2,7 +2,8 @@
 //!
 //! `openidconnect` has no logout token type, so this module checks the JWS
 //! with the crate's key primitives (`JsonWebKey::verify_signature` on the
-//! provider's JWKS) and validates the claims itself.
+//! provider's JWKS) and validates the claims itself. A logout token is
+//! validated like an ID token: signed with the same expected algorithm.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -10,9 +11,9 @@ use openidconnect::core::{CoreJsonWebKeyUse, CoreJwsSigningAlgorithm};
 use openidconnect::{JsonWebKey, JsonWebKeyAlgorithm};
 use serde_json::{Map, Value};
 
+use super::alg::SigningAlg;
 use super::error::{ProviderError, Reason};
-use super::jwk::GateJsonWebKeySet;
-use super::verify::ACCEPTED_ALGS;
+use super::jwk::{self, GateJsonWebKeySet};
 
 /// The event member every logout token carries.
 pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -37,8 +38,10 @@ fn bad(detail: impl Into<String>) -> ProviderError {
     ProviderError::new(Reason::LogoutToken, detail)
 }
 
-/// A parsed compact JWS whose signature is not yet checked.
+/// A parsed compact JWS whose `alg` and signature are not yet checked.
 pub(crate) struct Jws<'a> {
+    /// The header's `alg`, as sent.
+    alg_name: String,
     alg: CoreJwsSigningAlgorithm,
     kid: Option<String>,
     signing_input: &'a str,
@@ -46,7 +49,7 @@ pub(crate) struct Jws<'a> {
     claims: Map<String, Value>,
 }
 
-/// Splits and decodes a logout token; rejects `none`, HMAC and unknown algs.
+/// Splits and decodes a logout token.
 pub(crate) fn parse(raw: &str) -> Result<Jws<'_>, ProviderError> {
     let Some((signing_input, signature)) = raw.rsplit_once('.') else {
         return Err(bad("not a compact JWS"));
@@ -57,14 +60,10 @@ pub(crate) fn parse(raw: &str) -> Result<Jws<'_>, ProviderError> {
     let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| bad("not base64url"));
     let header: Map<String, Value> = serde_json::from_slice(&decode(header)?).map_err(|_| bad("header not JSON"))?;
     let claims: Map<String, Value> = serde_json::from_slice(&decode(payload)?).map_err(|_| bad("claims not JSON"))?;
-    let alg: CoreJwsSigningAlgorithm = header
-        .get("alg")
-        .cloned()
-        .and_then(|a| serde_json::from_value(a).ok())
-        .ok_or_else(|| bad("missing or unknown alg"))?;
-    if !ACCEPTED_ALGS.contains(&alg) {
-        return Err(bad("alg not accepted (none and HMAC never are)"));
-    }
+    let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or_default().to_owned();
+    // Any name the crate knows (so that a token with another one is refused
+    // as `logout_token_alg`, by `check_alg`).
+    let alg = serde_json::from_value(Value::String(alg_name.clone())).unwrap_or(CoreJwsSigningAlgorithm::None);
     if let Some(typ) = header.get("typ").and_then(Value::as_str) {
         let typ = typ.to_ascii_lowercase();
         if !matches!(typ.as_str(), "logout+jwt" | "application/logout+jwt" | "jwt") {
@@ -73,6 +72,7 @@ pub(crate) fn parse(raw: &str) -> Result<Jws<'_>, ProviderError> {
     }
     let kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
     Ok(Jws {
+        alg_name,
         alg,
         kid,
         signing_input,
@@ -93,9 +93,24 @@ pub(crate) enum KeyCheck {
     Valid,
     UnknownKey,
     BadSignature,
+    /// The only keys that could have signed it are RSA keys under 2048 bits.
+    KeyTooSmall,
 }
 
 impl Jws<'_> {
+    /// Refuses a token not signed with `expected` (`none` and HMAC never are).
+    pub(crate) fn check_alg(&self, expected: SigningAlg) -> Result<(), ProviderError> {
+        if self.alg_name == expected.name() {
+            return Ok(());
+        }
+        // Debug form: the sender's text, escaped and bounded for the log.
+        let sent: String = self.alg_name.chars().take(16).collect();
+        Err(ProviderError::new(
+            Reason::LogoutTokenAlg,
+            format!("signed with {sent:?}; OIDC_ID_TOKEN_ALG is {expected}"),
+        ))
+    }
+
     /// Verifies the signature with the keys of `jwks` that may sign with this alg.
     pub(crate) fn check_signature(&self, jwks: &GateJsonWebKeySet) -> KeyCheck {
         let candidates: Vec<_> = jwks
@@ -113,11 +128,14 @@ impl Jws<'_> {
             return KeyCheck::UnknownKey;
         }
         let input = self.signing_input.as_bytes();
-        if candidates
+        let results: Vec<_> = candidates
             .iter()
-            .any(|k| k.verify_signature(&self.alg, input, &self.signature).is_ok())
-        {
+            .map(|k| k.verify_signature(&self.alg, input, &self.signature))
+            .collect();
+        if results.iter().any(Result::is_ok) {
             KeyCheck::Valid
+        } else if results.iter().all(|r| r.as_ref().is_err_and(jwk::is_too_small)) {
+            KeyCheck::KeyTooSmall
         } else {
             KeyCheck::BadSignature
         }
@@ -198,6 +216,36 @@ mod tests {
         assert_eq!(remember_until(1_000, Some(5_000), 60), 5_060);
         assert_eq!(remember_until(1_000, Some(1_100), 60), 1_000 + MAX_AGE_SECS + 60);
         assert_eq!(remember_until(1_000, None, 60), 1_000 + MAX_AGE_SECS + 60);
+    }
+
+    /// A logout token is validated like an ID token: the expected `alg`
+    /// only, even where the provider publishes a key for another one.
+    #[test]
+    fn only_the_expected_algorithm_is_accepted() {
+        let b64 = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let with_alg = |alg: serde_json::Value| {
+            let header = serde_json::json!({"alg": alg, "typ": "logout+jwt"});
+            format!("{}.{}.c2ln", b64(&header), b64(&serde_json::json!({})))
+        };
+        let rs256 = with_alg("RS256".into());
+        assert!(parse(&rs256).unwrap().check_alg(SigningAlg::RS256).is_ok());
+        let es256 = SigningAlg::from_name("ES256").unwrap();
+        let e = parse(&rs256).unwrap().check_alg(es256).unwrap_err();
+        assert_eq!(e.reason, Reason::LogoutTokenAlg);
+        assert_eq!(e.detail, "signed with \"RS256\"; OIDC_ID_TOKEN_ALG is ES256");
+        for alg in ["ES256", "PS256", "HS256", "none", "rs256", "", "RS256\nforged"] {
+            let e = parse(&with_alg(alg.into()))
+                .unwrap()
+                .check_alg(SigningAlg::RS256)
+                .unwrap_err();
+            assert_eq!(e.reason, Reason::LogoutTokenAlg, "{alg:?}");
+            assert!(!e.detail.contains('\n'));
+        }
+        let e = parse(&with_alg(serde_json::Value::Null))
+            .unwrap()
+            .check_alg(SigningAlg::RS256)
+            .unwrap_err();
+        assert_eq!(e.reason, Reason::LogoutTokenAlg);
     }
 
     /// A whole token with `exp` near `i64::MAX` (signature left aside).

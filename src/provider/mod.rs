@@ -1,13 +1,18 @@
 //! The OpenID provider, as seen by this relying party: discovery and keys
-//! (cached, refreshed in the background, refetched once on an unknown `kid`),
-//! the authorization URL, the code exchange and ID token validation.
+//! (cached, refreshed in the background, refetched on an unknown `kid`),
+//! the expected signing algorithm, the authorization URL, the code exchange
+//! and ID token validation.
 
+mod alg;
 mod backoff;
 mod claims;
 mod discovery;
 mod error;
 mod jwk;
+mod keys;
 mod logout;
+#[cfg(test)]
+mod test_keys;
 mod token;
 mod verify;
 
@@ -18,6 +23,7 @@ use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
 use url::Url;
 
+pub use alg::SigningAlg;
 pub use claims::ClaimPath;
 pub use discovery::Metadata;
 pub use error::{ProviderError, Reason};
@@ -27,11 +33,10 @@ pub use verify::{ExtraClaims, VerifiedIdToken};
 
 use crate::clock::Clock;
 use crate::config::ClientConfig;
+use crate::secret::Secret;
 use backoff::{FailedFetch, OncePer};
 use jwk::GateJsonWebKeySet;
 
-/// Minimum time between two JWKS refetches caused by unknown key ids.
-const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 /// Delay before retrying a failed background refresh.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -53,6 +58,12 @@ pub struct ProviderSettings {
     pub wanted_claims: Vec<ClaimPath>,
     /// Extra parameters of every authorization request (Google's `hd` hint).
     pub authorization_params: Vec<(String, String)>,
+    /// The algorithm ID and logout tokens must be signed with
+    /// (`OIDC_ID_TOKEN_ALG`); `None`: chosen from discovery.
+    pub id_token_alg: Option<SigningAlg>,
+    /// Audiences an ID token may name besides our client id, when its `azp`
+    /// is our client id (`OIDC_TRUSTED_AUDIENCES`).
+    pub trusted_audiences: Vec<String>,
 }
 
 /// A handle to the provider; cheap to clone.
@@ -66,9 +77,8 @@ struct Inner {
     http: reqwest::Client,
     clock: Clock,
     current: ArcSwapOption<Snapshot>,
-    /// Serializes fetches so concurrent requests share one (single flight);
-    /// holds the time of the last refetch caused by an ID token's unknown key id.
-    fetch_lock: tokio::sync::Mutex<Option<Instant>>,
+    /// Serializes fetches so concurrent requests share one (single flight).
+    fetch_lock: tokio::sync::Mutex<()>,
     /// While no discovery was fetched: the last failure, answered at once
     /// to requests until it is time to ask again.
     failed: FailedFetch,
@@ -82,6 +92,8 @@ struct Inner {
 pub struct Snapshot {
     /// The discovery document.
     pub metadata: Metadata,
+    /// The algorithm ID and logout tokens must be signed with.
+    pub id_token_alg: SigningAlg,
     jwks: GateJsonWebKeySet,
     jwks_fetched_at: Instant,
     refresh_at: Instant,
@@ -96,6 +108,10 @@ pub struct Login {
     pub raw_id_token: String,
     /// UserInfo's claims beyond the profile ones (empty when it was not asked).
     pub userinfo_claims: serde_json::Map<String, serde_json::Value>,
+    /// The access token.
+    pub access_token: Secret,
+    /// When the access token expires (Unix seconds), if the provider said.
+    pub access_expires_at: Option<i64>,
 }
 
 impl Provider {
@@ -115,7 +131,7 @@ impl Provider {
                 http,
                 clock,
                 current: ArcSwapOption::empty(),
-                fetch_lock: tokio::sync::Mutex::new(None),
+                fetch_lock: tokio::sync::Mutex::new(()),
                 failed: FailedFetch::default(),
                 logout_refetch: OncePer::default(),
             }),
@@ -149,10 +165,19 @@ impl Provider {
     async fn fetch_both(&self) -> Result<Arc<Snapshot>, ProviderError> {
         let http = &self.inner.http;
         let (metadata, meta_ttl) = discovery::fetch_metadata(http, self.issuer()).await?;
+        let expected = alg::expected(
+            self.inner.settings.id_token_alg,
+            metadata.id_token_signing_alg_values_supported.as_deref(),
+        )?;
         let (jwks, jwks_ttl) = discovery::fetch_jwks(http, &metadata.jwks_uri).await?;
+        let before = self.inner.current.load().as_ref().map(|s| s.id_token_alg);
+        if before != Some(expected.alg) {
+            tracing::info!(alg = %expected.alg, why = expected.why, "ID and logout tokens must be signed with this algorithm");
+        }
         let now = Instant::now();
         let snapshot = Arc::new(Snapshot {
             metadata,
+            id_token_alg: expected.alg,
             jwks,
             jwks_fetched_at: now,
             refresh_at: now + meta_ttl.min(jwks_ttl),
@@ -204,60 +229,6 @@ impl Provider {
                 if self.inner.current.load().is_some() {
                     tokio::time::sleep(RETRY_AFTER).await;
                 }
-            }
-        }
-    }
-
-    /// Refetches the JWKS after a token named a key we do not have. Shared by
-    /// concurrent callers and rate-limited; `None` when no newer set can be had.
-    async fn refetch_jwks(&self, seen: &Arc<Snapshot>) -> Option<Arc<Snapshot>> {
-        let mut last_forced = self.inner.fetch_lock.lock().await;
-        let current = self.inner.current.load_full()?;
-        if current.jwks_fetched_at > seen.jwks_fetched_at {
-            return Some(current); // someone else refetched while we waited
-        }
-        // Only refetches forced by unknown key ids are rate-limited: a routine
-        // refresh just before a key rotation must not delay the new key.
-        if last_forced.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
-            return None;
-        }
-        *last_forced = Some(Instant::now());
-        self.refetch_keys(current).await
-    }
-
-    /// Refetches the JWKS after a logout token named a key we do not have.
-    /// Anyone can send logout tokens: at most one such refetch per
-    /// [`JWKS_REFETCH_INTERVAL`], tokens meanwhile get `None` at once, and
-    /// `fetch_lock` (where logins wait) is neither taken nor waited on.
-    async fn refetch_jwks_for_logout(&self, seen: &Arc<Snapshot>) -> Option<Arc<Snapshot>> {
-        let current = self.inner.current.load_full()?;
-        if current.jwks_fetched_at > seen.jwks_fetched_at {
-            return Some(current); // refetched since the token was checked
-        }
-        if !self.inner.logout_refetch.claim(JWKS_REFETCH_INTERVAL) {
-            return None;
-        }
-        self.refetch_keys(current).await
-    }
-
-    /// Fetches the JWKS of `base`'s discovery; installs it in place of
-    /// `base` (a snapshot installed meanwhile, by a background refresh, stays).
-    async fn refetch_keys(&self, base: Arc<Snapshot>) -> Option<Arc<Snapshot>> {
-        match discovery::fetch_jwks(&self.inner.http, &base.metadata.jwks_uri).await {
-            Ok((jwks, _)) => {
-                let fresh = Arc::new(Snapshot {
-                    metadata: base.metadata.clone(),
-                    jwks,
-                    jwks_fetched_at: Instant::now(),
-                    refresh_at: base.refresh_at,
-                });
-                self.inner.current.compare_and_swap(&Some(base), Some(fresh.clone()));
-                tracing::info!("provider keys refetched after an unknown key id");
-                Some(fresh)
-            }
-            Err(e) => {
-                tracing::warn!(reason = %e.reason, error = %e.detail, "JWKS refetch failed");
-                None
             }
         }
     }
@@ -330,79 +301,26 @@ impl Provider {
                 userinfo_claims = info.other;
             }
         }
+        let now = self.inner.clock.unix();
         Ok(Login {
             id_token,
             raw_id_token: raw,
             userinfo_claims,
+            access_expires_at: tokens
+                .expires_in
+                .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+            access_token: Secret::new(tokens.access_token),
         })
     }
 
-    async fn verify_id_token(
+    /// Where to send the browser for RP-initiated logout, if the provider
+    /// supports it; the provider passes `state` back to `post_logout_redirect_uri`.
+    pub fn end_session_url(
         &self,
-        snapshot: Arc<Snapshot>,
-        raw: &str,
-        nonce: &str,
-        access_token: &str,
-    ) -> Result<VerifiedIdToken, ProviderError> {
-        let s = &self.inner.settings;
-        let want = verify::Expectations {
-            issuer: &s.client.issuer,
-            client_id: &s.client.client_id,
-            nonce,
-            access_token,
-            now_unix: self.inner.clock.unix(),
-            skew: s.clock_skew,
-        };
-        match verify::verify(raw, &snapshot.jwks, &want) {
-            verify::Verdict::Valid(t) => return Ok(t),
-            verify::Verdict::Invalid(e) => return Err(e),
-            verify::Verdict::UnknownKey => {}
-        }
-        let unknown = || {
-            ProviderError::new(
-                Reason::IdTokenUnknownKey,
-                "no key in the provider's JWKS matches the token",
-            )
-        };
-        let Some(fresh) = self.refetch_jwks(&snapshot).await else {
-            return Err(unknown());
-        };
-        match verify::verify(raw, &fresh.jwks, &want) {
-            verify::Verdict::Valid(t) => Ok(t),
-            verify::Verdict::Invalid(e) => Err(e),
-            verify::Verdict::UnknownKey => Err(unknown()),
-        }
-    }
-
-    /// Validates a back-channel logout token (signature, `iss`, `aud`, `iat`,
-    /// `jti`, the logout event, `sid`/`sub`, no `nonce`). Replays are the
-    /// caller's to refuse, with the returned `jti`.
-    pub async fn verify_logout_token(&self, raw: &str) -> Result<LogoutRequest, ProviderError> {
-        let jws = logout::parse(raw)?;
-        let snapshot = self.snapshot().await?;
-        let checked = match jws.check_signature(&snapshot.jwks) {
-            logout::KeyCheck::UnknownKey => match self.refetch_jwks_for_logout(&snapshot).await {
-                Some(fresh) => jws.check_signature(&fresh.jwks),
-                None => logout::KeyCheck::UnknownKey,
-            },
-            other => other,
-        };
-        match checked {
-            logout::KeyCheck::Valid => {}
-            logout::KeyCheck::UnknownKey => return Err(ProviderError::new(Reason::LogoutToken, "no matching key")),
-            logout::KeyCheck::BadSignature => return Err(ProviderError::new(Reason::LogoutToken, "bad signature")),
-        }
-        let s = &self.inner.settings;
-        jws.into_request(
-            &s.client.issuer,
-            &s.client.client_id,
-            self.inner.clock.unix(),
-            s.clock_skew.as_secs() as i64,
-        )
-    }
-
-    /// Where to send the browser for RP-initiated logout, if the provider supports it.
-    pub fn end_session_url(&self, id_token_hint: Option<&str>, post_logout_redirect_uri: &Url) -> Option<Url> {
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: &Url,
+        state: Option<&str>,
+    ) -> Option<Url> {
         let snapshot = self.inner.current.load_full()?;
         let mut url = snapshot.metadata.end_session_endpoint.clone()?;
         {
@@ -412,6 +330,9 @@ impl Provider {
             }
             q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri.as_str());
             q.append_pair("client_id", self.client_id());
+            if let Some(state) = state {
+                q.append_pair("state", state);
+            }
         }
         Some(url)
     }

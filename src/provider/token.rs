@@ -15,6 +15,17 @@ pub(crate) struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
     pub id_token: Option<String>,
+    /// Seconds the access token lives (some providers send a string).
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    pub expires_in: Option<u64>,
+}
+
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 /// Profile claims from the UserInfo endpoint.

@@ -1,10 +1,10 @@
 //! ID token validation (OpenID Connect Core §3.1.3.7).
 //!
 //! Signature and the standard claim checks are done by the `openidconnect`
-//! crate; this module adds what it leaves out: precise reason codes for
-//! missing claims, trying each key when the token has no `kid` and the JWKS
-//! has several candidates, `azp`, `iat` in the future, clock skew on `exp`,
-//! and `at_hash`.
+//! crate; this module adds what it leaves out: the one expected `alg`,
+//! precise reason codes for missing claims, trying each key when the token
+//! has no `kid` and the JWKS has several candidates, `azp` (with the other
+//! audiences trusted), `iat` in the future, clock skew on `exp`, and `at_hash`.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,8 +18,9 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::alg::SigningAlg;
 use super::error::{ProviderError, Reason};
-use super::jwk::{GateJsonWebKey, GateJsonWebKeySet};
+use super::jwk::{self, GateJsonWebKey, GateJsonWebKeySet};
 
 /// Claims beyond the standard ones that oidc-gate reads.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -33,21 +34,6 @@ impl AdditionalClaims for ExtraClaims {}
 type GateIdToken = IdToken<ExtraClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
 type GateClaims = IdTokenClaims<ExtraClaims, CoreGenderClaim>;
 type GateIdTokenVerifier<'a> = IdTokenVerifier<'a, GateJsonWebKey>;
-
-/// Asymmetric algorithms accepted for ID tokens. `none` and HMAC are never
-/// accepted: a shared-secret signature proves nothing about the provider.
-pub const ACCEPTED_ALGS: [CoreJwsSigningAlgorithm; 10] = [
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
-    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
-    CoreJwsSigningAlgorithm::EcdsaP521Sha512,
-    CoreJwsSigningAlgorithm::EdDsa,
-];
 
 /// What a validated ID token says about the user.
 #[derive(Debug, Clone)]
@@ -77,6 +63,10 @@ pub(crate) struct Expectations<'a> {
     pub access_token: &'a str,
     pub now_unix: i64,
     pub skew: Duration,
+    /// The one algorithm the token may be signed with.
+    pub alg: SigningAlg,
+    /// Audiences besides our client id that a token may also name (with `azp` ours).
+    pub trusted_audiences: &'a [String],
 }
 
 /// Outcome of one validation attempt against one key set.
@@ -93,7 +83,7 @@ fn reject(reason: Reason, detail: impl Into<String>) -> Verdict {
 
 /// Validates `raw` against `jwks`.
 pub(crate) fn verify(raw: &str, jwks: &GateJsonWebKeySet, want: &Expectations<'_>) -> Verdict {
-    let payload = match precheck(raw) {
+    let payload = match precheck(raw, want.alg) {
         Ok(payload) => payload,
         Err(e) => return Verdict::Invalid(e),
     };
@@ -107,10 +97,12 @@ pub(crate) fn verify(raw: &str, jwks: &GateJsonWebKeySet, want: &Expectations<'_
         return reject(Reason::IdTokenIss, "configured issuer is not a URL");
     };
     let nonce = Nonce::new(want.nonce.to_owned());
+    let trusted = want.trusted_audiences;
     let build = |keys: GateJsonWebKeySet| {
         let now = chrono::DateTime::from_timestamp(want.now_unix - want.skew.as_secs() as i64, 0).unwrap_or_default();
         GateIdTokenVerifier::new_public_client(ClientId::new(want.client_id.to_owned()), issuer.clone(), keys)
-            .set_allowed_algs(ACCEPTED_ALGS)
+            .set_allowed_algs([want.alg.core()])
+            .set_other_audience_verifier_fn(move |aud| trusted.iter().any(|t| t == aud.as_str()))
             .set_time_fn(move || now)
     };
 
@@ -211,6 +203,7 @@ fn map_error(e: ClaimsVerificationError) -> ProviderError {
     let reason = match &e {
         C::SignatureVerification(S::DisallowedAlg(_) | S::UnsupportedAlg(_) | S::NoSignature) => Reason::IdTokenAlg,
         C::SignatureVerification(S::NoMatchingKey) => Reason::IdTokenUnknownKey,
+        C::SignatureVerification(e) if jwk::is_too_small(e) => Reason::IdTokenKeyTooSmall,
         C::SignatureVerification(_) => Reason::IdTokenSignature,
         C::InvalidIssuer(_) => Reason::IdTokenIss,
         C::InvalidAudience(_) => Reason::IdTokenAud,
@@ -224,8 +217,9 @@ fn map_error(e: ClaimsVerificationError) -> ProviderError {
 
 /// Reads the unverified header and payload only to name precisely which
 /// required part is missing; nothing read here is trusted until the
-/// signature verifies. Returns the payload's claims.
-fn precheck(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
+/// signature verifies; the `alg` is checked here, before any key is looked
+/// up (or refetched). Returns the payload's claims.
+fn precheck(raw: &str, expected: SigningAlg) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
     let malformed = |d: &str| ProviderError::new(Reason::IdTokenMalformed, d.to_owned());
     let mut parts = raw.split('.');
     let (Some(header), Some(payload), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
@@ -246,6 +240,12 @@ fn precheck(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, Pro
             return Err(ProviderError::new(
                 Reason::IdTokenAlg,
                 format!("symmetric alg {alg} is not accepted"),
+            ));
+        }
+        Some(alg) if alg != expected.name() => {
+            return Err(ProviderError::new(
+                Reason::IdTokenAlg,
+                format!("signed with {alg}; OIDC_ID_TOKEN_ALG is {expected}"),
             ));
         }
         Some(_) => {}
@@ -286,3 +286,6 @@ fn summarize(claims: &GateClaims, payload: serde_json::Map<String, serde_json::V
         claims: payload,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,7 @@ use tower_sessions::Session;
 use super::AppState;
 use super::error::{AppError, render};
 use super::guard::{end_session, wants_json};
-use super::redirect::login_url_for;
+use super::redirect::Links;
 use crate::access::{Claims, Refusal};
 use crate::provider::Login;
 use crate::session::ACCESS_KEY;
@@ -27,11 +27,23 @@ struct RefusedPage<'a> {
     reason: &'static str,
     /// `/login` asking the provider for its account chooser.
     switch_url: String,
-    /// A session was ended (rather than a sign-in refused).
-    ended: bool,
+    scope: Scope,
+    links: &'a Links,
 }
 
-/// Judges a validated login. `Ok(None)`: no rule is set; `Ok(Some)`: the
+/// What a refusal refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// A sign-in: nothing was stored.
+    SignIn,
+    /// A session, under rules tightened since it signed in: it ended.
+    Session,
+    /// One part of the site (a per-path rule of the gateway): the session stays.
+    Path,
+}
+
+/// Judges a validated login. `Ok(None)`: no rule is set (and the claims are
+/// not kept); `Ok(Some)`: the
 /// claims to keep in the session; `Err`: the refusal page, after this
 /// browser's earlier session (if any) was ended, so that it leaves signed out.
 pub(super) async fn admit(
@@ -40,7 +52,7 @@ pub(super) async fn admit(
     login: &Login,
     next: &str,
 ) -> Result<Option<Claims>, Response> {
-    if state.access.is_open() {
+    if !state.access.keeps_claims() {
         return Ok(None);
     }
     let claims = state.access.claims_of(login);
@@ -51,7 +63,7 @@ pub(super) async fn admit(
         end_session(state, session).await.map_err(IntoResponse::into_response)?;
     }
     tracing::info!(reason = refusal.code(), subject = ?login.id_token.subject, "sign-in refused");
-    Err(refused(&claims, refusal, next, false, false))
+    Err(refused(state, &claims, refusal, next, Scope::SignIn, false))
 }
 
 /// Keeps the admitted claims in the session, for [`recheck`].
@@ -92,21 +104,29 @@ pub(super) async fn recheck(
     tracing::info!(reason = refusal.code(), subject = ?subject, "session refused");
     let next = if path.starts_with('/') { path } else { "/" };
     Err(refused(
+        state,
         &claims.unwrap_or_default(),
         refusal,
         next,
-        true,
+        Scope::Session,
         wants_json(headers),
     ))
 }
 
 /// The 403 answer: the page, or JSON for API clients.
-fn refused(claims: &Claims, refusal: Refusal, next: &str, ended: bool, json: bool) -> Response {
+pub(crate) fn refused(
+    state: &AppState,
+    claims: &Claims,
+    refusal: Refusal,
+    next: &str,
+    scope: Scope,
+    json: bool,
+) -> Response {
     if json {
         let body = axum::Json(serde_json::json!({"error": "access_denied", "reason": refusal.code()}));
         return (StatusCode::FORBIDDEN, body).into_response();
     }
-    let mut switch_url = login_url_for(next);
+    let mut switch_url = state.links.login_for(next);
     switch_url.push(if switch_url.contains('?') { '&' } else { '?' });
     switch_url.push_str("prompt=select_account");
     let page = RefusedPage {
@@ -114,7 +134,8 @@ fn refused(claims: &Claims, refusal: Refusal, next: &str, ended: bool, json: boo
         sentence: refusal.sentence(),
         reason: refusal.code(),
         switch_url,
-        ended,
+        scope,
+        links: &state.links,
     };
     render(StatusCode::FORBIDDEN, &page)
 }

@@ -13,12 +13,12 @@ use url::form_urlencoded;
 
 use super::error::AppError;
 use super::pending::PendingLogin;
-use super::redirect::safe_next;
 use super::{AppState, access};
-use crate::provider::VerifiedIdToken;
+use crate::provider::{Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
-use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData};
+use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData, TOKENS_KEY};
 use crate::store::{SessionLink, StoreError, UserProfile, UserRow};
+use crate::tokens::{Kind, StoredTokens};
 use crate::users::AuthSession;
 
 /// Bytes of randomness in `state`, `nonce` and the CSRF token (256 bits).
@@ -33,18 +33,20 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Query or form parameters, parsed leniently (never a rejection), first value wins.
-pub(super) fn param(raw: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn param(raw: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
-async fn login(
+pub(crate) async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let next = safe_next(param(query.as_deref(), "next").as_deref(), &state.public_url);
+    let next = state
+        .redirects
+        .safe(param(query.as_deref(), state.links.return_param).as_deref());
     // "Sign in as someone else" (the refusal page): the provider shows its
     // account chooser rather than signing the same account in again.
     let prompt = param(query.as_deref(), "prompt").filter(|p| p == "select_account");
@@ -70,7 +72,7 @@ async fn login(
     Ok((jar, Redirect::to(url.as_str())).into_response())
 }
 
-async fn callback(
+pub(crate) async fn callback(
     State(state): State<AppState>,
     auth: AuthSession,
     headers: HeaderMap,
@@ -109,17 +111,19 @@ async fn complete(
     now: i64,
 ) -> Result<Response, AppError> {
     let code = code_of(state, query)?;
-    let login = state
-        .provider
-        .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
-        .await?;
-    // Of two callbacks carrying the same login (a copied cookie), one wins.
+    // Of two callbacks carrying the same login (a copied cookie), one wins,
+    // before either reaches the provider: its single-use code is a second
+    // line of defence, not the only one.
     if !state.pending.first_use(&pending, now) {
         return Err(AppError::Callback {
             reason: "state_mismatch",
             detail: "state already used",
         });
     }
+    let login = state
+        .provider
+        .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
+        .await?;
     // Who may sign in: judged before anything of theirs is stored.
     let access = match access::admit(state, &auth.session, &login, &pending.next).await {
         Ok(access) => access,
@@ -140,9 +144,22 @@ async fn complete(
         last_seen: now,
     };
     access::keep(&session, access.as_ref()).await?;
+    keep_tokens(state, &session, &login).await?;
     save_linked(state, &session, &data, activity, &login.raw_id_token).await?;
     tracing::info!(user.id = user_id, issuer = %data.issuer, "login");
     Ok(Redirect::to(&pending.next).into_response())
+}
+
+/// Keeps the login's tokens, sealed, when the app behind the gateway gets them.
+async fn keep_tokens(state: &AppState, session: &Session, login: &Login) -> Result<(), AppError> {
+    let Some(vault) = &state.tokens else { return Ok(()) };
+    let tokens = StoredTokens {
+        access: Some(vault.seal(Kind::Access, login.access_token.expose())),
+        access_expires_at: login.access_expires_at,
+        id: Some(vault.seal(Kind::Id, &login.raw_id_token)),
+    };
+    session.insert(TOKENS_KEY, tokens).await?;
+    Ok(())
 }
 
 /// The code of the provider's answer, once the answer is known to be a
@@ -262,18 +279,20 @@ async fn save_linked(
     }
 }
 
-async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     mut auth: AuthSession,
     headers: HeaderMap,
     RawForm(form): RawForm,
 ) -> Result<Response, AppError> {
     let session = auth.session.clone();
+    let form = std::str::from_utf8(&form).ok();
+    // Where to land afterwards (the gateway's `rd`; the app sends none).
+    let rd = param(form, "rd").map(|rd| state.redirects.safe(Some(&rd)));
     let Some(login) = session.get::<LoginData>(LOGIN_KEY).await? else {
         // Not logged in: nothing to end.
-        return Ok(Redirect::to("/").into_response());
+        return Ok(Redirect::to(rd.as_deref().unwrap_or("/")).into_response());
     };
-    let form = std::str::from_utf8(&form).ok();
     let token_ok = param(form, "csrf").is_some_and(|t| login.csrf.ct_eq(&t));
     if !token_ok || !same_origin(&headers, &state) {
         return Err(AppError::Csrf);
@@ -296,11 +315,12 @@ async fn logout(
         tracing::warn!(error = %e, "could not remove a logged-out session's link");
     }
     tracing::info!(user.id = user_id, "logout");
-    let home = state.home_url();
+    // The provider sends the browser back with `state`, which carries `rd`.
     let target = state
         .provider
-        .end_session_url(id_token_hint.as_deref(), &home)
+        .end_session_url(id_token_hint.as_deref(), &state.post_logout_url, rd.as_deref())
         .map(|u| u.to_string())
+        .or(rd)
         .unwrap_or_else(|| "/".to_owned());
     Ok(Redirect::to(&target).into_response())
 }

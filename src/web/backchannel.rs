@@ -29,7 +29,7 @@ fn answer(status: StatusCode, error: Option<&str>) -> Response {
     }
 }
 
-async fn backchannel_logout(State(state): State<AppState>, RawForm(form): RawForm) -> Response {
+pub(crate) async fn backchannel_logout(State(state): State<AppState>, RawForm(form): RawForm) -> Response {
     let Some(token) = param(std::str::from_utf8(&form).ok(), "logout_token") else {
         tracing::info!(reason = "logout_token_missing", "back-channel logout rejected");
         return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));

@@ -2,9 +2,11 @@
 //! clear HTML page with the right status, and logged with its reason code.
 
 use askama::Template;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::redirect::Links;
 use crate::provider::{ProviderError, Reason};
 use crate::store::StoreError;
 
@@ -41,6 +43,26 @@ pub enum AppError {
     /// No such page.
     #[error("not found")]
     NotFound,
+    /// The request's path is not a path (a bad escape, raw control bytes).
+    #[error("malformed request path")]
+    BadPath,
+    /// The gateway's upstream failed: refused, closed, or answered garbage.
+    #[error("upstream failed ({reason}): {detail}")]
+    Upstream {
+        /// Reason code, e.g. `upstream_refused`.
+        reason: &'static str,
+        /// The cause for the log (no URL, header or body in it).
+        detail: String,
+    },
+    /// The gateway's upstream did not answer in time.
+    #[error("upstream timed out ({reason})")]
+    UpstreamTimeout {
+        /// `upstream_timeout` (no response headers) or `upstream_connect_timeout`.
+        reason: &'static str,
+    },
+    /// The request body the client sent could not be read (bad chunked framing).
+    #[error("unreadable request body: {0}")]
+    RequestBody(String),
 }
 
 impl From<axum_login::Error<crate::users::Backend>> for AppError {
@@ -62,6 +84,9 @@ impl AppError {
             AppError::Csrf => "csrf_mismatch",
             AppError::Store(_) | AppError::Session(_) => "store_unavailable",
             AppError::NotFound => "not_found",
+            AppError::BadPath => "bad_path",
+            AppError::Upstream { reason, .. } | AppError::UpstreamTimeout { reason } => reason,
+            AppError::RequestBody(_) => "request_body",
         }
     }
 
@@ -79,6 +104,10 @@ impl AppError {
             AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::Store(_) | AppError::Session(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::BadPath => StatusCode::BAD_REQUEST,
+            AppError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            AppError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            AppError::RequestBody(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -151,6 +180,28 @@ impl AppError {
                 false,
             ),
             AppError::NotFound => ("Page not found", "There is no page at this address.", false),
+            AppError::BadPath => (
+                "This address is not valid",
+                "The address contains characters or escapes that are not allowed in a path.",
+                false,
+            ),
+            AppError::Upstream { .. } => (
+                "The application is not answering properly",
+                "The application behind this gateway could not be reached or gave an invalid answer. \
+                 You have not been signed out; please try again in a moment.",
+                false,
+            ),
+            AppError::UpstreamTimeout { .. } => (
+                "The application is taking too long",
+                "The application behind this gateway did not answer in time. \
+                 You have not been signed out; please try again in a moment.",
+                false,
+            ),
+            AppError::RequestBody(_) => (
+                "The request could not be read",
+                "The data sent with this request was malformed or cut off. Nothing was passed on.",
+                false,
+            ),
         };
         ErrorPage {
             status: self.status().as_u16(),
@@ -162,9 +213,11 @@ impl AppError {
     }
 }
 
-/// The error page.
-#[derive(Template)]
-#[template(path = "error.html")]
+/// An error page: what it says. Answered by [`ErrorPage::response`] and
+/// rendered on the way out by [`render_error_pages`], which knows where the
+/// site's own links point (the app's `/login` or the gateway's
+/// `/oauth2/start`).
+#[derive(Debug, Clone)]
 pub struct ErrorPage {
     /// HTTP status code shown on the page.
     pub status: u16,
@@ -178,6 +231,44 @@ pub struct ErrorPage {
     pub reason: &'static str,
 }
 
+impl ErrorPage {
+    /// The answer: its status, an HTML content type and, until
+    /// [`render_error_pages`] renders it, no body.
+    pub fn response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, [(header::CONTENT_TYPE, HeaderValue::from_static(HTML))]).into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+
+/// The error page as rendered.
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorView<'a> {
+    page: &'a ErrorPage,
+    links: &'a Links,
+}
+
+/// Renders the [`ErrorPage`] of a response (if it has one) with `links`,
+/// keeping its status and headers. Use with `tower::util::MapResponseLayer`
+/// outside every layer that may answer an error.
+pub fn render_error_pages(links: &Links, response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Some(page) = parts.extensions.remove::<ErrorPage>() else {
+        return Response::from_parts(parts, body);
+    };
+    match (ErrorView { page: &page, links }).render() {
+        Ok(html) => Response::from_parts(parts, Body::from(html)),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -186,7 +277,7 @@ impl IntoResponse for AppError {
         } else {
             tracing::info!(reason = self.reason(), error = %self, "request rejected");
         }
-        render(status, &self.page())
+        self.page().response()
     }
 }
 

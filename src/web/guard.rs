@@ -15,7 +15,7 @@ use tower_sessions::Session;
 
 use super::AppState;
 use super::error::AppError;
-use super::redirect::login_url_for;
+use super::redirect::Links;
 use crate::session::{ACTIVITY_KEY, Activity, Freshness, LOGIN_KEY, LoginData};
 use crate::store::StoreError;
 use crate::users::AuthSession;
@@ -203,14 +203,10 @@ where
 /// Where an anonymous request goes: browsers to the login (and back), API
 /// clients get 401.
 fn to_login(request: &Request) -> Response {
+    // The app's links: this layer protects routes of the app's router.
+    let links = Links::app();
     if wants_json(request.headers()) {
-        let body = axum::Json(serde_json::json!({"error": "unauthenticated", "login": "/login"}));
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "OIDC realm=\"oidc-gate\"")],
-            body,
-        )
-            .into_response();
+        return unauthenticated(&links.login);
     }
     // Inside a nested router `uri()` has lost the mount point; the URI the
     // browser asked for is the one to come back to.
@@ -220,12 +216,24 @@ fn to_login(request: &Request) -> Response {
         .map(|o| &o.0)
         .unwrap_or_else(|| request.uri());
     let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    Redirect::to(&login_url_for(target)).into_response()
+    Redirect::to(&links.login_for(target)).into_response()
+}
+
+/// The 401 of a request that needs a sign-in and cannot be sent to one
+/// (an API client): JSON naming where sign-in starts.
+pub(crate) fn unauthenticated(login: &str) -> Response {
+    let body = axum::Json(serde_json::json!({"error": "unauthenticated", "login": login}));
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "OIDC realm=\"oidc-gate\"")],
+        body,
+    )
+        .into_response()
 }
 
 /// API clients (`Accept: application/json` without HTML, or XHR) get JSON
 /// rather than pages and redirects.
-pub(super) fn wants_json(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
     let xhr = headers
         .get("x-requested-with")
         .and_then(|v| v.to_str().ok())
@@ -295,7 +303,7 @@ mod tests {
     async fn bare_server_errors_become_the_unavailable_page_and_pages_pass() {
         // What the session and login layers answer when their store fails.
         let bare = StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        let page = render_bare_errors(bare);
+        let page = super::super::render_error_pages(&Links::app(), render_bare_errors(bare));
         assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(
             page.headers()[header::CONTENT_TYPE]

@@ -17,7 +17,7 @@ use futures_util::future::Either;
 use tower::{Layer, Service};
 use url::Url;
 
-use super::error::{ErrorPage, render};
+use super::error::ErrorPage;
 
 /// Refuses requests whose `Host` (and request-target authority, if any) is
 /// neither `PUBLIC_URL`'s host nor `localhost`, `127.0.0.1` or `[::1]`
@@ -110,17 +110,15 @@ where
 }
 
 fn misdirected() -> Response {
-    render(
-        StatusCode::MISDIRECTED_REQUEST,
-        &ErrorPage {
-            status: StatusCode::MISDIRECTED_REQUEST.as_u16(),
-            title: "Wrong address for this server",
-            message: "This development server answers only at its own address (PUBLIC_URL) or at a \
+    ErrorPage {
+        status: StatusCode::MISDIRECTED_REQUEST.as_u16(),
+        title: "Wrong address for this server",
+        message: "This development server answers only at its own address (PUBLIC_URL) or at a \
                       loopback name such as localhost. Open it at that address.",
-            retry: false,
-            reason: "misdirected_host",
-        },
-    )
+        retry: false,
+        reason: "misdirected_host",
+    }
+    .response()
 }
 
 #[cfg(test)]

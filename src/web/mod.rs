@@ -1,13 +1,13 @@
 //! HTTP routes and pages. Each feature module has its own router; they are
 //! merged here with the session, login and security layers.
 
-mod access;
-mod auth;
-mod backchannel;
+pub(crate) mod access;
+pub(crate) mod auth;
+pub(crate) mod backchannel;
 mod error;
-mod guard;
+pub(crate) mod guard;
 mod host;
-mod pages;
+pub(crate) mod pages;
 mod pending;
 pub mod redirect;
 
@@ -15,16 +15,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Response;
 use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
-pub use error::AppError;
+pub use error::{AppError, ErrorPage, render, render_error_pages};
 pub use guard::{RequireLogin, RequireLoginLayer};
 pub use host::{LoopbackHosts, LoopbackHostsLayer};
 pub use pending::PendingLogins;
+pub use redirect::{Links, Redirects};
 
 use crate::access::Rules;
 use crate::clock::Clock;
@@ -54,6 +55,15 @@ pub struct AppStateInner {
     pub pending: PendingLogins,
     /// Who may sign in.
     pub access: Rules,
+    /// Where the links of oidc-gate's own pages point.
+    pub links: Links,
+    /// Where a browser may be sent after sign-in and sign-out.
+    pub redirects: Redirects,
+    /// Where the provider sends the browser after RP-initiated logout
+    /// (`post_logout_redirect_uri`).
+    pub post_logout_url: Url,
+    /// Seals the tokens kept in sessions; `None`: no token is kept.
+    pub tokens: Option<crate::tokens::TokenVault>,
 }
 
 impl std::ops::Deref for AppState {
@@ -69,78 +79,108 @@ impl AppState {
     pub fn new(shared: AppStateInner) -> Self {
         Self(Arc::new(shared))
     }
-
-    /// `PUBLIC_URL/` — the post-logout landing page.
-    pub fn home_url(&self) -> Url {
-        let mut url = self.public_url.clone();
-        if !url.path().ends_with('/') {
-            url.set_path(&format!("{}/", url.path()));
-        }
-        url
-    }
 }
 
-/// The complete router: pages, login routes, `extra` routes, sessions, and
-/// security headers; with `hosts` (while the development provider runs),
-/// requests for other hosts are refused first.
+/// The app's own routes: pages, login routes and back-channel logout, and
+/// a 404 page for everything else.
+pub fn app_routes() -> Router<AppState> {
+    Router::new()
+        .merge(pages::router())
+        .merge(auth::router())
+        .merge(backchannel::router())
+        .fallback(pages::not_found)
+}
+
+/// The complete router: `routes` (the app's or the gateway's, and yours)
+/// behind sessions, login and security headers; with `hosts` (while the
+/// development provider runs), requests for other hosts are refused first.
 pub fn router(
     state: AppState,
     cookie: &CookieSettings,
-    extra: Router<AppState>,
+    routes: Router<AppState>,
     hosts: Option<LoopbackHostsLayer>,
 ) -> Router {
     let backend = Backend::new(state.store.clone());
     let auth_manager =
         tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), session::AUTH_KEY));
     let sessions = session::layer(state.store.session_backend(), cookie, state.lifetimes);
-    // No includeSubDomains: other hosts of the domain are not ours to decide.
-    let hsts = (state.public_url.scheme() == "https").then(|| {
-        default_header(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        )
-    });
+    let headers = PageHeaders::new(&state);
+    let links = state.links.clone();
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
     let layers = ServiceBuilder::new()
         .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
-        .layer(default_header(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        // Not `no-referrer`: browsers then send `Origin: null` on our own forms.
-        .layer(default_header(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        ))
-        .layer(default_header(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(default_header(
-            header::CONTENT_SECURITY_POLICY,
-            content_security_policy(&state),
-        ))
-        .option_layer(hsts)
+        .layer(MapResponseLayer::new(move |r| render_error_pages(&links, r)))
+        .layer(MapResponseLayer::new(move |r| headers.apply(r)))
         .option_layer(hosts)
         .layer(MapResponseLayer::new(guard::render_bare_errors))
         .layer(sessions)
         .layer(guard::EnforceLifetimesLayer(state.clone()))
         .layer(auth_manager)
         .layer(MapResponseLayer::new(guard::mark_routed));
-    Router::new()
-        .merge(pages::router())
-        .merge(auth::router())
-        .merge(backchannel::router())
-        .merge(extra)
-        .fallback(pages::not_found)
-        .layer(layers)
-        .with_state(state)
+    routes.layer(layers).with_state(state)
 }
 
-/// A response header set unless the handler set its own.
-fn default_header(name: HeaderName, value: HeaderValue) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, value)
+/// Marks an answer of the app behind the gateway: it keeps its own
+/// caching, referrer and content policies (ours would break its pages).
+#[derive(Clone, Copy, Debug)]
+pub struct Upstream;
+
+/// The headers of every answer, each unless the handler set its own: no
+/// caching, a same-origin referrer, no sniffing, our CSP, and HSTS over
+/// https. The app behind the gateway ([`Upstream`]) gets only HSTS (the
+/// whole host is served over https), and `no-store` when it sets a cookie.
+#[derive(Clone)]
+struct PageHeaders {
+    csp: HeaderValue,
+    hsts: Option<HeaderValue>,
+}
+
+impl PageHeaders {
+    fn new(state: &AppState) -> Self {
+        // No includeSubDomains: other hosts of the domain are not ours to decide.
+        let hsts = (state.public_url.scheme() == "https").then(|| HeaderValue::from_static("max-age=31536000"));
+        Self {
+            csp: content_security_policy(state),
+            hsts,
+        }
+    }
+
+    fn apply(&self, mut response: Response) -> Response {
+        let upstream = response.extensions().get::<Upstream>().is_some();
+        let headers = response.headers_mut();
+        if let Some(hsts) = &self.hsts {
+            set_default(headers, header::STRICT_TRANSPORT_SECURITY, hsts);
+        }
+        if upstream {
+            // A cookie (the session's renewed expiry, or the app's own) must
+            // never be served from a shared cache to someone else.
+            if headers.contains_key(header::SET_COOKIE) {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            return response;
+        }
+        set_default(headers, header::CACHE_CONTROL, &HeaderValue::from_static("no-store"));
+        // Not `no-referrer`: browsers then send `Origin: null` on our own forms.
+        set_default(
+            headers,
+            header::REFERRER_POLICY,
+            &HeaderValue::from_static("same-origin"),
+        );
+        set_default(
+            headers,
+            header::X_CONTENT_TYPE_OPTIONS,
+            &HeaderValue::from_static("nosniff"),
+        );
+        set_default(headers, header::CONTENT_SECURITY_POLICY, &self.csp);
+        response
+    }
+}
+
+fn set_default(headers: &mut axum::http::HeaderMap, name: HeaderName, value: &HeaderValue) {
+    if let axum::http::header::Entry::Vacant(slot) = headers.entry(name) {
+        slot.insert(value.clone());
+    }
 }
 
 /// The CSP of every page. Forms may post here and to the provider only: the

@@ -9,6 +9,7 @@ use axum::routing::get;
 use tower_sessions::Session;
 
 use super::error::{AppError, render};
+use super::redirect::Links;
 use super::{AppState, guard};
 use crate::session::{LOGIN_KEY, LoginData};
 use crate::users::AuthSession;
@@ -32,17 +33,19 @@ pub struct Profile {
 
 #[derive(Template)]
 #[template(path = "index.html")]
-struct IndexPage {
+struct IndexPage<'a> {
     user: Option<Profile>,
+    links: &'a Links,
 }
 
 #[derive(Template)]
 #[template(path = "secret.html")]
 struct SecretPage<'a> {
     name: &'a str,
+    links: &'a Links,
 }
 
-async fn index(auth: AuthSession, session: Session) -> Result<Response, AppError> {
+async fn index(State(state): State<AppState>, auth: AuthSession, session: Session) -> Result<Response, AppError> {
     let user = match &auth.user {
         Some(user) => {
             let login = session.get::<LoginData>(LOGIN_KEY).await?;
@@ -54,15 +57,27 @@ async fn index(auth: AuthSession, session: Session) -> Result<Response, AppError
         }
         None => None,
     };
-    Ok(render(StatusCode::OK, &IndexPage { user }))
+    Ok(render(
+        StatusCode::OK,
+        &IndexPage {
+            user,
+            links: &state.links,
+        },
+    ))
 }
 
-async fn secret(auth: AuthSession) -> Response {
+async fn secret(State(state): State<AppState>, auth: AuthSession) -> Response {
     let name = auth.user.as_ref().map(|u| u.display_name()).unwrap_or_default();
-    render(StatusCode::OK, &SecretPage { name })
+    render(
+        StatusCode::OK,
+        &SecretPage {
+            name,
+            links: &state.links,
+        },
+    )
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(e) => {
@@ -72,7 +87,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn stylesheet() -> Response {
+pub(crate) async fn stylesheet() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),

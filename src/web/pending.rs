@@ -132,10 +132,11 @@ impl PendingLogins {
         (jar, login)
     }
 
-    /// Records `login`'s state as used, once its code was exchanged; `false`
-    /// if another callback used it first. Only states that got that far are
-    /// recorded, so nobody can push real ones out of the record with
-    /// callbacks that never reach the provider.
+    /// Records `login`'s state as used, before its code is exchanged;
+    /// `false` if another callback used it first. Only states of real
+    /// logins (their cookie decrypted and live) are recorded; beyond
+    /// `USED_STATES` in `PENDING_TTL_SECS` the oldest are forgotten, and the
+    /// provider's single-use code still refuses a replay.
     pub fn first_use(&self, login: &PendingLogin, now: i64) -> bool {
         self.used.first_use(login.state.expose(), now)
     }

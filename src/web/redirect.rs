@@ -1,5 +1,6 @@
 //! Where a user may be sent after login: only addresses on this site, under
-//! `PUBLIC_URL`, decided by parsing them as a browser would.
+//! `PUBLIC_URL` (or on a host of `ALLOWED_REDIRECT_DOMAINS`), decided by
+//! parsing them as a browser would; and the links of oidc-gate's own pages.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use url::Url;
@@ -16,6 +17,102 @@ const NEXT_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+/// Where a browser may be sent after sign-in or sign-out: this site, and
+/// the hosts of `ALLOWED_REDIRECT_DOMAINS` (sites sharing the sign-in).
+#[derive(Debug, Clone)]
+pub struct Redirects {
+    base: Url,
+    /// Lowercase host names; a leading dot admits every subdomain.
+    domains: Vec<String>,
+}
+
+impl Redirects {
+    /// Paths under `base` (`PUBLIC_URL`), and absolute URLs on `domains`.
+    pub fn new(base: Url, domains: Vec<String>) -> Self {
+        Self { base, domains }
+    }
+
+    /// Where to send the browser: [`safe_next`]'s path on this site, or an
+    /// absolute URL on an allowed host with this site's scheme (or https);
+    /// otherwise `/`.
+    pub fn safe(&self, next: Option<&str>) -> String {
+        let Some(next) = next else { return "/".to_owned() };
+        if let Some(path) = resolve(next, &self.base) {
+            return path;
+        }
+        self.elsewhere(next).unwrap_or_else(|| "/".to_owned())
+    }
+
+    fn elsewhere(&self, next: &str) -> Option<String> {
+        if self.domains.is_empty() || next.len() > MAX_NEXT || next.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return None;
+        }
+        let url = Url::parse(next).ok()?;
+        let scheme_ok = url.scheme() == "https" || url.scheme() == self.base.scheme();
+        if !scheme_ok || !url.username().is_empty() || url.password().is_some() {
+            return None;
+        }
+        let host = url.host_str()?.to_ascii_lowercase();
+        let allowed = self.domains.iter().any(|d| match d.strip_prefix('.') {
+            Some(parent) => host == parent || host.ends_with(d.as_str()),
+            None => host == *d,
+        });
+        let mut out = url;
+        out.set_fragment(None);
+        (allowed && out.as_str().len() <= MAX_NEXT).then(|| out.to_string())
+    }
+}
+
+/// The links of oidc-gate's own pages: at the root in the app (`/login`),
+/// under `ROUTE_PREFIX` in the gateway (`/oauth2/start`).
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// Where sign-in starts.
+    pub login: String,
+    /// The query parameter naming where to come back: `next` or `rd`.
+    pub return_param: &'static str,
+    /// Where the sign-out form posts.
+    pub logout: String,
+    /// The stylesheet.
+    pub style: String,
+}
+
+impl Links {
+    /// The app's own pages: `/login`, `/logout`, `/static/style.css`.
+    pub fn app() -> Self {
+        Self {
+            login: "/login".to_owned(),
+            return_param: "next",
+            logout: "/logout".to_owned(),
+            style: "/static/style.css".to_owned(),
+        }
+    }
+
+    /// The gateway's, under `prefix`: `/oauth2/start?rd=`, `/oauth2/sign_out`.
+    pub fn gateway(prefix: &str) -> Self {
+        Self {
+            login: format!("{prefix}/start"),
+            return_param: "rd",
+            logout: format!("{prefix}/sign_out"),
+            style: format!("{prefix}/static/style.css"),
+        }
+    }
+
+    /// The sign-in URL that comes back to `path_and_query` afterwards.
+    pub fn login_for(&self, path_and_query: &str) -> String {
+        if path_and_query == "/" {
+            return self.login.clone();
+        }
+        format!(
+            "{}?{}={}",
+            self.login,
+            self.return_param,
+            utf8_percent_encode(path_and_query, NEXT_ESCAPE)
+        )
+    }
+}
 
 /// Where to send the browser after login: `next` resolved against `base`
 /// (`PUBLIC_URL`) the way a browser resolves a link, kept only if it stays
@@ -51,14 +148,6 @@ fn resolve(next: &str, base: &Url) -> Option<String> {
         out.push_str(query);
     }
     (out.len() <= MAX_NEXT).then_some(out)
-}
-
-/// The login URL that comes back to `path_and_query` afterwards.
-pub fn login_url_for(path_and_query: &str) -> String {
-    if path_and_query == "/" {
-        return "/login".to_owned();
-    }
-    format!("/login?next={}", utf8_percent_encode(path_and_query, NEXT_ESCAPE))
 }
 
 #[cfg(test)]
@@ -160,8 +249,52 @@ mod tests {
 
     #[test]
     fn login_url_escapes_the_query() {
-        assert_eq!(login_url_for("/secret"), "/login?next=/secret");
-        assert_eq!(login_url_for("/secret?x=1&y=2"), "/login?next=/secret%3Fx%3D1%26y%3D2");
-        assert_eq!(login_url_for("/"), "/login");
+        let app = Links::app();
+        assert_eq!(app.login_for("/secret"), "/login?next=/secret");
+        assert_eq!(app.login_for("/secret?x=1&y=2"), "/login?next=/secret%3Fx%3D1%26y%3D2");
+        assert_eq!(app.login_for("/"), "/login");
+        let gateway = Links::gateway("/oauth2");
+        assert_eq!(gateway.login_for("/a?b=c"), "/oauth2/start?rd=/a%3Fb%3Dc");
+        assert_eq!(
+            gateway.login_for("https://app.example.com/x"),
+            "/oauth2/start?rd=https%3A//app.example.com/x"
+        );
+    }
+
+    #[test]
+    fn other_hosts_only_when_allowed() {
+        let r = Redirects::new(root(), vec!["app.example.com".into(), ".corp.example".into()]);
+        for ok in [
+            "https://app.example.com/x?y=1",
+            "https://corp.example/",
+            "https://a.corp.example/dash",
+            "https://a.b.corp.example/",
+            "https://APP.example.com/",
+        ] {
+            let got = r.safe(Some(ok));
+            assert!(got.starts_with("https://"), "{ok} → {got}");
+        }
+        assert_eq!(
+            r.safe(Some("https://app.example.com/x#frag")),
+            "https://app.example.com/x"
+        );
+        assert_eq!(r.safe(Some("/local?q")), "/local?q");
+        for bad in [
+            "https://evil.com/",
+            "https://app.example.com.evil.com/",
+            "https://evilcorp.example/",
+            "https://xapp.example.com/",
+            "http://app.example.com/",
+            "https://user@app.example.com/",
+            "javascript://app.example.com/%0aalert(1)",
+            "//evil.com",
+            "https://app.example.com/\t",
+            " https://app.example.com/",
+        ] {
+            assert_eq!(r.safe(Some(bad)), "/", "{bad:?}");
+        }
+        // Without allowed domains, absolute URLs elsewhere fall back to `/`.
+        let none = Redirects::new(root(), vec![]);
+        assert_eq!(none.safe(Some("https://app.example.com/")), "/");
     }
 }

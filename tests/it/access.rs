@@ -23,7 +23,7 @@ async fn dev_app(tweak: fn(&mut Args)) -> TestApp {
 }
 
 /// The fake provider shaped by `shape`, and the app with the rules of `tweak`.
-async fn op_app(tweak: fn(&mut Args), shape: impl FnOnce(&mut Behavior)) -> (FakeOp, TestApp) {
+pub(crate) async fn op_app(tweak: fn(&mut Args), shape: impl FnOnce(&mut Behavior)) -> (FakeOp, TestApp) {
     let op = FakeOp::start().await;
     op.set(shape);
     let app = TestApp::spawn_with(Options {

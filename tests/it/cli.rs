@@ -91,6 +91,8 @@ async fn help_lists_every_setting() {
         "OIDC_CLIENT_ID",
         "OIDC_CLIENT_SECRET",
         "OIDC_SCOPES",
+        "OIDC_ID_TOKEN_ALG",
+        "OIDC_TRUSTED_AUDIENCES",
         "GOOGLE_CLIENT_ID",
         "GOOGLE_CLIENT_SECRET",
         "PUBLIC_URL",

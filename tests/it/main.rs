@@ -7,6 +7,8 @@ mod access;
 mod certification;
 mod cli;
 mod exposure;
+mod gateway;
+mod gateway_proxy;
 mod instances;
 mod library;
 mod login;

@@ -168,7 +168,7 @@ async fn short_timeouts_from_the_environment_apply() {
 }
 
 #[tokio::test]
-async fn https_public_url_gives_a_secure_host_prefixed_cookie() {
+async fn https_public_url_gives_a_secure_host_prefixed_cookie_or_a_secure_domain_cookie() {
     use axum::routing::get;
     use oidc_gate::session::{CookieSettings, Lifetimes, layer};
     use tower::ServiceExt;
@@ -187,7 +187,12 @@ async fn https_public_url_gives_a_secure_host_prefixed_cookie() {
         idle: Duration::from_secs(3600),
         max_age: Duration::from_secs(86400),
     };
-    for (https, name, secure) in [(true, "__Host-oidc_gate=", true), (false, "oidc_gate=", false)] {
+    for (https, domain, name, secure) in [
+        (true, None, "__Host-oidc_gate=", true),
+        (false, None, "oidc_gate=", false),
+        // COOKIE_DOMAIN: shared with subdomains, so `__Secure-` (`__Host-` forbids a Domain).
+        (true, Some(".example.com"), "__Secure-oidc_gate=", true),
+    ] {
         let app = axum::Router::new()
             .route(
                 "/",
@@ -197,7 +202,7 @@ async fn https_public_url_gives_a_secure_host_prefixed_cookie() {
             )
             .layer(layer(
                 store.session_backend(),
-                &CookieSettings::for_scheme(https),
+                &CookieSettings::new(https, domain.map(str::to_owned)),
                 lifetimes,
             ));
         let r = app
@@ -208,6 +213,12 @@ async fn https_public_url_gives_a_secure_host_prefixed_cookie() {
         assert!(cookie.starts_with(name), "{cookie}");
         assert_eq!(cookie.contains("; Secure"), secure, "{cookie}");
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"));
-        assert!(!cookie.contains("Domain"), "__Host- cookies carry no Domain: {cookie}");
+        match domain {
+            None => assert!(!cookie.contains("Domain"), "__Host- cookies carry no Domain: {cookie}"),
+            Some(d) => assert!(
+                cookie.contains(&format!("Domain={}", d.trim_start_matches('.'))),
+                "{cookie}"
+            ),
+        }
     }
 }

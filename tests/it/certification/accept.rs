@@ -39,16 +39,25 @@ async fn rp_token_endpoint_client_secret_post() {
     assert_eq!(op.log().client_auth, [ClientAuth::Post]);
 }
 
+/// A login whose ID token is signed with `alg` by `key`, the one algorithm
+/// the provider's discovery lists (the app expects it without being told),
+/// is accepted.
 async fn accepts_signature(alg: Alg, key: Key) {
     let (op, app) = setup(|b| {
         b.alg = alg;
         b.key = key;
+        b.discovery_patch = json!({"id_token_signing_alg_values_supported": [alg.name()]});
     })
     .await;
     logged_in(&app).await;
+    assert_eq!(signed_with(&op), alg.name());
+}
+
+/// The `alg` of the first ID token `op` issued.
+fn signed_with(op: &FakeOp) -> String {
     let header = op.log().id_tokens[0].split('.').next().unwrap().to_owned();
     let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
-    assert_eq!(header["alg"], alg.name());
+    header["alg"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -69,6 +78,37 @@ async fn rp_id_token_sig_ps256() {
 #[tokio::test]
 async fn rp_id_token_sig_eddsa() {
     accepts_signature(Alg::EdDsa, Key::Ed).await;
+}
+
+#[tokio::test]
+async fn id_token_sig_rs384_rs512_ps384_ps512() {
+    for alg in [Alg::Rs384, Alg::Rs512, Alg::Ps384, Alg::Ps512] {
+        accepts_signature(alg, Key::Rsa1).await;
+    }
+}
+
+#[tokio::test]
+async fn oidc_id_token_alg_chooses_among_the_algorithms_the_provider_lists() {
+    // The provider lists RS256 first; the client is registered for PS256.
+    let op = FakeOp::start().await;
+    op.set(|b| b.alg = Alg::Ps256);
+    let app = spawn_tweaked(&op, Some(|args| args.oidc_id_token_alg = Some("PS256".into()))).await;
+    logged_in(&app).await;
+    assert_eq!(signed_with(&op), "PS256");
+}
+
+#[tokio::test]
+async fn several_audiences_with_azp_ours_and_the_others_trusted() {
+    // Google's cross-client ID tokens: our client id, the other client's, azp ours.
+    let op = FakeOp::start().await;
+    op.set(|b| b.claims_patch = json!({"aud": ["android-app", "gate-client", "web-app"], "azp": "gate-client"}));
+    let app = spawn_tweaked(
+        &op,
+        Some(|args| args.oidc_trusted_audiences = Some("web-app, android-app".into())),
+    )
+    .await;
+    logged_in(&app).await;
+    assert_eq!(jwt_claims(&op.log().id_tokens[0])["aud"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::fake_op::{Alg, send_logout_token};
+use crate::fake_op::{Alg, Key, send_logout_token};
 
 /// A browser logged in as `sub` with provider session `sid`.
 async fn logged_in_as(op: &FakeOp, app: &TestApp, sub: &str, sid: &str) -> Browser {
@@ -108,7 +108,45 @@ async fn rp_backchannel_rpinitlogout_lt_alg_none() {
 
 #[tokio::test]
 async fn rp_backchannel_rpinitlogout_lt_wrong_alg() {
+    // ID tokens are RS256; this one is properly signed with a P-256 key the
+    // provider publishes, and validated as an ID token would be: refused.
+    refused_token(
+        |b| {
+            b.alg = Alg::Es256;
+            b.key = Key::Ec1;
+        },
+        json!({}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn backchannel_logout_hs256() {
     refused_token(|b| b.alg = Alg::Hs256, json!({})).await;
+}
+
+#[tokio::test]
+async fn backchannel_logout_with_the_expected_algorithm_of_an_es256_provider() {
+    // The same ES256 token is accepted where ES256 is the expected algorithm.
+    let (op, app) = setup(|b| {
+        b.alg = Alg::Es256;
+        b.key = Key::Ec1;
+        b.discovery_patch = json!({"id_token_signing_alg_values_supported": ["ES256"]});
+    })
+    .await;
+    let browser = logged_in_as(&op, &app, "user-1", "sid-1").await;
+    let r = deliver(&app, &op.logout_token(json!({"sub": "user-1", "sid": "sid-1"}))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!is_logged_in(&app, &browser).await);
+}
+
+#[tokio::test]
+async fn backchannel_logout_signed_by_an_rsa_key_under_2048_bits() {
+    let shape = |b: &mut Behavior| {
+        b.key = Key::RsaSmall;
+        b.jwks.push(Key::RsaSmall);
+    };
+    refused_token(shape, json!({})).await;
 }
 
 #[tokio::test]

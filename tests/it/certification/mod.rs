@@ -27,8 +27,14 @@ async fn setup(shape: impl FnOnce(&mut Behavior)) -> (FakeOp, TestApp) {
 
 /// The app, configured for `op`.
 async fn spawn_for(op: &FakeOp) -> TestApp {
+    spawn_tweaked(op, None).await
+}
+
+/// The app, configured for `op`, with settings changed by `tweak`.
+async fn spawn_tweaked(op: &FakeOp, tweak: Option<fn(&mut oidc_gate::config::Args)>) -> TestApp {
     TestApp::spawn_with(Options {
         provider: Some(op.client()),
+        tweak,
         ..Default::default()
     })
     .await

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use oidc_gate::config::Args;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -11,7 +12,14 @@ use crate::fake_op::{Alg, AtHash, Key, TokenReply, now};
 
 /// Logs in against a provider shaped by `shape` and asserts the refusal.
 async fn refused(shape: impl FnOnce(&mut Behavior), status: StatusCode, reason: &str) {
-    let (_op, app) = setup(shape).await;
+    refused_by(None, shape, status, reason).await;
+}
+
+/// [`refused`], by an app whose settings `tweak` changed.
+async fn refused_by(tweak: Option<fn(&mut Args)>, shape: impl FnOnce(&mut Behavior), status: StatusCode, reason: &str) {
+    let op = FakeOp::start().await;
+    op.set(shape);
+    let app = spawn_tweaked(&op, tweak).await;
     let browser = Browser::new();
     let callback = attempt_login(&app, &browser).await;
     assert_rejected(&app, &browser, callback, status, reason).await;
@@ -38,8 +46,38 @@ async fn rp_id_token_bad_sig_es256() {
         b.alg = Alg::Es256;
         b.key = Key::Ec1;
         b.corrupt_signature = true;
+        b.discovery_patch = json!({"id_token_signing_alg_values_supported": ["ES256"]});
     };
     refused(shape, StatusCode::UNAUTHORIZED, "id_token_signature").await;
+}
+
+#[tokio::test]
+async fn id_token_signed_with_another_algorithm_the_provider_has_a_key_for() {
+    // The provider lists RS256 (expected by default) and publishes keys for
+    // ES256 and PS256 too: a token properly signed with those is still refused.
+    for (alg, key) in [(Alg::Es256, Key::Ec1), (Alg::Ps256, Key::Rsa1), (Alg::EdDsa, Key::Ed)] {
+        let shape = |b: &mut Behavior| {
+            b.alg = alg;
+            b.key = key;
+        };
+        refused(shape, StatusCode::UNAUTHORIZED, "id_token_alg").await;
+    }
+}
+
+#[tokio::test]
+async fn id_token_rs256_where_oidc_id_token_alg_is_es256() {
+    let expect_es256: fn(&mut Args) = |args| args.oidc_id_token_alg = Some("ES256".into());
+    refused_by(Some(expect_es256), |_| {}, StatusCode::UNAUTHORIZED, "id_token_alg").await;
+}
+
+#[tokio::test]
+async fn id_token_signed_by_an_rsa_key_under_2048_bits() {
+    // The provider's to fix: a 502, as for its other failures.
+    let shape = |b: &mut Behavior| {
+        b.key = Key::RsaSmall;
+        b.jwks = vec![Key::RsaSmall];
+    };
+    refused(shape, StatusCode::BAD_GATEWAY, "id_token_key_too_small").await;
 }
 
 #[tokio::test]
@@ -78,6 +116,33 @@ async fn id_token_several_audiences_without_azp() {
     // Refused already because `someone-else` is an audience we do not trust
     // (OIDC Core 3.1.3.7 step 3), before the azp rule is reached.
     refused_claims(json!({"aud": ["gate-client", "someone-else"]}), "id_token_aud").await;
+}
+
+/// Refused with 401 and `reason` because of the ID token claims `patch`,
+/// by an app with `OIDC_TRUSTED_AUDIENCES=web-app`.
+async fn refused_trusting_web_app(patch: Value, reason: &str) {
+    let trust_web_app: fn(&mut Args) = |args| args.oidc_trusted_audiences = Some("web-app".into());
+    refused_by(
+        Some(trust_web_app),
+        |b| b.claims_patch = patch,
+        StatusCode::UNAUTHORIZED,
+        reason,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn id_token_several_audiences_one_untrusted() {
+    let patch = json!({"aud": ["gate-client", "web-app", "someone-else"], "azp": "gate-client"});
+    refused_trusting_web_app(patch, "id_token_aud").await;
+}
+
+#[tokio::test]
+async fn id_token_several_trusted_audiences_without_azp_ours() {
+    for azp in [json!(null), json!("web-app")] {
+        let patch = json!({"aud": ["gate-client", "web-app"], "azp": azp});
+        refused_trusting_web_app(patch, "id_token_azp").await;
+    }
 }
 
 #[tokio::test]
@@ -257,4 +322,21 @@ async fn rp_discovery_issuer_not_matching_config_at_login() {
     assert_rejected(&app, &browser, r, StatusCode::BAD_GATEWAY, "issuer_mismatch").await;
     assert_eq!(op.log().authorize, 0);
     assert_eq!(op.log().discovery, 2, "the login used the remembered failure");
+}
+
+#[tokio::test]
+async fn two_callbacks_of_one_copied_login_reach_the_token_endpoint_once() {
+    // The token endpoint answers after 300 ms: both callbacks are in flight together.
+    let (op, app) = setup(|b| b.token_reply = TokenReply::Hang(Duration::from_millis(300))).await;
+    let browser = Browser::new();
+    let authorize = start_login(&app, &browser, None).await;
+    let copied = browser.cookies(&app.url("/"));
+    let callback = redirect_target(&browser.get(&authorize).await);
+    let thief = Browser::new();
+    thief.set_cookie(&app, &copied);
+    let (a, b) = tokio::join!(browser.get(&callback), thief.get(&callback));
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::SEE_OTHER, StatusCode::BAD_REQUEST]);
+    assert_eq!(op.log().token, 1, "the state is used up before the code is exchanged");
 }

@@ -3,7 +3,8 @@
 //! Only third-party crates: a bug in the relying party cannot confirm itself here.
 //!
 //! The keys in `keys/` are test-only, made once with
-//! `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048` (rsa1, rsa2),
+//! `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048` (rsa1, rsa2, rsa3;
+//! `rsa_keygen_bits:1024` for rsa1024),
 //! `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256` (ec1, ec2) and
 //! `openssl genpkey -algorithm ed25519`; RSA key generation at test time is too slow.
 
@@ -17,7 +18,7 @@ use rsa::pkcs8::DecodePrivateKey as _;
 use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _, Signer as _};
 use rsa::traits::PublicKeyParts as _;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256, Sha512};
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 /// One of the fixture's key pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,10 @@ pub enum Key {
     Rsa1,
     /// RSA 2048, kid `rsa-2`: the key rotated to.
     Rsa2,
+    /// RSA 2048, kid `rsa-3`: the key rotated to next.
+    Rsa3,
+    /// RSA 1024, kid `rsa-small`: too small to be trusted.
+    RsaSmall,
     /// P-256, kid `ec-1`.
     Ec1,
     /// P-256, kid `ec-2`.
@@ -40,6 +45,8 @@ impl Key {
         match self {
             Key::Rsa1 => "rsa-1",
             Key::Rsa2 => "rsa-2",
+            Key::Rsa3 => "rsa-3",
+            Key::RsaSmall => "rsa-small",
             Key::Ec1 => "ec-1",
             Key::Ec2 => "ec-2",
             Key::Ed => "ed-1",
@@ -52,8 +59,16 @@ impl Key {
 pub enum Alg {
     /// RSASSA-PKCS1-v1_5 with SHA-256 (needs an RSA key).
     Rs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    Rs384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    Rs512,
     /// RSASSA-PSS with SHA-256 (needs an RSA key).
     Ps256,
+    /// RSASSA-PSS with SHA-384.
+    Ps384,
+    /// RSASSA-PSS with SHA-512.
+    Ps512,
     /// ECDSA P-256 with SHA-256 (needs an EC key).
     Es256,
     /// Ed25519 (needs the Ed key).
@@ -69,7 +84,11 @@ impl Alg {
     pub fn name(self) -> &'static str {
         match self {
             Alg::Rs256 => "RS256",
+            Alg::Rs384 => "RS384",
+            Alg::Rs512 => "RS512",
             Alg::Ps256 => "PS256",
+            Alg::Ps384 => "PS384",
+            Alg::Ps512 => "PS512",
             Alg::Es256 => "ES256",
             Alg::EdDsa => "EdDSA",
             Alg::Hs256 => "HS256",
@@ -81,6 +100,8 @@ impl Alg {
 struct KeyRing {
     rsa1: RsaPrivateKey,
     rsa2: RsaPrivateKey,
+    rsa3: RsaPrivateKey,
+    rsa_small: RsaPrivateKey,
     ec1: p256::ecdsa::SigningKey,
     ec2: p256::ecdsa::SigningKey,
     ed: ed25519_dalek::SigningKey,
@@ -100,11 +121,23 @@ fn ring() -> &'static KeyRing {
         KeyRing {
             rsa1: rsa(include_str!("keys/rsa1.pem")),
             rsa2: rsa(include_str!("keys/rsa2.pem")),
+            rsa3: rsa(include_str!("keys/rsa3.pem")),
+            rsa_small: rsa(include_str!("keys/rsa1024.pem")),
             ec1: ec(include_str!("keys/ec1.pem")),
             ec2: ec(include_str!("keys/ec2.pem")),
             ed: ed25519_dalek::SigningKey::from_bytes(&seed),
         }
     })
+}
+
+fn rsa_key(key: Key) -> &'static RsaPrivateKey {
+    let r = ring();
+    match key {
+        Key::Rsa2 => &r.rsa2,
+        Key::Rsa3 => &r.rsa3,
+        Key::RsaSmall => &r.rsa_small,
+        _ => &r.rsa1,
+    }
 }
 
 fn pem_der(pem: &str) -> Vec<u8> {
@@ -120,8 +153,8 @@ fn b64(bytes: impl AsRef<[u8]>) -> String {
 pub fn jwk(key: Key, with_kid: bool) -> Value {
     let r = ring();
     let mut jwk = match key {
-        Key::Rsa1 | Key::Rsa2 => {
-            let k = if key == Key::Rsa1 { &r.rsa1 } else { &r.rsa2 };
+        Key::Rsa1 | Key::Rsa2 | Key::Rsa3 | Key::RsaSmall => {
+            let k = rsa_key(key);
             json!({"kty": "RSA", "use": "sig", "n": b64(k.n().to_bytes_be()), "e": b64(k.e().to_bytes_be())})
         }
         Key::Ec1 | Key::Ec2 => {
@@ -143,14 +176,21 @@ pub fn jwk(key: Key, with_kid: bool) -> Value {
 pub fn sign(header: &Value, claims: &Value, alg: Alg, key: Key, secret: &str, corrupt: bool) -> String {
     let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
     let r = ring();
-    let rsa = |k: Key| if k == Key::Rsa2 { r.rsa2.clone() } else { r.rsa1.clone() };
     let ec = |k: Key| if k == Key::Ec2 { &r.ec2 } else { &r.ec1 };
+    let (message, rsa, rng) = (input.as_bytes(), rsa_key(key).clone(), &mut rand::rngs::OsRng);
+    use rsa::{pkcs1v15, pss};
     let mut sig: Vec<u8> = match alg {
-        Alg::Rs256 => rsa::pkcs1v15::SigningKey::<Sha256>::new(rsa(key))
-            .sign(input.as_bytes())
+        Alg::Rs256 => pkcs1v15::SigningKey::<Sha256>::new(rsa).sign(message).to_vec(),
+        Alg::Rs384 => pkcs1v15::SigningKey::<Sha384>::new(rsa).sign(message).to_vec(),
+        Alg::Rs512 => pkcs1v15::SigningKey::<Sha512>::new(rsa).sign(message).to_vec(),
+        Alg::Ps256 => pss::BlindedSigningKey::<Sha256>::new(rsa)
+            .sign_with_rng(rng, message)
             .to_vec(),
-        Alg::Ps256 => rsa::pss::BlindedSigningKey::<Sha256>::new(rsa(key))
-            .sign_with_rng(&mut rand::rngs::OsRng, input.as_bytes())
+        Alg::Ps384 => pss::BlindedSigningKey::<Sha384>::new(rsa)
+            .sign_with_rng(rng, message)
+            .to_vec(),
+        Alg::Ps512 => pss::BlindedSigningKey::<Sha512>::new(rsa)
+            .sign_with_rng(rng, message)
             .to_vec(),
         Alg::Es256 => {
             use p256::ecdsa::signature::Signer as _;
@@ -174,11 +214,14 @@ pub fn sign(header: &Value, claims: &Value, alg: Alg, key: Key, secret: &str, co
     format!("{input}.{}", b64(sig))
 }
 
-/// `at_hash` for `alg`: the left half of the access token's hash (SHA-512 for Ed25519).
+/// `at_hash` for `alg`: the left half of the access token's hash (by the
+/// alg's hash function; SHA-512 for Ed25519).
 pub fn at_hash(access_token: &str, alg: Alg) -> String {
+    let token = access_token.as_bytes();
     match alg {
-        Alg::EdDsa => b64(&Sha512::digest(access_token.as_bytes())[..32]),
-        _ => b64(&Sha256::digest(access_token.as_bytes())[..16]),
+        Alg::Rs384 | Alg::Ps384 => b64(&Sha384::digest(token)[..24]),
+        Alg::EdDsa | Alg::Rs512 | Alg::Ps512 => b64(&Sha512::digest(token)[..32]),
+        _ => b64(&Sha256::digest(token)[..16]),
     }
 }
 

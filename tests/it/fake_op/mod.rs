@@ -125,6 +125,11 @@ impl FakeOp {
         self.shared.log.borrow().clone()
     }
 
+    /// The access tokens issued so far.
+    pub fn access_tokens(&self) -> Vec<String> {
+        self.shared.access_tokens.lock().unwrap().keys().cloned().collect()
+    }
+
     /// Waits until what the provider saw satisfies `done`.
     pub async fn wait_for(&self, done: impl FnMut(&Log) -> bool) {
         let mut rx = self.shared.log.subscribe();

@@ -1,0 +1,253 @@
+//! The gateway: oidc-gate's sign-in in front of an app it did not write,
+//! with oauth2-proxy's interface. Either it passes requests on itself
+//! (reverse proxy, `UPSTREAM_URL`), or a web server asks it about each
+//! request (forward auth, `/oauth2/auth`) and serves the app itself.
+//!
+//! It reuses the login, sessions and access rules of the app as they are:
+//! its routes are the same handlers under `ROUTE_PREFIX`, and what it adds
+//! is here: which paths are public or ruled ([`paths`]), what the upstream
+//! is told ([`headers`]), passing requests on ([`proxy`]) and answering a
+//! web server ([`forward_auth`]).
+
+pub mod forward_auth;
+pub mod headers;
+mod pages;
+pub mod paths;
+pub mod proxy;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRef, Request, State};
+use axum::http::{HeaderMap, Method, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get, post};
+use tower_sessions::Session;
+use url::Url;
+
+use crate::access::{Claims, Refusal};
+use crate::config::GatewayConfig;
+use crate::secret::Secret;
+use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData, TOKENS_KEY};
+use crate::tokens::{Kind, StoredTokens};
+use crate::users::AuthSession;
+use crate::web::access::{Scope, refused};
+use crate::web::guard::{unauthenticated, wants_json};
+use crate::web::{self, AppError, AppState, ErrorPage, Upstream};
+use headers::{HeaderPolicy, Identity};
+use paths::{PathRules, RequestPath};
+use proxy::{Proxy, ProxySettings};
+
+/// The gateway of one application: its settings and, in reverse proxy
+/// mode, the proxy. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway(Arc<Inner>);
+
+struct Inner {
+    prefix: String,
+    paths: PathRules,
+    proxy: Option<Proxy>,
+    pass_access_token: bool,
+    pass_authorization_header: bool,
+    public_url: Url,
+}
+
+/// The state of the gateway's handlers: the app's, and the gateway.
+#[derive(Clone)]
+struct GatewayState {
+    app: AppState,
+    gateway: Gateway,
+}
+
+impl FromRef<GatewayState> for AppState {
+    fn from_ref(state: &GatewayState) -> AppState {
+        state.app.clone()
+    }
+}
+
+impl Gateway {
+    /// From the configuration. Makes no network request.
+    pub fn new(config: &GatewayConfig, public_url: &Url, connect_timeout: Duration) -> Self {
+        let proxy = config.upstream.as_ref().map(|upstream| {
+            let proxy = Proxy::new(ProxySettings {
+                upstream: upstream.clone(),
+                timeout: config.upstream_timeout,
+                connect_timeout,
+                policy: HeaderPolicy {
+                    pass_access_token: config.pass_access_token,
+                    pass_authorization_header: config.pass_authorization_header,
+                    pass_host_header: config.pass_host_header,
+                },
+                public_url: public_url.clone(),
+            });
+            proxy.expect("UPSTREAM_URL is validated at start-up as an http(s) URL with a host")
+        });
+        Self(Arc::new(Inner {
+            prefix: config.prefix.clone(),
+            paths: config.paths.clone(),
+            proxy,
+            pass_access_token: config.pass_access_token,
+            pass_authorization_header: config.pass_authorization_header,
+            public_url: public_url.clone(),
+        }))
+    }
+
+    /// The gateway's routes under its prefix, `/ping` and `/ready`, and
+    /// everything else passed to the upstream (or 404 without one).
+    pub fn routes(&self, app: &AppState) -> Router<AppState> {
+        let p = &self.0.prefix;
+        let router = Router::new()
+            .route(&format!("{p}/start"), get(web::auth::login))
+            .route(&format!("{p}/callback"), get(web::auth::callback))
+            .route(&format!("{p}/sign_out"), get(pages::sign_out).post(web::auth::logout))
+            .route(&format!("{p}/auth"), any(forward_auth::auth))
+            .route(&format!("{p}/userinfo"), get(pages::userinfo))
+            .route(
+                &format!("{p}/backchannel-logout"),
+                post(web::backchannel::backchannel_logout),
+            )
+            .route(&format!("{p}/static/style.css"), get(web::pages::stylesheet))
+            .route("/ping", get(pages::ping))
+            .route("/ready", get(pages::ready));
+        let router = match self.0.proxy {
+            Some(_) => router.fallback(pass),
+            None => router.fallback(web::pages::not_found),
+        };
+        router.with_state(GatewayState {
+            app: app.clone(),
+            gateway: self.clone(),
+        })
+    }
+
+    /// Who the signed-in user of this request is, for the app behind, and
+    /// the claims the per-path rules judge; `None` when nobody is.
+    async fn identity(
+        &self,
+        app: &AppState,
+        auth: &AuthSession,
+        session: &Session,
+    ) -> Result<Option<(Identity, Claims)>, AppError> {
+        let Some(user) = &auth.user else { return Ok(None) };
+        let Some(login) = session.get::<LoginData>(LOGIN_KEY).await? else {
+            return Ok(None);
+        };
+        let claims = session.get::<Claims>(ACCESS_KEY).await?.unwrap_or_default();
+        let (access_token, id_token) = self.tokens(app, session).await?;
+        let identity = Identity {
+            user: login.subject,
+            email: claims.email.clone().or_else(|| user.row.email.clone()),
+            preferred_username: claims.preferred_username.clone(),
+            groups: claims.groups.clone().unwrap_or_default(),
+            access_token,
+            id_token,
+        };
+        Ok(Some((identity, claims)))
+    }
+
+    /// The tokens the app is handed: the access token while it has not
+    /// expired (refreshing it is not done yet: an expired one is not passed
+    /// on), and the ID token.
+    async fn tokens(&self, app: &AppState, session: &Session) -> Result<(Option<Secret>, Option<Secret>), AppError> {
+        let Some(vault) = &app.tokens else {
+            return Ok((None, None));
+        };
+        let Some(stored) = session.get::<StoredTokens>(TOKENS_KEY).await? else {
+            return Ok((None, None));
+        };
+        let now = app.clock.unix();
+        let access = stored
+            .access
+            .filter(|_| self.0.pass_access_token)
+            .filter(|_| stored.access_expires_at.is_none_or(|at| at > now))
+            .and_then(|sealed| vault.open(Kind::Access, &sealed));
+        let id = stored
+            .id
+            .filter(|_| self.0.pass_authorization_header)
+            .and_then(|sealed| vault.open(Kind::Id, &sealed));
+        Ok((access, id))
+    }
+
+    /// Whether the per-path rules of `path` admit `claims`.
+    fn admits(&self, path: &RequestPath, claims: &Claims) -> Result<(), Refusal> {
+        for rule in self.0.paths.judge(path).rules {
+            rule.rules.check(claims)?;
+        }
+        Ok(())
+    }
+
+    /// The sign-in URL that comes back to `target` (a path or an absolute URL).
+    fn start_url(&self, app: &AppState, target: &str) -> String {
+        app.links.login_for(target)
+    }
+}
+
+/// A browser navigation (rather than an API call, XHR, form post or
+/// WebSocket): it may be sent to sign in; anything else gets 401.
+pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    let fetch_mode = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
+    matches!(*method, Method::GET | Method::HEAD)
+        && !wants_json(headers)
+        && !headers.contains_key(header::UPGRADE)
+        && fetch_mode.is_none_or(|m| m.eq_ignore_ascii_case("navigate"))
+}
+
+/// Reverse proxy mode: every request that is not the gateway's own.
+async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Session, request: Request) -> Response {
+    let GatewayState { app, gateway } = gw;
+    let Some(proxy) = &gateway.0.proxy else {
+        return AppError::NotFound.into_response();
+    };
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let navigation = is_navigation(request.method(), request.headers());
+    let Ok(path) = RequestPath::parse(request.uri().path()) else {
+        return AppError::BadPath.into_response();
+    };
+    let identity = match gateway.identity(&app, &auth, &session).await {
+        Ok(identity) => identity,
+        Err(e) => return e.into_response(),
+    };
+    if !gateway.0.paths.judge(&path).public {
+        let Some((_, claims)) = &identity else {
+            if navigation {
+                let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                return Redirect::to(&gateway.start_url(&app, target)).into_response();
+            }
+            return unauthenticated(&app.links.login);
+        };
+        if let Err(refusal) = gateway.admits(&path, claims) {
+            tracing::info!(reason = refusal.code(), "path refused");
+            let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            return refused(&app, claims, refusal, target, Scope::Path, !navigation);
+        }
+    }
+    let request = match with_path(request, &path.forwarded) {
+        Ok(request) => request,
+        Err(e) => return e.into_response(),
+    };
+    let mut response = proxy
+        .forward(request, identity.as_ref().map(|(i, _)| i), client, !navigation)
+        .await;
+    // The upstream's answer keeps its own headers; the proxy's error pages are ours.
+    if response.extensions().get::<ErrorPage>().is_none() {
+        response.extensions_mut().insert(Upstream);
+    }
+    response
+}
+
+/// The request with its path replaced by the normalised one (the query kept).
+fn with_path(mut request: Request, path: &str) -> Result<Request, AppError> {
+    let uri = request.uri();
+    if uri.path() == path {
+        return Ok(request);
+    }
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().map_err(|_| AppError::BadPath)?);
+    *request.uri_mut() = Uri::from_parts(parts).map_err(|_| AppError::BadPath)?;
+    Ok(request)
+}

@@ -1,0 +1,103 @@
+//! The gateway's own pages and answers: the sign-out confirmation, the
+//! signed-out page, `/oauth2/userinfo`, and `/ping` and `/ready` for load
+//! balancers.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use tower_sessions::Session;
+
+use super::GatewayState;
+use crate::session::{LOGIN_KEY, LoginData};
+use crate::users::AuthSession;
+use crate::web::auth::param;
+use crate::web::guard::unauthenticated;
+use crate::web::{AppError, Links, render};
+
+/// "Sign out?" with its form (a GET never signs out: a link or an image
+/// on another site must not end the session).
+#[derive(Template)]
+#[template(path = "sign_out.html")]
+struct SignOutPage<'a> {
+    who: &'a str,
+    csrf: &'a str,
+    rd: Option<&'a str>,
+    links: &'a Links,
+}
+
+/// After sign-out, when there is nowhere else to go.
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+struct SignedOutPage<'a> {
+    links: &'a Links,
+}
+
+/// `GET /oauth2/sign_out[?rd=]`: signed in, the confirmation form; signed
+/// out, on to `rd` (or the provider's `state`, which carries it back from
+/// RP-initiated logout) when it is allowed, else the signed-out page.
+pub(super) async fn sign_out(
+    State(gw): State<GatewayState>,
+    auth: AuthSession,
+    session: Session,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let app = gw.app;
+    let query = query.as_deref();
+    let rd = param(query, "rd").or_else(|| param(query, "state"));
+    let login = match &auth.user {
+        Some(_) => session.get::<LoginData>(LOGIN_KEY).await?,
+        None => None,
+    };
+    let (Some(user), Some(login)) = (&auth.user, login) else {
+        return Ok(match rd {
+            Some(rd) => Redirect::to(&app.redirects.safe(Some(&rd))).into_response(),
+            None => render(StatusCode::OK, &SignedOutPage { links: &app.links }),
+        });
+    };
+    let rd = rd.map(|rd| app.redirects.safe(Some(&rd)));
+    Ok(render(
+        StatusCode::OK,
+        &SignOutPage {
+            who: user.display_name(),
+            csrf: login.csrf.expose(),
+            rd: rd.as_deref(),
+            links: &app.links,
+        },
+    ))
+}
+
+/// `/oauth2/userinfo`: who is signed in, as JSON.
+pub(super) async fn userinfo(State(gw): State<GatewayState>, auth: AuthSession, session: Session) -> Response {
+    match gw.gateway.identity(&gw.app, &auth, &session).await {
+        Ok(Some((identity, _))) => Json(serde_json::json!({
+            "user": identity.user,
+            "email": identity.email,
+            "groups": identity.groups,
+            "preferred_username": identity.preferred_username,
+        }))
+        .into_response(),
+        Ok(None) => unauthenticated(&gw.app.links.login),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `/ping`: the process answers.
+pub(super) async fn ping() -> &'static str {
+    "OK"
+}
+
+/// `/ready`: the store answers and the provider's discovery is known, so
+/// sign-ins and signed-in requests can be served.
+pub(super) async fn ready(State(gw): State<GatewayState>) -> Response {
+    if let Err(e) = gw.app.store.ping().await {
+        tracing::warn!(error = %e, "not ready: store unavailable");
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
+    }
+    if let Err(e) = gw.app.provider.snapshot().await {
+        tracing::warn!(reason = %e.reason, "not ready: provider unavailable");
+        return (StatusCode::SERVICE_UNAVAILABLE, "provider unavailable").into_response();
+    }
+    (StatusCode::OK, "OK").into_response()
+}

@@ -1,0 +1,127 @@
+use super::*;
+use crate::access::Rules;
+
+fn rules(public: &[&str], guarded: &[&str]) -> PathRules {
+    let global = Rules::default();
+    PathRules::new(
+        public.iter().map(|p| Prefix::new(p).unwrap()).collect(),
+        guarded
+            .iter()
+            .map(|p| PathRule {
+                prefix: Prefix::new(p).unwrap(),
+                rules: global.for_path(vec![], vec![], vec!["admins".to_owned()]).unwrap(),
+            })
+            .collect(),
+    )
+}
+
+fn forwarded(raw: &str) -> String {
+    RequestPath::parse(raw).unwrap().forwarded
+}
+
+#[test]
+fn paths_are_normalised_as_the_upstream_will_see_them() {
+    let cases = [
+        ("/", "/"),
+        ("/a/b", "/a/b"),
+        ("/a/b/", "/a/b/"),
+        ("//a///b", "/a/b"),
+        ("/a/./b", "/a/b"),
+        ("/a/../b", "/b"),
+        ("/../../b", "/b"),
+        ("/a/b/..", "/a/"),
+        ("/a/%2e%2e/b", "/b"),
+        ("/a/%2E/b", "/a/b"),
+        ("/%61dmin", "/admin"),
+        ("/a%2Fb", "/a%2Fb"),
+        ("/a%2fb", "/a%2Fb"),
+        ("/caf%c3%a9", "/caf%C3%A9"),
+        ("/a;x=1/b", "/a;x=1/b"),
+    ];
+    for (raw, expected) in cases {
+        assert_eq!(forwarded(raw), expected, "{raw}");
+    }
+    for bad in ["", "a/b", "/%zz", "/%2", "/a%", "/caf\u{e9}", "/a\u{1}b"] {
+        assert_eq!(RequestPath::parse(bad), Err(BadPath), "{bad:?}");
+    }
+}
+
+#[test]
+fn public_paths_match_whole_segments_and_every_reading() {
+    let r = rules(&["/public", "/static/"], &[]);
+    let public = |raw: &str| r.judge(&RequestPath::parse(raw).unwrap()).public;
+    for yes in [
+        "/public",
+        "/public/",
+        "/public/x",
+        "/static/app.js",
+        "/public//x",
+        "/public/./x",
+        "/public/a/../b",
+    ] {
+        assert!(public(yes), "{yes} should be public");
+    }
+    for no in [
+        "/",
+        "/publicity",
+        "/PUBLIC",
+        "/Public/x",
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E/admin",
+        "//public/../admin",
+        "/public%2F..%2Fadmin",
+        "/public%2f..%2fadmin",
+        "/public/..%2Fadmin",
+        "/public/..%5Cadmin",
+        "/public\\..\\admin",
+        "/public/..;/admin",
+        "/public;/../admin",
+        "/x/../publicx",
+        "/admin",
+    ] {
+        assert!(!public(no), "{no} must not be public");
+    }
+}
+
+#[test]
+fn per_path_rules_apply_to_every_reading_and_win_over_public() {
+    let r = rules(&["/"], &["/admin"]);
+    let guarded = |raw: &str| !r.judge(&RequestPath::parse(raw).unwrap()).rules.is_empty();
+    for yes in [
+        "/admin",
+        "/admin/",
+        "/admin/users",
+        "//admin",
+        "/x/../admin",
+        "/%61dmin",
+        "/public/..%2Fadmin",
+        "/public%2F..%2Fadmin/x",
+        "/x/..;/admin",
+        "/x\\..\\admin",
+        "/admin;jsessionid=1",
+    ] {
+        assert!(guarded(yes), "{yes} must be guarded");
+        assert!(
+            !r.judge(&RequestPath::parse(yes).unwrap()).public,
+            "{yes} must not be public"
+        );
+    }
+    for no in ["/administrator", "/ADMIN", "/x/admin", "/"] {
+        assert!(!guarded(no), "{no} is not under /admin");
+    }
+}
+
+#[test]
+fn configured_prefixes_must_be_plain_paths() {
+    assert_eq!(Prefix::new("/static/").unwrap().to_string(), "/static");
+    assert_eq!(Prefix::new("/").unwrap().to_string(), "/");
+    for bad in [
+        "static", "/a/../b", "//a", "/a/./b", "/%61", "/a?b", "/a#b", "/a\\b", "/a;b", "",
+    ] {
+        assert!(Prefix::new(bad).is_none(), "{bad:?}");
+    }
+    assert!(Prefix::new("/").unwrap().covers("/oauth2"));
+    assert!(Prefix::new("/oauth2").unwrap().covers("/oauth2"));
+    assert!(!Prefix::new("/oauth").unwrap().covers("/oauth2"));
+}

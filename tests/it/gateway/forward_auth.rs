@@ -1,0 +1,274 @@
+//! Forward auth (`FORWARD_AUTH=true`): what nginx, Caddy and Traefik are
+//! answered, the gateway's own routes, sign-out and `rd`.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::{defaults, gateway, sign_in};
+use crate::support::*;
+
+/// Forward auth with `/public` public and `/admin` for the group `admins`
+/// (which the test user is not in).
+async fn forward_auth_app() -> (crate::fake_op::FakeOp, TestApp) {
+    gateway(|a| {
+        a.gateway = defaults();
+        a.gateway.forward_auth = Some("true".into());
+        a.gateway.public_paths = Some("/public".into());
+        a.gateway.config_file = Some(super::admins_only_file());
+    })
+    .await
+}
+
+/// Asks `/oauth2/auth` as nginx's recipe does (`X-Original-URI`).
+async fn nginx_asks(app: &TestApp, browser: &Browser, uri: &str) -> reqwest::Response {
+    browser
+        .client
+        .get(app.url("/oauth2/auth"))
+        .header("X-Original-URI", uri)
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Asks as Traefik and Caddy do (`X-Forwarded-*`).
+async fn traefik_asks(app: &TestApp, browser: &Browser, method: &str, uri: &str, accept: &str) -> reqwest::Response {
+    browser
+        .client
+        .get(app.url("/oauth2/auth"))
+        .header("X-Forwarded-Method", method)
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "app.example.test")
+        .header("X-Forwarded-Uri", uri)
+        .header("Accept", accept)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn anonymous_requests_get_401_behind_nginx_and_a_sign_in_redirect_behind_traefik() {
+    let (_op, app) = forward_auth_app().await;
+    let browser = Browser::new();
+    // nginx turns anything but 2xx/401/403 into a 500: always 401, even for a browser.
+    let r = nginx_asks(&app, &browser, "/app?x=1").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Traefik/Caddy pass the answer on: a browser is sent to sign in, and back.
+    let r = traefik_asks(&app, &browser, "GET", "/app?x=1", "text/html").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = location(&r);
+    assert!(to.starts_with(&app.url("/oauth2/start?rd=")), "{to}");
+    assert_eq!(
+        query_param(&to, "rd"),
+        "https://app.example.test/app?x=1",
+        "back to the original URL"
+    );
+    // API calls and non-GETs are not navigations.
+    for (method, accept) in [("GET", "application/json"), ("POST", "text/html"), ("DELETE", "*/*")] {
+        let r = traefik_asks(&app, &browser, method, "/app", accept).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {accept}");
+    }
+    // Public paths pass anonymously; tricks that leave them do not.
+    assert_eq!(
+        nginx_asks(&app, &browser, "/public/a.css").await.status(),
+        StatusCode::ACCEPTED
+    );
+    for trick in [
+        "/public/../app",
+        "/public/%2e%2e/app",
+        "/public%2F..%2Fapp",
+        "//public/../app",
+        "/PUBLIC/x",
+        "/public/..;/app",
+    ] {
+        assert_eq!(
+            nginx_asks(&app, &browser, trick).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{trick}"
+        );
+    }
+    // Not a path at all: refused, never a 5xx (nginx would make it a 500 anyway).
+    assert_eq!(nginx_asks(&app, &browser, "/%zz").await.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_signed_in_user_gets_202_with_identity_headers_and_per_path_rules_refuse_with_403() {
+    let (_op, app) = forward_auth_app().await;
+    let browser = Browser::new();
+    assert_eq!(sign_in(&app, &browser, "/app?x=1").await, "/app?x=1");
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let h = r.headers();
+    assert_eq!(h["x-auth-request-user"], "user-1");
+    assert_eq!(h["x-auth-request-email"], "ada@example.com");
+    assert_eq!(h["x-auth-request-preferred-username"], "ada");
+    assert_eq!(h["x-auth-request-groups"], "users,ops");
+    assert!(
+        h.get("x-auth-request-access-token").is_none(),
+        "not without PASS_ACCESS_TOKEN"
+    );
+
+    for ruled in ["/admin", "/admin/x", "/x/../admin", "/%61dmin", "/x/..;/admin"] {
+        let r = nginx_asks(&app, &browser, ruled).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{ruled}");
+    }
+    // Behind Traefik the 403 reaches the browser: the refusal page, and the session stays.
+    let r = traefik_asks(&app, &browser, "GET", "/admin", "text/html").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let page = text(r).await;
+    assert!(
+        page.contains("group_not_allowed") && page.contains("only for some accounts"),
+        "{page}"
+    );
+    assert!(
+        page.contains("/oauth2/static/style.css"),
+        "the gateway's own links: {page}"
+    );
+    assert_eq!(nginx_asks(&app, &browser, "/app").await.status(), StatusCode::ACCEPTED);
+
+    let info: Value = browser.get(&app.url("/oauth2/userinfo")).await.json().await.unwrap();
+    assert_eq!(info["user"], "user-1");
+    assert_eq!(info["email"], "ada@example.com");
+    assert_eq!(info["preferred_username"], "ada");
+    assert_eq!(info["groups"], serde_json::json!(["users", "ops"]));
+}
+
+#[tokio::test]
+async fn the_gateway_serves_its_own_routes_only_and_never_the_apps() {
+    let (_op, app) = forward_auth_app().await;
+    let browser = Browser::new();
+    let ping = browser.get(&app.url("/ping")).await;
+    assert_eq!(ping.status(), StatusCode::OK);
+    assert_eq!(browser.get(&app.url("/ready")).await.status(), StatusCode::OK);
+    let r = browser.get(&app.url("/oauth2/userinfo")).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let css = browser.get(&app.url("/oauth2/static/style.css")).await;
+    assert_eq!(css.status(), StatusCode::OK);
+    // The app's pages are the upstream's paths: not served here.
+    for path in ["/", "/login", "/callback", "/secret", "/healthz", "/static/style.css"] {
+        let r = browser.get(&app.url(path)).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let page = text(r).await;
+        assert!(page.contains("/oauth2/static/style.css"), "{path}: {page}");
+    }
+}
+
+#[tokio::test]
+async fn sign_out_asks_first_then_ends_the_session_at_the_provider_and_follows_rd() {
+    let (op, app) = forward_auth_app().await;
+    let browser = Browser::new();
+    sign_in(&app, &browser, "/").await;
+    // A GET only asks: a link or an image elsewhere cannot sign anyone out.
+    let page = browser.get(&app.url("/oauth2/sign_out?rd=/bye")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = text(page).await;
+    let form = html::form(&body).expect("a sign-out form");
+    assert_eq!(form.action, "/oauth2/sign_out");
+    assert_eq!(nginx_asks(&app, &browser, "/app").await.status(), StatusCode::ACCEPTED);
+    let fields: Vec<(&str, &str)> = form.inputs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert!(fields.contains(&("rd", "/bye")), "{fields:?}");
+    // Without the form's token: refused, still signed in.
+    let forged = browser.post_form(&app.url("/oauth2/sign_out"), &[("rd", "/bye")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(nginx_asks(&app, &browser, "/app").await.status(), StatusCode::ACCEPTED);
+
+    let r = browser.post_form(&app.url("/oauth2/sign_out"), &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let end_session = redirect_target(&r);
+    assert_eq!(query_param(&end_session, "state"), "/bye");
+    assert_eq!(
+        query_param(&end_session, "post_logout_redirect_uri"),
+        app.url("/oauth2/sign_out")
+    );
+    assert_eq!(
+        nginx_asks(&app, &browser, "/app").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The provider comes back with the state: on to `rd`.
+    let back = redirect_target(&browser.get(&end_session).await);
+    assert!(op.log().end_session.is_some());
+    let r = browser.get(&back).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/bye");
+    // Signed out, with nowhere to go: the signed-out page; elsewhere: home.
+    let r = browser.get(&app.url("/oauth2/sign_out")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(text(r).await.contains("You are signed out"));
+    let r = browser.get(&app.url("/oauth2/sign_out?rd=https://evil.example/")).await;
+    assert_eq!(location(&r), "/");
+}
+
+#[tokio::test]
+async fn rd_may_leave_the_site_only_for_allowed_redirect_domains() {
+    let (_op, app) = super::gateway(|a| {
+        a.gateway = super::defaults();
+        a.gateway.forward_auth = Some("true".into());
+        a.gateway.allowed_redirect_domains = Some(".example.test".into());
+    })
+    .await;
+    for (rd, lands) in [
+        ("https://app.example.test/x?y=1", "https://app.example.test/x?y=1"),
+        ("https://example.test/", "https://example.test/"),
+        ("https://evil.test/", "/"),
+        ("https://app.example.test.evil.test/", "/"),
+        ("//evil.test/", "/"),
+        ("/local", "/local"),
+    ] {
+        let browser = Browser::new();
+        assert_eq!(sign_in(&app, &browser, rd).await, lands, "{rd}");
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_handed_over_only_when_asked_never_expired_and_never_stored_in_clear() {
+    let (op, app) = super::gateway(|a| {
+        a.gateway = super::defaults();
+        a.gateway.forward_auth = Some("true".into());
+        a.gateway.pass_access_token = "true".into();
+        a.gateway.pass_authorization_header = "true".into();
+    })
+    .await;
+    let browser = Browser::new();
+    sign_in(&app, &browser, "/").await;
+    let access_token = op.access_tokens().pop().expect("one access token issued");
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-access-token"], access_token.as_str());
+    // The store holds the access token only sealed. (The ID token is also
+    // in the session index, as today, for logout's `id_token_hint`.)
+    for entry in std::fs::read_dir(&app.data_dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(access_token.len()).any(|w| w == access_token.as_bytes()),
+            "the access token in clear in the store"
+        );
+    }
+    // The fake provider's access tokens live 300 s: an expired one is not passed on.
+    app.clock.advance(std::time::Duration::from_secs(301));
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(r.headers().get("x-auth-request-access-token").is_none());
+}
+
+#[tokio::test]
+async fn the_development_provider_works_under_the_route_prefix() {
+    let app = TestApp::spawn_with(Options {
+        tweak: Some(|a| {
+            a.gateway = super::defaults();
+            a.gateway.forward_auth = Some("true".into());
+        }),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let start = browser.get(&app.url("/oauth2/start?rd=/app")).await;
+    let authorize = redirect_target(&start);
+    assert!(authorize.starts_with(&app.url("/oauth2/dev-provider/")), "{authorize}");
+    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
+    assert!(callback.starts_with(&app.url("/oauth2/callback?")), "{callback}");
+    let landed = browser.get(&callback).await;
+    assert_eq!(location(&landed), "/app");
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-email"], "ada@example.com");
+}
