@@ -63,14 +63,15 @@ export function wsEcho(url, { headers = {}, message = 'ping' } = {}) {
       reject(err);
     });
     ws.on('error', reject);
-    ws.on('open', () => {});
     ws.on('message', (data) => {
       got.push(data.toString());
       if (got.length === 1) ws.send(message);
-      else {
-        ws.close();
-        resolve({ handshake: JSON.parse(got[0]).handshake, echo: got[1] });
-      }
+      else ws.close();
+    });
+    // Settled once the closing handshake is done, so nothing is left open.
+    ws.on('close', () => {
+      if (got.length < 2) reject(new Error(`WebSocket closed after ${got.length} message(s)`));
+      else resolve({ handshake: JSON.parse(got[0]).handshake, echo: got[1] });
     });
   });
 }

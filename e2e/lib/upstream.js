@@ -72,10 +72,14 @@ export async function startUpstream() {
   // request carried (so tests see the identity headers of the upgrade too),
   // then every message comes back as sent.
   const wss = new WebSocketServer({ noServer: true });
+  const wsErrors = [];
   server.on('upgrade', (req, socket, head) => {
     const seen = describe(req);
     requests.push(seen);
     wss.handleUpgrade(req, socket, head, (ws) => {
+      // A proxy that tears the tunnel down badly (caddy, when it stops,
+      // writes an unmasked close frame) must not crash the test process.
+      ws.on('error', (err) => { wsErrors.push(err.message); });
       ws.send(JSON.stringify({ handshake: seen }));
       ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
     });
@@ -95,6 +99,8 @@ export async function startUpstream() {
     port,
     /** Every request received so far, oldest first. */
     requests,
+    /** Errors on WebSocket connections (protocol violations by whoever is in between). */
+    wsErrors,
     /** Requests received for `path` (exact pathname as the upstream parsed it). */
     seenAt: (path) => requests.filter((r) => r.path === path),
     async close() {
