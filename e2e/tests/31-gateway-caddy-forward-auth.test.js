@@ -31,7 +31,7 @@ const run = (name, fn) => scenario(gw.browser, name, fn, reportParts(gw));
 /** Headers whose value is a Caddy placeholder that was never filled in. */
 const placeholders = (seen) => seen.headers.filter(([, v]) => /\{http\./.test(v)).map(([k, v]) => `${k}: ${v}`);
 
-test('14. caddy forward_auth: the 302 of /oauth2/auth reaches the browser, sign-in lands on the original URL; the app gets the copied headers', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('14. caddy forward_auth: the redirect of /oauth2/auth reaches the browser, sign-in lands on the original URL; the app gets the copied headers', { timeout: TEST_TIMEOUT_MS }, async () => {
   await run('14-caddy-forward-auth-sign-in', async (page, { navigations }) => {
     const seen = await signInAt(page, gw, '/app/page?x=1&y=two%20words');
     assert.match(navigations[0], new RegExp(`^30[23] GET ${gw.url}/app/page\\?x=1`), 'the anonymous navigation got a redirect');
