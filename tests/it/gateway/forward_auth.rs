@@ -350,3 +350,26 @@ async fn oauth2_proxys_own_nginx_recipe_works_unchanged() {
     let r = asks(&app, &browser, &[("X-Forwarded-Uri", "/app?x=1")]).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
+
+#[tokio::test]
+async fn a_forwarded_host_cannot_turn_the_sign_in_into_an_open_redirect() {
+    let (_op, app) = forward_auth_app().await;
+    let browser = Browser::new();
+    let r = browser
+        .client
+        .get(app.url("/oauth2/auth"))
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Uri", "/steal")
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let start = location(&r);
+    // The sign-in itself is always ours; where it returns is judged there.
+    assert!(start.starts_with(&app.url("/oauth2/start?rd=")), "{start}");
+    let authorize = redirect_target(&browser.get(&start).await);
+    let callback = redirect_target(&browser.get(&authorize).await);
+    assert_eq!(location(&browser.get(&callback).await), "/");
+}
