@@ -125,7 +125,7 @@ impl App {
         let gateway = config
             .gateway
             .as_ref()
-            .map(|g| Gateway::new(g, &config.public_url, config.http_timeout));
+            .map(|g| Gateway::new(g, &config.public_url, config.http_timeout, cookie.name));
         Self {
             state,
             cookie,

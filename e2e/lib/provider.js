@@ -14,6 +14,7 @@ export const ACCOUNTS = {
     family_name: 'Example',
     email: 'alice@example.com',
     email_verified: true,
+    groups: ['admins', 'staff'],
   },
   bob: {
     sub: 'bob',
@@ -22,10 +23,20 @@ export const ACCOUNTS = {
     family_name: 'Builder',
     email: 'bob@example.com',
     email_verified: true,
+    groups: ['staff'],
   },
 };
 
 export const CLIENT_ID = 'oidc-gate';
+
+/** Where oidc-gate's provider-facing routes are, relative to its PUBLIC_URL. */
+export const APP_ROUTES = { callback: '/callback', postLogout: '/', backchannel: '/backchannel-logout' };
+/** The same in gateway mode (ROUTE_PREFIX /oauth2, oauth2-proxy's names). */
+export const GATEWAY_ROUTES = {
+  callback: '/oauth2/callback',
+  postLogout: '/oauth2/sign_out',
+  backchannel: '/oauth2/backchannel-logout',
+};
 
 // Events worth showing when a scenario fails (they explain most interop
 // problems: rejected token requests, failed back-channel deliveries, ...).
@@ -45,10 +56,13 @@ const WATCHED_EVENTS = [
  * Start oidc-provider.
  * @param {object} opts
  * @param {string} opts.publicUrl oidc-gate's PUBLIC_URL (no trailing slash)
+ * @param {typeof APP_ROUTES} [opts.routes] the redirect, post-logout and back-channel paths to register
  * @param {string} [opts.clientSecret]
  * @param {(line: string) => void} [opts.log]
  */
-export async function startProvider({ publicUrl, clientSecret = crypto.randomBytes(24).toString('base64url'), log = () => {} }) {
+export async function startProvider({
+  publicUrl, routes = APP_ROUTES, clientSecret = crypto.randomBytes(24).toString('base64url'), log = () => {},
+}) {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
 
@@ -64,9 +78,9 @@ export async function startProvider({ publicUrl, clientSecret = crypto.randomByt
         application_type: 'web',
         grant_types: ['authorization_code'],
         response_types: ['code'],
-        redirect_uris: [`${publicUrl}/callback`],
-        post_logout_redirect_uris: [`${publicUrl}/`],
-        backchannel_logout_uri: `${publicUrl}/backchannel-logout`,
+        redirect_uris: [`${publicUrl}${routes.callback}`],
+        post_logout_redirect_uris: [`${publicUrl}${routes.postLogout}`],
+        backchannel_logout_uri: `${publicUrl}${routes.backchannel}`,
         backchannel_logout_session_required: true,
         token_endpoint_auth_method: 'client_secret_basic',
         id_token_signed_response_alg: 'RS256',
@@ -82,7 +96,9 @@ export async function startProvider({ publicUrl, clientSecret = crypto.randomByt
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
-      profile: ['name', 'given_name', 'family_name'],
+      // `groups` is not a standard claim: released with `profile` so that
+      // oidc-gate's GROUPS_CLAIM (default `groups`) finds it in UserInfo.
+      profile: ['name', 'given_name', 'family_name', 'groups'],
     },
     scopes: ['openid', 'email', 'profile', 'offline_access'],
     // Lifetimes (seconds), set explicitly: a test run is short.

@@ -2,14 +2,15 @@
 //! `forward_auth` and Traefik `ForwardAuth` ask whether a request may pass;
 //! the web server then serves the app itself.
 //!
-//! The original request is read from `X-Original-URI` (nginx's recipe) or
-//! `X-Forwarded-Method`/`-Proto`/`-Host`/`-Uri` (Traefik, Caddy). Answers:
-//! `202` with the `X-Auth-Request-*` identity headers; `401` when nobody is
-//! signed in; `403` when a rule refuses. nginx turns any other answer into
-//! a `500`, so behind it (`X-Original-URI` present) the answer without a
-//! session is always `401` (its `error_page 401` starts the sign-in); behind
-//! Traefik and Caddy, which pass the answer to the browser, a navigation
-//! without a session gets a `302` to the sign-in instead.
+//! The original request is read from `X-Original-URI` (nginx's recipe),
+//! `X-Original-URL` (ingress-nginx) or `X-Forwarded-Uri` (oauth2-proxy's
+//! nginx recipe, Traefik, Caddy); when several are present they must agree.
+//! Answers: `202` with the `X-Auth-Request-*` identity headers; `401` when
+//! nobody is signed in; `403` when a rule refuses. nginx turns any other
+//! answer into a `500`, so the answer without a session is `401` (its
+//! `error_page 401` starts the sign-in), except behind Traefik and Caddy
+//! (`X-Forwarded-Method` sent, no `X-Original-*`), which pass the answer to
+//! the browser: there a navigation gets a redirect to the sign-in instead.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -28,37 +29,69 @@ struct Original {
     method: Method,
     /// Path and query.
     uri: String,
-    /// `X-Original-URI` was sent: nginx.
-    nginx: bool,
+    /// The server turns answers other than 2xx/401/403 into errors (nginx,
+    /// ingress-nginx): no redirect for it.
+    no_redirects: bool,
     /// The absolute URL, when the proxy named its scheme and host.
     url: Option<String>,
 }
 
+/// The web servers in front disagree on the original request's path: a
+/// client added one of the headers, hoping the gate judges another path
+/// than the one served.
+struct Conflict;
+
 impl Original {
-    fn from_headers(headers: &HeaderMap) -> Self {
+    /// Reads the original request. nginx's recipes set `X-Original-URI` (or
+    /// oauth2-proxy's, `X-Forwarded-Uri`), ingress-nginx `X-Original-URL`,
+    /// Traefik and Caddy `X-Forwarded-Method` and `X-Forwarded-Uri`. Each
+    /// server passes on the headers it does not set itself, so a client can
+    /// add the others: every one present must name the same path and query.
+    fn from_headers(headers: &HeaderMap) -> Result<Self, Conflict> {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        let nginx_uri = text("x-original-uri");
-        let uri = nginx_uri
-            .or_else(|| text("x-forwarded-uri"))
+        let mut named: Vec<String> = Vec::new();
+        for name in ["x-original-uri", "x-forwarded-uri"] {
+            for value in headers.get_all(name) {
+                named.push(value.to_str().map_err(|_| Conflict)?.trim().to_owned());
+            }
+        }
+        for value in headers.get_all("x-original-url") {
+            let url = Url::parse(value.to_str().map_err(|_| Conflict)?.trim()).map_err(|_| Conflict)?;
+            let mut uri = url.path().to_owned();
+            if let Some(q) = url.query() {
+                uri.push('?');
+                uri.push_str(q);
+            }
+            named.push(uri);
+        }
+        if named.windows(2).any(|w| w[0] != w[1]) {
+            return Err(Conflict);
+        }
+        let uri = named
+            .into_iter()
+            .next()
             .filter(|u| u.starts_with('/'))
-            .unwrap_or("/")
-            .to_owned();
-        let method = text("x-original-method")
-            .or_else(|| text("x-forwarded-method"))
+            .unwrap_or_else(|| "/".to_owned());
+        let method = text("x-forwarded-method")
             .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
             .unwrap_or(Method::GET);
+        // Only Traefik and Caddy (which always send the method) pass a
+        // redirect to the browser; nginx's recipes never send it.
+        let no_redirects = headers.contains_key("x-original-uri")
+            || headers.contains_key("x-original-url")
+            || !headers.contains_key("x-forwarded-method");
         let url = match (text("x-forwarded-proto"), text("x-forwarded-host")) {
             (Some(proto @ ("http" | "https")), Some(host)) if !host.is_empty() => {
                 Url::parse(&format!("{proto}://{host}{uri}")).ok().map(String::from)
             }
             _ => None,
         };
-        Self {
+        Ok(Self {
             method,
             uri,
-            nginx: nginx_uri.is_some(),
+            no_redirects,
             url,
-        }
+        })
     }
 
     fn path(&self) -> &str {
@@ -74,8 +107,11 @@ pub(super) async fn auth(
     headers: HeaderMap,
 ) -> Response {
     let GatewayState { app, gateway } = gw;
-    let original = Original::from_headers(&headers);
-    // A path that is no path is refused: nginx would turn a 400 into a 500.
+    // Refusals are 403s: nginx would turn a 400 into a 500.
+    let Ok(original) = Original::from_headers(&headers) else {
+        tracing::info!(reason = "original_uri_conflict", "forward auth refused");
+        return StatusCode::FORBIDDEN.into_response();
+    };
     let Ok(path) = RequestPath::parse(original.path()) else {
         tracing::info!(reason = "bad_path", "forward auth refused");
         return StatusCode::FORBIDDEN.into_response();
@@ -90,7 +126,7 @@ pub(super) async fn auth(
             return StatusCode::ACCEPTED.into_response();
         }
         let navigation = is_navigation(&original.method, &headers);
-        if !original.nginx && navigation {
+        if !original.no_redirects && navigation {
             // Traefik and Caddy pass this answer to the browser.
             let target = original.url.as_deref().unwrap_or(&original.uri);
             let start = gateway.start_url(&app, target);

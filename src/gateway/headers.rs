@@ -134,6 +134,10 @@ pub struct HeaderPolicy {
     /// `PASS_HOST_HEADER`: pass the client's `Host` on; otherwise the
     /// upstream's own host is sent.
     pub pass_host_header: bool,
+    /// The gateway's session cookie name: it and the gateway's
+    /// login-in-progress cookies (`<name>_login_…`) are not passed on (the
+    /// app has no use for the session id, and its logs must not hold it).
+    pub own_cookie: &'static str,
 }
 
 /// Where the request came from and where it goes, for the `X-Forwarded-*` and
@@ -241,9 +245,16 @@ pub fn upstream_request_headers(
     };
     let mut out = HeaderMap::with_capacity(incoming.keys_len() + 10);
     for (name, value) in incoming {
-        if !dropped(name) {
-            out.append(name.clone(), value.clone());
+        if dropped(name) {
+            continue;
         }
+        if name == header::COOKIE {
+            if let Some(kept) = without_own_cookies(value, policy.own_cookie) {
+                out.append(header::COOKIE, kept);
+            }
+            continue;
+        }
+        out.append(name.clone(), value.clone());
     }
 
     // `Host` is never hop-by-hop, even when a client lists it in `Connection`.
@@ -314,6 +325,25 @@ pub fn upstream_response_headers(incoming: &HeaderMap, status: StatusCode) -> He
         out.insert(header::UPGRADE, protocol.clone());
     }
     out
+}
+
+/// A `Cookie` header without the gateway's own cookies; `None` when nothing
+/// else is left. The common case (none of ours in it) is a plain copy.
+fn without_own_cookies(value: &HeaderValue, own: &str) -> Option<HeaderValue> {
+    let ours = |pair: &[u8]| {
+        let name = pair.split(|&b| b == b'=').next().unwrap_or_default().trim_ascii();
+        name.strip_prefix(own.as_bytes())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"_login_"))
+    };
+    let pairs: Vec<&[u8]> = value.as_bytes().split(|&b| b == b';').collect();
+    if !pairs.iter().any(|p| ours(p)) {
+        return Some(value.clone());
+    }
+    let kept: Vec<&[u8]> = pairs.into_iter().filter(|p| !ours(p)).map(<[u8]>::trim_ascii).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_bytes(&kept.join(&b"; "[..])).ok()
 }
 
 /// Adds the identity under `names`; a value that cannot be a header value is

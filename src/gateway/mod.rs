@@ -68,8 +68,9 @@ impl FromRef<GatewayState> for AppState {
 }
 
 impl Gateway {
-    /// From the configuration. Makes no network request.
-    pub fn new(config: &GatewayConfig, public_url: &Url, connect_timeout: Duration) -> Self {
+    /// From the configuration; `cookie_name` is the session cookie's. Makes
+    /// no network request.
+    pub fn new(config: &GatewayConfig, public_url: &Url, connect_timeout: Duration, cookie_name: &'static str) -> Self {
         let proxy = config.upstream.as_ref().map(|upstream| {
             let proxy = Proxy::new(ProxySettings {
                 upstream: upstream.clone(),
@@ -79,6 +80,7 @@ impl Gateway {
                     pass_access_token: config.pass_access_token,
                     pass_authorization_header: config.pass_authorization_header,
                     pass_host_header: config.pass_host_header,
+                    own_cookie: cookie_name,
                 },
                 public_url: public_url.clone(),
             });
@@ -99,7 +101,8 @@ impl Gateway {
     pub fn routes(&self, app: &AppState) -> Router<AppState> {
         let p = &self.0.prefix;
         let router = Router::new()
-            .route(&format!("{p}/start"), get(web::auth::login))
+            .route(&format!("{p}/start"), get(pages::start))
+            .route(&format!("{p}/sign_in"), get(pages::sign_in))
             .route(&format!("{p}/callback"), get(web::auth::callback))
             .route(&format!("{p}/sign_out"), get(pages::sign_out).post(web::auth::logout))
             .route(&format!("{p}/auth"), any(forward_auth::auth))

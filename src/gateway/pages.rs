@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use tower_sessions::Session;
 
@@ -14,7 +14,8 @@ use crate::session::{LOGIN_KEY, LoginData};
 use crate::users::AuthSession;
 use crate::web::auth::param;
 use crate::web::guard::unauthenticated;
-use crate::web::{AppError, Links, render};
+use crate::web::{self, AppError, Links, render};
+use url::form_urlencoded;
 
 /// "Sign out?" with its form (a GET never signs out: a link or an image
 /// on another site must not end the session).
@@ -24,6 +25,14 @@ struct SignOutPage<'a> {
     who: &'a str,
     csrf: &'a str,
     rd: Option<&'a str>,
+    links: &'a Links,
+}
+
+/// oauth2-proxy's sign-in page: one button that starts the sign-in.
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage<'a> {
+    start_url: &'a str,
     links: &'a Links,
 }
 
@@ -66,6 +75,51 @@ pub(super) async fn sign_out(
             links: &app.links,
         },
     ))
+}
+
+/// Where to come back after sign-in: `rd`, else oauth2-proxy's
+/// `X-Auth-Request-Redirect` (its nginx recipe sets it to the request URI).
+fn return_to(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
+    param(query, "rd").or_else(|| {
+        headers
+            .get("x-auth-request-redirect")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })
+}
+
+/// `GET /oauth2/start`: the app's sign-in start, with `rd` or
+/// `X-Auth-Request-Redirect` saying where to come back.
+pub(super) async fn start(
+    State(gw): State<GatewayState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let query = match (param(query.as_deref(), "rd"), return_to(None, &headers)) {
+        (None, Some(rd)) => Some(
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", &rd)
+                .finish(),
+        ),
+        _ => query,
+    };
+    web::auth::login(State(gw.app), headers, RawQuery(query)).await
+}
+
+/// `GET /oauth2/sign_in`: a page with a "Sign in" button, which
+/// oauth2-proxy's nginx recipe shows instead of a 401
+/// (`error_page 401 =403 /oauth2/sign_in`).
+pub(super) async fn sign_in(State(gw): State<GatewayState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let app = gw.app;
+    let target = app.redirects.safe(return_to(query.as_deref(), &headers).as_deref());
+    let start_url = app.links.login_for(&target);
+    render(
+        StatusCode::OK,
+        &SignInPage {
+            start_url: &start_url,
+            links: &app.links,
+        },
+    )
 }
 
 /// `/oauth2/userinfo`: who is signed in, as JSON.

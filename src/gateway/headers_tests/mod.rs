@@ -54,16 +54,19 @@ const NO: HeaderPolicy = HeaderPolicy {
     pass_access_token: false,
     pass_authorization_header: false,
     pass_host_header: true,
+    own_cookie: "oidc_gate",
 };
 /// Both tokens passed.
 const TOKENS: HeaderPolicy = HeaderPolicy {
     pass_access_token: true,
     pass_authorization_header: true,
     pass_host_header: true,
+    own_cookie: "oidc_gate",
 };
 /// `Host` rewritten to the upstream's.
 const UPSTREAM_HOST: HeaderPolicy = HeaderPolicy {
     pass_access_token: false,
     pass_authorization_header: false,
     pass_host_header: false,
+    own_cookie: "oidc_gate",
 };

@@ -12,6 +12,30 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        what: "the gateway's own cookies stay with the gateway",
+        incoming: &[(
+            "Cookie",
+            "oidc_gate=SESSION; app=1; oidc_gate_login_abcdefgh=LOGIN; theme=dark",
+        )],
+        signed_in: true,
+        policy: NO,
+        expect: &[("cookie", Some("app=1; theme=dark"))],
+    },
+    Case {
+        what: "only the gateway's cookies: no Cookie header at all",
+        incoming: &[("Cookie", "oidc_gate=SESSION"), ("cookie", " oidc_gate_login_x=L ")],
+        signed_in: false,
+        policy: NO,
+        expect: &[("cookie", None)],
+    },
+    Case {
+        what: "cookies that only look like the gateway's are the app's",
+        incoming: &[("Cookie", "oidc_gatex=1; xoidc_gate=2; oidc_gate_other=3")],
+        signed_in: true,
+        policy: NO,
+        expect: &[("cookie", Some("oidc_gatex=1; xoidc_gate=2; oidc_gate_other=3"))],
+    },
+    Case {
         what: "spoofed identity, plain",
         incoming: &[
             ("X-Forwarded-User", "admin"),

@@ -272,3 +272,104 @@ async fn the_development_provider_works_under_the_route_prefix() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["x-auth-request-email"], "ada@example.com");
 }
+
+/// Asks `/oauth2/auth` with these headers (a browser's `Accept`).
+async fn asks(app: &TestApp, browser: &Browser, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = browser
+        .client
+        .get(app.url("/oauth2/auth"))
+        .header("Accept", "text/html");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_client_cannot_pick_the_path_judged_by_adding_another_servers_header() {
+    let (_op, app) = forward_auth_app().await;
+    let browser = Browser::new();
+    // Caddy and Traefik set X-Forwarded-Uri and pass a client's X-Original-URI on;
+    // nginx sets X-Original-URI and passes a client's X-Forwarded-Uri on.
+    for headers in [
+        &[
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Uri", "/app"),
+            ("X-Original-URI", "/public/x"),
+        ][..],
+        &[("X-Original-URI", "/app"), ("X-Forwarded-Uri", "/public/x")],
+        &[
+            ("X-Original-URL", "https://app.example.test/app"),
+            ("X-Forwarded-Uri", "/public/x"),
+        ],
+        &[("X-Original-URI", "/app"), ("X-Original-URI", "/public/x")],
+    ] {
+        let r = asks(&app, &browser, headers).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{headers:?}");
+    }
+    // Agreeing headers are fine; ingress-nginx's X-Original-URL is read.
+    let both = [("X-Original-URI", "/public/x"), ("X-Forwarded-Uri", "/public/x")];
+    assert_eq!(asks(&app, &browser, &both).await.status(), StatusCode::ACCEPTED);
+    let url = [("X-Original-URL", "https://app.example.test/public/x?y=1")];
+    assert_eq!(asks(&app, &browser, &url).await.status(), StatusCode::ACCEPTED);
+    let url = [("X-Original-URL", "https://app.example.test/app")];
+    assert_eq!(asks(&app, &browser, &url).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn oauth2_proxys_own_nginx_recipe_works_unchanged() {
+    // Its auth location sets X-Forwarded-Uri (no X-Forwarded-Method): a 401,
+    // never a redirect (nginx would turn it into a 500); its `error_page 401
+    // =403 /oauth2/sign_in` shows the sign-in page, its `/oauth2/` location
+    // sets X-Auth-Request-Redirect to the request URI.
+    let (_op, app) = forward_auth_app().await;
+    let browser = Browser::new();
+    let r = asks(&app, &browser, &[("X-Forwarded-Uri", "/app?x=1")]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let page = browser
+        .client
+        .get(app.url("/oauth2/sign_in"))
+        .header("X-Auth-Request-Redirect", "/app?x=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = text(page).await;
+    assert!(body.contains("href=\"/oauth2/start?rd=/app%3Fx%3D1\""), "{body}");
+    // /oauth2/start takes the header too, and the sign-in comes back there.
+    let start = browser
+        .client
+        .get(app.url("/oauth2/start"))
+        .header("X-Auth-Request-Redirect", "/app?x=1")
+        .send()
+        .await
+        .unwrap();
+    let authorize = redirect_target(&start);
+    let callback = redirect_target(&browser.get(&authorize).await);
+    assert_eq!(location(&browser.get(&callback).await), "/app?x=1");
+    let r = asks(&app, &browser, &[("X-Forwarded-Uri", "/app?x=1")]).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_forwarded_host_cannot_turn_the_sign_in_into_an_open_redirect() {
+    let (_op, app) = forward_auth_app().await;
+    let browser = Browser::new();
+    let r = browser
+        .client
+        .get(app.url("/oauth2/auth"))
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Uri", "/steal")
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let start = location(&r);
+    // The sign-in itself is always ours; where it returns is judged there.
+    assert!(start.starts_with(&app.url("/oauth2/start?rd=")), "{start}");
+    let authorize = redirect_target(&browser.get(&start).await);
+    let callback = redirect_target(&browser.get(&authorize).await);
+    assert_eq!(location(&browser.get(&callback).await), "/");
+}

@@ -195,6 +195,12 @@ async fn signed_in_requests_reach_the_upstream_with_the_gateways_identity_only()
     assert_eq!(h["x-forwarded-groups"], "users,ops");
     assert!(h.get("x-auth-request-email").is_none());
     assert!(h.get("x-forwarded-access-token").is_none());
+    // The session id stays with the gateway.
+    let cookies = h
+        .get("cookie")
+        .map(|c| c.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(!cookies.contains("oidc_gate"), "{cookies}");
     // The path the upstream sees is the one that was judged.
     let r = browser
         .client

@@ -45,6 +45,7 @@ pub fn settings(upstream: &str) -> ProxySettings {
             pass_access_token: true,
             pass_authorization_header: false,
             pass_host_header: true,
+            own_cookie: "oidc_gate",
         },
         public_url: Url::parse("https://gate.example.com/").unwrap(),
     }
