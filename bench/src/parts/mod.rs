@@ -50,7 +50,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The full benchmark (5 to 10 minutes).
+    /// The full benchmark (8 to 12 minutes).
     pub fn full(profile: bool) -> Self {
         Self {
             warmup: Duration::from_secs(2),

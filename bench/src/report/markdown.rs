@@ -433,7 +433,7 @@ impl Report {
         let _ = write!(
             out,
             "# Benchmarks\n\n\
-         Written by `{cmd}` on {date}; run it again to refresh this file (5 to 10 minutes).\n\
+         Written by `{cmd}` on {date}; run it again to refresh this file (8 to 12 minutes).\n\
          Figures are per core and only comparable within one run: the ratios to the ceiling are what to watch.\n\n\
          - Machine: {cpu}, {cores} logical CPUs, Linux {kernel}\n\
          - Tree: `{commit}`\n\
