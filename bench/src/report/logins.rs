@@ -3,13 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Kind, Logins, Report, Target, Verdict, judge, ms, thousands};
-
-/// The CPU of an RS256 login, one at a time on fresh connections, that
-/// issue 20 measured for Apache with mod_auth_openidc on this machine (its
-/// target is a third of Apache's figure in the same run; this benchmark does
-/// not run Apache's login).
-const APACHE_SEQUENTIAL_RS256_MS: f64 = 5.0;
+use super::{Kind, Logins, Report, Target, Verdict, ms, thousands};
 
 /// Logins of one (algorithm, shape).
 #[derive(Debug, Clone)]
@@ -64,20 +58,20 @@ impl Report {
         out.push('\n');
     }
 
-    /// The target of issue 20, on the sequential RS256 row.
+    /// The target of issue 20, on the sequential RS256 row: a third of
+    /// Apache with mod_auth_openidc's CPU per login measured the same way in
+    /// the same run. This benchmark does not sign in through Apache, so the
+    /// row's figure is shown and the verdict left open.
     pub fn login_shape_targets(&self) -> Vec<Target> {
         let row = self.login_shapes.iter().find(|s| s.alg == "RS256" && s.sequential);
         let cpu = row.map(|s| s.logins.median_cpu().as_secs_f64() * 1e3);
-        let goal_ms = APACHE_SEQUENTIAL_RS256_MS / 3.0;
         vec![Target {
             kind: Kind::LoginCpu,
-            goal: format!(
-                "sequential RS256 login on fresh connections ≤ ⅓ of Apache with mod_auth_openidc's CPU per login \
-                 (Apache's row is not measured here: judged against the {APACHE_SEQUENTIAL_RS256_MS:.0} ms issue 20 \
-                 measured, so ≤ {goal_ms:.2} ms)"
-            ),
+            goal: "sequential RS256 login on fresh connections ≤ ⅓ of Apache with mod_auth_openidc's CPU per \
+                   login measured the same way (Apache's logins are not measured in this run)"
+                .into(),
             measured: cpu.map_or("—".into(), |c| format!("{c:.2} ms")),
-            verdict: cpu.map_or(Verdict::Skipped, |c| judge(c <= goal_ms)),
+            verdict: Verdict::Skipped,
         }]
     }
 }
