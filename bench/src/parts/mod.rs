@@ -1,5 +1,6 @@
 //! The five measurements of issue 6, each on its own fresh server.
 
+mod logins;
 mod page;
 mod sessions;
 

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+mod logins;
 mod markdown;
+
+pub use logins::LoginShape;
 
 use crate::profile::Profile;
 use crate::wrk::Figures;
@@ -188,6 +191,8 @@ pub struct Report {
     pub pages: Vec<Page>,
     /// Part 2.
     pub logins: Vec<Logins>,
+    /// Part 2, by signing algorithm and load shape.
+    pub login_shapes: Vec<LoginShape>,
     /// Part 3.
     pub memory: Vec<Memory>,
     /// Part 4.
@@ -319,6 +324,7 @@ impl Report {
             measured: cpu.map_or("—".into(), |c| format!("{c:.2} ms")),
             verdict: cpu.map_or(Verdict::Skipped, |c| judge(c <= 0.5)),
         });
+        out.extend(self.login_shape_targets());
         let idle = self.memory.iter().find(|m| m.sessions == 0).map(|m| m.rss_kib);
         out.push(Target {
             kind: Kind::RssIdle,
