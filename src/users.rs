@@ -26,6 +26,11 @@ impl User {
     }
 }
 
+impl User {
+    /// See [`AuthUser::session_auth_hash`].
+    const AUTH_HASH: &[u8] = &[];
+}
+
 impl AuthUser for User {
     type Id = i64;
 
@@ -38,7 +43,7 @@ impl AuthUser for User {
     /// back-channel logout and their lifetimes. (A longer value would be
     /// stored in every session as a JSON array of numbers.)
     fn session_auth_hash(&self) -> &[u8] {
-        &[]
+        Self::AUTH_HASH
     }
 }
 
@@ -112,5 +117,82 @@ impl AuthnBackend for Backend {
     }
 }
 
+/// The session entry that signs in the user `id`: `axum-login`'s data under
+/// its key, as `AuthSession::login` writes it (the test below holds the two
+/// together). A login writes it itself where the user and the session are
+/// written in one transaction, as the user's id is known only then.
+pub fn signed_in_entry(id: i64) -> (String, serde_json::Value) {
+    let data = serde_json::json!({ "user_id": id, "auth_hash": User::AUTH_HASH });
+    (crate::session::AUTH_KEY.to_owned(), data)
+}
+
 /// The session type handlers extract.
 pub type AuthSession = axum_login::AuthSession<Backend>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+    use tower_sessions::SessionManagerLayer;
+
+    use super::*;
+    use crate::config::{StoreConfig, StoreUrl};
+    use crate::session::AUTH_KEY;
+    use crate::store::UserProfile;
+
+    /// A login that writes the user and its session in one transaction signs
+    /// the session in itself: its entry must be the one `axum-login` writes
+    /// and reads.
+    #[tokio::test]
+    async fn the_signed_in_entry_is_what_axum_login_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig {
+            database: StoreUrl::Sqlite(dir.path().join("db.sqlite3")),
+            sessions: None,
+            schema: None,
+            max_connections: 4,
+            timeout: Duration::from_secs(3),
+            session_cache: 0,
+        })
+        .await
+        .unwrap();
+        let profile = UserProfile {
+            issuer: "https://op.example",
+            subject: "ada",
+            email: None,
+            email_verified: None,
+            name: None,
+            picture: None,
+        };
+        let row = store.upsert_user(&profile, 1).await.unwrap();
+        let user = User { row: Arc::new(row) };
+        let expected = signed_in_entry(user.row.id);
+        let backend = Backend::new(store.clone());
+        let app = Router::new()
+            .route(
+                "/",
+                get(async move |mut auth: AuthSession| {
+                    auth.login(&user).await.unwrap();
+                    let value = auth.session.get_value(AUTH_KEY).await.unwrap();
+                    axum::Json(value)
+                }),
+            )
+            .layer(tower::layer::layer_fn(move |inner| {
+                axum_login::AuthManager::new(inner, backend.clone(), AUTH_KEY)
+            }))
+            .layer(SessionManagerLayer::new(store.session_backend()));
+        let response = app
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let written: Option<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+        assert_eq!(expected.0, AUTH_KEY);
+        assert_eq!(written, Some(expected.1));
+    }
+}

@@ -63,10 +63,21 @@ impl Jar {
 impl Client {
     /// A client of the oidc-gate at `base` (e.g. `http://127.0.0.1:1234`).
     pub fn new(base: &str) -> Result<Self> {
+        Self::keeping(base, 256)
+    }
+
+    /// A client of the oidc-gate at `base` that opens a fresh connection for
+    /// every request, as browsers signing in now and then do.
+    pub fn fresh_connections(base: &str) -> Result<Self> {
+        Self::keeping(base, 0)
+    }
+
+    /// A client keeping at most `idle` connections open between requests.
+    fn keeping(base: &str, idle: usize) -> Result<Self> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(idle)
             .build()?;
         Ok(Self {
             http,

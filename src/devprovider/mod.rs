@@ -12,7 +12,7 @@
 //! - `authorize`: the sign-in page and the authorization response.
 //! - `logout`: RP-initiated logout.
 //! - `token`: the token and userinfo endpoints and client authentication.
-//! - `jws`: the ES256 signing key, its JWK and compact JWS signing.
+//! - `jws`: the signing key (ES256, or RS256/PS256), its JWK and compact JWS signing.
 //! - `store`: bounded, expiring in-memory storage for codes and tokens.
 //! - `params`: strict parsing of form-encoded request parameters.
 //! - `pages`: the HTML pages, their security headers, and redirects.
@@ -40,6 +40,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use url::Url;
 
+pub use self::jws::{KeyRefused, RsaAlg};
 use self::store::ExpiringMap;
 
 /// How long an authorization code can be redeemed.
@@ -141,15 +142,27 @@ impl DevProvider {
     /// `issuer` is the full external URL where [`DevProvider::router`] is
     /// mounted, e.g. `http://localhost:5000/dev-provider` (no trailing slash).
     pub fn new(issuer: Url, client: DevClient) -> Self {
+        Self::with_key(issuer, client, jws::Key::generate())
+    }
+
+    fn with_key(issuer: Url, client: DevClient, key: jws::Key) -> Self {
         Self {
             inner: Arc::new(Inner {
                 issuer,
                 client,
-                key: jws::Key::generate(),
+                key,
                 codes: Mutex::new(ExpiringMap::new(MAX_ENTRIES)),
                 tokens: Mutex::new(ExpiringMap::new(MAX_ENTRIES)),
             }),
         }
+    }
+
+    /// A provider for the same client at `issuer` that signs ID tokens with
+    /// `alg` and the RSA key `pkcs8` (DER) instead of ES256: for trying and
+    /// measuring the relying party against what most providers use.
+    pub fn with_rsa_key(&self, issuer: Url, alg: RsaAlg, pkcs8: &[u8]) -> Result<Self, KeyRefused> {
+        let key = jws::Key::rsa(alg, pkcs8)?;
+        Ok(Self::with_key(issuer, self.inner.client.clone(), key))
     }
 
     /// The issuer URL; its string form is the `iss` of every token.
@@ -214,7 +227,7 @@ async fn discovery(State(dev): State<DevProvider>) -> Response {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [jws::ALG],
+        "id_token_signing_alg_values_supported": [dev.inner.key.alg()],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "email"],

@@ -8,6 +8,7 @@
 
 mod batched_loads;
 mod dedicated;
+mod login;
 mod postgres;
 mod record;
 mod session_cache;
@@ -18,7 +19,10 @@ mod sqlite_files;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use login::LoginWrites;
 pub use sessions::SessionBackend;
+
+use tower_sessions::Session;
 
 use crate::config::{StoreConfig, StoreUrl};
 use record::bounded;
@@ -133,6 +137,9 @@ pub struct SessionLink<'a> {
 pub struct Store {
     db: Db,
     sessions: SessionBackend,
+    /// Whether sessions live in the database of users and links, so that a
+    /// login's writes can be one transaction ([`Store::save_login`]).
+    sessions_share_db: bool,
     timeout: Duration,
     login_cookie_key: KeyBytes,
     /// The locks of the SQLite databases this process owns.
@@ -174,19 +181,22 @@ impl Store {
             &mut locks,
         )
         .await?;
-        let sessions = match (&config.sessions, &db) {
-            (None, Db::Sqlite(db)) => SessionBackend::sqlite(db.clone(), config),
-            (None, Db::Postgres(pool)) => SessionBackend::postgres(pool.clone(), config).await?,
+        let (sessions, sessions_share_db) = match (&config.sessions, &db) {
+            (None, Db::Sqlite(db)) => (SessionBackend::sqlite(db.clone(), config), true),
+            (None, Db::Postgres(pool)) => (SessionBackend::postgres(pool.clone(), config).await?, true),
             // The database's own file: one writer, one lock.
             (Some(StoreUrl::Sqlite(path)), Db::Sqlite(db)) if same_sqlite_file(path, &config.database) => {
-                SessionBackend::sqlite(db.clone(), config)
+                (SessionBackend::sqlite(db.clone(), config), true)
             }
-            (Some(url), _) => match open_db(url, "SESSION_STORE_URL", config, true, &mut locks).await {
-                Ok(Db::Sqlite(db)) => SessionBackend::sqlite(db, config),
-                Ok(Db::Postgres(pool)) => SessionBackend::postgres(pool, config).await?,
-                Err(StoreError::Config(_)) => SessionBackend::redis(url, config).await?,
-                Err(e) => return Err(e),
-            },
+            (Some(url), _) => {
+                let sessions = match open_db(url, "SESSION_STORE_URL", config, true, &mut locks).await {
+                    Ok(Db::Sqlite(db)) => SessionBackend::sqlite(db, config),
+                    Ok(Db::Postgres(pool)) => SessionBackend::postgres(pool, config).await?,
+                    Err(StoreError::Config(_)) => SessionBackend::redis(url, config).await?,
+                    Err(e) => return Err(e),
+                };
+                (sessions, false)
+            }
         };
         let timeout = match db {
             Db::Sqlite(_) => sqlite::op_timeout(config),
@@ -195,6 +205,7 @@ impl Store {
         let mut store = Self {
             db,
             sessions,
+            sessions_share_db,
             timeout,
             login_cookie_key: KeyBytes(Arc::new([])),
             locks: locks.into(),
@@ -263,10 +274,28 @@ impl Store {
         bounded(self.timeout, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::upsert_user(db, profile, now).await,
-                Db::Postgres(pool) => postgres::upsert_user(pool, profile, now).await,
+                Db::Postgres(pool) => Ok(postgres::upsert_user(pool, profile, now).await?),
             }
         })
         .await
+    }
+
+    /// Saves `session`, new and not yet saved, with the rest of a login:
+    /// the user's profile (the session is signed in as that user, by
+    /// `writes.signed_in`) and the session's link, in one transaction.
+    /// Returns the user, or `None`, having written nothing, when sessions
+    /// live apart from links (in Redis or another database): the caller then
+    /// writes them one after another.
+    pub async fn save_login(&self, session: &Session, writes: LoginWrites) -> Result<Option<UserRow>, StoreError> {
+        if !self.sessions_share_db {
+            return Ok(None);
+        }
+        let row = login::with_login(writes, session.save())
+            .await
+            .map_err(|e| StoreError::Session(e.to_string()))?;
+        // A session saved before would have been updated, not created.
+        row.map(Some)
+            .ok_or_else(|| StoreError::Session("the login's session was saved before".into()))
     }
 
     /// The user with our id `id`.
@@ -285,7 +314,7 @@ impl Store {
         bounded(self.timeout, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::link_session(db, link).await,
-                Db::Postgres(pool) => postgres::link_session(pool, link).await,
+                Db::Postgres(pool) => Ok(postgres::link_session(pool, link).await?),
             }
         })
         .await

@@ -165,8 +165,13 @@ pub(super) async fn ping(pool: &PgPool) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(super) async fn upsert_user(pool: &PgPool, p: &UserProfile<'_>, now: i64) -> Result<UserRow, StoreError> {
-    let row = sqlx::query_as::<_, UserRow>(
+/// Creates or updates the user (on the pool, or in a transaction).
+pub(super) async fn upsert_user(
+    db: impl sqlx::PgExecutor<'_>,
+    p: &UserProfile<'_>,
+    now: i64,
+) -> Result<UserRow, sqlx::Error> {
+    sqlx::query_as::<_, UserRow>(
         "INSERT INTO users (issuer, subject, email, email_verified, name, picture, created_at, last_login_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
          ON CONFLICT (issuer, subject) DO UPDATE SET
@@ -181,9 +186,8 @@ pub(super) async fn upsert_user(pool: &PgPool, p: &UserProfile<'_>, now: i64) ->
     .bind(p.name)
     .bind(p.picture)
     .bind(now)
-    .fetch_one(pool)
-    .await?;
-    Ok(row)
+    .fetch_one(db)
+    .await
 }
 
 pub(super) async fn user(pool: &PgPool, id: i64) -> Result<Option<UserRow>, StoreError> {
@@ -193,7 +197,8 @@ pub(super) async fn user(pool: &PgPool, id: i64) -> Result<Option<UserRow>, Stor
         .await?)
 }
 
-pub(super) async fn link_session(pool: &PgPool, l: &SessionLink<'_>) -> Result<(), StoreError> {
+/// Writes the link (on the pool, or in a transaction).
+pub(super) async fn link_session(db: impl sqlx::PgExecutor<'_>, l: &SessionLink<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -206,9 +211,9 @@ pub(super) async fn link_session(pool: &PgPool, l: &SessionLink<'_>) -> Result<(
     .bind(l.sid)
     .bind(l.expires_at)
     .bind(l.id_token)
-    .execute(pool)
-    .await?;
-    Ok(())
+    .execute(db)
+    .await
+    .map(drop)
 }
 
 pub(super) async fn unlink_session(pool: &PgPool, session_id: &str) -> Result<Option<String>, StoreError> {

@@ -18,6 +18,7 @@ use tower_sessions_sqlx_store::PostgresStore;
 
 use super::StoreError;
 use super::batched_loads::{BatchedLoads, Limits, PgLoads};
+use super::login::LoginWrites;
 use super::postgres::{SESSIONS_SCHEMA, pg_load_connections};
 use super::record::{backend, bounded, encode};
 use super::session_cache::WriteThrough;
@@ -76,6 +77,8 @@ impl std::fmt::Debug for Inner {
 struct PgWrites {
     pool: sqlx::PgPool,
     save: String,
+    /// A login's insert of its new session (see [`super::login`]).
+    insert: String,
     delete_expired: String,
 }
 
@@ -87,6 +90,9 @@ impl PgWrites {
         Self {
             pool,
             save: format!("UPDATE {table} SET data = $2, expiry_date = $3 WHERE id = $1"),
+            insert: format!(
+                "INSERT INTO {table} (id, data, expiry_date) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING"
+            ),
             delete_expired: format!(
                 // Instances cleaning up at once skip each other's rows.
                 "DELETE FROM {table} WHERE id IN
@@ -104,6 +110,13 @@ impl PgWrites {
             .execute(&self.pool)
             .await
             .map(drop)
+            .map_err(backend)
+    }
+
+    /// Creates a login's session with its user and link, in one transaction.
+    async fn create_login(&self, record: &mut Record, login: &LoginWrites) -> session_store::Result<()> {
+        super::login::in_postgres(&self.pool, &self.insert, record, login)
+            .await
             .map_err(backend)
     }
 
@@ -290,7 +303,10 @@ impl SessionStore for SessionBackend {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.create(record).await,
                 Inner::Sqlite { store, .. } => store.create(record).await,
-                Inner::Postgres { store, .. } => store.create(record).await,
+                Inner::Postgres { store, writes, .. } => match super::login::take() {
+                    Some(login) => writes.create_login(record, &login).await,
+                    None => store.create(record).await,
+                },
                 Inner::Redis(s, _) => s.create(record).await,
             }
         })

@@ -95,33 +95,35 @@ pub(super) async fn ping(db: &SqliteDb) -> Result<(), StoreError> {
 }
 
 pub(super) async fn upsert_user(db: &SqliteDb, p: &UserProfile<'_>, now: i64) -> Result<UserRow, StoreError> {
-    let row: Vec<UserRow> = db
-        .writer
-        .run(async |c| {
-            sqlx::query_as(
-                "INSERT INTO users (issuer, subject, email, email_verified, name, picture, created_at, last_login_at)
+    Ok(db.writer.run(async |c| upsert_user_on(c, p, now).await).await?)
+}
+
+/// Creates or updates the user on `c` (the writer, perhaps in a transaction).
+pub(super) async fn upsert_user_on(
+    c: &mut SqliteConnection,
+    p: &UserProfile<'_>,
+    now: i64,
+) -> Result<UserRow, sqlx::Error> {
+    let rows: Vec<UserRow> = sqlx::query_as(
+        "INSERT INTO users (issuer, subject, email, email_verified, name, picture, created_at, last_login_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
          ON CONFLICT (issuer, subject) DO UPDATE SET
              email = excluded.email, email_verified = excluded.email_verified,
              name = excluded.name, picture = excluded.picture, last_login_at = excluded.last_login_at
          RETURNING *",
-            )
-            .bind(p.issuer)
-            .bind(p.subject)
-            .bind(p.email)
-            .bind(p.email_verified)
-            .bind(p.name)
-            .bind(p.picture)
-            .bind(now)
-            // fetch_all, not fetch_one: a RETURNING statement holds SQLite's write
-            // lock until it is stepped to the end, and fetch_one stops at the first row.
-            .fetch_all(c)
-            .await
-        })
-        .await?;
-    row.into_iter()
-        .next()
-        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    )
+    .bind(p.issuer)
+    .bind(p.subject)
+    .bind(p.email)
+    .bind(p.email_verified)
+    .bind(p.name)
+    .bind(p.picture)
+    .bind(now)
+    // fetch_all, not fetch_one: a RETURNING statement holds SQLite's write
+    // lock until it is stepped to the end, and fetch_one stops at the first row.
+    .fetch_all(c)
+    .await?;
+    rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)
 }
 
 pub(super) async fn user(db: &SqliteDb, id: i64) -> Result<Option<UserRow>, StoreError> {
@@ -132,25 +134,26 @@ pub(super) async fn user(db: &SqliteDb, id: i64) -> Result<Option<UserRow>, Stor
 }
 
 pub(super) async fn link_session(db: &SqliteDb, l: &SessionLink<'_>) -> Result<(), StoreError> {
-    db.writer
-        .run(async |c| {
-            sqlx::query(
-                "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token)
+    Ok(db.writer.run(async |c| link_session_on(c, l).await).await?)
+}
+
+/// Writes the link on `c` (the writer, perhaps in a transaction).
+pub(super) async fn link_session_on(c: &mut SqliteConnection, l: &SessionLink<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (session_id) DO UPDATE SET issuer = excluded.issuer, subject = excluded.subject,
              sid = excluded.sid, expires_at = excluded.expires_at, id_token = excluded.id_token",
-            )
-            .bind(l.session_id)
-            .bind(l.issuer)
-            .bind(l.subject)
-            .bind(l.sid)
-            .bind(l.expires_at)
-            .bind(l.id_token)
-            .execute(c)
-            .await
-        })
-        .await?;
-    Ok(())
+    )
+    .bind(l.session_id)
+    .bind(l.issuer)
+    .bind(l.subject)
+    .bind(l.sid)
+    .bind(l.expires_at)
+    .bind(l.id_token)
+    .execute(c)
+    .await
+    .map(drop)
 }
 
 pub(super) async fn unlink_session(db: &SqliteDb, session_id: &str) -> Result<Option<String>, StoreError> {
@@ -340,6 +343,12 @@ impl SaveExisting for SqliteSessions {
 #[async_trait]
 impl SessionStore for SqliteSessions {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        if let Some(login) = super::login::take() {
+            let done = self
+                .writer
+                .run(async |c| super::login::in_sqlite(c, record, &login).await);
+            return done.await.map_err(backend);
+        }
         loop {
             let sql = "INSERT OR ABORT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)";
             let done = self.write(sql, record, encode(record)?).await;

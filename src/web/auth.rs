@@ -7,6 +7,7 @@ use axum::extract::{RawForm, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum_login::AuthnBackend as _;
 use openidconnect::PkceCodeChallenge;
 use tower_sessions::Session;
 use url::form_urlencoded;
@@ -17,9 +18,9 @@ use super::{AppState, access};
 use crate::provider::{Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData, TOKENS_KEY};
-use crate::store::{SessionLink, StoreError, UserProfile, UserRow};
+use crate::store::{LoginWrites, SessionLink, StoreError, UserProfile};
 use crate::tokens::{Kind, StoredTokens};
-use crate::users::AuthSession;
+use crate::users::{AuthSession, signed_in_entry};
 
 /// Bytes of randomness in `state`, `nonce` and the CSRF token (256 bits).
 const TOKEN_BYTES: usize = 32;
@@ -130,9 +131,7 @@ async fn complete(
         Err(refused) => return Ok(refused),
     };
     let claims = &login.id_token;
-    let row = state.store.upsert_user(&profile(state, claims), now).await?;
-    let user_id = row.id;
-    let session = sign_in(state, auth, row).await?;
+    let session = sign_in(state, &auth).await?;
     let data = LoginData {
         issuer: state.provider.issuer().to_owned(),
         subject: claims.subject.clone(),
@@ -145,7 +144,16 @@ async fn complete(
     };
     access::keep(&session, access.as_ref()).await?;
     keep_tokens(state, &session, &login).await?;
-    save_linked(state, &session, &data, activity, &login.raw_id_token).await?;
+    let user_id = save_linked(
+        state,
+        auth,
+        &profile(state, claims),
+        &data,
+        activity,
+        &login.raw_id_token,
+        now,
+    )
+    .await?;
     tracing::info!(user.id = user_id, issuer = %data.issuer, "login");
     Ok(Redirect::to(&pending.next).into_response())
 }
@@ -199,15 +207,14 @@ fn profile<'a>(state: &'a AppState, claims: &'a VerifiedIdToken) -> UserProfile<
     }
 }
 
-/// Signs `row` in on a session of its own (in memory until
-/// [`save_linked`]); returns that session.
+/// The session this login signs in on, with nothing of an earlier one:
+/// saved (with [`save_linked`]) under a new id.
 ///
 /// A login never continues an earlier session, whoever's it was (its id may
-/// have been planted in this browser): that session ends here, and this
-/// login gets a new id. (`AuthSession::login` renews the id only of a
-/// session that is not logged in, and `Session::flush` keeps the id for the
-/// next save.)
-async fn sign_in(state: &AppState, mut auth: AuthSession, row: UserRow) -> Result<Session, AppError> {
+/// have been planted in this browser): that session ends here.
+/// (`AuthSession::login` renews the id only of a session that is not logged
+/// in, and `Session::flush` keeps the id for the next save.)
+async fn sign_in(state: &AppState, auth: &AuthSession) -> Result<Session, AppError> {
     let session = auth.session.clone();
     if let Some(old) = session.id() {
         // The old record goes first: were the unlink to fail, the session is
@@ -216,30 +223,60 @@ async fn sign_in(state: &AppState, mut auth: AuthSession, row: UserRow) -> Resul
         session.clear().await;
         state.store.unlink_session(&old.to_string()).await?;
     }
-    // The backend takes the fresh profile (refreshing its cache).
-    if let Some(user) = auth.authenticate(row).await? {
-        auth.login(&user).await?;
-    }
     Ok(session)
 }
 
-/// Saves the signed-in session so that no back-channel logout can miss it:
-/// whenever the store holds it signed in, its link (by which back-channel
-/// logout finds sessions) is there too, or was deleted by such a logout,
-/// which the check at the end sees.
+/// Saves the user and the signed-in session so that no back-channel logout
+/// can miss it: whenever the store holds it signed in, its link (by which
+/// back-channel logout finds sessions) is there too, or was deleted by such
+/// a logout. Returns the user's id.
 ///
-/// The store gives the id at the first save, so the record is saved first
-/// with nobody signed in, then linked, then saved signed in (saves only
-/// update: a record a logout deleted meanwhile stays deleted), and the link
-/// is read back.
+/// Where sessions and links share a database, the user, the session and its
+/// link are one transaction ([`crate::store::Store::save_login`]): a logout
+/// finds both or neither. Elsewhere (sessions in Redis or another database)
+/// the store gives the session's id at its first save, so the record is
+/// saved first with nobody signed in, then linked, then saved signed in
+/// (saves only update: a record a logout deleted meanwhile stays deleted),
+/// and the link is read back: a logout that deleted it meanwhile ends this
+/// login (`logged_out_during_login`).
 async fn save_linked(
     state: &AppState,
-    session: &Session,
+    mut auth: AuthSession,
+    profile: &UserProfile<'_>,
     data: &LoginData,
     activity: Activity,
     id_token: &str,
-) -> Result<(), AppError> {
+    now: i64,
+) -> Result<i64, AppError> {
+    let session = auth.session.clone();
     session.set_expiry(Some(state.lifetimes.expiry()));
+    session.insert(LOGIN_KEY, data).await?;
+    session.insert(ACTIVITY_KEY, activity).await?;
+    let expires_at = state.lifetimes.ends_by(&activity);
+    let writes = LoginWrites {
+        issuer: profile.issuer.to_owned(),
+        subject: profile.subject.to_owned(),
+        email: profile.email.map(str::to_owned),
+        email_verified: profile.email_verified,
+        name: profile.name.map(str::to_owned),
+        picture: profile.picture.map(str::to_owned),
+        sid: data.sid.clone(),
+        expires_at,
+        id_token: id_token.to_owned(),
+        now,
+        signed_in: signed_in_entry,
+    };
+    if let Some(row) = state.store.save_login(&session, writes).await? {
+        let id = row.id;
+        // The user cache takes the fresh profile.
+        auth.backend.authenticate(row).await?;
+        return Ok(id);
+    }
+    let row = state.store.upsert_user(profile, now).await?;
+    let user_id = row.id;
+    if let Some(user) = auth.authenticate(row).await? {
+        auth.login(&user).await?;
+    }
     let signed_in = session.remove_value(AUTH_KEY).await?;
     session.save().await?;
     let id = session
@@ -253,19 +290,17 @@ async fn save_linked(
             issuer: &data.issuer,
             subject: &data.subject,
             sid: data.sid.as_deref(),
-            expires_at: state.lifetimes.ends_by(&activity),
+            expires_at,
             id_token: Some(id_token),
         })
         .await?;
     if let Some(signed_in) = signed_in {
         session.insert_value(AUTH_KEY, signed_in).await?;
     }
-    session.insert(LOGIN_KEY, data).await?;
-    session.insert(ACTIVITY_KEY, activity).await?;
     session.save().await?;
     let linked = state.store.session_link(&id).await;
     if let Ok(Some(_)) = linked {
-        return Ok(());
+        return Ok(user_id);
     }
     // Logged out meanwhile, or not known to be linked: this session must
     // not live on.

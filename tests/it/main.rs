@@ -12,6 +12,7 @@ mod gateway_proxy;
 mod instances;
 mod library;
 mod login;
+mod login_writes;
 mod logs;
 mod scale;
 mod sessions;

@@ -2,6 +2,10 @@
 //! login benchmark counts only the relying party's CPU in oidc-gate (the
 //! provider's ES256 signing and pages run here instead).
 //!
+//! Beside it, the same provider signing RS256 and PS256 (one RSA 2048 key,
+//! made at start) at `/rs256/dev-provider` and `/ps256/dev-provider`, for
+//! the login rows of those algorithms.
+//!
 //! Also the provider of the Apache + mod_auth_openidc peer row, whose
 //! redirect URI is elsewhere.
 //!
@@ -14,7 +18,7 @@ use std::process::ExitCode;
 
 use axum::Router;
 use oidc_gate::app::DEV_PROVIDER_PATH;
-use oidc_gate::devprovider::{DevClient, DevProvider};
+use oidc_gate::devprovider::{DevClient, DevProvider, RsaAlg};
 use url::Url;
 
 #[tokio::main]
@@ -45,7 +49,29 @@ async fn main() -> ExitCode {
             post_logout_redirect_uris: vec![format!("{base}/")],
         },
     );
-    let app = Router::new().nest_service(DEV_PROVIDER_PATH, dev.router());
+    let mut app = Router::new().nest_service(DEV_PROVIDER_PATH, dev.router());
+    let key = match rsa_key() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("provider: cannot make an RSA key: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for alg in [RsaAlg::Rs256, RsaAlg::Ps256] {
+        let path = format!("/{}{DEV_PROVIDER_PATH}", alg.name().to_lowercase());
+        let signing = Url::parse(&format!("http://{listen}{path}")).map(|issuer| dev.with_rsa_key(issuer, alg, &key));
+        match signing {
+            Ok(Ok(signing)) => app = app.nest_service(&path, signing.router()),
+            Ok(Err(e)) => {
+                eprintln!("provider: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("provider: bad listen address {listen}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let listener = match tokio::net::TcpListener::bind(listen.as_str()).await {
         Ok(l) => l,
         Err(e) => {
@@ -60,4 +86,12 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A fresh RSA 2048 key, PKCS#8 DER (`ring`, which signs, makes no RSA keys).
+fn rsa_key() -> Result<Vec<u8>, rsa::Error> {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)?;
+    let der = key.to_pkcs8_der().map_err(rsa::Error::Pkcs8)?;
+    Ok(der.as_bytes().to_vec())
 }

@@ -2,6 +2,7 @@
 //! its own fresh server.
 
 mod gateway;
+mod logins;
 mod page;
 mod sessions;
 

@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 
 use super::{Ctx, measure, profiled, start, with_store};
 use crate::client::{COOKIE_NAME, Client, login_many};
-use crate::report::{CpuUse, Logins, Page};
+use crate::report::{CpuUse, Page};
 use crate::server::{Server, Store, free_addr, temp_dir};
 use crate::wrk::{self, Figures};
 
@@ -159,39 +159,18 @@ pub async fn login_cost(ctx: &mut Ctx) -> Result<()> {
     drop((server, provider));
 
     let server = start(ctx, &Store::Sqlite, temp_dir("logins")?, &[])?;
-    logins_on(ctx, &server, false).await.map(drop)
+    logins_on(ctx, &server, false).await?;
+    drop(server);
+    super::logins::login_shapes(ctx).await
 }
 
 /// Measures `ctx.plan.logins` logins on `server` after a few to warm up;
 /// returns the client and the time they took.
 async fn logins_on(ctx: &mut Ctx, server: &Server, separate_provider: bool) -> Result<(Client, Duration)> {
     let client = Client::new(&server.url(""))?;
-    let (n, concurrency) = ctx.plan.logins;
-    login_many(&client, 20.min(n), concurrency, 0)
-        .await
-        .map_err(|e| e.context(server.log_tail()))
-        .context("warm-up logins")?;
-    let mut logins = Logins {
-        count: 0,
-        concurrency,
-        elapsed: Duration::ZERO,
-        round_cpu: Vec::new(),
-        clk_tck: ctx.clk_tck,
-        context_switches: 0,
-        separate_provider,
-    };
-    for round in 0..ctx.plan.login_rounds {
-        let before = server.stats()?;
-        let (_, elapsed) = login_many(&client, n, concurrency, 100 + round * n)
-            .await
-            .map_err(|e| e.context(server.log_tail()))?;
-        let after = server.stats()?;
-        let cpu = Duration::from_secs_f64((after.cpu_ticks - before.cpu_ticks) as f64 / ctx.clk_tck as f64);
-        logins.count += n;
-        logins.elapsed += elapsed;
-        logins.round_cpu.push(cpu / n as u32);
-        logins.context_switches += after.context_switches - before.context_switches;
-    }
+    let (_, concurrency) = ctx.plan.logins;
+    let mut logins = super::logins::rounds(ctx, server, &client, concurrency, 0).await?;
+    logins.separate_provider = separate_provider;
     let elapsed = logins.elapsed;
     ctx.report.logins.push(logins);
     Ok((client, elapsed))

@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 mod gateway;
+mod logins;
 mod markdown;
 
 pub use gateway::{Bulk, Direction, FORWARD_AUTH_PROFILE, GatewayRow, Gw, PROXY_PROFILE};
+pub use logins::LoginShape;
 
 use crate::profile::Profile;
 use crate::wrk::Figures;
@@ -191,6 +193,8 @@ pub struct Report {
     pub pages: Vec<Page>,
     /// Part 2.
     pub logins: Vec<Logins>,
+    /// Part 2, by signing algorithm and load shape.
+    pub login_shapes: Vec<LoginShape>,
     /// Part 3.
     pub memory: Vec<Memory>,
     /// Part 4.
@@ -334,6 +338,7 @@ impl Report {
             measured: cpu.map_or("—".into(), |c| format!("{c:.2} ms")),
             verdict: cpu.map_or(Verdict::Skipped, |c| judge(c <= 0.5)),
         });
+        out.extend(self.login_shape_targets());
         let idle = self.memory.iter().find(|m| m.sessions == 0).map(|m| m.rss_kib);
         out.push(Target {
             kind: Kind::RssIdle,

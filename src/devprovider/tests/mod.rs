@@ -13,7 +13,7 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 use url::Url;
 
-use super::{DevClient, DevProvider};
+use super::{DevClient, DevProvider, RsaAlg};
 
 const ISSUER: &str = "http://localhost:5000/dev-provider";
 const CLIENT_ID: &str = "gate";

@@ -349,3 +349,46 @@ async fn oversized_bodies_are_refused() {
     let response = send(&app, post_form("/token", body)).await;
     assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// With an RSA key the provider signs RS256 or PS256, says so in its
+/// discovery and JWKS, and its ID tokens verify with the published key by
+/// the `rsa` crate (and not with the other padding: the check can fail).
+#[tokio::test]
+async fn rsa_keys_sign_rs256_and_ps256() {
+    use rsa::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+    use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
+
+    let pem = include_str!("../../../tests/it/fake_op/keys/rsa1.pem");
+    let der = rsa::RsaPrivateKey::from_pkcs8_pem(pem).unwrap().to_pkcs8_der().unwrap();
+    for alg in [RsaAlg::Rs256, RsaAlg::Ps256] {
+        let issuer = Url::parse(ISSUER).unwrap();
+        let app = provider().with_rsa_key(issuer, alg, der.as_bytes()).unwrap().router();
+        let discovery = send(&app, get("/.well-known/openid-configuration")).await.json();
+        assert_eq!(
+            discovery["id_token_signing_alg_values_supported"],
+            serde_json::json!([alg.name()])
+        );
+        let code = sign_in(&app).await;
+        let tokens = send(&app, token_request(&code, VERIFIER, Auth::Basic(CLIENT_ID, SECRET)))
+            .await
+            .json();
+        let parts: Vec<&str> = tokens["id_token"].as_str().unwrap().split('.').collect();
+        assert_eq!(b64_json(parts[0])["alg"], alg.name());
+
+        let jwk = send(&app, get("/jwks")).await.json()["keys"][0].clone();
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["alg"].as_str()),
+            (Some("RSA"), Some(alg.name()))
+        );
+        let number = |name: &str| BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap());
+        let key = RsaPublicKey::new(number("n"), number("e")).unwrap();
+        let digest = Sha256::digest(format!("{}.{}", parts[0], parts[1]).as_bytes());
+        let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        let pkcs1 = key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature);
+        let pss = key.verify(Pss::new::<Sha256>(), &digest, &signature);
+        match alg {
+            RsaAlg::Rs256 => assert!(pkcs1.is_ok() && pss.is_err()),
+            RsaAlg::Ps256 => assert!(pss.is_ok() && pkcs1.is_err()),
+        }
+    }
+}
