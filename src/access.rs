@@ -280,6 +280,39 @@ impl Rules {
         self.open
     }
 
+    /// The rules in words, one a line, as the settings name them (for
+    /// `oidc-gate check`); empty when no rule is set.
+    pub fn describe(&self) -> Vec<String> {
+        let sorted = |set: &HashSet<String>| {
+            let mut v: Vec<&str> = set.iter().map(String::as_str).collect();
+            v.sort_unstable();
+            v.join(", ")
+        };
+        let mut lines = Vec::new();
+        if !self.domains.is_empty() {
+            let hd = if self.google {
+                " (and the Google Workspace domain, hd)"
+            } else {
+                ""
+            };
+            lines.push(format!("ALLOWED_EMAIL_DOMAINS: {}{hd}", sorted(&self.domains)));
+        }
+        if !self.emails.is_empty() {
+            lines.push(format!("ALLOWED_EMAILS: {} addresses", self.emails.len()));
+        }
+        if !self.groups.is_empty() {
+            lines.push(format!(
+                "ALLOWED_GROUPS: {} (claim {})",
+                sorted(&self.groups),
+                self.groups_claim.as_str()
+            ));
+        }
+        if self.require_email_verified {
+            lines.push("REQUIRE_EMAIL_VERIFIED: the email address must be verified".to_owned());
+        }
+        lines
+    }
+
     /// Claims the provider should complete from UserInfo when the ID token lacks them.
     pub fn wanted_claims(&self) -> Vec<ClaimPath> {
         if self.reads_groups() {

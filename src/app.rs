@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::{ClientConfig, Config, ProviderChoice};
 use crate::devprovider::{DevClient, DevProvider};
+use crate::drain::Drain;
 use crate::gateway::Gateway;
 use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
 use crate::secret::{Secret, random_token};
@@ -86,25 +87,13 @@ impl App {
                 (client, Some(dev))
             }
         };
-        let provider = Provider::new(
-            ProviderSettings {
-                client,
-                redirect_uri: config.redirect_uri(),
-                scopes: config.scopes.clone(),
-                http_timeout: config.http_timeout,
-                clock_skew: config.clock_skew,
-                wanted_claims: config.access.wanted_claims(),
-                authorization_params: config.access.authorization_params(),
-                id_token_alg: config.id_token_alg,
-                trusted_audiences: config.trusted_audiences.clone(),
-            },
-            clock.clone(),
-        );
+        let provider = provider(config, client, clock.clone());
         let cookie = CookieSettings::new(config.is_https(), config.sign_in.cookie_domain.clone());
         let links = match &config.gateway {
             Some(g) => Links::gateway(&g.prefix),
             None => Links::app(),
         };
+        let drain = Drain::new(config.shutdown);
         let tokens = config.keeps_tokens().then(|| match &config.token_key {
             Some(key) => TokenVault::new(&key.0),
             None => TokenVault::derived(store.login_cookie_key()),
@@ -121,11 +110,12 @@ impl App {
             redirects: Redirects::new(config.public_url.clone(), config.sign_in.redirect_domains.clone()),
             post_logout_url: config.post_logout_url(),
             tokens,
+            drain: drain.clone(),
         });
         let gateway = config
             .gateway
             .as_ref()
-            .map(|g| Gateway::new(g, &config.public_url, config.http_timeout, cookie.name));
+            .map(|g| Gateway::new(g, &config.public_url, config.http_timeout, cookie.name, drain.tunnels()));
         Self {
             state,
             cookie,
@@ -183,11 +173,18 @@ impl App {
         &self.state
     }
 
-    /// Serves on `listener` until `shutdown` resolves. Fetches the provider's
-    /// discovery once the server is up (the development provider is served
-    /// by this same server): a wrong issuer stops start-up with an error, an
-    /// unreachable provider is retried in the background. Once stopped, the
-    /// embedded database is free for another process (or a restart).
+    /// Serves on `listener` until `shutdown` resolves, then drains (see
+    /// [`crate::drain`]): `/ready` answers `503` and new connections are
+    /// served for `SHUTDOWN_GRACE`, then requests in flight have
+    /// `SHUTDOWN_TIMEOUT` to finish. Fetches the provider's discovery once
+    /// the server is up (the development provider is served by this same
+    /// server): a wrong issuer stops start-up with an error, an unreachable
+    /// provider is retried in the background. Once stopped, the embedded
+    /// database is free for another process (or a restart).
+    ///
+    /// Requests cut at `SHUTDOWN_TIMEOUT` are closed by the runtime's end
+    /// (the binary exits); an embedding program that goes on running keeps
+    /// serving them until they end.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -213,8 +210,10 @@ impl App {
         let service = self
             .router()
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
-        let server = tokio::spawn(async move { server.await });
+        let drain = self.state.drain.clone();
+        let server =
+            axum::serve(listener, service).with_graceful_shutdown(drain.clone().stop_accepting_after(shutdown));
+        let mut server = tokio::spawn(async move { server.await });
         if self.dev.is_some() {
             banner(&self.state);
         }
@@ -240,11 +239,33 @@ impl App {
                     .clean_up_forever(CLEANUP_PERIOD, self.state.clock.clone()),
             ),
         ];
-        let result = server.await;
+        let result = drain.finish(&mut server).await;
         abort_all(&background);
-        result.map_err(|e| std::io::Error::other(e.to_string()))??;
+        // `None`: cut at SHUTDOWN_TIMEOUT, a stop as asked for.
+        if let Some(result) = result {
+            result.map_err(|e| std::io::Error::other(e.to_string()))??;
+        }
         Ok(())
     }
+}
+
+/// The provider handle of `config` registered as `client`: its HTTP client
+/// and timeouts are the server's (`oidc-gate check` uses it too).
+pub(crate) fn provider(config: &Config, client: ClientConfig, clock: Clock) -> Provider {
+    Provider::new(
+        ProviderSettings {
+            client,
+            redirect_uri: config.redirect_uri(),
+            scopes: config.scopes.clone(),
+            http_timeout: config.http_timeout,
+            clock_skew: config.clock_skew,
+            wanted_claims: config.access.wanted_claims(),
+            authorization_params: config.access.authorization_params(),
+            id_token_alg: config.id_token_alg,
+            trusted_audiences: config.trusted_audiences.clone(),
+        },
+        clock,
+    )
 }
 
 fn abort_all(tasks: &[JoinHandle<()>]) {

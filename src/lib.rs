@@ -14,15 +14,19 @@
 //! - [`web`]: HTTP routes and pages.
 //! - [`gateway`]: login in front of another app: reverse proxy and forward auth (oauth2-proxy's interface).
 //! - [`app`]: wiring it together and serving.
+//! - [`drain`]: stopping without dropping requests (`/ready`, `SHUTDOWN_GRACE`, `SHUTDOWN_TIMEOUT`).
+//! - [`check`]: `oidc-gate check`: the configuration, provider and store, checked without serving.
 //! - [`devprovider`]: the embedded development OpenID provider (a stand-in for a real one).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod access;
 pub mod app;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod devprovider;
+pub mod drain;
 pub mod gateway;
 pub mod provider;
 pub mod secret;

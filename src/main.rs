@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use oidc_gate::app::App;
 use oidc_gate::clock::Clock;
-use oidc_gate::config::Config;
+use oidc_gate::config::{Args, Command, Config};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc: per-request allocations were a sixth of the server's CPU with
@@ -16,15 +16,22 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args = Args::load();
+    // `check` prints a report: of the logs, only warnings (unless RUST_LOG says).
+    let checking = args.command == Some(Command::Check);
+    let default_filter = if checking { "warn" } else { "info,sqlx=warn" };
     // Logs go to stdout; colour only when that is a terminal (not a file or
     // journald), and never against NO_COLOR (https://no-color.org/).
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .with_writer(std::io::stdout)
         .with_ansi(colour)
         .init();
-    let config = match Config::load() {
+    if checking {
+        return check(args).await;
+    }
+    let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("oidc-gate: {e}");
@@ -54,6 +61,25 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `oidc-gate check`: the report on stdout, each problem on stderr; 0 only
+/// when all is well, 2 for an invalid configuration (as the server), else 1.
+async fn check(args: Args) -> ExitCode {
+    let report = oidc_gate::check::run(args).await;
+    print!("{}", report.text);
+    for problem in &report.problems {
+        eprintln!("problem: {problem}");
+    }
+    if report.is_ok() {
+        println!("\nall good");
+        ExitCode::SUCCESS
+    } else if report.invalid_configuration {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// SIGTERM or Ctrl-C: the server then drains (`SHUTDOWN_GRACE`, `SHUTDOWN_TIMEOUT`).
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -70,5 +96,5 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
-    tracing::info!("shutting down");
+    tracing::info!("stop signal received, shutting down");
 }

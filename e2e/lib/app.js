@@ -17,7 +17,7 @@ const HEALTH_TIMEOUT_MS = Number(process.env.E2E_HEALTH_TIMEOUT_MS || 20_000);
 // Variables that configure the app: the caller's values never leak into a run.
 const APP_SETTINGS = new RegExp('^(OIDC_|PUBLIC_URL$|LISTEN$|DATA_DIR$|DATABASE_URL$|SESSION_|RUST_LOG$'
   + '|UPSTREAM_|FORWARD_AUTH$|ROUTE_PREFIX$|PUBLIC_PATHS$|CONFIG_FILE$|COOKIE_DOMAIN$'
-  + '|ALLOWED_|PASS_|GROUPS_CLAIM$|REQUIRE_EMAIL_VERIFIED$|GOOGLE_)');
+  + '|ALLOWED_|PASS_|GROUPS_CLAIM$|REQUIRE_EMAIL_VERIFIED$|GOOGLE_|SHUTDOWN_)');
 
 /** Pre-pick a port for oidc-gate so that PUBLIC_URL is known in advance. */
 export async function pickAppAddress() {
@@ -52,6 +52,8 @@ export async function startApp({ name, address, oidc = {}, env: settings = {}, p
     DATA_DIR: dataDir,
     RUST_LOG: process.env.E2E_RUST_LOG || 'info,oidc_gate=debug',
     NO_COLOR: '1',
+    // Stopped at the end of a file: no load balancer to wait for.
+    SHUTDOWN_GRACE: '0s',
     ...oidc,
     ...settings,
   });

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use url::Url;
 
 use crate::access::{self, AccessArgs, Rules};
@@ -30,6 +30,9 @@ pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "oidc-gate", version, about = "OpenID Connect login in front of web pages.")]
 pub struct Args {
+    /// What to do; none: serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Issuer URL of the OpenID provider (e.g. https://accounts.google.com).
     /// Leave unset, with a loopback PUBLIC_URL and LISTEN, to use the embedded development provider.
     #[arg(long, env = "OIDC_ISSUER")]
@@ -108,12 +111,28 @@ pub struct Args {
     /// base64 or hex). Default: derived from the key instances share in the database.
     #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
     pub token_encryption_key: Option<String>,
+    /// On SIGTERM: how long new connections are still served, while /ready answers 503,
+    /// so that load balancers stop sending traffic first (0s: stop accepting at once).
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "5s")]
+    pub shutdown_grace: String,
+    /// After SHUTDOWN_GRACE: how long requests in flight (streams and WebSockets
+    /// included) may take to finish before they are cut and the process exits.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s")]
+    pub shutdown_timeout: String,
     /// Who may sign in (ALLOWED_EMAIL_DOMAINS, ALLOWED_EMAILS, ALLOWED_GROUPS, …).
     #[command(flatten)]
     pub access: AccessArgs,
     /// The gateway (UPSTREAM_URL, FORWARD_AUTH, ROUTE_PREFIX, PUBLIC_PATHS, …).
     #[command(flatten)]
     pub gateway: GatewayArgs,
+}
+
+/// What the binary does besides serving (its subcommands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Check the configuration, the provider and the store, say what to
+    /// register at the provider, and exit (0: all is well). Never listens.
+    Check,
 }
 
 /// Validated configuration.
@@ -149,6 +168,18 @@ pub struct Config {
     pub sign_in: SharedSignIn,
     /// `TOKEN_ENCRYPTION_KEY`.
     pub token_key: Option<crate::tokens::TokenKey>,
+    /// How the server drains on SIGTERM.
+    pub shutdown: ShutdownConfig,
+}
+
+/// How the server drains when asked to stop (see [`crate::drain`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownConfig {
+    /// `SHUTDOWN_GRACE`: new connections are still served (and `/ready`
+    /// answers `503`) for this long.
+    pub grace: Duration,
+    /// `SHUTDOWN_TIMEOUT`: then requests in flight have this long to finish.
+    pub timeout: Duration,
 }
 
 /// The provider to use.
@@ -189,11 +220,18 @@ pub(crate) fn err(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
 }
 
+impl Args {
+    /// Reads `.env` (if present), the command line and the environment.
+    pub fn load() -> Self {
+        let _ = dotenvy::dotenv();
+        Self::parse()
+    }
+}
+
 impl Config {
     /// Reads `.env` (if present), the command line and the environment.
     pub fn load() -> Result<Self, ConfigError> {
-        let _ = dotenvy::dotenv();
-        Self::from_args(Args::parse())
+        Self::from_args(Args::load())
     }
 
     /// Validates already-parsed arguments.
@@ -242,6 +280,10 @@ impl Config {
                 None | Some("") => None,
                 Some(raw) => Some(crate::tokens::TokenKey(crate::tokens::parse_key(raw)?)),
             },
+            shutdown: ShutdownConfig {
+                grace: parse_duration_allow_zero("SHUTDOWN_GRACE", &args.shutdown_grace)?,
+                timeout: parse_duration_allow_zero("SHUTDOWN_TIMEOUT", &args.shutdown_timeout)?,
+            },
         })
     }
 
@@ -272,6 +314,13 @@ impl Config {
             None => self.public_path(""),
             Some(g) => self.public_path(&format!("{}/sign_out", g.prefix)),
         }
+    }
+
+    /// The back-channel logout URI to register at the provider:
+    /// `PUBLIC_URL/backchannel-logout`, or `PUBLIC_URL/oauth2/backchannel-logout`
+    /// in the gateway.
+    pub fn backchannel_logout_uri(&self) -> Url {
+        self.public_path(&format!("{}/backchannel-logout", self.routes_base()))
     }
 
     /// An absolute URL under `PUBLIC_URL` (the path's leading slash optional).
@@ -406,6 +455,10 @@ mod tests {
         assert_eq!(c.redirect_uri().as_str(), "http://localhost:5000/callback");
         assert_eq!(c.session.idle_timeout, Duration::from_secs(12 * 3600));
         assert_eq!(c.session.max_age, Duration::from_secs(7 * 86400));
+        assert_eq!(
+            (c.shutdown.grace, c.shutdown.timeout),
+            (Duration::from_secs(5), Duration::from_secs(20))
+        );
     }
 
     #[test]
@@ -482,7 +535,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let cases: [(&str, Args); 5] = [
+        let cases: [(&str, Args); 7] = [
             (
                 "LISTEN",
                 Args {
@@ -508,6 +561,20 @@ mod tests {
                 "OIDC_SCOPES",
                 Args {
                     oidc_scopes: "email".into(),
+                    ..args()
+                },
+            ),
+            (
+                "SHUTDOWN_GRACE",
+                Args {
+                    shutdown_grace: "a while".into(),
+                    ..args()
+                },
+            ),
+            (
+                "SHUTDOWN_TIMEOUT",
+                Args {
+                    shutdown_timeout: "-1s".into(),
                     ..args()
                 },
             ),

@@ -44,6 +44,22 @@ impl StoreUrl {
             StoreUrl::Redis(_) => "redis",
         }
     }
+
+    /// The location without its password, to be shown.
+    pub fn redacted(&self) -> String {
+        match self {
+            StoreUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            StoreUrl::Postgres(url) | StoreUrl::Redis(url) => match url::Url::parse(url.expose()) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("***"));
+                    }
+                    url.to_string()
+                }
+                Err(_) => format!("{}://[unreadable URL]", self.kind()),
+            },
+        }
+    }
 }
 
 /// The store settings of `args`.

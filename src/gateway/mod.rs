@@ -29,6 +29,7 @@ use url::Url;
 
 use crate::access::{Claims, Refusal};
 use crate::config::GatewayConfig;
+use crate::drain::Tunnels;
 use crate::secret::Secret;
 use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData, TOKENS_KEY};
 use crate::tokens::{Kind, StoredTokens};
@@ -70,7 +71,15 @@ impl FromRef<GatewayState> for AppState {
 impl Gateway {
     /// From the configuration; `cookie_name` is the session cookie's. Makes
     /// no network request.
-    pub fn new(config: &GatewayConfig, public_url: &Url, connect_timeout: Duration, cookie_name: &'static str) -> Self {
+    /// Tunnels (WebSocket upgrades) run in `tunnels`, which a stopping
+    /// server waits for.
+    pub fn new(
+        config: &GatewayConfig,
+        public_url: &Url,
+        connect_timeout: Duration,
+        cookie_name: &'static str,
+        tunnels: Tunnels,
+    ) -> Self {
         let proxy = config.upstream.as_ref().map(|upstream| {
             let proxy = Proxy::new(ProxySettings {
                 upstream: upstream.clone(),
@@ -83,6 +92,7 @@ impl Gateway {
                     own_cookie: cookie_name,
                 },
                 public_url: public_url.clone(),
+                tunnels,
             });
             proxy.expect("UPSTREAM_URL is validated at start-up as an http(s) URL with a host")
         });
@@ -111,17 +121,17 @@ impl Gateway {
                 &format!("{p}/backchannel-logout"),
                 post(web::backchannel::backchannel_logout),
             )
-            .route(&format!("{p}/static/style.css"), get(web::pages::stylesheet))
-            .route("/ping", get(pages::ping))
-            .route("/ready", get(pages::ready));
+            .route(&format!("{p}/static/style.css"), get(web::pages::stylesheet));
         let router = match self.0.proxy {
             Some(_) => router.fallback(pass),
             None => router.fallback(web::pages::not_found),
         };
-        router.with_state(GatewayState {
-            app: app.clone(),
-            gateway: self.clone(),
-        })
+        router
+            .with_state(GatewayState {
+                app: app.clone(),
+                gateway: self.clone(),
+            })
+            .merge(web::health::router())
     }
 
     /// Who the signed-in user of this request is, for the app behind, and

@@ -1,6 +1,5 @@
 //! The gateway's own pages and answers: the sign-out confirmation, the
-//! signed-out page, `/oauth2/userinfo`, and `/ping` and `/ready` for load
-//! balancers.
+//! signed-out page and `/oauth2/userinfo`.
 
 use askama::Template;
 use axum::Json;
@@ -135,23 +134,4 @@ pub(super) async fn userinfo(State(gw): State<GatewayState>, auth: AuthSession, 
         Ok(None) => unauthenticated(&gw.app.links.login),
         Err(e) => e.into_response(),
     }
-}
-
-/// `/ping`: the process answers.
-pub(super) async fn ping() -> &'static str {
-    "OK"
-}
-
-/// `/ready`: the store answers and the provider's discovery is known, so
-/// sign-ins and signed-in requests can be served.
-pub(super) async fn ready(State(gw): State<GatewayState>) -> Response {
-    if let Err(e) = gw.app.store.ping().await {
-        tracing::warn!(error = %e, "not ready: store unavailable");
-        return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
-    }
-    if let Err(e) = gw.app.provider.snapshot().await {
-        tracing::warn!(reason = %e.reason, "not ready: provider unavailable");
-        return (StatusCode::SERVICE_UNAVAILABLE, "provider unavailable").into_response();
-    }
-    (StatusCode::OK, "OK").into_response()
 }

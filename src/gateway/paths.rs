@@ -140,6 +140,16 @@ impl PathRules {
         self.rules.iter().flat_map(|r| r.rules.allowed_groups().cloned())
     }
 
+    /// The public path prefixes.
+    pub fn public(&self) -> &[Prefix] {
+        &self.public
+    }
+
+    /// The per-path rules, in the order configured.
+    pub fn rules(&self) -> &[PathRule] {
+        &self.rules
+    }
+
     /// Whether nothing is configured (every path needs sign-in, no extra rule).
     pub fn is_empty(&self) -> bool {
         self.public.is_empty() && self.rules.is_empty()

@@ -99,6 +99,28 @@ pub struct Snapshot {
     refresh_at: Instant,
 }
 
+impl Snapshot {
+    /// How many keys the provider publishes, and how many of them can
+    /// verify tokens signed with [`Snapshot::id_token_alg`] (a usable key
+    /// of its type, for signatures, not bound to another algorithm).
+    pub fn keys(&self) -> (usize, usize) {
+        use openidconnect::{JsonWebKey, JsonWebKeyAlgorithm, JsonWebKeyUse, JwsSigningAlgorithm};
+        let alg = self.id_token_alg.core();
+        let fits = |key: &jwk::GateJsonWebKey| {
+            key.unusable().is_none()
+                && alg.key_type().as_ref() == Some(key.key_type())
+                && key.key_use().is_none_or(|u| u.allows_signature())
+                && match key.signing_alg() {
+                    JsonWebKeyAlgorithm::Algorithm(a) => *a == alg,
+                    JsonWebKeyAlgorithm::Unspecified => true,
+                    JsonWebKeyAlgorithm::Unsupported => false,
+                }
+        };
+        let keys = self.jwks.keys();
+        (keys.len(), keys.iter().filter(|k| fits(k)).count())
+    }
+}
+
 /// The result of a successful code exchange and ID token validation.
 #[derive(Debug)]
 pub struct Login {

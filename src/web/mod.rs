@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub(crate) mod backchannel;
 mod error;
 pub(crate) mod guard;
+pub mod health;
 mod host;
 pub(crate) mod pages;
 mod pending;
@@ -64,6 +65,8 @@ pub struct AppStateInner {
     pub post_logout_url: Url,
     /// Seals the tokens kept in sessions; `None`: no token is kept.
     pub tokens: Option<crate::tokens::TokenVault>,
+    /// Whether the server is stopping, and what it waits for then.
+    pub drain: crate::drain::Drain,
 }
 
 impl std::ops::Deref for AppState {
@@ -81,11 +84,13 @@ impl AppState {
     }
 }
 
-/// The app's own routes: pages, login routes and back-channel logout, and
-/// a 404 page for everything else.
+/// The app's own routes: pages, login routes, back-channel logout, health
+/// checks, and a 404 page for everything else.
 pub fn app_routes() -> Router<AppState> {
     Router::new()
         .merge(pages::router())
+        .merge(health::router())
+        .route("/healthz", axum::routing::get(health::healthz))
         .merge(auth::router())
         .merge(backchannel::router())
         .fallback(pages::not_found)

@@ -1,4 +1,4 @@
-//! The pages: index, the protected secret page, health check, stylesheet.
+//! The pages: index, the protected secret page, stylesheet.
 
 use askama::Template;
 use axum::Router;
@@ -20,7 +20,6 @@ pub fn router() -> Router<AppState> {
         .route("/secret", get(secret))
         .route_layer(guard::RequireLoginLayer)
         .route("/", get(index))
-        .route("/healthz", get(healthz))
         .route("/static/style.css", get(stylesheet))
 }
 
@@ -75,16 +74,6 @@ async fn secret(State(state): State<AppState>, auth: AuthSession) -> Response {
             links: &state.links,
         },
     )
-}
-
-pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: store unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
-        }
-    }
 }
 
 pub(crate) async fn stylesheet() -> Response {

@@ -5,7 +5,9 @@ mod support;
 
 mod access;
 mod certification;
+mod check;
 mod cli;
+mod drain;
 mod exposure;
 mod gateway;
 mod gateway_proxy;

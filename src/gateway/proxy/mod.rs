@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
 use super::headers::{self, Forwarded, HeaderPolicy, Identity};
+use crate::drain::Tunnels;
 use crate::web::AppError;
 use failure::Failure;
 
@@ -43,6 +44,9 @@ pub struct ProxySettings {
     pub policy: HeaderPolicy,
     /// `PUBLIC_URL`, for `X-Forwarded-Proto` and `X-Forwarded-Host`.
     pub public_url: Url,
+    /// Where WebSocket (and other upgrade) tunnels run: a stopping server
+    /// waits for them.
+    pub tunnels: Tunnels,
 }
 
 /// How long an idle pooled connection to the upstream is kept.
@@ -178,7 +182,7 @@ impl Proxy {
 
         match (wanted_upgrade, client_upgrade) {
             (Some(protocol), Some(on_client)) if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS => {
-                upgrade::tunnel(response, &protocol, on_client)
+                upgrade::tunnel(response, &protocol, on_client, &inner.settings.tunnels)
             }
             _ if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS => Err(AppError::Upstream {
                 reason: "upstream_bad_upgrade",

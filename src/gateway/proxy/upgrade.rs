@@ -1,6 +1,8 @@
 //! `101 Switching Protocols` (WebSocket and any other `Upgrade`): once both
 //! sides switched, the two connections are joined as a raw byte tunnel, as
-//! hyper's `examples/upgrades.rs` and Go's `ReverseProxy` do.
+//! hyper's `examples/upgrades.rs` and Go's `ReverseProxy` do. Tunnels run in
+//! [`Tunnels`], which a stopping server waits for (hyper no longer tracks
+//! the connection once it is upgraded).
 
 use axum::body::Body;
 use axum::http::HeaderValue;
@@ -9,6 +11,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::failure::Failure;
+use crate::drain::Tunnels;
 use crate::gateway::headers;
 use crate::web::AppError;
 
@@ -18,6 +21,7 @@ pub(super) fn tunnel(
     mut response: hyper::Response<hyper::body::Incoming>,
     requested: &HeaderValue,
     on_client: OnUpgrade,
+    tunnels: &Tunnels,
 ) -> Result<Response, Failure> {
     // Go's rule: the upstream may only switch to what was asked for.
     let offered = response.headers().get(hyper::header::UPGRADE);
@@ -29,7 +33,7 @@ pub(super) fn tunnel(
         .into());
     }
     let on_upstream = hyper::upgrade::on(&mut response);
-    tokio::spawn(async move {
+    tunnels.spawn(async move {
         let (client, upstream) = match tokio::try_join!(on_client, on_upstream) {
             Ok(both) => both,
             Err(e) => {

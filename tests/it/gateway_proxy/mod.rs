@@ -48,6 +48,7 @@ pub fn settings(upstream: &str) -> ProxySettings {
             own_cookie: "oidc_gate",
         },
         public_url: Url::parse("https://gate.example.com/").unwrap(),
+        tunnels: Default::default(),
     }
 }
 

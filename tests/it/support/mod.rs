@@ -91,6 +91,9 @@ impl TestApp {
             database_max_connections: "10".into(),
             store_timeout: "3s".into(),
             session_cache_size: "2000".into(),
+            // Tests stop their app at once (the drain tests set their own).
+            shutdown_grace: "0s".into(),
+            shutdown_timeout: "10s".into(),
             ..Args::default()
         };
         if let Some((issuer, id, secret)) = options.provider {

@@ -14,7 +14,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_oidc-gate");
 
 /// Starts the binary in `dir` (its working directory, no `.env`) on a free
 /// loopback port, with `PUBLIC_URL` that port's http URL unless `env` says
-/// otherwise; waits until `/healthz` answers 200. Returns the process, its
+/// otherwise; waits until `/ping` answers 200 (in every mode). Returns the process, its
 /// output piped, and its base URL.
 pub async fn start(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -37,7 +37,7 @@ pub async fn start(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = cmd.spawn().unwrap();
     let probe = reqwest::Client::new();
     for _ in 0..200 {
-        if let Ok(r) = probe.get(format!("{base}/healthz")).send().await
+        if let Ok(r) = probe.get(format!("{base}/ping")).send().await
             && r.status() == StatusCode::OK
         {
             return (child, base);
