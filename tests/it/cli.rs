@@ -104,9 +104,12 @@ async fn help_lists_every_setting() {
         "DATABASE_URL",
         "SESSION_STORE_URL",
         "STORE_TIMEOUT",
+        "SHUTDOWN_GRACE",
+        "SHUTDOWN_TIMEOUT",
     ] {
         assert!(help.contains(var), "--help lacks {var}");
     }
+    assert!(help.contains("check"), "--help lacks the check command: {help}");
 }
 
 /// Checks that the data directory (created by oidc-gate) and the database
