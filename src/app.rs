@@ -13,6 +13,7 @@ use crate::config::{ClientConfig, Config, ProviderChoice};
 use crate::devprovider::{DevClient, DevProvider};
 use crate::gateway::Gateway;
 use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
+use crate::ratelimit::RateLimits;
 use crate::secret::{Secret, random_token};
 use crate::session::{CookieSettings, Lifetimes};
 use crate::store::{Store, StoreError};
@@ -109,6 +110,7 @@ impl App {
             Some(key) => TokenVault::new(&key.0),
             None => TokenVault::derived(store.login_cookie_key()),
         });
+        let limits = RateLimits::new(|class| config.rate_limits.rate(class), &clock);
         let state = AppState::new(AppStateInner {
             provider,
             pending: PendingLogins::new(store.login_cookie_key(), &cookie),
@@ -121,6 +123,7 @@ impl App {
             redirects: Redirects::new(config.public_url.clone(), config.sign_in.redirect_domains.clone()),
             post_logout_url: config.post_logout_url(),
             tokens,
+            limits,
         });
         let gateway = config
             .gateway
@@ -239,6 +242,7 @@ impl App {
                     .clone()
                     .clean_up_forever(CLEANUP_PERIOD, self.state.clock.clone()),
             ),
+            tokio::spawn(self.state.limits.clone().clean_forever()),
         ];
         let result = server.await;
         abort_all(&background);

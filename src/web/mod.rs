@@ -4,11 +4,13 @@
 pub(crate) mod access;
 pub(crate) mod auth;
 pub(crate) mod backchannel;
+mod client_ip;
 mod error;
 pub(crate) mod guard;
 mod host;
 pub(crate) mod pages;
 mod pending;
+pub mod ratelimit;
 pub mod redirect;
 
 use std::sync::Arc;
@@ -21,10 +23,12 @@ use tower::util::MapResponseLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
+pub use client_ip::ClientIp;
 pub use error::{AppError, ErrorPage, render, render_error_pages};
 pub use guard::{RequireLogin, RequireLoginLayer};
 pub use host::{LoopbackHosts, LoopbackHostsLayer};
 pub use pending::PendingLogins;
+pub use ratelimit::Limited;
 pub use redirect::{Links, Redirects};
 
 use crate::access::Rules;
@@ -64,6 +68,8 @@ pub struct AppStateInner {
     pub post_logout_url: Url,
     /// Seals the tokens kept in sessions; `None`: no token is kept.
     pub tokens: Option<crate::tokens::TokenVault>,
+    /// The rate limits of the sign-in routes.
+    pub limits: crate::ratelimit::RateLimits,
 }
 
 impl std::ops::Deref for AppState {
