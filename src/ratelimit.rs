@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::StateStore;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 
 use crate::clock::Clock;
@@ -113,9 +113,7 @@ impl RateLimits {
             start: Instant::now(),
             clock: clock.clone(),
         };
-        let limiter = |class| {
-            rate(class).map(|r: Rate| RateLimiter::new(r.quota(), Bounded::default(), clock.clone()))
-        };
+        let limiter = |class| rate(class).map(|r: Rate| RateLimiter::new(r.quota(), Bounded::default(), clock.clone()));
         Self(Arc::new(RouteClass::ALL.map(limiter)))
     }
 
@@ -256,7 +254,10 @@ mod tests {
             assert_eq!(limits.check(RouteClass::Login, ada), Ok(()));
         }
         let wait = limits.check(RouteClass::Login, ada).unwrap_err();
-        assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(15) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         // Someone else, and another class, are not affected.
         assert_eq!(limits.check(RouteClass::Login, "192.0.2.2".parse().unwrap()), Ok(()));
         assert_eq!(limits.check(RouteClass::Callback, ada), Ok(()));

@@ -105,9 +105,11 @@ fn rate(var: &str, raw: &str, default: &str) -> Result<Option<Rate>, ConfigError
     if period.is_zero() {
         return Err(err(format!("{var}'s period must be longer than zero, got `{raw}`.")));
     }
-    Rate::new(burst, period)
-        .map(Some)
-        .ok_or_else(|| err(format!("{var}'s period is too short for {burst} requests, got `{raw}`.")))
+    Rate::new(burst, period).map(Some).ok_or_else(|| {
+        err(format!(
+            "{var}'s period is too short for {burst} requests, got `{raw}`."
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -163,36 +165,57 @@ mod tests {
     #[test]
     fn bad_values_name_their_variable() {
         let cases: [(&str, RateLimitArgs); 7] = [
-            ("RATE_LIMITS must be true or false", RateLimitArgs {
-                enabled: "sometimes".into(),
-                ..Default::default()
-            }),
-            ("RATE_LIMIT_LOGIN must be `off` or a number", RateLimitArgs {
-                login: "100".into(),
-                ..Default::default()
-            }),
-            ("RATE_LIMIT_LOGIN must be", RateLimitArgs {
-                login: "0/1m".into(),
-                ..Default::default()
-            }),
-            ("RATE_LIMIT_CALLBACK must be", RateLimitArgs {
-                callback: "10/soon".into(),
-                ..Default::default()
-            }),
-            ("RATE_LIMIT_CALLBACK must be", RateLimitArgs {
-                callback: "-1/1m".into(),
-                ..Default::default()
-            }),
-            ("RATE_LIMIT_BACKCHANNEL_LOGOUT's period must be longer than zero", RateLimitArgs {
-                backchannel_logout: "10/0s".into(),
-                ..Default::default()
-            }),
+            (
+                "RATE_LIMITS must be true or false",
+                RateLimitArgs {
+                    enabled: "sometimes".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "RATE_LIMIT_LOGIN must be `off` or a number",
+                RateLimitArgs {
+                    login: "100".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "RATE_LIMIT_LOGIN must be",
+                RateLimitArgs {
+                    login: "0/1m".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "RATE_LIMIT_CALLBACK must be",
+                RateLimitArgs {
+                    callback: "10/soon".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "RATE_LIMIT_CALLBACK must be",
+                RateLimitArgs {
+                    callback: "-1/1m".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "RATE_LIMIT_BACKCHANNEL_LOGOUT's period must be longer than zero",
+                RateLimitArgs {
+                    backchannel_logout: "10/0s".into(),
+                    ..Default::default()
+                },
+            ),
             // Checked even when every limit is off.
-            ("RATE_LIMIT_LOGIN's period is too short", RateLimitArgs {
-                enabled: "off".into(),
-                login: "1000/1ns".into(),
-                ..Default::default()
-            }),
+            (
+                "RATE_LIMIT_LOGIN's period is too short",
+                RateLimitArgs {
+                    enabled: "off".into(),
+                    login: "1000/1ns".into(),
+                    ..Default::default()
+                },
+            ),
         ];
         for (expected, args) in cases {
             let e = from_args(&args).unwrap_err().to_string();

@@ -72,13 +72,20 @@ async fn a_burst_of_logins_meets_429_until_the_bucket_refills_and_only_for_that_
     let limited = burst.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
     assert!(limited > 50, "{limited} of 200 limited: {burst:?}");
     assert!(
-        burst.iter().all(|s| [StatusCode::SEE_OTHER, StatusCode::TOO_MANY_REQUESTS].contains(s)),
+        burst
+            .iter()
+            .all(|s| [StatusCode::SEE_OTHER, StatusCode::TOO_MANY_REQUESTS].contains(s)),
         "{burst:?}"
     );
 
     let wait = assert_limited_page(ada.get(&login).send().await.unwrap()).await;
     assert!((1..=60).contains(&wait), "Retry-After: {wait}");
-    let api = ada.get(&login).header("Accept", "application/json").send().await.unwrap();
+    let api = ada
+        .get(&login)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_limited_json(api).await;
 
     // Another address has its own bucket.
@@ -204,7 +211,10 @@ async fn the_gateway_limits_its_sign_in_routes_and_never_its_proxied_pages_or_fo
     assert_limited_page(stranger.get(&callback).await).await;
     let logout = app.url("/oauth2/backchannel-logout");
     let token = [("logout_token", "forged")];
-    assert_eq!(stranger.post_form(&logout, &token).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        stranger.post_form(&logout, &token).await.status(),
+        StatusCode::BAD_REQUEST
+    );
     assert_limited_json(stranger.post_form(&logout, &token).await).await;
 
     // The signed-in browser's pages still pass.
