@@ -20,7 +20,8 @@ use governor::{Quota, RateLimiter};
 
 use crate::clock::Clock;
 
-/// Addresses remembered per route class (about 3 MB): past that, an
+/// Addresses remembered per route class (24 bytes each, a few MB with
+/// the map's slack): past that, an
 /// address the limiter does not know shares one bucket with every other
 /// such address until the cleaning makes room.
 pub const MAX_ADDRESSES: usize = 100_000;
@@ -146,7 +147,7 @@ impl RateLimits {
         }
     }
 
-    /// Cleans every [`CLEAN_PERIOD`], for ever (a background task).
+    /// Cleans every 10 s, for ever (a background task).
     pub async fn clean_forever(self) {
         if self.0.iter().all(Option::is_none) {
             return;

@@ -5,7 +5,9 @@
 //! for the provider's back-channel calls).
 //!
 //! Limiting another route is one line: `_: Limited<class::Login>` (or its
-//! own class) as the first argument of its handler.
+//! own class) as the first argument of its handler. The bearer-token path,
+//! once it exists, takes `_: Limited<class::Bearer>` with a class of its own
+//! (a [`RouteClass`] variant, its marker below and its setting).
 
 use std::marker::PhantomData;
 use std::time::Duration;
