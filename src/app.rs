@@ -14,6 +14,7 @@ use crate::devprovider::{DevClient, DevProvider};
 use crate::drain::Drain;
 use crate::gateway::Gateway;
 use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
+use crate::ratelimit::RateLimits;
 use crate::secret::{Secret, random_token};
 use crate::session::{CookieSettings, Lifetimes};
 use crate::store::{Store, StoreError};
@@ -98,6 +99,7 @@ impl App {
             Some(key) => TokenVault::new(&key.0),
             None => TokenVault::derived(store.login_cookie_key()),
         });
+        let limits = RateLimits::new(|class| config.rate_limits.rate(class), &clock);
         let state = AppState::new(AppStateInner {
             provider,
             pending: PendingLogins::new(store.login_cookie_key(), &cookie),
@@ -110,6 +112,7 @@ impl App {
             redirects: Redirects::new(config.public_url.clone(), config.sign_in.redirect_domains.clone()),
             post_logout_url: config.post_logout_url(),
             tokens,
+            limits,
             drain: drain.clone(),
         });
         let gateway = config
@@ -238,6 +241,7 @@ impl App {
                     .clone()
                     .clean_up_forever(CLEANUP_PERIOD, self.state.clock.clone()),
             ),
+            tokio::spawn(self.state.limits.clone().clean_forever()),
         ];
         let result = drain.finish(&mut server).await;
         abort_all(&background);

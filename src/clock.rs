@@ -31,6 +31,12 @@ impl Clock {
         self.now().unix_timestamp()
     }
 
+    /// How far a test moved this clock forward (zero for the system clock):
+    /// what monotonic timers add to stay in step with it.
+    pub(crate) fn offset(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.offset_secs.load(Ordering::Relaxed)).unwrap_or(0))
+    }
+
     /// Moves this clock (and every clone of it) forward. For tests only:
     /// public because the integration tests drive the app from outside the
     /// crate, hidden because no application has a reason to call it.

@@ -11,6 +11,7 @@
 //! - [`session`]: server-side sessions, their timeouts and the login data kept in them.
 //! - [`tokens`]: the user's tokens, encrypted in the session for the app behind the gateway.
 //! - [`users`]: the signed-in user and the `axum-login` backend.
+//! - [`ratelimit`]: token buckets per client address on the sign-in routes.
 //! - [`web`]: HTTP routes and pages.
 //! - [`gateway`]: login in front of another app: reverse proxy and forward auth (oauth2-proxy's interface).
 //! - [`app`]: wiring it together and serving.
@@ -29,6 +30,7 @@ pub mod devprovider;
 pub mod drain;
 pub mod gateway;
 pub mod provider;
+pub mod ratelimit;
 pub mod secret;
 pub mod session;
 pub mod store;

@@ -17,10 +17,12 @@ use crate::secret::Secret;
 
 mod gateway;
 mod public;
+mod ratelimit;
 mod store;
 
 pub use gateway::{GatewayArgs, GatewayConfig, SharedSignIn};
 pub use public::is_loopback;
+pub use ratelimit::{RateLimitArgs, RateLimitConfig};
 pub use store::{StoreConfig, StoreUrl};
 
 /// Google's issuer, implied by `GOOGLE_CLIENT_ID` / `GOOGLE_CLIENT_SECRET`.
@@ -125,6 +127,9 @@ pub struct Args {
     /// The gateway (UPSTREAM_URL, FORWARD_AUTH, ROUTE_PREFIX, PUBLIC_PATHS, …).
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    /// Rate limits on the sign-in routes (RATE_LIMITS, RATE_LIMIT_LOGIN, …).
+    #[command(flatten)]
+    pub rate_limits: RateLimitArgs,
 }
 
 /// What the binary does besides serving (its subcommands).
@@ -168,6 +173,8 @@ pub struct Config {
     pub sign_in: SharedSignIn,
     /// `TOKEN_ENCRYPTION_KEY`.
     pub token_key: Option<crate::tokens::TokenKey>,
+    /// Rate limits per client address on the sign-in routes.
+    pub rate_limits: RateLimitConfig,
     /// How the server drains on SIGTERM.
     pub shutdown: ShutdownConfig,
 }
@@ -280,6 +287,7 @@ impl Config {
                 None | Some("") => None,
                 Some(raw) => Some(crate::tokens::TokenKey(crate::tokens::parse_key(raw)?)),
             },
+            rate_limits: ratelimit::from_args(&args.rate_limits)?,
             shutdown: ShutdownConfig {
                 grace: parse_duration_allow_zero("SHUTDOWN_GRACE", &args.shutdown_grace)?,
                 timeout: parse_duration_allow_zero("SHUTDOWN_TIMEOUT", &args.shutdown_timeout)?,

@@ -13,6 +13,7 @@ use crate::session::{LOGIN_KEY, LoginData};
 use crate::users::AuthSession;
 use crate::web::auth::param;
 use crate::web::guard::unauthenticated;
+use crate::web::ratelimit::{Limited, class};
 use crate::web::{self, AppError, Links, render};
 use url::form_urlencoded;
 
@@ -90,6 +91,7 @@ fn return_to(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
 /// `GET /oauth2/start`: the app's sign-in start, with `rd` or
 /// `X-Auth-Request-Redirect` saying where to come back.
 pub(super) async fn start(
+    limited: Limited<class::Login>,
     State(gw): State<GatewayState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -102,7 +104,7 @@ pub(super) async fn start(
         ),
         _ => query,
     };
-    web::auth::login(State(gw.app), headers, RawQuery(query)).await
+    web::auth::login(limited, State(gw.app), headers, RawQuery(query)).await
 }
 
 /// `GET /oauth2/sign_in`: a page with a "Sign in" button, which

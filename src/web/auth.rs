@@ -14,6 +14,7 @@ use url::form_urlencoded;
 
 use super::error::AppError;
 use super::pending::PendingLogin;
+use super::ratelimit::{Limited, class};
 use super::{AppState, access};
 use crate::provider::{Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
@@ -41,6 +42,7 @@ pub(crate) fn param(raw: Option<&str>, name: &str) -> Option<String> {
 }
 
 pub(crate) async fn login(
+    _: Limited<class::Login>,
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -74,6 +76,7 @@ pub(crate) async fn login(
 }
 
 pub(crate) async fn callback(
+    _: Limited<class::Callback>,
     State(state): State<AppState>,
     auth: AuthSession,
     headers: HeaderMap,

@@ -14,6 +14,7 @@ use tower_sessions::session::Id;
 
 use super::AppState;
 use super::auth::param;
+use super::ratelimit::{Limited, class};
 use crate::store::StoreError;
 
 /// Routes of this module.
@@ -29,7 +30,11 @@ fn answer(status: StatusCode, error: Option<&str>) -> Response {
     }
 }
 
-pub(crate) async fn backchannel_logout(State(state): State<AppState>, RawForm(form): RawForm) -> Response {
+pub(crate) async fn backchannel_logout(
+    _: Limited<class::BackchannelLogout>,
+    State(state): State<AppState>,
+    RawForm(form): RawForm,
+) -> Response {
     let Some(token) = param(std::str::from_utf8(&form).ok(), "logout_token") else {
         tracing::info!(reason = "logout_token_missing", "back-channel logout rejected");
         return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));

@@ -63,6 +63,14 @@ pub enum AppError {
     /// The request body the client sent could not be read (bad chunked framing).
     #[error("unreadable request body: {0}")]
     RequestBody(String),
+    /// The client's address used up its requests on a rate-limited route.
+    #[error("rate limited on the {route} routes for {retry_after} s")]
+    RateLimited {
+        /// The route class (`login`, `callback`, `backchannel_logout`).
+        route: &'static str,
+        /// Seconds until its next request is let through (`Retry-After`).
+        retry_after: u64,
+    },
 }
 
 impl From<axum_login::Error<crate::users::Backend>> for AppError {
@@ -87,6 +95,7 @@ impl AppError {
             AppError::BadPath => "bad_path",
             AppError::Upstream { reason, .. } | AppError::UpstreamTimeout { reason } => reason,
             AppError::RequestBody(_) => "request_body",
+            AppError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -108,6 +117,7 @@ impl AppError {
             AppError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             AppError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             AppError::RequestBody(_) => StatusCode::BAD_REQUEST,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -202,6 +212,12 @@ impl AppError {
                 "The data sent with this request was malformed or cut off. Nothing was passed on.",
                 false,
             ),
+            AppError::RateLimited { .. } => (
+                "Too many attempts",
+                "Too many sign-in requests came from your network address in a short time. \
+                 Please wait a minute before trying again.",
+                false,
+            ),
         };
         ErrorPage {
             status: self.status().as_u16(),
@@ -274,10 +290,17 @@ impl IntoResponse for AppError {
         let status = self.status();
         if status.is_server_error() {
             tracing::error!(reason = self.reason(), error = %self, "request failed");
+        } else if let AppError::RateLimited { .. } = self {
+            // A flood of these must not flood the log: they are counted in the metrics.
+            tracing::debug!(reason = self.reason(), error = %self, "request rejected");
         } else {
             tracing::info!(reason = self.reason(), error = %self, "request rejected");
         }
-        self.page().response()
+        let mut response = self.page().response();
+        if let AppError::RateLimited { retry_after, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
+        }
+        response
     }
 }
 

@@ -4,12 +4,14 @@
 pub(crate) mod access;
 pub(crate) mod auth;
 pub(crate) mod backchannel;
+mod client_ip;
 mod error;
 pub(crate) mod guard;
 pub mod health;
 mod host;
 pub(crate) mod pages;
 mod pending;
+pub mod ratelimit;
 pub mod redirect;
 
 use std::sync::Arc;
@@ -22,10 +24,12 @@ use tower::util::MapResponseLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
+pub use client_ip::ClientIp;
 pub use error::{AppError, ErrorPage, render, render_error_pages};
 pub use guard::{RequireLogin, RequireLoginLayer};
 pub use host::{LoopbackHosts, LoopbackHostsLayer};
 pub use pending::PendingLogins;
+pub use ratelimit::Limited;
 pub use redirect::{Links, Redirects};
 
 use crate::access::Rules;
@@ -65,6 +69,8 @@ pub struct AppStateInner {
     pub post_logout_url: Url,
     /// Seals the tokens kept in sessions; `None`: no token is kept.
     pub tokens: Option<crate::tokens::TokenVault>,
+    /// The rate limits of the sign-in routes.
+    pub limits: crate::ratelimit::RateLimits,
     /// Whether the server is stopping, and what it waits for then.
     pub drain: crate::drain::Drain,
 }

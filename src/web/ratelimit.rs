@@ -1,0 +1,102 @@
+//! The rate limits of the routes, as an extractor: a handler whose first
+//! argument is [`Limited<C>`] takes one request from the client address's
+//! bucket of class `C`, or is answered `429 Too Many Requests` with
+//! `Retry-After`: the error page for browsers, JSON for API clients (and
+//! for the provider's back-channel calls).
+//!
+//! Limiting another route is one line: `_: Limited<class::Login>` (or its
+//! own class) as the first argument of its handler. The bearer-token path,
+//! once it exists, takes `_: Limited<class::Bearer>` with a class of its own
+//! (a [`RouteClass`] variant, its marker below and its setting).
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::guard::wants_json;
+use super::{AppError, AppState, ClientIp};
+use crate::ratelimit::RouteClass;
+
+/// The route classes, as types for [`Limited`].
+pub mod class {
+    use crate::ratelimit::RouteClass;
+
+    /// A route class of [`super::Limited`].
+    pub trait Class {
+        /// Which one.
+        const CLASS: RouteClass;
+    }
+
+    /// `/login`, `/oauth2/start`.
+    #[derive(Debug)]
+    pub struct Login;
+    /// `/callback`, `/oauth2/callback`.
+    #[derive(Debug)]
+    pub struct Callback;
+    /// `/backchannel-logout`, `/oauth2/backchannel-logout`.
+    #[derive(Debug)]
+    pub struct BackchannelLogout;
+
+    impl Class for Login {
+        const CLASS: RouteClass = RouteClass::Login;
+    }
+    impl Class for Callback {
+        const CLASS: RouteClass = RouteClass::Callback;
+    }
+    impl Class for BackchannelLogout {
+        const CLASS: RouteClass = RouteClass::BackchannelLogout;
+    }
+}
+
+/// Proof that a request was within the rate limit of route class `C`
+/// (see the module documentation).
+#[derive(Debug)]
+pub struct Limited<C>(PhantomData<C>);
+
+impl<C: class::Class, S: Send + Sync> FromRequestParts<S> for Limited<C>
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let app = AppState::from_ref(state);
+        if !app.limits.limits(C::CLASS) {
+            return Ok(Self(PhantomData));
+        }
+        let ClientIp(client) = ClientIp::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        match app.limits.check(C::CLASS, client) {
+            Ok(()) => Ok(Self(PhantomData)),
+            Err(wait) => Err(too_many_requests(C::CLASS, wait, &parts.headers)),
+        }
+    }
+}
+
+/// The `429`: its page, or `{"error": "too_many_requests", "reason":
+/// "rate_limited", "retry_after": seconds}`; `Retry-After` in both.
+fn too_many_requests(class: RouteClass, wait: Duration, headers: &HeaderMap) -> Response {
+    metrics::counter!("oidc_gate_rate_limited_total", "route" => class.name()).increment(1);
+    // Whole seconds, rounded up: asking again after that many is let through.
+    let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let error = AppError::RateLimited {
+        route: class.name(),
+        retry_after,
+    };
+    if !class.machine() && !wants_json(headers) {
+        return error.into_response();
+    }
+    tracing::debug!(reason = error.reason(), error = %error, "request rejected");
+    let body = serde_json::json!({"error": "too_many_requests", "reason": error.reason(), "retry_after": retry_after});
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, retry_after)],
+        axum::Json(body),
+    )
+        .into_response()
+}
