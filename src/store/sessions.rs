@@ -239,7 +239,14 @@ impl SessionBackend {
         })
     }
 
-    /// Sessions in Redis; expiry is Redis's own TTL.
+    /// Sessions in Redis: one server, the primary Sentinel names, or a
+    /// Cluster, as the URL says (`fred` follows failovers and slot moves).
+    /// Expiry is Redis's own TTL.
+    ///
+    /// Every command here and in `RedisStore` (`GET`, `SET … NX`/`XX`,
+    /// `DEL`) touches one key, the session id, and nothing is scripted or
+    /// batched in a transaction, so a Cluster needs no `{hash tags}`: no two
+    /// keys must share a slot. Keep it so (or tag the keys) when adding one.
     pub(super) async fn redis(url: &StoreUrl, config: &StoreConfig) -> Result<Self, StoreError> {
         let StoreUrl::Redis(url) = url else {
             return Err(StoreError::Config("not a Redis URL".into()));
