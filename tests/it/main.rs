@@ -14,6 +14,7 @@ mod library;
 mod login;
 mod login_writes;
 mod logs;
+mod redis_ha;
 mod scale;
 mod sessions;
 mod stores;
