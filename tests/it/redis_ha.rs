@@ -4,18 +4,14 @@
 //! live through with `503`s and their sessions, never a `500` or a logout.
 //! The store suite runs on both too (`stores.rs`).
 
-use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use reqwest::{Response, StatusCode};
 
 use crate::logs::Captured;
 use crate::scale::full_cycle;
-use crate::support::redis::{self, Cluster, SentinelSet};
+use crate::support::redis::{self, SentinelSet};
 use crate::support::*;
-
-static CLUSTER: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
-static SENTINEL: Mutex<Weak<SentinelSet>> = Mutex::new(Weak::new());
 
 /// The app with its sessions at `url`, a store timeout of 1 s.
 async fn app_on(url: String) -> TestApp {
@@ -35,7 +31,7 @@ async fn login_app_on_a_redis_cluster() {
     if !redis::installed() {
         return;
     }
-    let cluster = redis::shared(&CLUSTER, Cluster::start);
+    let cluster = redis::shared_cluster();
     let app = app_on(cluster.url()).await;
     let keys = || -> u64 {
         cluster
@@ -57,7 +53,7 @@ async fn login_app_through_sentinel() {
     if !redis::installed() {
         return;
     }
-    let set = redis::shared(&SENTINEL, SentinelSet::start);
+    let set = redis::shared_sentinel_set();
     let app = app_on(set.url()).await;
     full_cycle(&app).await;
 }

@@ -5,7 +5,7 @@
 //! test works in its own schema and drops it; Redis keys are random session
 //! ids, deleted by the tests.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use oidc_gate::config::{StoreConfig, StoreUrl};
@@ -14,7 +14,7 @@ use oidc_gate::store::{SessionLink, Store, UserProfile};
 use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
 
-use crate::support::redis::{self, Cluster, SentinelSet};
+use crate::support::redis;
 
 /// A backend under test, and how to clean it up.
 pub struct Backend {
@@ -107,11 +107,9 @@ pub fn backends() -> Vec<(&'static str, Backend)> {
         ));
     }
     if redis::installed() {
-        static CLUSTER: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
-        static SENTINEL: Mutex<Weak<SentinelSet>> = Mutex::new(Weak::new());
-        let cluster = redis::shared(&CLUSTER, Cluster::start);
+        let cluster = redis::shared_cluster();
         all.push(("redis-cluster", redis_backend(cluster.url(), cluster)));
-        let sentinel = redis::shared(&SENTINEL, SentinelSet::start);
+        let sentinel = redis::shared_sentinel_set();
         all.push(("redis-sentinel", redis_backend(sentinel.url(), sentinel)));
     }
     all

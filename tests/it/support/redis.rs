@@ -27,9 +27,22 @@ pub fn installed() -> bool {
     found
 }
 
+/// The Cluster shared by the tests running at the same time (see [`shared`]).
+pub fn shared_cluster() -> Arc<Cluster> {
+    static CLUSTER: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+    shared(&CLUSTER, Cluster::start)
+}
+
+/// The Sentinel setup shared by the tests running at the same time; a test
+/// that fails it over starts its own.
+pub fn shared_sentinel_set() -> Arc<SentinelSet> {
+    static SENTINEL: Mutex<Weak<SentinelSet>> = Mutex::new(Weak::new());
+    shared(&SENTINEL, SentinelSet::start)
+}
+
 /// One deployment shared by the tests running at the same time, started by
 /// the first that asks and stopped when the last one drops it.
-pub fn shared<T>(slot: &'static Mutex<Weak<T>>, start: fn() -> T) -> Arc<T> {
+fn shared<T>(slot: &'static Mutex<Weak<T>>, start: fn() -> T) -> Arc<T> {
     let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(running) = slot.upgrade() {
         return running;
