@@ -137,3 +137,38 @@ async fn sentinel_failover_keeps_sessions_and_answers_503_meanwhile() {
         "no Redis password in the logs:\n{logged}"
     );
 }
+
+/// The binary refuses a Redis URL it cannot use, or Redis it cannot reach,
+/// in one sentence naming `SESSION_STORE_URL` and never the password.
+#[tokio::test]
+async fn bad_or_unreachable_redis_urls_stop_the_binary_naming_the_variable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // released: nothing listens there
+    for (url, says) in [
+        (
+            format!("redis-sentinel://:hunter2@127.0.0.1:{port}/0"),
+            "sentinelServiceName=NAME".to_owned(),
+        ),
+        (
+            format!("redis-cluster://:hunter2@127.0.0.1:{port}/2"),
+            "only database 0".to_owned(),
+        ),
+        (
+            format!("redis-sentinel://:hunter2@127.0.0.1:{port}/0?sentinelServiceName=gate"),
+            format!("Redis primary `gate` via the Sentinels at 127.0.0.1:{port}"),
+        ),
+        (
+            format!("redis-cluster://:hunter2@127.0.0.1:{port}"),
+            format!("the Redis Cluster at 127.0.0.1:{port}"),
+        ),
+    ] {
+        let (code, out) = crate::cli::run(&[("SESSION_STORE_URL", &url), ("LISTEN", "127.0.0.1:0")], None).await;
+        assert_ne!(code, 0, "{url}: {out}");
+        assert!(out.contains("SESSION_STORE_URL") && out.contains(&says), "{url}: {out}");
+        assert!(!out.contains("hunter2"), "the password is printed: {out}");
+        assert_eq!(out.trim().lines().count(), 1, "one sentence: {out}");
+    }
+}
