@@ -13,6 +13,10 @@ use crate::scale::full_cycle;
 use crate::support::redis::{self, SentinelSet};
 use crate::support::*;
 
+/// How long the failover test's Sentinel waits before it takes the primary
+/// for down: longer than the store timeout of [`app_on`].
+const DOWN_AFTER: Duration = Duration::from_millis(1500);
+
 /// The app with its sessions at `url`, a store timeout of 1 s.
 async fn app_on(url: String) -> TestApp {
     TestApp::spawn_with(Options {
@@ -86,7 +90,7 @@ async fn sentinel_failover_keeps_sessions_and_answers_503_meanwhile() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let mut set = SentinelSet::start();
+    let mut set = SentinelSet::start(DOWN_AFTER);
     let app = app_on(set.url()).await;
     let browser = Browser::new();
     login(&app, &browser, None).await;
@@ -98,8 +102,8 @@ async fn sentinel_failover_keeps_sessions_and_answers_503_meanwhile() {
 
     set.primary.kill();
     let killed = Instant::now();
-    // Sentinel takes the primary for down only after `redis::DOWN_AFTER`
-    // (1.5 s), longer than the store timeout (1 s): this request meets the switch.
+    // Sentinel takes the primary for down only after DOWN_AFTER, longer than
+    // the store timeout (1 s): this request meets the switch.
     let r = browser.get(&app.url("/secret")).await;
     assert_unavailable(r, "right after the kill").await;
 
