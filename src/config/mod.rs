@@ -17,11 +17,13 @@ use crate::secret::Secret;
 
 mod gateway;
 mod public;
+mod redis;
 mod ratelimit;
 mod store;
 
 pub use gateway::{GatewayArgs, GatewayConfig, SharedSignIn};
 pub use public::is_loopback;
+pub use redis::RedisTopology;
 pub use ratelimit::{RateLimitArgs, RateLimitConfig};
 pub use store::{StoreConfig, StoreUrl};
 
@@ -87,7 +89,8 @@ pub struct Args {
     /// sqlite://PATH or postgres://USER@HOST/DB. Default: SQLite in DATA_DIR.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Where sessions live, if not in DATABASE_URL: redis://, rediss://, postgres:// or sqlite://.
+    /// Where sessions live, if not in DATABASE_URL: redis://, redis-sentinel://, redis-cluster:// (rediss… for TLS),
+    /// postgres:// or sqlite://.
     #[arg(long, env = "SESSION_STORE_URL", hide_env_values = true)]
     pub session_store_url: Option<String>,
     /// PostgreSQL schema for oidc-gate's tables (created if missing; default: public, sessions in tower_sessions).

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::redis::{self, RedisTopology};
 use super::{Args, ConfigError, err, parse_duration};
 use crate::secret::Secret;
 
@@ -31,7 +32,8 @@ pub enum StoreUrl {
     Sqlite(PathBuf),
     /// A PostgreSQL database.
     Postgres(Secret),
-    /// A Redis server (sessions only).
+    /// Redis (sessions only): one server, a Sentinel-watched primary, or a
+    /// Cluster, as the URL's scheme says ([`StoreUrl::redis_topology`]).
     Redis(Secret),
 }
 
@@ -41,7 +43,22 @@ impl StoreUrl {
         match self {
             StoreUrl::Sqlite(_) => "sqlite",
             StoreUrl::Postgres(_) => "postgres",
-            StoreUrl::Redis(_) => "redis",
+            StoreUrl::Redis(_) => match self.redis_topology() {
+                Some(RedisTopology::Sentinel) => "redis-sentinel",
+                Some(RedisTopology::Cluster) => "redis-cluster",
+                _ => "redis",
+            },
+        }
+    }
+
+    /// How a Redis URL finds its server(s); `None` for the other stores.
+    pub fn redis_topology(&self) -> Option<RedisTopology> {
+        match self {
+            StoreUrl::Redis(url) => {
+                let scheme = url.expose().split(':').next().unwrap_or_default();
+                RedisTopology::of_scheme(&scheme.to_ascii_lowercase())
+            }
+            _ => None,
         }
     }
 
@@ -130,15 +147,20 @@ fn parse_store_url(var: &str, raw: &str, data_dir: &Path) -> Result<StoreUrl, Co
             }))
         }
         "postgres" | "postgresql" => Ok(StoreUrl::Postgres(Secret::new(raw))),
-        "redis" | "rediss" => Ok(StoreUrl::Redis(Secret::new(raw))),
-        _ => Err(err(format!(
-            "{var} must start with sqlite://, postgres://{}",
-            if var == "SESSION_STORE_URL" {
-                ", redis:// or rediss://."
-            } else {
-                "."
+        scheme => match RedisTopology::of_scheme(scheme) {
+            Some(topology) => {
+                redis::validate(var, raw, topology)?;
+                Ok(StoreUrl::Redis(Secret::new(raw)))
             }
-        ))),
+            None => Err(err(format!(
+                "{var} must start with sqlite://, postgres://{}",
+                if var == "SESSION_STORE_URL" {
+                    ", redis://, redis-sentinel://, redis-cluster:// (or rediss… for TLS)."
+                } else {
+                    "."
+                }
+            ))),
+        },
     }
 }
 
@@ -165,6 +187,39 @@ mod tests {
         assert_eq!(c.store.database.kind(), "postgres");
         assert_eq!(c.store.sessions.as_ref().unwrap().kind(), "redis");
         assert!(!format!("{c:?}").contains("pw@"), "no password in Debug output");
+        for (url, kind) in [
+            (
+                "redis-sentinel://:pw@127.0.0.1:26379/0?sentinelServiceName=gate",
+                "redis-sentinel",
+            ),
+            (
+                "rediss-cluster://:pw@127.0.0.1:7000?node=127.0.0.1:7001",
+                "redis-cluster",
+            ),
+        ] {
+            let c = Config::from_args(Args {
+                session_store_url: Some(url.into()),
+                ..args()
+            })
+            .unwrap();
+            assert_eq!(c.store.sessions.as_ref().unwrap().kind(), kind);
+            assert!(!format!("{c:?}").contains("pw@"), "no password in Debug output");
+            let e = Config::from_args(Args {
+                database_url: Some(url.into()),
+                ..args()
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains("DATABASE_URL"), "{e}");
+        }
+        let e = Config::from_args(Args {
+            session_store_url: Some("redis-sentinel://:pw@127.0.0.1:26379/0".into()),
+            ..args()
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("SESSION_STORE_URL must name the primary"),
+            "{e}"
+        );
         let e = Config::from_args(Args {
             database_url: Some("redis://x".into()),
             ..args()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::prelude::KeysInterface;
-use fred::prelude::{ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy};
+use fred::prelude::{ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy, ServerConfig};
 use fred::types::{Builder, Expiration, SetOptions};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -170,6 +170,24 @@ async fn redis_save(pool: &RedisPool, record: &Record) -> session_store::Result<
     .map_err(backend)
 }
 
+/// Where a Redis URL points, for messages: its server, Sentinels or Cluster
+/// nodes, never its credentials.
+fn redis_target(server: &ServerConfig) -> String {
+    let hosts: Vec<String> = server
+        .hosts()
+        .iter()
+        .map(|s| format!("{}:{}", s.host, s.port))
+        .collect();
+    let hosts = hosts.join(", ");
+    match server {
+        ServerConfig::Sentinel { service_name, .. } => {
+            format!("Redis primary `{service_name}` via the Sentinels at {hosts}")
+        }
+        ServerConfig::Clustered { .. } => format!("the Redis Cluster at {hosts}"),
+        _ => format!("Redis at {hosts}"),
+    }
+}
+
 /// Redis connections: one per worker thread of the runtime, at most
 /// `max_connections`. Redis runs commands one at a time, and `fred`
 /// pipelines the commands of concurrent requests on a connection into one
@@ -239,14 +257,28 @@ impl SessionBackend {
         })
     }
 
-    /// Sessions in Redis; expiry is Redis's own TTL.
+    /// Sessions in Redis: one server, the primary Sentinel names, or a
+    /// Cluster, as the URL says (`fred` follows failovers and slot moves).
+    /// Expiry is Redis's own TTL.
+    ///
+    /// Every command here and in `RedisStore` (`GET`, `SET … NX`/`XX`,
+    /// `DEL`) touches one key, the session id, and nothing is scripted or
+    /// batched in a transaction, so a Cluster needs no `{hash tags}`: no two
+    /// keys must share a slot. Keep it so (or tag the keys) when adding one.
     pub(super) async fn redis(url: &StoreUrl, config: &StoreConfig) -> Result<Self, StoreError> {
         let StoreUrl::Redis(url) = url else {
             return Err(StoreError::Config("not a Redis URL".into()));
         };
         let redis_err = |e: fred::error::Error| StoreError::Session(format!("redis: {e}"));
         let timeout = config.timeout;
-        let pool = Builder::from_config(RedisConfig::from_url(url.expose()).map_err(redis_err)?)
+        let redis_config = RedisConfig::from_url(url.expose()).map_err(redis_err)?;
+        let unreachable = |why: String| {
+            StoreError::Session(format!(
+                "cannot connect to {} (SESSION_STORE_URL): {why}",
+                redis_target(&redis_config.server)
+            ))
+        };
+        let pool = Builder::from_config(redis_config.clone())
             .with_connection_config(|c| {
                 c.connection_timeout = timeout;
                 c.internal_command_timeout = timeout;
@@ -258,8 +290,8 @@ impl SessionBackend {
             .map_err(redis_err)?;
         tokio::time::timeout(timeout * 10, pool.init())
             .await
-            .map_err(|_| StoreError::Timeout(timeout * 10))?
-            .map_err(redis_err)?;
+            .map_err(|_| unreachable(format!("no answer within {:?}", timeout * 10)))?
+            .map_err(|e| unreachable(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner::Redis(RedisStore::new(pool.clone()), pool)),
             timeout,

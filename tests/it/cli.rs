@@ -12,7 +12,7 @@ use crate::support::process::{BIN, output, start};
 use crate::support::*;
 
 /// Runs the binary with only `env` (and a fresh working directory) until it exits.
-async fn run(env: &[(&str, &str)], dotenv: Option<&str>) -> (i32, String) {
+pub async fn run(env: &[(&str, &str)], dotenv: Option<&str>) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     if let Some(content) = dotenv {
         std::fs::write(dir.path().join(".env"), content).unwrap();

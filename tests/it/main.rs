@@ -16,6 +16,7 @@ mod library;
 mod login;
 mod login_writes;
 mod logs;
+mod redis_ha;
 mod ratelimit;
 mod scale;
 mod sessions;

@@ -59,7 +59,7 @@ pub fn target(url: &str) -> SocketAddr {
 }
 
 /// Logs in, then checks /secret, /healthz and logout on this app.
-async fn full_cycle(app: &TestApp) {
+pub async fn full_cycle(app: &TestApp) {
     let browser = Browser::new();
     login(app, &browser, Some("/secret")).await;
     let r = browser.get(&app.url("/secret")).await;

@@ -1,8 +1,11 @@
 //! One store test suite, run against every backend: SQLite always;
 //! PostgreSQL when `TEST_DATABASE_URL` is set, Redis (sessions) when
-//! `TEST_REDIS_URL` is set. Each PostgreSQL test works in its own schema and
-//! drops it; Redis keys are random session ids, deleted by the tests.
+//! `TEST_REDIS_URL` is set, and a local Redis Cluster and Sentinel setup
+//! when `redis-server` is installed (see `support::redis`). Each PostgreSQL
+//! test works in its own schema and drops it; Redis keys are random session
+//! ids, deleted by the tests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use oidc_gate::config::{StoreConfig, StoreUrl};
@@ -11,11 +14,15 @@ use oidc_gate::store::{SessionLink, Store, UserProfile};
 use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
 
+use crate::support::redis;
+
 /// A backend under test, and how to clean it up.
 pub struct Backend {
     pub config: StoreConfig,
     _dir: tempfile::TempDir,
     pg: Option<(String, String)>,
+    /// Servers started for the test, stopped when the last user drops them.
+    _servers: Option<Arc<dyn Send + Sync>>,
 }
 
 impl Backend {
@@ -62,6 +69,7 @@ pub fn backends() -> Vec<(&'static str, Backend)> {
             config: base(&dir),
             _dir: dir,
             pg: None,
+            _servers: None,
         },
     ));
     if let Some(url) = service_url("TEST_DATABASE_URL") {
@@ -78,6 +86,7 @@ pub fn backends() -> Vec<(&'static str, Backend)> {
                 config,
                 _dir: dir,
                 pg: Some((url, schema)),
+                _servers: None,
             },
         ));
     }
@@ -93,10 +102,31 @@ pub fn backends() -> Vec<(&'static str, Backend)> {
                 config,
                 _dir: dir,
                 pg: None,
+                _servers: None,
             },
         ));
     }
+    if redis::installed() {
+        let cluster = redis::shared_cluster();
+        all.push(("redis-cluster", redis_backend(cluster.url(), cluster)));
+        let sentinel = redis::shared_sentinel_set();
+        all.push(("redis-sentinel", redis_backend(sentinel.url(), sentinel)));
+    }
     all
+}
+
+/// Sessions in the Redis deployment `servers` at `url`.
+fn redis_backend(url: String, servers: Arc<dyn Send + Sync>) -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    Backend {
+        config: StoreConfig {
+            sessions: Some(StoreUrl::Redis(Secret::new(url))),
+            ..base(&dir)
+        },
+        _dir: dir,
+        pg: None,
+        _servers: Some(servers),
+    }
 }
 
 /// Runs `check` on every backend, cleaning up after each.
@@ -455,7 +485,7 @@ async fn migrations_run_twice() {
 
 async fn cleanup_deletes_in_batches_and_keeps_live_sessions(name: &str, store: &Store) {
     let sessions = store.session_backend();
-    if name == "redis" {
+    if name.starts_with("redis") {
         // Keys expire by themselves (and Redis refuses a past expiry).
         assert_eq!(sessions.delete_expired_now().await.unwrap(), 0);
         return;

@@ -6,6 +6,7 @@
 pub mod html;
 pub mod process;
 pub mod proxy;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
