@@ -121,6 +121,7 @@ impl App {
             redirects: Redirects::new(config.public_url.clone(), config.sign_in.redirect_domains.clone()),
             post_logout_url: config.post_logout_url(),
             tokens,
+            trusted_proxies: config.trusted_proxies.clone(),
         });
         let gateway = config
             .gateway

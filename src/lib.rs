@@ -14,6 +14,7 @@
 //! - [`web`]: HTTP routes and pages.
 //! - [`gateway`]: login in front of another app: reverse proxy and forward auth (oauth2-proxy's interface).
 //! - [`app`]: wiring it together and serving.
+//! - [`logs`]: the log format (`LOG_FORMAT`); the audit events are in [`web::audit`].
 //! - [`devprovider`]: the embedded development OpenID provider (a stand-in for a real one).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod devprovider;
 pub mod gateway;
+pub mod logs;
 pub mod provider;
 pub mod secret;
 pub mod session;

@@ -12,8 +12,10 @@ use clap::Parser;
 use url::Url;
 
 use crate::access::{self, AccessArgs, Rules};
+use crate::logs::LogFormat;
 use crate::provider::SigningAlg;
 use crate::secret::Secret;
+use crate::web::TrustedProxies;
 
 mod gateway;
 mod public;
@@ -108,6 +110,13 @@ pub struct Args {
     /// base64 or hex). Default: derived from the key instances share in the database.
     #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
     pub token_encryption_key: Option<String>,
+    /// Proxies whose X-Forwarded-For, Forwarded and X-Request-Id are believed:
+    /// comma-separated CIDRs (e.g. 127.0.0.1/32,10.0.0.0/8). Default: none.
+    #[arg(long, env = "TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Log format: text (coloured on a terminal) or json (one object a line).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
     /// Who may sign in (ALLOWED_EMAIL_DOMAINS, ALLOWED_EMAILS, ALLOWED_GROUPS, …).
     #[command(flatten)]
     pub access: AccessArgs,
@@ -149,6 +158,10 @@ pub struct Config {
     pub sign_in: SharedSignIn,
     /// `TOKEN_ENCRYPTION_KEY`.
     pub token_key: Option<crate::tokens::TokenKey>,
+    /// `TRUSTED_PROXIES`: whose forwarding headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
 }
 
 /// The provider to use.
@@ -242,6 +255,8 @@ impl Config {
                 None | Some("") => None,
                 Some(raw) => Some(crate::tokens::TokenKey(crate::tokens::parse_key(raw)?)),
             },
+            trusted_proxies: parse_trusted_proxies(args.trusted_proxies.as_deref())?,
+            log_format: LogFormat::parse(&args.log_format)?,
         })
     }
 
@@ -363,6 +378,14 @@ pub(crate) fn boolean(var: &str, raw: &str) -> Result<bool, ConfigError> {
         "false" | "0" | "no" | "off" => Ok(false),
         _ => Err(err(format!("{var} must be true or false, got `{raw}`."))),
     }
+}
+
+fn parse_trusted_proxies(raw: Option<&str>) -> Result<TrustedProxies, ConfigError> {
+    TrustedProxies::parse(raw.unwrap_or_default()).map_err(|entry| {
+        err(format!(
+            "TRUSTED_PROXIES must be comma-separated networks like 127.0.0.1/32,10.0.0.0/8, got `{entry}`."
+        ))
+    })
 }
 
 fn parse_alg(raw: Option<&str>) -> Result<Option<SigningAlg>, ConfigError> {

@@ -2,14 +2,18 @@
 //! merged here with the session, login and security layers.
 
 pub(crate) mod access;
+pub mod audit;
 pub(crate) mod auth;
 pub(crate) mod backchannel;
+pub mod client_ip;
 mod error;
 pub(crate) mod guard;
 mod host;
 pub(crate) mod pages;
 mod pending;
 pub mod redirect;
+pub mod request_id;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -18,14 +22,16 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Response;
 use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
-use tower_http::trace::TraceLayer;
 use url::Url;
 
+pub use client_ip::{ClientIp, TrustedProxies};
 pub use error::{AppError, ErrorPage, render, render_error_pages};
 pub use guard::{RequireLogin, RequireLoginLayer};
 pub use host::{LoopbackHosts, LoopbackHostsLayer};
 pub use pending::PendingLogins;
 pub use redirect::{Links, Redirects};
+pub use request_id::RequestId;
+pub use trace::RequestLayer;
 
 use crate::access::Rules;
 use crate::clock::Clock;
@@ -64,6 +70,8 @@ pub struct AppStateInner {
     pub post_logout_url: Url,
     /// Seals the tokens kept in sessions; `None`: no token is kept.
     pub tokens: Option<crate::tokens::TokenVault>,
+    /// `TRUSTED_PROXIES`: whose forwarding headers and request ids are believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl std::ops::Deref for AppState {
@@ -109,7 +117,7 @@ pub fn router(
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
     let layers = ServiceBuilder::new()
-        .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
+        .layer(RequestLayer::new(state.trusted_proxies.clone()))
         .layer(MapResponseLayer::new(move |r| render_error_pages(&links, r)))
         .layer(MapResponseLayer::new(move |r| headers.apply(r)))
         .option_layer(hosts)
