@@ -112,6 +112,7 @@ impl App {
             redirects: Redirects::new(config.public_url.clone(), config.sign_in.redirect_domains.clone()),
             post_logout_url: config.post_logout_url(),
             tokens,
+            trusted_proxies: config.trusted_proxies.clone(),
             limits,
             drain: drain.clone(),
         });

@@ -15,6 +15,7 @@
 //! - [`web`]: HTTP routes and pages.
 //! - [`gateway`]: login in front of another app: reverse proxy and forward auth (oauth2-proxy's interface).
 //! - [`app`]: wiring it together and serving.
+//! - [`logs`]: the log format (`LOG_FORMAT`); the audit events are in [`web::audit`].
 //! - [`drain`]: stopping without dropping requests (`/ready`, `SHUTDOWN_GRACE`, `SHUTDOWN_TIMEOUT`).
 //! - [`check`]: `oidc-gate check`: the configuration, provider and store, checked without serving.
 //! - [`devprovider`]: the embedded development OpenID provider (a stand-in for a real one).
@@ -29,6 +30,7 @@ pub mod config;
 pub mod devprovider;
 pub mod drain;
 pub mod gateway;
+pub mod logs;
 pub mod provider;
 pub mod ratelimit;
 pub mod secret;

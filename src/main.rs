@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use oidc_gate::app::App;
 use oidc_gate::clock::Clock;
 use oidc_gate::config::{Args, Command, Config};
-use tracing_subscriber::EnvFilter;
+use oidc_gate::logs::{self, LogFormat};
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// jemalloc: per-request allocations were a sixth of the server's CPU with
 /// glibc's allocator. Measured on /secret (BENCHMARKS.md): jemalloc ~+10%
@@ -16,18 +17,27 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Reads `.env` first: it may set LOG_FORMAT and RUST_LOG.
     let args = Args::load();
+    let format = match LogFormat::parse(&args.log_format) {
+        Ok(format) => format,
+        Err(e) => {
+            eprintln!("oidc-gate: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // `check` prints a report: of the logs, only warnings (unless RUST_LOG says).
     let checking = args.command == Some(Command::Check);
-    let default_filter = if checking { "warn" } else { "info,sqlx=warn" };
+    let default_filter = if checking { "warn" } else { logs::DEFAULT_FILTER };
     // Logs go to stdout; colour only when that is a terminal (not a file or
     // journald), and never against NO_COLOR (https://no-color.org/).
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
-        .with_writer(std::io::stdout)
-        .with_ansi(colour)
-        .init();
+    let subscriber = logs::subscriber(format, logs::env_filter(default_filter), std::io::stdout, colour);
+    // `try_init` also turns the `log` records of dependencies into events.
+    if subscriber.try_init().is_err() {
+        eprintln!("oidc-gate: a log subscriber was already set");
+        return ExitCode::FAILURE;
+    }
     if checking {
         return check(args).await;
     }

@@ -12,8 +12,10 @@ use clap::{Parser, Subcommand};
 use url::Url;
 
 use crate::access::{self, AccessArgs, Rules};
+use crate::logs::LogFormat;
 use crate::provider::SigningAlg;
 use crate::secret::Secret;
+use crate::web::TrustedProxies;
 
 mod gateway;
 mod public;
@@ -116,6 +118,13 @@ pub struct Args {
     /// base64 or hex). Default: derived from the key instances share in the database.
     #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
     pub token_encryption_key: Option<String>,
+    /// Proxies whose X-Forwarded-For, Forwarded and X-Request-Id are believed:
+    /// comma-separated CIDRs (e.g. 127.0.0.1/32,10.0.0.0/8). Default: none.
+    #[arg(long, env = "TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Log format: text (coloured on a terminal) or json (one object a line).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
     /// On SIGTERM: how long new connections are still served, while /ready answers 503,
     /// so that load balancers stop sending traffic first (0s: stop accepting at once).
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "5s")]
@@ -176,6 +185,10 @@ pub struct Config {
     pub sign_in: SharedSignIn,
     /// `TOKEN_ENCRYPTION_KEY`.
     pub token_key: Option<crate::tokens::TokenKey>,
+    /// `TRUSTED_PROXIES`: whose forwarding headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
     /// Rate limits per client address on the sign-in routes.
     pub rate_limits: RateLimitConfig,
     /// How the server drains on SIGTERM.
@@ -290,6 +303,8 @@ impl Config {
                 None | Some("") => None,
                 Some(raw) => Some(crate::tokens::TokenKey(crate::tokens::parse_key(raw)?)),
             },
+            trusted_proxies: parse_trusted_proxies(args.trusted_proxies.as_deref())?,
+            log_format: LogFormat::parse(&args.log_format)?,
             rate_limits: ratelimit::from_args(&args.rate_limits)?,
             shutdown: ShutdownConfig {
                 grace: parse_duration_allow_zero("SHUTDOWN_GRACE", &args.shutdown_grace)?,
@@ -423,6 +438,14 @@ pub(crate) fn boolean(var: &str, raw: &str) -> Result<bool, ConfigError> {
         "false" | "0" | "no" | "off" => Ok(false),
         _ => Err(err(format!("{var} must be true or false, got `{raw}`."))),
     }
+}
+
+fn parse_trusted_proxies(raw: Option<&str>) -> Result<TrustedProxies, ConfigError> {
+    TrustedProxies::parse(raw.unwrap_or_default()).map_err(|entry| {
+        err(format!(
+            "TRUSTED_PROXIES must be comma-separated networks like 127.0.0.1/32,10.0.0.0/8, got `{entry}`."
+        ))
+    })
 }
 
 fn parse_alg(raw: Option<&str>) -> Result<Option<SigningAlg>, ConfigError> {

@@ -15,6 +15,7 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use crate::secret::Secret;
+use crate::web::request_id::X_REQUEST_ID;
 
 /// Every identity header name a client must never choose: removed from each
 /// proxied request before ours are added (oauth2-proxy's names).
@@ -57,13 +58,15 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// Headers this policy sets itself, so whatever the client sent is dropped.
 /// `Forwarded` (RFC 7239) is dropped too: it would contradict the
 /// `X-Forwarded-*` we set, and an app that prefers it would believe the client.
-static SET_HERE: [HeaderName; 6] = [
+/// `X-Request-Id` is the request's own (a trusted proxy's, or made here).
+static SET_HERE: [HeaderName; 7] = [
     header::HOST,
     X_FORWARDED_FOR,
     X_FORWARDED_PROTO,
     X_FORWARDED_HOST,
     header::FORWARDED,
     header::EXPECT,
+    X_REQUEST_ID,
 ];
 
 /// One family of identity header names.
@@ -144,8 +147,14 @@ pub struct HeaderPolicy {
 /// `Host` headers.
 #[derive(Clone, Debug)]
 pub struct Forwarded {
-    /// The peer that connected to us, appended to `X-Forwarded-For`.
+    /// The peer that connected to us, last in `X-Forwarded-For`.
     pub client: Option<IpAddr>,
+    /// The hops before the peer that `TRUSTED_PROXIES` let us believe
+    /// ([`crate::web::client_ip::ForwardedChain`]), the client first; empty
+    /// when the peer is the client.
+    pub believed: Vec<IpAddr>,
+    /// `X-Request-Id`: the request's id.
+    pub request_id: Option<HeaderValue>,
     /// `X-Forwarded-Proto`: `PUBLIC_URL`'s scheme.
     pub proto: HeaderValue,
     /// `X-Forwarded-Host`: `PUBLIC_URL`'s host (and port, if not the default).
@@ -160,6 +169,8 @@ impl Forwarded {
     pub fn new(public_url: &Url, upstream: &Url) -> Option<Self> {
         Some(Self {
             client: None,
+            believed: Vec::new(),
+            request_id: None,
             proto: HeaderValue::from_str(public_url.scheme()).ok()?,
             host: host_value(public_url)?,
             upstream_host: host_value(upstream)?,
@@ -226,7 +237,7 @@ fn is_identity(name: &HeaderName) -> bool {
 /// The headers for the upstream: the client's, less hop-by-hop headers, the
 /// names listed in `Connection`, every identity header and whatever this
 /// policy sets itself; then ours: `Host`, `X-Forwarded-For`/`-Proto`/`-Host`,
-/// `Connection`/`Upgrade` again for an upgrade, and the identity.
+/// `X-Request-Id`, `Connection`/`Upgrade` again for an upgrade, and the identity.
 pub fn upstream_request_headers(
     incoming: &HeaderMap,
     identity: Option<&Identity>,
@@ -264,22 +275,22 @@ pub fn upstream_request_headers(
         out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         out.insert(header::UPGRADE, protocol.clone());
     }
-    // As nginx's `$proxy_add_x_forwarded_for`: what came (unless the client
-    // listed it in `Connection`), then the peer.
-    let prior: Vec<&[u8]> = match listed.contains(&X_FORWARDED_FOR) {
-        true => Vec::new(),
-        false => incoming
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .map(HeaderValue::as_bytes)
-            .collect(),
-    };
-    let peer = forwarded.client.map(|ip| ip.to_string());
-    let chain: Vec<&[u8]> = prior.into_iter().chain(peer.as_deref().map(str::as_bytes)).collect();
+    // The hops `web::client_ip` believed (the client first, then the trusted
+    // proxies it came through), then the peer: what a client wrote itself is
+    // never passed on as if verified, and the first entry is the client.
+    let chain: Vec<String> = forwarded
+        .believed
+        .iter()
+        .chain(forwarded.client.as_ref())
+        .map(IpAddr::to_string)
+        .collect();
     if !chain.is_empty()
-        && let Ok(value) = HeaderValue::from_bytes(&chain.join(&b", "[..]))
+        && let Ok(value) = HeaderValue::from_str(&chain.join(", "))
     {
         out.insert(X_FORWARDED_FOR, value);
+    }
+    if let Some(id) = &forwarded.request_id {
+        out.insert(X_REQUEST_ID, id.clone());
     }
     out.insert(X_FORWARDED_PROTO, forwarded.proto.clone());
     out.insert(X_FORWARDED_HOST, forwarded.host.clone());

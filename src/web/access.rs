@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
 use super::AppState;
+use super::audit::{self, Origin};
 use super::error::{AppError, render};
 use super::guard::{end_session, wants_json};
 use super::redirect::Links;
@@ -48,6 +49,7 @@ pub(crate) enum Scope {
 /// browser's earlier session (if any) was ended, so that it leaves signed out.
 pub(super) async fn admit(
     state: &AppState,
+    origin: &Origin,
     session: &Session,
     login: &Login,
     next: &str,
@@ -62,7 +64,13 @@ pub(super) async fn admit(
     if session.id().is_some() {
         end_session(state, session).await.map_err(IntoResponse::into_response)?;
     }
-    tracing::info!(reason = refusal.code(), subject = ?login.id_token.subject, "sign-in refused");
+    audit::sign_in_refused(
+        origin,
+        refusal.code(),
+        state.provider.issuer(),
+        Some(&login.id_token.subject),
+        None,
+    );
     Err(refused(state, &claims, refusal, next, Scope::SignIn, false))
 }
 
@@ -81,6 +89,7 @@ pub(super) async fn keep(session: &Session, claims: Option<&Claims>) -> Result<(
 /// is judged then).
 pub(super) async fn recheck(
     state: &AppState,
+    origin: &Origin,
     session: &Session,
     headers: &HeaderMap,
     path: &str,
@@ -96,12 +105,13 @@ pub(super) async fn recheck(
         },
         _ => None,
     };
-    let subject = end_session(state, session).await.map_err(IntoResponse::into_response)?;
+    let ended = end_session(state, session).await.map_err(IntoResponse::into_response)?;
+    let reason = verdict.map_or("access_claims_missing", Refusal::code);
+    let (issuer, subject) = ended.as_ref().map(|l| (l.issuer.as_str(), l.subject.as_str())).unzip();
+    audit::session_ended(origin, reason, issuer, subject);
     let Some(refusal) = verdict else {
-        tracing::info!(reason = "access_claims_missing", subject = ?subject, "session ended");
         return Ok(());
     };
-    tracing::info!(reason = refusal.code(), subject = ?subject, "session refused");
     let next = if path.starts_with('/') { path } else { "/" };
     Err(refused(
         state,

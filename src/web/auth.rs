@@ -12,6 +12,7 @@ use openidconnect::PkceCodeChallenge;
 use tower_sessions::Session;
 use url::form_urlencoded;
 
+use super::audit::{self, LogoutKind, Origin};
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::ratelimit::{Limited, class};
@@ -78,30 +79,43 @@ pub(crate) async fn login(
 pub(crate) async fn callback(
     _: Limited<class::Callback>,
     State(state): State<AppState>,
+    origin: Origin,
     auth: AuthSession,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = query.as_deref();
     let Some(presented) = param(query, "state") else {
-        return AppError::Callback {
-            reason: "state_missing",
-            detail: "no state parameter",
-        }
-        .into_response();
+        return refuse(
+            &state,
+            &origin,
+            AppError::Callback {
+                reason: "state_missing",
+                detail: "no state parameter",
+            },
+        );
     };
     // The presented state is single use: its login is taken (and its cookie
     // removed) before anything else is checked, whatever the outcome.
     let now = state.clock.unix();
     let (jar, pending) = state.pending.take(&headers, &presented, now);
     let result = match pending {
-        Some(pending) => complete(&state, auth, query, pending, now).await,
+        Some(pending) => complete(&state, &origin, auth, query, pending, now).await,
         None => Err(AppError::Callback {
             reason: "state_mismatch",
             detail: "state unknown, expired or already used",
         }),
     };
-    (jar, result).into_response()
+    match result {
+        Ok(response) => (jar, response).into_response(),
+        Err(e) => (jar, refuse(&state, &origin, e)).into_response(),
+    }
+}
+
+/// A refused sign-in: its audit event, then its page.
+fn refuse(state: &AppState, origin: &Origin, e: AppError) -> Response {
+    audit::sign_in_refused(origin, e.reason(), state.provider.issuer(), None, Some(&e));
+    e.into_recorded_response()
 }
 
 /// The rest of the callback, once `state` matched a login in progress: the
@@ -109,6 +123,7 @@ pub(crate) async fn callback(
 /// new session.
 async fn complete(
     state: &AppState,
+    origin: &Origin,
     auth: AuthSession,
     query: Option<&str>,
     pending: PendingLogin,
@@ -129,7 +144,7 @@ async fn complete(
         .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
         .await?;
     // Who may sign in: judged before anything of theirs is stored.
-    let access = match access::admit(state, &auth.session, &login, &pending.next).await {
+    let access = match access::admit(state, origin, &auth.session, &login, &pending.next).await {
         Ok(access) => access,
         Err(refused) => return Ok(refused),
     };
@@ -157,7 +172,7 @@ async fn complete(
         now,
     )
     .await?;
-    tracing::info!(user.id = user_id, issuer = %data.issuer, "login");
+    audit::signed_in(origin, &data.issuer, &data.subject, user_id);
     Ok(Redirect::to(&pending.next).into_response())
 }
 
@@ -319,6 +334,7 @@ async fn save_linked(
 
 pub(crate) async fn logout(
     State(state): State<AppState>,
+    origin: Origin,
     mut auth: AuthSession,
     headers: HeaderMap,
     RawForm(form): RawForm,
@@ -352,11 +368,16 @@ pub(crate) async fn logout(
         // Logged out all the same; the link expires with the session.
         tracing::warn!(error = %e, "could not remove a logged-out session's link");
     }
-    tracing::info!(user.id = user_id, "logout");
     // The provider sends the browser back with `state`, which carries `rd`.
-    let target = state
+    let at_provider = state
         .provider
-        .end_session_url(id_token_hint.as_deref(), &state.post_logout_url, rd.as_deref())
+        .end_session_url(id_token_hint.as_deref(), &state.post_logout_url, rd.as_deref());
+    let kind = match at_provider {
+        Some(_) => LogoutKind::RpInitiated,
+        None => LogoutKind::Button,
+    };
+    audit::logged_out(&origin, kind, &login.issuer, Some(&login.subject), user_id, 1);
+    let target = at_provider
         .map(|u| u.to_string())
         .or(rd)
         .unwrap_or_else(|| "/".to_owned());

@@ -13,6 +13,7 @@ use tower_sessions::SessionStore;
 use tower_sessions::session::Id;
 
 use super::AppState;
+use super::audit::{self, LogoutKind, Origin};
 use super::auth::param;
 use super::ratelimit::{Limited, class};
 use crate::store::StoreError;
@@ -33,10 +34,12 @@ fn answer(status: StatusCode, error: Option<&str>) -> Response {
 pub(crate) async fn backchannel_logout(
     _: Limited<class::BackchannelLogout>,
     State(state): State<AppState>,
+    origin: Origin,
     RawForm(form): RawForm,
 ) -> Response {
+    let issuer = state.provider.issuer();
     let Some(token) = param(std::str::from_utf8(&form).ok(), "logout_token") else {
-        tracing::info!(reason = "logout_token_missing", "back-channel logout rejected");
+        audit::logout_refused(&origin, "logout_token_missing", issuer, None);
         return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
     };
     let request = match state.provider.verify_logout_token(&token).await {
@@ -46,17 +49,18 @@ pub(crate) async fn backchannel_logout(
             return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"));
         }
         Err(e) => {
-            tracing::info!(reason = %e.reason, error = %e.detail, "back-channel logout rejected");
+            audit::logout_refused(&origin, e.reason.code(), issuer, Some(&e.detail));
             return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
         }
     };
     match end_sessions(&state, &request).await {
         Ok(Some(ended)) => {
-            tracing::info!(subject = ?request.subject, ended, "back-channel logout");
+            let subject = request.subject.as_deref();
+            audit::logged_out(&origin, LogoutKind::BackChannel, issuer, subject, None, ended);
             answer(StatusCode::OK, None)
         }
         Ok(None) => {
-            tracing::info!(reason = "logout_token_replay", "back-channel logout rejected");
+            audit::logout_refused(&origin, "logout_token_replay", issuer, None);
             answer(StatusCode::BAD_REQUEST, Some("invalid_request"))
         }
         Err(e) => {

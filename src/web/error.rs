@@ -285,6 +285,18 @@ pub fn render_error_pages(links: &Links, response: Response) -> Response {
     }
 }
 
+impl AppError {
+    /// The page of an error already recorded (by an audit event): logged
+    /// again only when it is the server's or the provider's fault, at error
+    /// level, where alerts look.
+    pub(crate) fn into_recorded_response(self) -> Response {
+        if self.status().is_server_error() {
+            return self.into_response();
+        }
+        self.page().response()
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();

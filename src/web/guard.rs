@@ -1,19 +1,20 @@
-//! Request-wide middleware: session lifetimes, login protection, turning
-//! bare framework errors into pages, and the request span.
+//! Request-wide middleware: session lifetimes, login protection, and turning
+//! bare framework errors into pages.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::extract::{MatchedPath, OriginalUri, Request};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::extract::{OriginalUri, Request};
+use axum::http::{Extensions, HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::future::Either;
 use tower::{Layer, Service};
 use tower_sessions::Session;
 
 use super::AppState;
+use super::audit::{self, Origin};
 use super::error::AppError;
 use super::redirect::Links;
 use crate::session::{ACTIVITY_KEY, Activity, Freshness, LOGIN_KEY, LoginData};
@@ -75,6 +76,7 @@ where
                         method: request.method(),
                         uri: request.uri(),
                         headers: request.headers(),
+                        extensions: request.extensions(),
                     },
                 )
                 .await
@@ -93,6 +95,7 @@ struct Asked<'a> {
     method: &'a Method,
     uri: &'a Uri,
     headers: &'a HeaderMap,
+    extensions: &'a Extensions,
 }
 
 async fn enforce_lifetimes(state: &AppState, session: &Session, request: Asked<'_>) -> Result<(), Response> {
@@ -112,13 +115,14 @@ async fn enforce_lifetimes(state: &AppState, session: &Session, request: Asked<'
                 .map_err(|e| AppError::Session(e).into_response())?;
         }
         verdict @ (Freshness::Idle | Freshness::TooOld) => {
-            let subject = end_session(state, session).await.map_err(IntoResponse::into_response)?;
+            let ended = end_session(state, session).await.map_err(IntoResponse::into_response)?;
             let reason = if verdict == Freshness::Idle {
                 "session_idle"
             } else {
                 "session_max_age"
             };
-            tracing::info!(reason, subject = subject.as_deref().unwrap_or("-"), "session ended");
+            let (issuer, subject) = ended.as_ref().map(|l| (l.issuer.as_str(), l.subject.as_str())).unzip();
+            audit::session_ended(&Origin::of(request.extensions), reason, issuer, subject);
             return Ok(());
         }
     }
@@ -131,19 +135,14 @@ async fn enforce_lifetimes(state: &AppState, session: &Session, request: Asked<'
         Method::GET => request.uri.path_and_query().map_or("/", |p| p.as_str()),
         _ => "/",
     };
-    super::access::recheck(state, session, request.headers, next).await
+    super::access::recheck(state, &Origin::of(request.extensions), session, request.headers, next).await
 }
 
 /// Ends a logged-in session here: its record first, then its session-index
 /// link (were that to fail, the session is already gone; only logged).
-/// Returns the provider subject it was signed in as, for the log.
-pub(super) async fn end_session(state: &AppState, session: &Session) -> Result<Option<String>, AppError> {
-    let subject = session
-        .get::<LoginData>(LOGIN_KEY)
-        .await
-        .ok()
-        .flatten()
-        .map(|l| l.subject);
+/// Returns the login it was, for the audit event.
+pub(super) async fn end_session(state: &AppState, session: &Session) -> Result<Option<LoginData>, AppError> {
+    let login = session.get::<LoginData>(LOGIN_KEY).await.ok().flatten();
     let id = session.id().map(|id| id.to_string());
     session.flush().await?;
     if let Some(id) = id
@@ -151,7 +150,7 @@ pub(super) async fn end_session(state: &AppState, session: &Session) -> Result<O
     {
         tracing::warn!(error = %e, "could not remove an ended session's link");
     }
-    Ok(subject)
+    Ok(login)
 }
 
 /// Protects routes: anonymous browsers are sent to log in (and back), API
@@ -277,17 +276,6 @@ pub fn render_bare_errors(response: Response) -> Response {
         return AppError::Store(StoreError::Session("store failure in the session layer".into())).into_response();
     }
     response
-}
-
-/// The span of a request: method and matched route, never the query string
-/// (it carries authorization codes on `/callback`).
-pub fn request_span(request: &Request) -> tracing::Span {
-    // Fields are evaluated only when the span is enabled: nothing allocated otherwise.
-    tracing::info_span!(
-        "request",
-        method = %request.method(),
-        route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("-"),
-    )
 }
 
 #[cfg(test)]

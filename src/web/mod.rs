@@ -2,9 +2,10 @@
 //! merged here with the session, login and security layers.
 
 pub(crate) mod access;
+pub mod audit;
 pub(crate) mod auth;
 pub(crate) mod backchannel;
-mod client_ip;
+pub mod client_ip;
 mod error;
 pub(crate) mod guard;
 pub mod health;
@@ -13,6 +14,8 @@ pub(crate) mod pages;
 mod pending;
 pub mod ratelimit;
 pub mod redirect;
+pub mod request_id;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -21,16 +24,17 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Response;
 use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
-use tower_http::trace::TraceLayer;
 use url::Url;
 
-pub use client_ip::ClientIp;
+pub use client_ip::{ClientIp, TrustedProxies};
 pub use error::{AppError, ErrorPage, render, render_error_pages};
 pub use guard::{RequireLogin, RequireLoginLayer};
 pub use host::{LoopbackHosts, LoopbackHostsLayer};
 pub use pending::PendingLogins;
 pub use ratelimit::Limited;
 pub use redirect::{Links, Redirects};
+pub use request_id::RequestId;
+pub use trace::RequestLayer;
 
 use crate::access::Rules;
 use crate::clock::Clock;
@@ -69,6 +73,8 @@ pub struct AppStateInner {
     pub post_logout_url: Url,
     /// Seals the tokens kept in sessions; `None`: no token is kept.
     pub tokens: Option<crate::tokens::TokenVault>,
+    /// `TRUSTED_PROXIES`: whose forwarding headers and request ids are believed.
+    pub trusted_proxies: TrustedProxies,
     /// The rate limits of the sign-in routes.
     pub limits: crate::ratelimit::RateLimits,
     /// Whether the server is stopping, and what it waits for then.
@@ -120,7 +126,7 @@ pub fn router(
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
     let layers = ServiceBuilder::new()
-        .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
+        .layer(RequestLayer::new(state.trusted_proxies.clone()))
         .layer(MapResponseLayer::new(move |r| render_error_pages(&links, r)))
         .layer(MapResponseLayer::new(move |r| headers.apply(r)))
         .option_layer(hosts)

@@ -36,7 +36,7 @@ pub async fn run(env: &[(&str, &str)], dotenv: Option<&str>) -> (i32, String) {
 
 #[tokio::test]
 async fn bad_configuration_exits_with_one_sentence_naming_the_variable() {
-    let cases: [(&[(&str, &str)], &str); 10] = [
+    let cases: [(&[(&str, &str)], &str); 12] = [
         (&[("PUBLIC_URL", "https://app.example.com")], "OIDC_ISSUER"),
         // The development provider, reachable from the network: refused.
         (&[("LISTEN", "0.0.0.0:5000")], "LISTEN"),
@@ -64,6 +64,8 @@ async fn bad_configuration_exits_with_one_sentence_naming_the_variable() {
         (&[("LISTEN", "everywhere")], "LISTEN"),
         (&[("SESSION_MAX_AGE", "forever")], "SESSION_MAX_AGE"),
         (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+        (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+        (&[("TRUSTED_PROXIES", "10.0.0.0/33")], "TRUSTED_PROXIES"),
     ];
     for (env, var) in cases {
         let (code, out) = run(env, None).await;
@@ -104,6 +106,8 @@ async fn help_lists_every_setting() {
         "DATABASE_URL",
         "SESSION_STORE_URL",
         "STORE_TIMEOUT",
+        "TRUSTED_PROXIES",
+        "LOG_FORMAT",
         "SHUTDOWN_GRACE",
         "SHUTDOWN_TIMEOUT",
     ] {
@@ -159,7 +163,7 @@ async fn first_start_needs_no_configuration_and_logs_no_secrets() {
     assert!(logs.contains("DEVELOPMENT PROVIDER"), "a loud banner: {logs}");
     // Not a terminal: no colour codes in a file or journald.
     assert!(!logs.contains('\x1b'), "ANSI escape codes in piped logs: {logs:?}");
-    assert!(logs.contains("login"), "login events are logged");
+    assert!(logs.contains("sign_in"), "sign-ins are audited");
     for (what, secret) in [
         ("code", &code),
         ("state", &state),

@@ -182,11 +182,18 @@ const CASES: &[Case] = &[
         expect: &[("host", Some("127.0.0.1:8000"))],
     },
     Case {
-        what: "X-Forwarded-For appended to (two headers joined)",
+        what: "a client's X-Forwarded-For (nothing believed) is replaced by the peer",
         incoming: &[("X-Forwarded-For", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8")],
         signed_in: false,
         policy: NO,
-        expect: &[("x-forwarded-for", Some("1.2.3.4, 5.6.7.8, 10.0.0.9"))],
+        expect: &[("x-forwarded-for", Some("10.0.0.9"))],
+    },
+    Case {
+        what: "a client's X-Request-Id never reaches the upstream as the request's",
+        incoming: &[("X-Request-Id", "planted"), ("x-request-id", "twice")],
+        signed_in: false,
+        policy: NO,
+        expect: &[("x-request-id", None)],
     },
     Case {
         what: "Connection naming X-Forwarded-For drops what came; the peer stays",
@@ -294,4 +301,39 @@ fn hostile_requests() {
             );
         }
     }
+}
+
+/// Behind trusted proxies: the believed hops, then the peer; the request's
+/// own id replaces the client's.
+#[test]
+fn forwarded_for_is_the_believed_chain_then_the_peer() {
+    let incoming = map(&[
+        ("X-Forwarded-For", "6.6.6.6, 198.51.100.7, 10.0.0.2"),
+        ("X-Request-Id", "planted"),
+    ]);
+    let through = Forwarded {
+        believed: vec!["198.51.100.7".parse().unwrap(), "10.0.0.2".parse().unwrap()],
+        request_id: Some(HeaderValue::from_static("0af7651916cd43dd8448eb211c80319c")),
+        ..forwarded()
+    };
+    let out = upstream_request_headers(&incoming, None, &NO, &through);
+    assert_eq!(
+        get(&out, "x-forwarded-for").as_deref(),
+        Some("198.51.100.7, 10.0.0.2, 10.0.0.9"),
+        "what the client wrote left of its own address is gone"
+    );
+    assert_eq!(
+        get(&out, "x-request-id").as_deref(),
+        Some("0af7651916cd43dd8448eb211c80319c")
+    );
+
+    // No peer known (not served over TCP): the believed hops alone.
+    let through = Forwarded {
+        client: None,
+        believed: vec!["2001:db8::7".parse().unwrap()],
+        ..forwarded()
+    };
+    let out = upstream_request_headers(&incoming, None, &NO, &through);
+    assert_eq!(get(&out, "x-forwarded-for").as_deref(), Some("2001:db8::7"));
+    assert_eq!(get(&out, "x-request-id"), None);
 }

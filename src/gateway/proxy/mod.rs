@@ -28,6 +28,8 @@ use url::Url;
 use super::headers::{self, Forwarded, HeaderPolicy, Identity};
 use crate::drain::Tunnels;
 use crate::web::AppError;
+use crate::web::client_ip::ForwardedChain;
+use crate::web::request_id::RequestId;
 use failure::Failure;
 
 /// Settings of the proxy.
@@ -122,7 +124,10 @@ impl Proxy {
     /// Sends `request` to the upstream and returns its answer, or a `502`/`504`
     /// page (JSON when `wants_json`). The caller has decided the request may
     /// pass; its URI's path and query are what the upstream gets. `identity`
-    /// is the signed-in user (none on public paths), `client` the peer.
+    /// is the signed-in user (none on public paths), `client` the peer. The
+    /// request's [`RequestId`] and [`ForwardedChain`] extensions (set by
+    /// [`crate::web::RequestLayer`]) go on in `X-Request-Id` and
+    /// `X-Forwarded-For`.
     pub async fn forward(
         &self,
         request: Request,
@@ -158,7 +163,13 @@ impl Proxy {
             None => None,
         };
         let forwarded = Forwarded {
-            client: client.map(|a| a.ip()),
+            client: client.map(|a| a.ip().to_canonical()),
+            believed: parts
+                .extensions
+                .remove::<ForwardedChain>()
+                .map(|chain| chain.0)
+                .unwrap_or_default(),
+            request_id: parts.extensions.get::<RequestId>().map(|id| id.header_value().clone()),
             ..inner.forwarded.clone()
         };
         let mut outgoing = Request::new(Body::empty());

@@ -107,6 +107,8 @@ async fn a_signed_in_user_gets_202_with_identity_headers_and_per_path_rules_refu
         h.get("x-auth-request-access-token").is_none(),
         "not without PASS_ACCESS_TOKEN"
     );
+    // The answer names its request, for the web server's logs.
+    assert_eq!(h["x-request-id"].len(), 32);
 
     for ruled in ["/admin", "/admin/x", "/x/../admin", "/%61dmin", "/x/..;/admin"] {
         let r = nginx_asks(&app, &browser, ruled).await;

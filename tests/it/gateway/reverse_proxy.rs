@@ -82,17 +82,32 @@ async fn proxy_app() -> (Upstream, crate::fake_op::FakeOp, TestApp) {
 
 /// A gateway in front of the upstream at `url`.
 async fn gateway_to(url: &str) -> (crate::fake_op::FakeOp, TestApp) {
+    gateway_with(url, false).await
+}
+
+/// A gateway in front of the upstream at `url`, with the test client
+/// (127.0.0.1) a trusted proxy when `trusted`.
+async fn gateway_with(url: &str, trusted: bool) -> (crate::fake_op::FakeOp, TestApp) {
     // Tests run in parallel: the gateway is built while this lock is held.
     static START: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = START.lock().await;
     *UPSTREAM.get_or_init(Mutex::default).lock().unwrap() = url.to_owned();
-    super::gateway(|a| {
+    fn settings(a: &mut oidc_gate::config::Args) {
         a.gateway = defaults();
         a.gateway.upstream_url = Some(upstream_url());
         a.gateway.public_paths = Some("/public".into());
         a.gateway.config_file = Some(super::admins_only_file());
-    })
-    .await
+    }
+    match trusted {
+        false => super::gateway(settings).await,
+        true => {
+            super::gateway(|a| {
+                settings(a);
+                a.trusted_proxies = Some("127.0.0.1/32".into());
+            })
+            .await
+        }
+    }
 }
 
 const SPOOFED: [(&str, &str); 6] = [
@@ -272,4 +287,44 @@ async fn websockets_pass_for_signed_in_sessions_only() {
         ws.next().await.unwrap().unwrap(),
         Message::text("through the whole gateway")
     );
+}
+
+/// Asks the public path with a proxy's `X-Forwarded-For` and `X-Request-Id`;
+/// returns what the upstream saw of them and the answer's `X-Request-Id`.
+async fn forwarded(app: &TestApp, upstream: &Upstream) -> (String, String, String) {
+    let r = reqwest::Client::new()
+        .get(app.url("/public/x"))
+        .header("X-Forwarded-For", "6.6.6.6, 203.0.113.9")
+        .header("X-Request-Id", "edge-7f3a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let answered = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let seen = upstream.seen().pop().unwrap();
+    let one = |name: &str| {
+        let values: Vec<_> = seen.headers.get_all(name).iter().collect();
+        assert_eq!(values.len(), 1, "one {name}");
+        values[0].to_str().unwrap().to_owned()
+    };
+    (one("x-forwarded-for"), one("x-request-id"), answered)
+}
+
+#[tokio::test]
+async fn the_upstream_gets_the_believed_client_and_the_request_id() {
+    // Nobody trusted: the client's X-Forwarded-For and id are not passed on.
+    let (upstream, _op, app) = proxy_app().await;
+    let (xff, upstream_id, answered) = forwarded(&app, &upstream).await;
+    assert_eq!(xff, "127.0.0.1");
+    assert_ne!(upstream_id, "edge-7f3a");
+    assert_eq!(upstream_id, answered, "the upstream's id is the answer's");
+    assert_eq!(answered.len(), 32);
+
+    // The test client a trusted proxy: its client and its id go on; what is
+    // left of the client it names is not believed.
+    let upstream = Upstream::start().await;
+    let (_op, app) = gateway_with(&format!("http://{}", upstream.addr), true).await;
+    let (xff, upstream_id, answered) = forwarded(&app, &upstream).await;
+    assert_eq!(xff, "203.0.113.9, 127.0.0.1");
+    assert_eq!((upstream_id.as_str(), answered.as_str()), ("edge-7f3a", "edge-7f3a"));
 }

@@ -1,0 +1,164 @@
+//! Audit events: one log event, target `audit` at info, for every sign-in,
+//! sign-in refusal, logout and session end, with who (subject, issuer),
+//! why (reason code or kind), from where (client address) and which request
+//! (request id): enough to answer "who signed in from where, and when did
+//! that session end" from the logs alone.
+//!
+//! Never a token, an authorization code, a cookie or a session id: the
+//! session is named by its user and the request that ended it.
+
+use std::convert::Infallible;
+use std::fmt::Display;
+use std::net::IpAddr;
+
+use axum::extract::FromRequestParts;
+use axum::http::Extensions;
+use axum::http::request::Parts;
+
+use super::client_ip::ClientIp;
+use super::request_id::RequestId;
+
+/// The request an audit event belongs to: where it came from and its id.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// The client's address ([`ClientIp`]).
+    pub client_ip: IpAddr,
+    /// The request's id ([`RequestId`]).
+    pub request_id: RequestId,
+}
+
+impl Origin {
+    /// The origin of a request, from the extensions the request layer set.
+    pub fn of(extensions: &Extensions) -> Self {
+        Self {
+            client_ip: ClientIp::of(extensions).0,
+            request_id: RequestId::of(extensions),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(Self::of(&parts.extensions))
+    }
+}
+
+/// How a session was logged out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogoutKind {
+    /// The Log out button (`POST /logout`, the gateway's sign-out form); the
+    /// provider has no `end_session_endpoint`, so it ended here only.
+    Button,
+    /// The Log out button, and the browser sent on to the provider's
+    /// `end_session_endpoint` (RP-initiated logout).
+    RpInitiated,
+    /// The provider's back-channel logout token.
+    BackChannel,
+}
+
+impl LogoutKind {
+    /// The kind as logged.
+    pub fn code(self) -> &'static str {
+        match self {
+            LogoutKind::Button => "button",
+            LogoutKind::RpInitiated => "rp_initiated",
+            LogoutKind::BackChannel => "back_channel",
+        }
+    }
+}
+
+/// A user signed in: a new session began.
+pub(crate) fn signed_in(origin: &Origin, issuer: &str, subject: &str, user_id: i64) {
+    tracing::info!(
+        target: "audit",
+        event = "sign_in",
+        subject,
+        issuer,
+        user_id,
+        client_ip = %origin.client_ip,
+        request_id = %origin.request_id,
+        "signed in"
+    );
+}
+
+/// A sign-in was refused (`reason`): an invalid answer from the provider, a
+/// token that failed its checks, an access rule, or a failure on our side.
+/// `subject` when the provider's answer was verified far enough to know it;
+/// `detail` for the operator (never a token or code).
+pub(crate) fn sign_in_refused(
+    origin: &Origin,
+    reason: &str,
+    issuer: &str,
+    subject: Option<&str>,
+    detail: Option<&dyn Display>,
+) {
+    tracing::info!(
+        target: "audit",
+        event = "sign_in_refused",
+        reason,
+        subject,
+        issuer,
+        detail = detail.map(tracing::field::display),
+        client_ip = %origin.client_ip,
+        request_id = %origin.request_id,
+        "sign-in refused"
+    );
+}
+
+/// A user logged out (`sessions` ended: one for the button, all those the
+/// logout token named for back-channel logout). `subject` is unknown only
+/// for a back-channel logout by `sid` alone.
+pub(crate) fn logged_out(
+    origin: &Origin,
+    kind: LogoutKind,
+    issuer: &str,
+    subject: Option<&str>,
+    user_id: Option<i64>,
+    sessions: usize,
+) {
+    tracing::info!(
+        target: "audit",
+        event = "logout",
+        kind = kind.code(),
+        subject,
+        issuer,
+        user_id,
+        sessions,
+        client_ip = %origin.client_ip,
+        request_id = %origin.request_id,
+        "logged out"
+    );
+}
+
+/// A back-channel logout was refused (`reason`: a missing, invalid or
+/// replayed logout token).
+pub(crate) fn logout_refused(origin: &Origin, reason: &str, issuer: &str, detail: Option<&dyn Display>) {
+    tracing::info!(
+        target: "audit",
+        event = "logout_refused",
+        reason,
+        issuer,
+        detail = detail.map(tracing::field::display),
+        client_ip = %origin.client_ip,
+        request_id = %origin.request_id,
+        "logout refused"
+    );
+}
+
+/// A session ended without a logout, on its next request: `session_idle`,
+/// `session_max_age`, or an access rule the operator tightened since it
+/// signed in (the rule's refusal code, or `access_claims_missing`).
+pub(crate) fn session_ended(origin: &Origin, reason: &str, issuer: Option<&str>, subject: Option<&str>) {
+    tracing::info!(
+        target: "audit",
+        event = "session_end",
+        reason,
+        subject,
+        issuer,
+        client_ip = %origin.client_ip,
+        request_id = %origin.request_id,
+        "session ended"
+    );
+}
