@@ -38,7 +38,6 @@ impl LogFormat {
             _ => Err(err(format!("LOG_FORMAT must be text or json, got `{raw}`."))),
         }
     }
-
 }
 
 /// The log subscriber: `format` to `writer`, filtered by `filter`, in colour

@@ -19,14 +19,14 @@ use crate::web::TrustedProxies;
 
 mod gateway;
 mod public;
-mod redis;
 mod ratelimit;
+mod redis;
 mod store;
 
 pub use gateway::{GatewayArgs, GatewayConfig, SharedSignIn};
 pub use public::is_loopback;
-pub use redis::RedisTopology;
 pub use ratelimit::{RateLimitArgs, RateLimitConfig};
+pub use redis::RedisTopology;
 pub use store::{StoreConfig, StoreUrl};
 
 /// Google's issuer, implied by `GOOGLE_CLIENT_ID` / `GOOGLE_CLIENT_SECRET`.
