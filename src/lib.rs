@@ -13,6 +13,7 @@
 //! - [`users`]: the signed-in user and the `axum-login` backend.
 //! - [`web`]: HTTP routes and pages.
 //! - [`gateway`]: login in front of another app: reverse proxy and forward auth (oauth2-proxy's interface).
+//! - [`metrics`]: Prometheus metrics and their own listener (`METRICS_LISTEN`).
 //! - [`app`]: wiring it together and serving.
 //! - [`devprovider`]: the embedded development OpenID provider (a stand-in for a real one).
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod devprovider;
 pub mod gateway;
+pub mod metrics;
 pub mod provider;
 pub mod secret;
 pub mod session;

@@ -63,6 +63,7 @@ pub(super) async fn admit(
         end_session(state, session).await.map_err(IntoResponse::into_response)?;
     }
     tracing::info!(reason = refusal.code(), subject = ?login.id_token.subject, "sign-in refused");
+    crate::metrics::login(crate::metrics::LoginOutcome::Refused, refusal.code());
     Err(refused(state, &claims, refusal, next, Scope::SignIn, false))
 }
 
@@ -99,9 +100,11 @@ pub(super) async fn recheck(
     let subject = end_session(state, session).await.map_err(IntoResponse::into_response)?;
     let Some(refusal) = verdict else {
         tracing::info!(reason = "access_claims_missing", subject = ?subject, "session ended");
+        crate::metrics::sessions_ended("access_claims_missing", 1);
         return Ok(());
     };
     tracing::info!(reason = refusal.code(), subject = ?subject, "session refused");
+    crate::metrics::sessions_ended(refusal.code(), 1);
     let next = if path.starts_with('/') { path } else { "/" };
     Err(refused(
         state,

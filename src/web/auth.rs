@@ -15,6 +15,7 @@ use url::form_urlencoded;
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::{AppState, access};
+use crate::metrics::{self, LoginOutcome, LogoutKind};
 use crate::provider::{Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData, TOKENS_KEY};
@@ -81,6 +82,7 @@ pub(crate) async fn callback(
 ) -> Response {
     let query = query.as_deref();
     let Some(presented) = param(query, "state") else {
+        metrics::login(LoginOutcome::Failure, "state_missing");
         return AppError::Callback {
             reason: "state_missing",
             detail: "no state parameter",
@@ -98,6 +100,9 @@ pub(crate) async fn callback(
             detail: "state unknown, expired or already used",
         }),
     };
+    if let Err(e) = &result {
+        metrics::login(LoginOutcome::Failure, e.reason());
+    }
     (jar, result).into_response()
 }
 
@@ -155,6 +160,7 @@ async fn complete(
     )
     .await?;
     tracing::info!(user.id = user_id, issuer = %data.issuer, "login");
+    metrics::login(LoginOutcome::Success, "ok");
     Ok(Redirect::to(&pending.next).into_response())
 }
 
@@ -351,9 +357,15 @@ pub(crate) async fn logout(
     }
     tracing::info!(user.id = user_id, "logout");
     // The provider sends the browser back with `state`, which carries `rd`.
-    let target = state
+    let at_provider = state
         .provider
-        .end_session_url(id_token_hint.as_deref(), &state.post_logout_url, rd.as_deref())
+        .end_session_url(id_token_hint.as_deref(), &state.post_logout_url, rd.as_deref());
+    metrics::logout(match at_provider {
+        Some(_) => LogoutKind::RpInitiated,
+        None => LogoutKind::Button,
+    });
+    metrics::sessions_ended("logout", 1);
+    let target = at_provider
         .map(|u| u.to_string())
         .or(rd)
         .unwrap_or_else(|| "/".to_owned());

@@ -48,6 +48,8 @@ pub(crate) async fn backchannel_logout(State(state): State<AppState>, RawForm(fo
     match end_sessions(&state, &request).await {
         Ok(Some(ended)) => {
             tracing::info!(subject = ?request.subject, ended, "back-channel logout");
+            crate::metrics::logout(crate::metrics::LogoutKind::BackChannel);
+            crate::metrics::sessions_ended("back_channel", ended as u64);
             answer(StatusCode::OK, None)
         }
         Ok(None) => {

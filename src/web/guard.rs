@@ -119,6 +119,8 @@ async fn enforce_lifetimes(state: &AppState, session: &Session, request: Asked<'
                 "session_max_age"
             };
             tracing::info!(reason, subject = subject.as_deref().unwrap_or("-"), "session ended");
+            crate::metrics::logout(crate::metrics::LogoutKind::Timeout);
+            crate::metrics::sessions_ended(reason, 1);
             return Ok(());
         }
     }

@@ -14,6 +14,7 @@ mod library;
 mod login;
 mod login_writes;
 mod logs;
+mod metrics;
 mod scale;
 mod sessions;
 mod stores;
