@@ -104,9 +104,18 @@ pub async fn upkeep_forever(handle: PrometheusHandle) {
 fn describe() {
     use names::*;
     describe_gauge!(BUILD_INFO, "Build information: always 1, the version is the label.");
-    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route group and status class.");
-    describe_counter!(LOGINS, "Sign-ins, by outcome (success, failure, refused) and reason code.");
-    describe_counter!(LOGOUTS, "Logouts, by kind (button, rp_initiated, back_channel, timeout).");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route group and status class."
+    );
+    describe_counter!(
+        LOGINS,
+        "Sign-ins, by outcome (success, failure, refused) and reason code."
+    );
+    describe_counter!(
+        LOGOUTS,
+        "Logouts, by kind (button, rp_initiated, back_channel, timeout)."
+    );
     describe_counter!(SESSIONS_CREATED, "Sessions signed in.");
     describe_counter!(SESSIONS_ENDED, "Signed-in sessions ended, by reason.");
     describe_histogram!(
@@ -114,13 +123,19 @@ fn describe() {
         Unit::Seconds,
         "Latency of store operations, by backend and operation."
     );
-    describe_counter!(STORE_ERRORS, "Store operations that failed or timed out, by backend and operation.");
+    describe_counter!(
+        STORE_ERRORS,
+        "Store operations that failed or timed out, by backend and operation."
+    );
     describe_histogram!(
         PROVIDER_REQUEST_SECONDS,
         Unit::Seconds,
         "Latency of requests to the OpenID provider, by request."
     );
-    describe_counter!(PROVIDER_ERRORS, "Requests to the OpenID provider that failed, by request and reason.");
+    describe_counter!(
+        PROVIDER_ERRORS,
+        "Requests to the OpenID provider that failed, by request and reason."
+    );
     describe_histogram!(
         UPSTREAM_REQUEST_SECONDS,
         Unit::Seconds,

@@ -251,7 +251,12 @@ mod tests {
             (Some("/oauth2/sign_out"), "/oauth2", Upstream, Logout),
             (Some("/oauth2/auth"), "/oauth2", Upstream, ForwardAuth),
             (Some("/oauth2/userinfo"), "/oauth2", Upstream, Userinfo),
-            (Some("/oauth2/backchannel-logout"), "/oauth2", Upstream, BackchannelLogout),
+            (
+                Some("/oauth2/backchannel-logout"),
+                "/oauth2",
+                Upstream,
+                BackchannelLogout,
+            ),
             (Some("/oauth2/static/style.css"), "/oauth2", Upstream, Static),
             (Some("/ping"), "/oauth2", Upstream, Health),
             (Some("/ready"), "/oauth2", Upstream, Health),
@@ -261,7 +266,11 @@ mod tests {
             (None, "/oauth2", NotFound, NotFound),
         ];
         for &(matched, base, fallback, want) in cases {
-            assert_eq!(RouteGroup::of(matched, base, fallback), want, "{matched:?} under {base:?}");
+            assert_eq!(
+                RouteGroup::of(matched, base, fallback),
+                want,
+                "{matched:?} under {base:?}"
+            );
         }
     }
 

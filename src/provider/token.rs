@@ -162,7 +162,11 @@ pub(crate) async fn userinfo(
     timed(ProviderRequest::Userinfo, fetch_userinfo(http, endpoint, access_token)).await
 }
 
-async fn fetch_userinfo(http: &reqwest::Client, endpoint: &url::Url, access_token: &str) -> Result<UserInfo, ProviderError> {
+async fn fetch_userinfo(
+    http: &reqwest::Client,
+    endpoint: &url::Url,
+    access_token: &str,
+) -> Result<UserInfo, ProviderError> {
     let response = http
         .get(endpoint.clone())
         .bearer_auth(access_token)

@@ -274,16 +274,17 @@ impl SessionBackend {
 
     /// Checks that the session store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let result = self.op(StoreOp::Ping, async {
-            match &*self.inner {
-                // The SQL stores share the database pinged by `Store::ping`; a
-                // load of an unknown id proves the session table answers.
-                Inner::Sqlite { store, .. } => store.load(&Id::default()).await.map(drop),
-                Inner::Postgres { store, .. } => store.load(&Id::default()).await.map(drop),
-                Inner::Redis(_, pool) => pool.ping::<String>(None).await.map(drop).map_err(backend),
-            }
-        })
-        .await;
+        let result = self
+            .op(StoreOp::Ping, async {
+                match &*self.inner {
+                    // The SQL stores share the database pinged by `Store::ping`; a
+                    // load of an unknown id proves the session table answers.
+                    Inner::Sqlite { store, .. } => store.load(&Id::default()).await.map(drop),
+                    Inner::Postgres { store, .. } => store.load(&Id::default()).await.map(drop),
+                    Inner::Redis(_, pool) => pool.ping::<String>(None).await.map(drop).map_err(backend),
+                }
+            })
+            .await;
         result.map_err(|e| StoreError::Session(e.to_string()))
     }
 

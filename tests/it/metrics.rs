@@ -51,7 +51,9 @@ impl Scrape {
             let (name, labels) = match series.split_once('{') {
                 None => (series, BTreeMap::new()),
                 Some((name, rest)) => {
-                    let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                    let body = rest
+                        .strip_suffix('}')
+                        .unwrap_or_else(|| panic!("unclosed labels: {line}"));
                     (name, parse_labels(body, line))
                 }
             };
@@ -81,7 +83,12 @@ impl Scrape {
     fn matching(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
         self.samples
             .iter()
-            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(v)))
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(v))
+            })
             .collect()
     }
 }
@@ -92,7 +99,9 @@ fn parse_labels(body: &str, line: &str) -> BTreeMap<String, String> {
     let mut rest = body;
     while !rest.is_empty() {
         let (key, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("bad label: {line}"));
-        let (value, after) = after.split_once('"').unwrap_or_else(|| panic!("unclosed label value: {line}"));
+        let (value, after) = after
+            .split_once('"')
+            .unwrap_or_else(|| panic!("unclosed label value: {line}"));
         assert!(!value.contains('\\'), "escapes are not expected: {line}");
         labels.insert(key.to_owned(), value.to_owned());
         rest = after.strip_prefix(',').unwrap_or(after);
@@ -162,8 +171,19 @@ async fn a_sign_in_and_a_logout_are_counted_and_timed() {
     // The code exchange with the (development) provider, timed.
     let provider = "oidc_gate_provider_request_seconds";
     assert_eq!(signed_in.types[provider], "histogram");
-    assert!(grew(&before, &signed_in, &format!("{provider}_count"), &[("request", "token")]) >= 1.0);
-    assert!(!signed_in.matching(&format!("{provider}_bucket"), &[("request", "discovery")]).is_empty());
+    assert!(
+        grew(
+            &before,
+            &signed_in,
+            &format!("{provider}_count"),
+            &[("request", "token")]
+        ) >= 1.0
+    );
+    assert!(
+        !signed_in
+            .matching(&format!("{provider}_bucket"), &[("request", "discovery")])
+            .is_empty()
+    );
 
     // The Log out button, sent on to the provider's logout.
     let r = click_log_out(&browser, &app.url("")).await;
@@ -217,7 +237,11 @@ async fn the_public_listener_never_serves_metrics() {
     let app = metrics_app().await;
     let addr = app.metrics_addr.unwrap();
     let r = reqwest::get(format!("http://{addr}/")).await.unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND, "only /metrics on the metrics listener");
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "only /metrics on the metrics listener"
+    );
     // The 404 of /metrics on the public port is counted as no route, not by its path.
     reqwest::get(app.url("/metrics")).await.unwrap();
     let after = scrape(&app).await;

@@ -109,7 +109,11 @@ impl TestApp {
             args.store_timeout = t;
         }
         let metrics = match options.metrics {
-            true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind metrics")),
+            true => Some(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind metrics"),
+            ),
             false => None,
         };
         let metrics_addr = metrics.as_ref().map(|l| l.local_addr().unwrap());
