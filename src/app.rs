@@ -2,6 +2,7 @@
 //! listener until a shutdown future resolves.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,6 +14,7 @@ use crate::config::{ClientConfig, Config, ProviderChoice};
 use crate::devprovider::{DevClient, DevProvider};
 use crate::drain::Drain;
 use crate::gateway::Gateway;
+use crate::metrics::{CountRequestsLayer, RouteGroup};
 use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
 use crate::ratelimit::RateLimits;
 use crate::secret::{Secret, random_token};
@@ -39,6 +41,9 @@ pub enum StartupError {
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    /// The metrics listener could not start.
+    #[error("metrics (METRICS_LISTEN): {0}")]
+    Metrics(String),
 }
 
 /// A built application, ready to serve.
@@ -55,6 +60,32 @@ pub struct App {
     /// Where the development provider is mounted.
     dev_path: String,
     gateway: Option<Gateway>,
+    /// Prometheus metrics, when `METRICS_LISTEN` is set.
+    metrics: Option<Metrics>,
+}
+
+/// The metrics of an app: where they are served, and what counts requests.
+struct Metrics {
+    /// `METRICS_LISTEN`, bound when the server starts.
+    addr: SocketAddr,
+    /// A listener bound by the caller (tests: port 0), used instead of `addr`.
+    listener: Option<TcpListener>,
+    /// The process's recorder, or why it could not be installed.
+    handle: Result<metrics_exporter_prometheus::PrometheusHandle, String>,
+    requests: CountRequestsLayer,
+}
+
+impl Metrics {
+    /// Installs the recorder (once per process) for an app whose own routes
+    /// are under `base`, its fallback counted as `fallback`.
+    fn new(addr: SocketAddr, base: &str, fallback: RouteGroup) -> Self {
+        Self {
+            addr,
+            listener: None,
+            handle: crate::metrics::install(),
+            requests: CountRequestsLayer::new(base, fallback),
+        }
+    }
 }
 
 impl App {
@@ -120,6 +151,13 @@ impl App {
             .gateway
             .as_ref()
             .map(|g| Gateway::new(g, &config.public_url, config.http_timeout, cookie.name, drain.tunnels()));
+        let fallback = match config.gateway.as_ref().and_then(|g| g.upstream.as_ref()) {
+            Some(_) => RouteGroup::Upstream,
+            None => RouteGroup::NotFound,
+        };
+        let metrics = config
+            .metrics_listen
+            .map(|addr| Metrics::new(addr, config.routes_base(), fallback));
         Self {
             state,
             cookie,
@@ -127,7 +165,17 @@ impl App {
             dev,
             dev_path,
             gateway,
+            metrics,
         }
+    }
+
+    /// Serves the metrics on `listener` rather than binding `METRICS_LISTEN`
+    /// (which must be set: it turns metrics on).
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.listener = Some(listener);
+        }
+        self
     }
 
     /// Adds your own routes. They run behind the same session and login
@@ -157,6 +205,7 @@ impl App {
             &self.cookie,
             routes.merge(self.extra.clone()),
             hosts.clone(),
+            self.metrics.as_ref().map(|m| m.requests.clone()),
         );
         match (&self.dev, hosts) {
             (Some(dev), Some(hosts)) => {
@@ -201,11 +250,16 @@ impl App {
     }
 
     async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let addr = listener.local_addr()?;
+        // Bound before the public listener serves: a busy or bad address stops start-up.
+        let metrics = match self.metrics.as_mut() {
+            Some(metrics) => Some(metrics_listener(metrics).await?),
+            None => None,
+        };
         if self.dev.is_none() && self.state.access.is_open() {
             open_door_warning(&self.state);
         }
@@ -234,7 +288,7 @@ impl App {
                 tracing::warn!(reason = %e.reason, error = %e.detail, "provider not reachable yet; retrying in the background")
             }
         }
-        let background = [
+        let mut background = vec![
             tokio::spawn(provider.refresh_forever()),
             tokio::spawn(
                 self.state
@@ -244,6 +298,16 @@ impl App {
             ),
             tokio::spawn(self.state.limits.clone().clean_forever()),
         ];
+        if let Some((listener, handle)) = metrics {
+            let metrics_addr = listener.local_addr()?;
+            tracing::info!(%metrics_addr, "serving metrics at /metrics");
+            background.push(tokio::spawn(crate::metrics::upkeep_forever(handle.clone())));
+            background.push(tokio::spawn(async move {
+                if let Err(e) = crate::metrics::serve(listener, handle).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }));
+        }
         let result = drain.finish(&mut server).await;
         abort_all(&background);
         // `None`: cut at SHUTDOWN_TIMEOUT, a stop as asked for.
@@ -271,6 +335,21 @@ pub(crate) fn provider(config: &Config, client: ClientConfig, clock: Clock) -> P
         },
         clock,
     )
+}
+
+/// The metrics listener (the caller's, or `METRICS_LISTEN` bound now) and
+/// the recorder's handle.
+async fn metrics_listener(
+    metrics: &mut Metrics,
+) -> Result<(TcpListener, metrics_exporter_prometheus::PrometheusHandle), StartupError> {
+    let handle = metrics.handle.clone().map_err(StartupError::Metrics)?;
+    let listener = match metrics.listener.take() {
+        Some(listener) => listener,
+        None => TcpListener::bind(metrics.addr)
+            .await
+            .map_err(|e| StartupError::Metrics(format!("cannot listen on {}: {e}", metrics.addr)))?,
+    };
+    Ok((listener, handle))
 }
 
 fn abort_all(tasks: &[JoinHandle<()>]) {

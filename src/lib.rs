@@ -14,6 +14,7 @@
 //! - [`ratelimit`]: token buckets per client address on the sign-in routes.
 //! - [`web`]: HTTP routes and pages.
 //! - [`gateway`]: login in front of another app: reverse proxy and forward auth (oauth2-proxy's interface).
+//! - [`metrics`]: Prometheus metrics and their own listener (`METRICS_LISTEN`).
 //! - [`app`]: wiring it together and serving.
 //! - [`logs`]: the log format (`LOG_FORMAT`); the audit events are in [`web::audit`].
 //! - [`drain`]: stopping without dropping requests (`/ready`, `SHUTDOWN_GRACE`, `SHUTDOWN_TIMEOUT`).
@@ -31,6 +32,7 @@ pub mod devprovider;
 pub mod drain;
 pub mod gateway;
 pub mod logs;
+pub mod metrics;
 pub mod provider;
 pub mod ratelimit;
 pub mod secret;

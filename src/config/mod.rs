@@ -84,6 +84,10 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: String,
+    /// Address of the Prometheus metrics listener (`GET /metrics`), e.g.
+    /// 127.0.0.1:9090. Unset: no metrics. Never served on LISTEN.
+    #[arg(long, env = "METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Directory for the embedded database (created if missing).
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -161,6 +165,8 @@ pub struct Config {
     pub public_url: Url,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of the metrics listener; `None`: no metrics.
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory for the embedded database.
     pub data_dir: PathBuf,
     /// Session lifetimes.
@@ -266,6 +272,7 @@ impl Config {
                 args.listen
             ))
         })?;
+        let metrics_listen = parse_metrics_listen(args.metrics_listen.as_deref(), listen)?;
         let provider = provider_choice(&args, &public_url, listen)?;
         let session = SessionConfig {
             idle_timeout: parse_duration("SESSION_IDLE_TIMEOUT", &args.session_idle_timeout)?,
@@ -288,6 +295,7 @@ impl Config {
             provider,
             public_url,
             listen,
+            metrics_listen,
             data_dir: args.data_dir,
             session,
             store,
@@ -363,6 +371,25 @@ impl Config {
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
     }
+}
+
+/// `METRICS_LISTEN`: an address other than `LISTEN`'s; empty or unset: off.
+fn parse_metrics_listen(raw: Option<&str>, listen: SocketAddr) -> Result<Option<SocketAddr>, ConfigError> {
+    let raw = match raw.map(str::trim) {
+        None | Some("") => return Ok(None),
+        Some(raw) => raw,
+    };
+    let addr: SocketAddr = raw.parse().map_err(|_| {
+        err(format!(
+            "METRICS_LISTEN must be an address like 127.0.0.1:9090, got `{raw}`."
+        ))
+    })?;
+    if addr == listen && addr.port() != 0 {
+        return Err(err(format!(
+            "METRICS_LISTEN must differ from LISTEN ({listen}): metrics are never served on the public listener."
+        )));
+    }
+    Ok(Some(addr))
 }
 
 fn provider_choice(args: &Args, public_url: &Url, listen: SocketAddr) -> Result<ProviderChoice, ConfigError> {
@@ -493,6 +520,26 @@ mod tests {
             (c.shutdown.grace, c.shutdown.timeout),
             (Duration::from_secs(5), Duration::from_secs(20))
         );
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_never_the_public_address() {
+        assert_eq!(Config::from_args(args()).unwrap().metrics_listen, None);
+        let with = |raw: &str| {
+            Config::from_args(Args {
+                metrics_listen: Some(raw.into()),
+                ..args()
+            })
+        };
+        assert_eq!(with("").unwrap().metrics_listen, None);
+        assert_eq!(
+            with("127.0.0.1:9090").unwrap().metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        for bad in ["9090", "localhost:9090", "127.0.0.1:5000"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.starts_with("METRICS_LISTEN must"), "{bad}: {e}");
+        }
     }
 
     #[test]

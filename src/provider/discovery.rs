@@ -9,6 +9,7 @@ use url::Url;
 use super::error::{ProviderError, Reason};
 use super::jwk::GateJsonWebKeySet;
 use crate::config::is_loopback;
+use crate::metrics::ProviderRequest;
 use openidconnect::JsonWebKey as _;
 
 /// Largest discovery document, JWKS or token response we read.
@@ -72,6 +73,10 @@ pub fn discovery_url(issuer: &str) -> Result<Url, ProviderError> {
 
 /// Fetches and checks the discovery document of `issuer`.
 pub async fn fetch_metadata(http: &reqwest::Client, issuer: &str) -> Result<(Metadata, Duration), ProviderError> {
+    timed(ProviderRequest::Discovery, fetch_metadata_untimed(http, issuer)).await
+}
+
+async fn fetch_metadata_untimed(http: &reqwest::Client, issuer: &str) -> Result<(Metadata, Duration), ProviderError> {
     let url = discovery_url(issuer)?;
     let (body, ttl) = get(http, &url, Reason::DiscoveryFailed).await?;
     let metadata: Metadata = serde_json::from_slice(&body)
@@ -94,7 +99,7 @@ pub async fn fetch_jwks(
     http: &reqwest::Client,
     jwks_uri: &Url,
 ) -> Result<(GateJsonWebKeySet, Duration), ProviderError> {
-    let (body, ttl) = get(http, jwks_uri, Reason::JwksFailed).await?;
+    let (body, ttl) = timed(ProviderRequest::Jwks, get(http, jwks_uri, Reason::JwksFailed)).await?;
     let jwks: GateJsonWebKeySet = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::new(Reason::JwksFailed, format!("invalid JWKS: {e}")))?;
     for key in jwks.keys() {
@@ -108,6 +113,14 @@ pub async fn fetch_jwks(
         }
     }
     Ok((jwks, ttl))
+}
+
+/// Runs a request to the provider, timed in the metrics with its reason code.
+pub(crate) async fn timed<T>(
+    request: ProviderRequest,
+    fut: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    crate::metrics::timed_provider(request, |e: &ProviderError| e.reason.code(), fut).await
 }
 
 async fn get(http: &reqwest::Client, url: &Url, reason: Reason) -> Result<(Vec<u8>, Duration), ProviderError> {

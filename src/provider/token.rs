@@ -5,9 +5,10 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use url::form_urlencoded::byte_serialize;
 
-use super::discovery::{MAX_BODY, Metadata, describe, read_limited};
+use super::discovery::{MAX_BODY, Metadata, describe, read_limited, timed};
 use super::error::{ProviderError, Reason};
 use crate::config::ClientConfig;
+use crate::metrics::ProviderRequest;
 
 /// The useful part of a token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
 #[derive(Deserialize)]
@@ -68,6 +69,18 @@ fn uses_basic_auth(metadata: &Metadata) -> bool {
 
 /// Exchanges an authorization code (with its PKCE verifier) for tokens.
 pub(crate) async fn exchange_code(
+    http: &reqwest::Client,
+    metadata: &Metadata,
+    client: &ClientConfig,
+    redirect_uri: &str,
+    code: &str,
+    pkce_verifier: &str,
+) -> Result<TokenResponse, ProviderError> {
+    let exchange = exchange_code_untimed(http, metadata, client, redirect_uri, code, pkce_verifier);
+    timed(ProviderRequest::Token, exchange).await
+}
+
+async fn exchange_code_untimed(
     http: &reqwest::Client,
     metadata: &Metadata,
     client: &ClientConfig,
@@ -142,6 +155,14 @@ pub(crate) async fn exchange_code(
 
 /// Fetches the UserInfo claims with the access token.
 pub(crate) async fn userinfo(
+    http: &reqwest::Client,
+    endpoint: &url::Url,
+    access_token: &str,
+) -> Result<UserInfo, ProviderError> {
+    timed(ProviderRequest::Userinfo, fetch_userinfo(http, endpoint, access_token)).await
+}
+
+async fn fetch_userinfo(
     http: &reqwest::Client,
     endpoint: &url::Url,
     access_token: &str,

@@ -16,6 +16,7 @@ mod sessions;
 mod sqlite;
 mod sqlite_files;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ pub use sessions::SessionBackend;
 use tower_sessions::Session;
 
 use crate::config::{StoreConfig, StoreUrl};
+use crate::metrics::{StoreMetrics, StoreOp};
 use record::bounded;
 
 /// A storage failure (the database is unreachable, full, or corrupt).
@@ -144,6 +146,8 @@ pub struct Store {
     login_cookie_key: KeyBytes,
     /// The locks of the SQLite databases this process owns.
     locks: Arc<[sqlite_files::DbLock]>,
+    /// The database's operations in the metrics.
+    metrics: StoreMetrics,
 }
 
 /// Bytes of the key that encrypts the login-in-progress cookie.
@@ -202,7 +206,12 @@ impl Store {
             Db::Sqlite(_) => sqlite::op_timeout(config),
             Db::Postgres(_) => config.timeout,
         };
+        let metrics = StoreMetrics::new(match db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        });
         let mut store = Self {
+            metrics,
             db,
             sessions,
             sessions_share_db,
@@ -252,6 +261,11 @@ impl Store {
         }
     }
 
+    /// Runs a database operation with the timeout, timed in the metrics.
+    async fn op<T>(&self, op: StoreOp, fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        self.metrics.timed(op, bounded(self.timeout, fut)).await
+    }
+
     /// The session store for `tower-sessions`.
     pub fn session_backend(&self) -> SessionBackend {
         self.sessions.clone()
@@ -259,7 +273,7 @@ impl Store {
 
     /// Checks that the database and the session store answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::Ping, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::ping(db).await,
                 Db::Postgres(pool) => postgres::ping(pool).await,
@@ -271,7 +285,7 @@ impl Store {
 
     /// Creates the user or updates their profile and last sign-in time.
     pub async fn upsert_user(&self, profile: &UserProfile<'_>, now: i64) -> Result<UserRow, StoreError> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::UpsertUser, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::upsert_user(db, profile, now).await,
                 Db::Postgres(pool) => Ok(postgres::upsert_user(pool, profile, now).await?),
@@ -300,7 +314,7 @@ impl Store {
 
     /// The user with our id `id`.
     pub async fn user(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::User, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::user(db, id).await,
                 Db::Postgres(pool) => postgres::user(pool, id).await,
@@ -311,7 +325,7 @@ impl Store {
 
     /// Records which provider login a session belongs to.
     pub async fn link_session(&self, link: &SessionLink<'_>) -> Result<(), StoreError> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::LinkSession, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::link_session(db, link).await,
                 Db::Postgres(pool) => Ok(postgres::link_session(pool, link).await?),
@@ -322,7 +336,7 @@ impl Store {
 
     /// Forgets a session's link (it was logged out); returns its ID token.
     pub async fn unlink_session(&self, session_id: &str) -> Result<Option<String>, StoreError> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::UnlinkSession, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::unlink_session(db, session_id).await,
                 Db::Postgres(pool) => postgres::unlink_session(pool, session_id).await,
@@ -334,7 +348,7 @@ impl Store {
     /// The link of `session_id`: `None` if it has none (never linked, or
     /// logged out since), else the ID token kept with it, if any.
     pub async fn session_link(&self, session_id: &str) -> Result<Option<Option<String>>, StoreError> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::SessionLink, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::session_link(db, session_id).await,
                 Db::Postgres(pool) => postgres::session_link(pool, session_id).await,
@@ -354,7 +368,7 @@ impl Store {
         if subject.is_none() && sid.is_none() {
             return Ok(Vec::new());
         }
-        bounded(self.timeout, async {
+        self.op(StoreOp::LinkedSessions, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::linked_sessions(db, issuer, subject, sid).await,
                 Db::Postgres(pool) => postgres::linked_sessions(pool, issuer, subject, sid).await,
@@ -365,7 +379,7 @@ impl Store {
 
     /// Records a back-channel logout token id; `false` if it was seen before (a replay).
     pub async fn remember_logout_jti(&self, issuer: &str, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::RememberLogoutJti, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::remember_logout_jti(db, issuer, jti, expires_at).await,
                 Db::Postgres(pool) => postgres::remember_logout_jti(pool, issuer, jti, expires_at).await,
@@ -377,7 +391,7 @@ impl Store {
     /// Forgets a back-channel logout token id, so that the provider's retry
     /// of a logout that failed half-way is not taken for a replay.
     pub async fn forget_logout_jti(&self, issuer: &str, jti: &str) -> Result<(), StoreError> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::ForgetLogoutJti, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::forget_logout_jti(db, issuer, jti).await,
                 Db::Postgres(pool) => postgres::forget_logout_jti(pool, issuer, jti).await,
@@ -388,7 +402,7 @@ impl Store {
 
     /// Deletes expired session links and logout token ids; returns how many.
     pub async fn delete_expired_links(&self, now: i64) -> Result<u64, StoreError> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::DeleteExpiredLinks, async {
             match &self.db {
                 Db::Sqlite(db) => sqlite::delete_expired_links(db, now).await,
                 Db::Postgres(pool) => postgres::delete_expired_links(pool, now).await,

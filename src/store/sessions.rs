@@ -20,10 +20,11 @@ use super::StoreError;
 use super::batched_loads::{BatchedLoads, Limits, PgLoads};
 use super::login::LoginWrites;
 use super::postgres::{SESSIONS_SCHEMA, pg_load_connections};
-use super::record::{backend, bounded, encode};
+use super::record::{TimedOut, backend, bounded, encode};
 use super::session_cache::WriteThrough;
 use super::sqlite::{SqliteDb, SqliteSessions};
 use crate::config::{StoreConfig, StoreUrl};
+use crate::metrics::{StoreMetrics, StoreOp};
 
 /// Where sessions live.
 #[derive(Clone, Debug)]
@@ -32,6 +33,8 @@ pub struct SessionBackend {
     /// many reference counts deep.
     inner: Arc<Inner>,
     timeout: Duration,
+    /// The operations in the metrics.
+    metrics: StoreMetrics,
 }
 
 #[derive(Clone)]
@@ -235,6 +238,7 @@ impl SessionBackend {
         Self {
             inner: Arc::new(inner),
             timeout: super::sqlite::op_timeout(config),
+            metrics: StoreMetrics::new("sqlite"),
         }
     }
 
@@ -254,6 +258,7 @@ impl SessionBackend {
         Ok(Self {
             inner: Arc::new(Inner::Postgres { store, loads, writes }),
             timeout: config.timeout,
+            metrics: StoreMetrics::new("postgres"),
         })
     }
 
@@ -295,27 +300,40 @@ impl SessionBackend {
         Ok(Self {
             inner: Arc::new(Inner::Redis(RedisStore::new(pool.clone()), pool)),
             timeout,
+            metrics: StoreMetrics::new("redis"),
         })
     }
 
     /// Checks that the session store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let result = bounded(self.timeout, async {
-            match &*self.inner {
-                // The SQL stores share the database pinged by `Store::ping`; a
-                // load of an unknown id proves the session table answers.
-                Inner::Sqlite { store, .. } => store.load(&Id::default()).await.map(drop),
-                Inner::Postgres { store, .. } => store.load(&Id::default()).await.map(drop),
-                Inner::Redis(_, pool) => pool.ping::<String>(None).await.map(drop).map_err(backend),
-            }
-        })
-        .await;
+        let result = self
+            .op(StoreOp::Ping, async {
+                match &*self.inner {
+                    // The SQL stores share the database pinged by `Store::ping`; a
+                    // load of an unknown id proves the session table answers.
+                    Inner::Sqlite { store, .. } => store.load(&Id::default()).await.map(drop),
+                    Inner::Postgres { store, .. } => store.load(&Id::default()).await.map(drop),
+                    Inner::Redis(_, pool) => pool.ping::<String>(None).await.map(drop).map_err(backend),
+                }
+            })
+            .await;
         result.map_err(|e| StoreError::Session(e.to_string()))
+    }
+
+    /// Runs a session store operation with the timeout, timed in the metrics.
+    async fn op<T, E: TimedOut>(&self, op: StoreOp, fut: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        self.metrics.timed(op, bounded(self.timeout, fut)).await
     }
 
     /// Deletes every expired session now, in batches, each bounded by the
     /// store's timeout (Redis expires them by itself); returns how many.
     pub async fn delete_expired_now(&self) -> session_store::Result<u64> {
+        self.metrics
+            .timed(StoreOp::SessionDeleteExpired, self.delete_expired_batches())
+            .await
+    }
+
+    async fn delete_expired_batches(&self) -> session_store::Result<u64> {
         match &*self.inner {
             // The cache expires entries by their own expiry date.
             Inner::Sqlite { db, .. } => {
@@ -331,7 +349,7 @@ impl SessionBackend {
 #[async_trait]
 impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::SessionCreate, async {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.create(record).await,
                 Inner::Sqlite { store, .. } => store.create(record).await,
@@ -346,7 +364,7 @@ impl SessionStore for SessionBackend {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::SessionSave, async {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.save(record).await,
                 Inner::Sqlite { store, .. } => store.save(record).await,
@@ -358,7 +376,7 @@ impl SessionStore for SessionBackend {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::SessionLoad, async {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.load(id).await,
                 Inner::Sqlite { store, .. } => store.load(id).await,
@@ -370,7 +388,7 @@ impl SessionStore for SessionBackend {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        bounded(self.timeout, async {
+        self.op(StoreOp::SessionDelete, async {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.delete(id).await,
                 Inner::Sqlite { store, .. } => store.delete(id).await,

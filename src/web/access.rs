@@ -71,6 +71,7 @@ pub(super) async fn admit(
         Some(&login.id_token.subject),
         None,
     );
+    crate::metrics::login(crate::metrics::LoginOutcome::Refused, refusal.code());
     Err(refused(state, &claims, refusal, next, Scope::SignIn, false))
 }
 

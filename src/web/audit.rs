@@ -17,6 +17,7 @@ use axum::http::request::Parts;
 
 use super::client_ip::ClientIp;
 use super::request_id::RequestId;
+use crate::metrics;
 
 /// The request an audit event belongs to: where it came from and its id.
 #[derive(Clone, Debug)]
@@ -67,6 +68,23 @@ impl LogoutKind {
             LogoutKind::BackChannel => "back_channel",
         }
     }
+
+    /// The kind as counted in the metrics.
+    fn counted(self) -> metrics::LogoutKind {
+        match self {
+            LogoutKind::Button => metrics::LogoutKind::Button,
+            LogoutKind::RpInitiated => metrics::LogoutKind::RpInitiated,
+            LogoutKind::BackChannel => metrics::LogoutKind::BackChannel,
+        }
+    }
+
+    /// Why the sessions ended, as counted in the metrics.
+    fn session_end(self) -> &'static str {
+        match self {
+            LogoutKind::Button | LogoutKind::RpInitiated => "logout",
+            LogoutKind::BackChannel => "back_channel",
+        }
+    }
 }
 
 /// A user signed in: a new session began.
@@ -81,6 +99,7 @@ pub(crate) fn signed_in(origin: &Origin, issuer: &str, subject: &str, user_id: i
         request_id = %origin.request_id,
         "signed in"
     );
+    metrics::login(metrics::LoginOutcome::Success, "ok");
 }
 
 /// A sign-in was refused (`reason`): an invalid answer from the provider, a
@@ -130,6 +149,8 @@ pub(crate) fn logged_out(
         request_id = %origin.request_id,
         "logged out"
     );
+    metrics::logout(kind.counted());
+    metrics::sessions_ended(kind.session_end(), sessions as u64);
 }
 
 /// A back-channel logout was refused (`reason`: a missing, invalid or
@@ -150,7 +171,7 @@ pub(crate) fn logout_refused(origin: &Origin, reason: &str, issuer: &str, detail
 /// A session ended without a logout, on its next request: `session_idle`,
 /// `session_max_age`, or an access rule the operator tightened since it
 /// signed in (the rule's refusal code, or `access_claims_missing`).
-pub(crate) fn session_ended(origin: &Origin, reason: &str, issuer: Option<&str>, subject: Option<&str>) {
+pub(crate) fn session_ended(origin: &Origin, reason: &'static str, issuer: Option<&str>, subject: Option<&str>) {
     tracing::info!(
         target: "audit",
         event = "session_end",
@@ -161,4 +182,5 @@ pub(crate) fn session_ended(origin: &Origin, reason: &str, issuer: Option<&str>,
         request_id = %origin.request_id,
         "session ended"
     );
+    metrics::sessions_ended(reason, 1);
 }

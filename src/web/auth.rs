@@ -17,6 +17,7 @@ use super::error::AppError;
 use super::pending::PendingLogin;
 use super::ratelimit::{Limited, class};
 use super::{AppState, access};
+use crate::metrics::{self, LoginOutcome};
 use crate::provider::{Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData, TOKENS_KEY};
@@ -115,6 +116,7 @@ pub(crate) async fn callback(
 /// A refused sign-in: its audit event, then its page.
 fn refuse(state: &AppState, origin: &Origin, e: AppError) -> Response {
     audit::sign_in_refused(origin, e.reason(), state.provider.issuer(), None, Some(&e));
+    metrics::login(LoginOutcome::Failure, e.reason());
     e.into_recorded_response()
 }
 

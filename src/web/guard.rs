@@ -123,6 +123,7 @@ async fn enforce_lifetimes(state: &AppState, session: &Session, request: Asked<'
             };
             let (issuer, subject) = ended.as_ref().map(|l| (l.issuer.as_str(), l.subject.as_str())).unzip();
             audit::session_ended(&Origin::of(request.extensions), reason, issuer, subject);
+            crate::metrics::logout(crate::metrics::LogoutKind::Timeout);
             return Ok(());
         }
     }

@@ -110,12 +110,14 @@ pub fn app_routes() -> Router<AppState> {
 
 /// The complete router: `routes` (the app's or the gateway's, and yours)
 /// behind sessions, login and security headers; with `hosts` (while the
-/// development provider runs), requests for other hosts are refused first.
+/// development provider runs), requests for other hosts are refused first;
+/// with `requests` (metrics on), every answer is counted.
 pub fn router(
     state: AppState,
     cookie: &CookieSettings,
     routes: Router<AppState>,
     hosts: Option<LoopbackHostsLayer>,
+    requests: Option<crate::metrics::CountRequestsLayer>,
 ) -> Router {
     let backend = Backend::new(state.store.clone());
     let auth_manager =
@@ -126,6 +128,7 @@ pub fn router(
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
     let layers = ServiceBuilder::new()
+        .option_layer(requests)
         .layer(RequestLayer::new(state.trusted_proxies.clone()))
         .layer(MapResponseLayer::new(move |r| render_error_pages(&links, r)))
         .layer(MapResponseLayer::new(move |r| headers.apply(r)))

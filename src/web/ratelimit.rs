@@ -81,7 +81,7 @@ where
 /// The `429`: its page, or `{"error": "too_many_requests", "reason":
 /// "rate_limited", "retry_after": seconds}`; `Retry-After` in both.
 fn too_many_requests(class: RouteClass, wait: Duration, headers: &HeaderMap) -> Response {
-    metrics::counter!("oidc_gate_rate_limited_total", "route" => class.name()).increment(1);
+    crate::metrics::rate_limited(class.name());
     // Whole seconds, rounded up: asking again after that many is let through.
     let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
     let error = AppError::RateLimited {

@@ -16,6 +16,7 @@ mod library;
 mod login;
 mod login_writes;
 mod logs;
+mod metrics;
 mod ratelimit;
 mod redis_ha;
 mod scale;

@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 
 use super::{Ctx, measure, profiled, start, with_store};
 use crate::client::{COOKIE_NAME, Client, login_many};
-use crate::report::{CpuUse, Page};
+use crate::report::{CpuUse, MetricsCost, Page};
 use crate::server::{Server, Store, free_addr, temp_dir};
 use crate::wrk::{self, Figures};
 
@@ -22,6 +22,7 @@ struct PageBytes {
 pub async fn protected_page(ctx: &mut Ctx) -> Result<()> {
     let page = with_store(ctx, "sqlite", async |ctx, store, _| secret_on(ctx, store).await).await?;
     ceiling(ctx, &page).await?;
+    metrics_cost(ctx).await?;
     for kind in ["postgres", "redis"] {
         let available = if kind == "postgres" {
             ctx.pg_url.is_some()
@@ -61,6 +62,46 @@ async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
     .await?;
     client.logout(&id).await?;
     Ok(PageBytes::of(&headers, body))
+}
+
+/// `/secret` on SQLite without and with `METRICS_LISTEN`: two servers,
+/// measured in alternating runs, so that a busy moment of the machine
+/// falls on both alike.
+async fn metrics_cost(ctx: &mut Ctx) -> Result<()> {
+    let metrics_addr = free_addr()?.to_string();
+    let off = start(ctx, &Store::Sqlite, temp_dir("secret-metrics-off")?, &[])?;
+    let on = start(
+        ctx,
+        &Store::Sqlite,
+        temp_dir("secret-metrics-on")?,
+        &[("METRICS_LISTEN", &metrics_addr)],
+    )?;
+    let mut cookies = Vec::new();
+    let mut len = 0;
+    for server in [&off, &on] {
+        let client = Client::new(&server.url(""))?;
+        let id = client.login("Ada Lovelace", "ada@example.com").await?;
+        len = client.fetch("/secret", &id).await?.2.len();
+        cookies.push(format!("{COOKIE_NAME}={id}"));
+    }
+    let (mut off_runs, mut on_runs) = (Vec::new(), Vec::new());
+    for run in 0..ctx.plan.page_runs.max(1) {
+        off_runs.push(measure(ctx, &off, Some(&cookies[0]), None, len, run == 0).await?);
+        on_runs.push(measure(ctx, &on, Some(&cookies[1]), None, len, run == 0).await?);
+    }
+    let scraped = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await?
+        .text()
+        .await?;
+    anyhow::ensure!(
+        scraped.contains("oidc_gate_http_requests_total{group=\"page\",status=\"2xx\"}"),
+        "the metrics listener did not count /secret"
+    );
+    ctx.report.metrics_cost = Some(MetricsCost {
+        off: Page::median("SQLite, metrics off", false, &off_runs),
+        on: Page::median("SQLite, metrics on", false, &on_runs),
+    });
+    Ok(())
 }
 
 impl PageBytes {

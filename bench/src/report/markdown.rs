@@ -48,7 +48,7 @@ impl Report {
         let mut out = String::new();
         if !self.pages.is_empty() {
             out.push_str("### 1. Protected page: `GET /secret` with a valid session\n\n");
-            let rows: Vec<Vec<String>> = self
+            let mut rows: Vec<Vec<String>> = self
                 .pages
                 .iter()
                 .map(|p| {
@@ -61,6 +61,18 @@ impl Report {
                     page_row(name, p, share)
                 })
                 .collect();
+            if let Some(cost) = &self.metrics_cost {
+                for (name, p) in [
+                    ("oidc-gate, SQLite sessions, metrics off (paired runs)", &cost.off),
+                    (
+                        "oidc-gate, SQLite sessions, `METRICS_LISTEN` set (paired runs)",
+                        &cost.on,
+                    ),
+                ] {
+                    let share = self.ratio(p).map_or("—".into(), |r| format!("{:.1}%", r * 100.0));
+                    rows.push(page_row(name.into(), p, share));
+                }
+            }
             table(
                 &mut out,
                 &[
@@ -278,7 +290,7 @@ impl Report {
                 Kind::ProxyShare | Kind::ProxyP99 | Kind::ForwardAuthShare | Kind::BulkRss(_) => {
                     self.gateway_miss(t.kind)
                 }
-                Kind::RssIdle | Kind::Startup => None,
+                Kind::RssIdle | Kind::Startup | Kind::MetricsCost => None,
             };
             let _ = writeln!(
                 out,

@@ -73,6 +73,23 @@ impl Page {
     }
 }
 
+/// `/secret` on SQLite without and with metrics, measured in alternating
+/// runs of two servers in the same run, so that the machine's drift hits both.
+#[derive(Debug, Clone)]
+pub struct MetricsCost {
+    /// `METRICS_LISTEN` unset.
+    pub off: Page,
+    /// `METRICS_LISTEN` set (and scraped once, to prove it counted).
+    pub on: Page,
+}
+
+impl MetricsCost {
+    /// Requests/s with metrics as a share of without.
+    pub fn ratio(&self) -> f64 {
+        self.on.figures.rps / self.off.figures.rps
+    }
+}
+
 /// CPU use during a run, as a share of one core (1.0 = fully busy).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuUse {
@@ -191,6 +208,8 @@ pub struct Report {
     pub wrk_command: String,
     /// Part 1.
     pub pages: Vec<Page>,
+    /// Part 1: `/secret` without and with `METRICS_LISTEN`, in alternating runs.
+    pub metrics_cost: Option<MetricsCost>,
     /// Part 2.
     pub logins: Vec<Logins>,
     /// Part 2, by signing algorithm and load shape.
@@ -268,6 +287,8 @@ pub enum Kind {
     ProxyP99,
     /// `/oauth2/auth` requests/s as a share of the ceiling's.
     ForwardAuthShare,
+    /// `/secret` requests/s with metrics as a share of without.
+    MetricsCost,
     /// RSS growth over a large upload or download.
     BulkRss(&'static str),
 }
@@ -325,6 +346,20 @@ impl Report {
                 goal: format!("`/secret` p99 ≤ 2 ms at 32 connections ({})", p.store),
                 measured: ms(p.figures.p99),
                 verdict: judge(p.figures.p99 <= Duration::from_millis(2)),
+            });
+        }
+        if let Some(cost) = &self.metrics_cost {
+            let ratio = cost.ratio();
+            out.push(Target {
+                kind: Kind::MetricsCost,
+                goal: "`/secret` with METRICS_LISTEN set within 3% of without (SQLite, same run)".into(),
+                measured: format!(
+                    "{:+.1}% requests/s ({:.0} → {:.0})",
+                    (ratio - 1.0) * 100.0,
+                    cost.off.figures.rps,
+                    cost.on.figures.rps
+                ),
+                verdict: judge(ratio >= 0.97),
             });
         }
         let cpu = self

@@ -53,6 +53,15 @@ impl From<ClientError> for Failure {
 }
 
 impl Failure {
+    /// The reason code when the upstream is at fault (`upstream_refused`,
+    /// `upstream_timeout`, …); `None` when the client's own body was.
+    pub(super) fn upstream_reason(&self) -> Option<&'static str> {
+        match &self.0 {
+            AppError::Upstream { reason, .. } | AppError::UpstreamTimeout { reason } => Some(reason),
+            _ => None,
+        }
+    }
+
     /// The answer: the error page, or `{"error": …, "reason": …}` for API
     /// clients. Logged with its reason and cause; no URL, header or body.
     pub(super) fn respond(self, method: &Method, wants_json: bool) -> Response {

@@ -136,7 +136,13 @@ impl Proxy {
         wants_json: bool,
     ) -> Response {
         let method = request.method().clone();
-        match self.try_forward(request, identity, client).await {
+        let start = std::time::Instant::now();
+        let result = self.try_forward(request, identity, client).await;
+        crate::metrics::upstream_request(
+            start.elapsed(),
+            result.as_ref().err().and_then(Failure::upstream_reason),
+        );
+        match result {
             Ok(response) => response,
             Err(failure) => failure.respond(&method, wants_json),
         }

@@ -36,6 +36,8 @@ pub struct Options {
     pub store: StoreEnv,
     /// Routes of an embedding app, merged with [`App::merge`].
     pub routes: Option<fn() -> axum::Router<oidc_gate::web::AppState>>,
+    /// Prometheus metrics on a listener of their own (`METRICS_LISTEN`, port 0).
+    pub metrics: bool,
 }
 
 /// Store settings as the environment would give them.
@@ -57,6 +59,8 @@ pub struct TestApp {
     pub clock: Clock,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Where its metrics are served, when [`Options::metrics`] asked for them.
+    pub metrics_addr: Option<SocketAddr>,
     _tmp: Option<Arc<tempfile::TempDir>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), oidc_gate::app::StartupError>>>,
@@ -108,6 +112,16 @@ impl TestApp {
         if let Some(t) = options.store.store_timeout {
             args.store_timeout = t;
         }
+        let metrics = match options.metrics {
+            true => Some(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind metrics"),
+            ),
+            false => None,
+        };
+        let metrics_addr = metrics.as_ref().map(|l| l.local_addr().unwrap());
+        args.metrics_listen = metrics_addr.map(|a| a.to_string());
         if let Some(tweak) = options.tweak {
             tweak(&mut args);
         }
@@ -116,6 +130,9 @@ impl TestApp {
         let mut app = App::build(&config, clock.clone()).await.expect("app builds");
         if let Some(routes) = options.routes {
             app = app.merge(routes());
+        }
+        if let Some(listener) = metrics {
+            app = app.with_metrics_listener(listener);
         }
         let store = app.state().store.clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -127,6 +144,7 @@ impl TestApp {
             store,
             clock,
             data_dir,
+            metrics_addr,
             _tmp: tmp,
             shutdown: Some(tx),
             task: Some(task),
