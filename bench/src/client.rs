@@ -74,13 +74,8 @@ impl Client {
 
     /// A client keeping at most `idle` connections open between requests.
     fn keeping(base: &str, idle: usize) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(idle)
-            .build()?;
         Ok(Self {
-            http,
+            http: browser(idle)?,
             base: Url::parse(base)?,
         })
     }
@@ -190,6 +185,32 @@ impl Client {
     }
 }
 
+/// An HTTP client as the benchmark's browsers use it: no redirects
+/// followed, at most `idle` connections kept open per host between
+/// requests (0: a fresh connection for every request).
+pub fn browser(idle: usize) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(idle)
+        .build()?)
+}
+
+/// A way to sign a fresh browser in, for [`login_many`]: oidc-gate's own
+/// login ([`Client`]), or any gateway's by following its redirects
+/// ([`crate::signin::ToPage`], Apache's mod_auth_openidc).
+pub trait SignsIn: Clone + Send + Sync + 'static {
+    /// One full sign-in with a fresh cookie jar as `name` and `email`,
+    /// checked; returns the session (its id or its `Cookie` header).
+    fn sign_in_as(&self, name: &str, email: &str) -> impl Future<Output = Result<String>> + Send;
+}
+
+impl SignsIn for Client {
+    fn sign_in_as(&self, name: &str, email: &str) -> impl Future<Output = Result<String>> + Send {
+        self.login(name, email)
+    }
+}
+
 /// The absolute target of a redirect with `status`.
 fn redirect(r: &Response, status: StatusCode, what: &str) -> Result<Url> {
     if r.status() != status {
@@ -204,9 +225,10 @@ fn redirect(r: &Response, status: StatusCode, what: &str) -> Result<Url> {
 }
 
 /// Runs `n` logins, `concurrency` at a time, each with a fresh jar and its
-/// own user (`bench-<i>@example.com`); returns the session ids and the time taken.
+/// own user (`bench-<i>@example.com`, `i` from `first`); returns the
+/// sessions and the time taken.
 pub async fn login_many(
-    client: &Client,
+    client: &impl SignsIn,
     n: usize,
     concurrency: usize,
     first: usize,
@@ -218,7 +240,7 @@ pub async fn login_many(
             async move {
                 let i = first + i;
                 client
-                    .login(&format!("Bench User {i}"), &format!("bench-{i}@example.com"))
+                    .sign_in_as(&format!("Bench User {i}"), &format!("bench-{i}@example.com"))
                     .await
             }
         }

@@ -127,11 +127,40 @@ pub struct OidcClient<'a> {
 }
 
 /// The path of mod_auth_openidc's redirect URI on the Apache row.
-pub const APACHE_CALLBACK: &str = "/redirect_uri";
+const APACHE_CALLBACK: &str = "/redirect_uri";
+
+/// Starts the bench's provider (`provider_bin`, its own process on core 1)
+/// with a client for Apache, and Apache with mod_auth_openidc in front of
+/// `upstream` signing in at the provider's issuer under `issuer_prefix`
+/// (`""`: ES256; `/rs256`: RS256, see `bench/src/bin/provider.rs`).
+/// Returns the provider and Apache, listening.
+pub fn start_apache_at_provider(
+    provider_bin: &Path,
+    bin: &Path,
+    modules: &Path,
+    upstream: SocketAddr,
+    issuer_prefix: &str,
+) -> Result<(Server, Server)> {
+    let addr = free_addr()?;
+    let secret = format!("bench-apache-{}", std::process::id());
+    let base = format!("http://{addr}");
+    let mut provider = Server::provider(provider_bin, "bench-apache", &secret, &base, APACHE_CALLBACK)?;
+    let issuer = provider.url(&format!("{issuer_prefix}/dev-provider"));
+    provider.wait_answering(&format!(
+        "{issuer_prefix}/dev-provider/.well-known/openid-configuration"
+    ))?;
+    let client = OidcClient {
+        issuer: &issuer,
+        client_id: "bench-apache",
+        client_secret: &secret,
+    };
+    let apache = start_apache(bin, modules, addr, upstream, &client)?;
+    Ok((provider, apache))
+}
 
 /// Starts Apache on `addr` with mod_auth_openidc in front of `upstream`
 /// (see [`write_apache_conf`]) and waits until it listens.
-pub fn start_apache(
+fn start_apache(
     bin: &Path,
     modules: &Path,
     addr: SocketAddr,

@@ -5,12 +5,14 @@
 //! after it that is not a redirect. What the gateway then serves with the
 //! cookies is what wrk loads.
 
-use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail, ensure};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION};
 use url::Url;
 
-use crate::client::{Jar, form};
+use crate::client::{Jar, SignsIn, form};
 
 /// Redirects a sign-in may take (oidc-gate takes 4, mod_auth_openidc 3).
 const MAX_HOPS: usize = 10;
@@ -78,6 +80,45 @@ pub async fn sign_in(http: &reqwest::Client, start: Url, name: &str, email: &str
         at_provider = true;
     }
     bail!("the sign-in took more than {MAX_HOPS} redirects (last: {url})")
+}
+
+/// Signing in at a gateway from one of its protected pages, checked: the
+/// sign-in comes back to that page and the page is the upstream's.
+#[derive(Clone)]
+pub struct ToPage {
+    /// Follows no redirects.
+    pub http: reqwest::Client,
+    /// The protected page.
+    pub start: Url,
+    /// What the upstream serves there.
+    pub page: Arc<[u8]>,
+}
+
+impl ToPage {
+    /// Signs in as `name` and `email`, from a fresh cookie jar.
+    pub async fn sign_in(&self, name: &str, email: &str) -> Result<SignedIn> {
+        let signed = sign_in(&self.http, self.start.clone(), name, email).await?;
+        ensure!(
+            signed.landed.path() == self.start.path(),
+            "the sign-in came back to {} instead of {}",
+            signed.landed,
+            self.start.path()
+        );
+        ensure!(
+            signed.status == StatusCode::OK && *signed.body == *self.page,
+            "after the sign-in {} answered {} and not the upstream's page ({} bytes)",
+            self.start.path(),
+            signed.status,
+            signed.body.len(),
+        );
+        Ok(signed)
+    }
+}
+
+impl SignsIn for ToPage {
+    async fn sign_in_as(&self, name: &str, email: &str) -> Result<String> {
+        Ok(self.sign_in(name, email).await?.cookie)
+    }
 }
 
 /// The absolute target of a redirect.

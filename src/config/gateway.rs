@@ -152,7 +152,7 @@ pub(super) fn from_args(args: &GatewayArgs, global: &Rules) -> Result<Option<Gat
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(p) = public.iter().find(|p| p.covers(&prefix)) {
+    if let Some(p) = public.iter().find(|p| p.matches(&prefix)) {
         return Err(err(format!(
             "PUBLIC_PATHS entry `{p}` covers ROUTE_PREFIX `{prefix}`: the gateway's own routes are not the upstream's."
         )));

@@ -120,7 +120,8 @@ pub(super) async fn auth(
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
-    let public = gateway.0.paths.judge(&path).public;
+    let verdict = gateway.0.paths.judge(&path);
+    let public = verdict.public;
     let Some((identity, claims)) = identity else {
         if public {
             return StatusCode::ACCEPTED.into_response();
@@ -129,13 +130,13 @@ pub(super) async fn auth(
         if !original.no_redirects && navigation {
             // Traefik and Caddy pass this answer to the browser.
             let target = original.url.as_deref().unwrap_or(&original.uri);
-            let start = gateway.start_url(&app, target);
+            let start = app.links.login_for(target);
             let absolute = gateway.0.public_url.join(&start).map(String::from).unwrap_or(start);
             return Redirect::to(&absolute).into_response();
         }
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    if !public && let Err(refusal) = gateway.admits(&path, &claims) {
+    if !public && let Err(refusal) = verdict.admits(&claims) {
         tracing::info!(reason = refusal.code(), "forward auth: path refused");
         let json = !is_navigation(&original.method, &headers);
         return refused(&app, &claims, refusal, &original.uri, Scope::Path, json);

@@ -27,11 +27,11 @@ use axum::routing::{any, get, post};
 use tower_sessions::Session;
 use url::Url;
 
-use crate::access::{Claims, Refusal};
+use crate::access::Claims;
 use crate::config::GatewayConfig;
 use crate::drain::Tunnels;
 use crate::secret::Secret;
-use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData, TOKENS_KEY};
+use crate::session::{ACCESS_KEY, TOKENS_KEY};
 use crate::tokens::{Kind, StoredTokens};
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
@@ -135,7 +135,10 @@ impl Gateway {
     }
 
     /// Who the signed-in user of this request is, for the app behind, and
-    /// the claims the per-path rules judge; `None` when nobody is.
+    /// the claims the per-path rules judge; `None` when nobody is. The
+    /// subject is the signed-in user's own (users are stored by issuer and
+    /// subject), so the one session value read per request is the claims,
+    /// and only while rules keep them.
     async fn identity(
         &self,
         app: &AppState,
@@ -143,13 +146,10 @@ impl Gateway {
         session: &Session,
     ) -> Result<Option<(Identity, Claims)>, AppError> {
         let Some(user) = &auth.user else { return Ok(None) };
-        let Some(login) = session.get::<LoginData>(LOGIN_KEY).await? else {
-            return Ok(None);
-        };
         let claims = session.get::<Claims>(ACCESS_KEY).await?.unwrap_or_default();
         let (access_token, id_token) = self.tokens(app, session).await?;
         let identity = Identity {
-            user: login.subject,
+            user: user.row.subject.clone(),
             email: claims.email.clone().or_else(|| user.row.email.clone()),
             preferred_username: claims.preferred_username.clone(),
             groups: claims.groups.clone().unwrap_or_default(),
@@ -181,19 +181,6 @@ impl Gateway {
             .and_then(|sealed| vault.open(Kind::Id, &sealed));
         Ok((access, id))
     }
-
-    /// Whether the per-path rules of `path` admit `claims`.
-    fn admits(&self, path: &RequestPath, claims: &Claims) -> Result<(), Refusal> {
-        for rule in self.0.paths.judge(path).rules {
-            rule.rules.check(claims)?;
-        }
-        Ok(())
-    }
-
-    /// The sign-in URL that comes back to `target` (a path or an absolute URL).
-    fn start_url(&self, app: &AppState, target: &str) -> String {
-        app.links.login_for(target)
-    }
 }
 
 /// A browser navigation (rather than an API call, XHR, form post or
@@ -221,15 +208,16 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
-    if !gateway.0.paths.judge(&path).public {
+    let verdict = gateway.0.paths.judge(&path);
+    if !verdict.public {
         let Some((_, claims)) = &identity else {
             if navigation {
                 let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-                return Redirect::to(&gateway.start_url(&app, target)).into_response();
+                return Redirect::to(&app.links.login_for(target)).into_response();
             }
             return unauthenticated(&app.links.login);
         };
-        if let Err(refusal) = gateway.admits(&path, claims) {
+        if let Err(refusal) = verdict.admits(claims) {
             tracing::info!(reason = refusal.code(), "path refused");
             let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
             return refused(&app, claims, refusal, target, Scope::Path, !navigation);

@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::access::Rules;
+use crate::access::{Claims, Refusal, Rules};
 
 /// A path prefix, matched on whole segments: `/static` covers `/static`
 /// and `/static/x`, never `/staticx`.
@@ -48,11 +48,6 @@ impl Prefix {
         }
         path.strip_prefix(self.0.as_str())
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    }
-
-    /// Whether every path under `other` is under this prefix too.
-    pub fn covers(&self, other: &str) -> bool {
-        self.matches(other)
     }
 }
 
@@ -127,6 +122,16 @@ pub struct PathVerdict<'a> {
     pub public: bool,
     /// The per-path rules a signed-in user must also pass.
     pub rules: Vec<&'a PathRule>,
+}
+
+impl PathVerdict<'_> {
+    /// Whether the per-path rules admit `claims`: the first refusal, if any.
+    pub fn admits(&self, claims: &Claims) -> Result<(), Refusal> {
+        for rule in &self.rules {
+            rule.rules.check(claims)?;
+        }
+        Ok(())
+    }
 }
 
 impl PathRules {

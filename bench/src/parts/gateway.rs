@@ -13,15 +13,16 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, COOKIE};
 
 use super::{Ctx, measure_run, page, profiled};
-use crate::peers::{self, APACHE_CALLBACK, OidcClient};
+use crate::client::browser;
+use crate::peers;
 use crate::procfs::{reset_peak_rss, status_kib};
 use crate::report::{Bulk, CpuUse, Direction, FORWARD_AUTH_PROFILE, GatewayRow, Gw, PROXY_PROFILE, Page};
-use crate::server::{Server, Store, free_addr, temp_dir};
-use crate::signin::{SignedIn, sign_in};
+use crate::server::{Server, Store, temp_dir};
+use crate::signin::{SignedIn, ToPage, sign_in};
 use crate::wrk::{self, Figures};
 
 /// The proxied path every row requests (the upstream serves its page at any path).
-const PAGE_PATH: &str = "/app/dashboard";
+pub(super) const PAGE_PATH: &str = "/app/dashboard";
 /// The piece a large upload is sent in.
 const UPLOAD_CHUNK: usize = 256 * 1024;
 
@@ -29,7 +30,8 @@ const UPLOAD_CHUNK: usize = 256 * 1024;
 pub async fn gateway(ctx: &mut Ctx) -> Result<()> {
     let mut upstream = Server::upstream(&ctx.bins.upstream)?;
     upstream.wait_answering(PAGE_PATH)?;
-    let http = browser()?;
+    // Sign-ins and checks: connections kept, no redirects followed.
+    let http = browser(usize::MAX)?;
     let page = http.get(upstream.url(PAGE_PATH)).send().await?.bytes().await?.to_vec();
     match peers::nginx() {
         Ok(bin) => {
@@ -50,14 +52,6 @@ pub async fn gateway(ctx: &mut Ctx) -> Result<()> {
     }
     reverse_proxy(ctx, &http, &upstream, &page).await?;
     bulk(ctx, &http, &upstream, &page).await
-}
-
-/// A client for sign-ins and checks: no redirects followed.
-fn browser() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()?)
 }
 
 /// A note in the report (and on the terminal now).
@@ -109,22 +103,15 @@ fn start_gate(ctx: &Ctx, env: &[(&str, &str)]) -> Result<Server> {
 
 /// Signs in at `server` from [`PAGE_PATH`] and checks that the upstream's page came back.
 async fn sign_in_to_page(http: &reqwest::Client, server: &Server, page: &[u8]) -> Result<SignedIn> {
-    let signed = sign_in(http, server.url(PAGE_PATH).parse()?, "Ada Lovelace", "ada@example.com")
+    let to_page = ToPage {
+        http: http.clone(),
+        start: server.url(PAGE_PATH).parse()?,
+        page: page.into(),
+    };
+    to_page
+        .sign_in("Ada Lovelace", "ada@example.com")
         .await
-        .map_err(|e| e.context(server.log_tail()))?;
-    ensure!(
-        signed.landed.path() == PAGE_PATH,
-        "the sign-in came back to {} instead of {PAGE_PATH}",
-        signed.landed
-    );
-    ensure!(
-        signed.status == StatusCode::OK && signed.body == page,
-        "after the sign-in {PAGE_PATH} answered {} and not the upstream's page ({} bytes); {}",
-        signed.status,
-        signed.body.len(),
-        server.log_tail()
-    );
-    Ok(signed)
+        .map_err(|e| e.context(server.log_tail()))
 }
 
 /// `GET path` with `cookie` (and `headers`): the status and body.
@@ -179,18 +166,7 @@ async fn apache(
     upstream: &Server,
     page: &[u8],
 ) -> Result<()> {
-    let addr = free_addr()?;
-    let secret = format!("bench-apache-{}", std::process::id());
-    let base = format!("http://{addr}");
-    let mut provider = Server::provider(&ctx.bins.provider, "bench-apache", &secret, &base, APACHE_CALLBACK)?;
-    provider.wait_answering("/dev-provider/.well-known/openid-configuration")?;
-    let issuer = provider.url("/dev-provider");
-    let client = OidcClient {
-        issuer: &issuer,
-        client_id: "bench-apache",
-        client_secret: &secret,
-    };
-    let server = peers::start_apache(bin, modules, addr, upstream.addr, &client)?;
+    let (_provider, server) = peers::start_apache_at_provider(&ctx.bins.provider, bin, modules, upstream.addr, "")?;
     let signed = sign_in_to_page(http, &server, page)
         .await
         .context("sign in through Apache's mod_auth_openidc")?;

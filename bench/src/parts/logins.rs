@@ -4,16 +4,22 @@
 //! eight logins in flight on kept-alive connections (a busy server), and one
 //! login at a time with a fresh connection per request (sign-ins as a mostly
 //! idle server sees them; issue 20 is judged on the sequential RS256 row).
-//! The provider runs in a process of its own on core 1 throughout.
+//! Then the peer: Apache 2 with mod_auth_openidc signing in the same way,
+//! one at a time with RS256 ID tokens on fresh connections, when Debian's
+//! packages are installed. The provider runs in a process of its own on
+//! core 1 throughout.
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::Ctx;
-use crate::client::{Client, login_many};
-use crate::report::{LoginShape, Logins};
+use super::gateway::PAGE_PATH;
+use crate::client::{Client, SignsIn, browser, login_many};
+use crate::peers;
+use crate::report::{LoginShape, Logins, RelyingParty};
 use crate::server::{Server, Store, free_addr, temp_dir};
+use crate::signin::ToPage;
 
 /// Logins in flight in the busy shape (as in the main login row).
 const BUSY: usize = 8;
@@ -57,22 +63,62 @@ pub async fn login_shapes(ctx: &mut Ctx) -> Result<()> {
             let first = 1_000_000 * (ctx.report.login_shapes.len() + 1);
             let logins = rounds(ctx, &server, &client, concurrency, first).await?;
             ctx.report.login_shapes.push(LoginShape {
+                rp: RelyingParty::OidcGate,
                 alg,
                 sequential,
                 logins,
             });
         }
     }
+    drop(provider);
+    match peers::apache() {
+        Ok((bin, modules)) => apache(ctx, &bin, &modules).await,
+        Err(why) => {
+            let note = format!("The Apache + mod_auth_openidc login row was skipped: {why}.");
+            eprintln!("bench: {note}");
+            ctx.report.notes.push(note);
+            Ok(())
+        }
+    }
+}
+
+/// The peer's row: sequential RS256 logins on fresh connections through
+/// Apache with mod_auth_openidc, from a protected page proxied to the
+/// gateway rows' upstream back to it (as oidc-gate's logins end on its
+/// protected page); the CPU is that of all Apache's processes.
+async fn apache(ctx: &mut Ctx, bin: &std::path::Path, modules: &std::path::Path) -> Result<()> {
+    let mut upstream = Server::upstream(&ctx.bins.upstream)?;
+    upstream.wait_answering(PAGE_PATH)?;
+    let (_provider, server) =
+        peers::start_apache_at_provider(&ctx.bins.provider, bin, modules, upstream.addr, "/rs256")?;
+    let http = browser(0)?;
+    let page = http.get(upstream.url(PAGE_PATH)).send().await?.bytes().await?;
+    let login = ToPage {
+        http,
+        start: server.url(PAGE_PATH).parse()?,
+        page: page.as_ref().into(),
+    };
+    let first = 1_000_000 * (ctx.report.login_shapes.len() + 1);
+    let logins = rounds(ctx, &server, &login, 1, first)
+        .await
+        .context("logins through Apache's mod_auth_openidc")?;
+    ctx.report.login_shapes.push(LoginShape {
+        rp: RelyingParty::Apache,
+        alg: "RS256",
+        sequential: true,
+        logins,
+    });
     Ok(())
 }
 
 /// `ctx.plan.login_rounds` rounds of `ctx.plan.logins` logins, `concurrency`
 /// at a time, after a few to warm up, by users numbered from `first`;
-/// oidc-gate's CPU per login in each (the provider in its own process).
+/// the server's CPU per login in each (all its processes for a web server
+/// with workers; the provider in its own process).
 pub(super) async fn rounds(
     ctx: &Ctx,
     server: &Server,
-    client: &Client,
+    client: &impl SignsIn,
     concurrency: usize,
     first: usize,
 ) -> Result<Logins> {

@@ -496,7 +496,14 @@ impl Report {
          as above (a busy server), and one at a time with a fresh TCP connection for every \
          request (sign-ins as a mostly idle server sees them: browsers arriving one by one). Real \
          providers sign with RS256 by default, and the sequential RS256 row is the one issue 20 \
-         judges.\n\
+         judges, against the peer's row measured the same way: **Apache 2 with mod_auth_openidc** \
+         (Debian's packages; configured as in the gateway rows: the event MPM with one child process, \
+         sessions in its shared-memory cache, PKCE, a confidential client) signing in at the same \
+         provider process with RS256 ID tokens, one login at a time, a fresh TCP connection for \
+         every request, from a protected page that Apache proxies to the gateway rows' upstream \
+         (`bench/src/bin/upstream.rs`, core 1) until that page comes back; its CPU is the \
+         utime+stime of all Apache's processes (the parent and its child), in the same rounds, \
+         the median round's figure.\n\
          - **Memory**: VmRSS from `/proc/<pid>/status`: idle one second after start; after \
          {real} real logins; then after adding copies of those real session records under fresh \
          random ids (written straight into the session table, encoded as the store encodes \

@@ -8,7 +8,7 @@ mod logins;
 mod markdown;
 
 pub use gateway::{Bulk, Direction, FORWARD_AUTH_PROFILE, GatewayRow, Gw, PROXY_PROFILE};
-pub use logins::LoginShape;
+pub use logins::{LoginShape, RelyingParty};
 
 use crate::profile::Profile;
 use crate::wrk::Figures;

@@ -121,7 +121,7 @@ fn configured_prefixes_must_be_plain_paths() {
     ] {
         assert!(Prefix::new(bad).is_none(), "{bad:?}");
     }
-    assert!(Prefix::new("/").unwrap().covers("/oauth2"));
-    assert!(Prefix::new("/oauth2").unwrap().covers("/oauth2"));
-    assert!(!Prefix::new("/oauth").unwrap().covers("/oauth2"));
+    assert!(Prefix::new("/").unwrap().matches("/oauth2"));
+    assert!(Prefix::new("/oauth2").unwrap().matches("/oauth2"));
+    assert!(!Prefix::new("/oauth").unwrap().matches("/oauth2"));
 }
