@@ -30,6 +30,8 @@ pub enum Kind {
     Access,
     /// The ID token.
     Id,
+    /// The refresh token.
+    Refresh,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
         match self {
             Kind::Access => b"oidc-gate access token v1",
             Kind::Id => b"oidc-gate id token v1",
+            Kind::Refresh => b"oidc-gate refresh token v1",
         }
     }
 }
@@ -65,6 +68,9 @@ pub struct StoredTokens {
     /// The ID token, sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The refresh token, sealed, when the provider issued one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
 }
 
 impl TokenVault {

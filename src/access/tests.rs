@@ -372,6 +372,7 @@ fn login(claims: serde_json::Value, userinfo: serde_json::Value) -> Login {
         raw_id_token: String::new(),
         access_token: crate::secret::Secret::new(String::new()),
         access_expires_at: None,
+        refresh_token: None,
         userinfo_claims: userinfo.as_object().unwrap().clone(),
     }
 }

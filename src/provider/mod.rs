@@ -134,6 +134,8 @@ pub struct Login {
     pub access_token: Secret,
     /// When the access token expires (Unix seconds), if the provider said.
     pub access_expires_at: Option<i64>,
+    /// The refresh token, when the provider issued one.
+    pub refresh_token: Option<Secret>,
 }
 
 impl Provider {
@@ -332,6 +334,7 @@ impl Provider {
                 .expires_in
                 .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
             access_token: Secret::new(tokens.access_token),
+            refresh_token: tokens.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
         })
     }
 

@@ -19,6 +19,9 @@ pub(crate) struct TokenResponse {
     /// Seconds the access token lives (some providers send a string).
     #[serde(default, deserialize_with = "lenient_seconds")]
     pub expires_in: Option<u64>,
+    /// The refresh token, when the provider issues one.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
 }
 
 fn lenient_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
