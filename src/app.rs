@@ -14,7 +14,7 @@ use crate::config::{ClientConfig, Config, ProviderChoice};
 use crate::devprovider::{DevClient, DevProvider};
 use crate::drain::Drain;
 use crate::gateway::Gateway;
-use crate::metrics::{CountRequestsLayer, RouteGroup};
+use crate::metrics::{RequestCounter, RouteGroup};
 use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
 use crate::ratelimit::RateLimits;
 use crate::secret::{Secret, random_token};
@@ -72,7 +72,7 @@ struct Metrics {
     listener: Option<TcpListener>,
     /// The process's recorder, or why it could not be installed.
     handle: Result<metrics_exporter_prometheus::PrometheusHandle, String>,
-    requests: CountRequestsLayer,
+    requests: RequestCounter,
 }
 
 impl Metrics {
@@ -83,7 +83,7 @@ impl Metrics {
             addr,
             listener: None,
             handle: crate::metrics::install(),
-            requests: CountRequestsLayer::new(base, fallback),
+            requests: RequestCounter::new(base, fallback),
         }
     }
 }

@@ -24,7 +24,7 @@ use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogra
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use listener::serve;
-pub use requests::{CountRequests, CountRequestsLayer, RouteGroup, StatusClass};
+pub use requests::{RequestCounter, RouteGroup, StatusClass};
 pub use store::{StoreMetrics, StoreOp};
 
 /// Upper bounds (seconds) of the latency histograms' buckets: from a cached

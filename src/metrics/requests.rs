@@ -1,19 +1,14 @@
-//! Counting HTTP requests by route group and status class: a tower layer
-//! around the routes, present only when metrics are on.
+//! Counting HTTP requests by route group and status class, when metrics
+//! are on.
 //!
 //! The group comes from the matched route (never the raw path), so a scan of
 //! random paths adds no series. Each (group, class) counter is registered
 //! once and then only incremented: no allocation or lookup per request.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::{Response, StatusCode};
+use axum::http::StatusCode;
 use metrics::{Counter, counter};
-use tower::{Layer, Service};
 
 use super::names;
 
@@ -127,7 +122,10 @@ impl StatusClass {
 }
 
 /// The counters, one per (group, class), each registered on first use.
+/// One table for the process, like the recorder they are registered with.
 struct Counters([OnceLock<Counter>; RouteGroup::ALL.len() * StatusClass::LABELS.len()]);
+
+static COUNTERS: Counters = Counters([const { OnceLock::new() }; RouteGroup::ALL.len() * StatusClass::LABELS.len()]);
 
 impl Counters {
     fn increment(&self, group: RouteGroup, class: StatusClass) {
@@ -138,91 +136,34 @@ impl Counters {
     }
 }
 
-/// Counts every answer in `oidc_gate_http_requests_total`. Put it around
-/// the routes (inside `Router::layer`), so that the matched route is known;
-/// build it after [`super::install`].
-#[derive(Clone)]
-pub struct CountRequestsLayer {
+/// Counts answers in `oidc_gate_http_requests_total` by route group and
+/// status class. Not a layer of its own: the request layer
+/// ([`crate::web::RequestLayer`]), which already reads the matched route and
+/// waits for the answer, counts through it, so counting adds no service,
+/// future or allocation to a request. Build it after [`super::install`].
+#[derive(Clone, Debug)]
+pub struct RequestCounter {
     base: Arc<str>,
     fallback: RouteGroup,
-    counters: Arc<Counters>,
 }
 
-impl CountRequestsLayer {
+impl RequestCounter {
     /// For routes under `base` (see [`RouteGroup::of`]) whose fallback is `fallback`.
     pub fn new(base: &str, fallback: RouteGroup) -> Self {
         Self {
             base: base.into(),
             fallback,
-            counters: Arc::new(Counters(std::array::from_fn(|_| OnceLock::new()))),
         }
     }
-}
 
-impl<S> Layer<S> for CountRequestsLayer {
-    type Service = CountRequests<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CountRequests {
-            layer: self.clone(),
-            inner,
-        }
-    }
-}
-
-/// The service of [`CountRequestsLayer`].
-#[derive(Clone)]
-pub struct CountRequests<S> {
-    layer: CountRequestsLayer,
-    inner: S,
-}
-
-impl<S, B> Service<Request> for CountRequests<S>
-where
-    S: Service<Request, Response = Response<B>>,
-{
-    type Response = Response<B>;
-    type Error = S::Error;
-    type Future = Counted<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+    /// The group of a request whose matched route is `matched`.
+    pub fn group(&self, matched: Option<&str>) -> RouteGroup {
+        RouteGroup::of(matched, &self.base, self.fallback)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        let matched = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-        let group = RouteGroup::of(matched, &self.layer.base, self.layer.fallback);
-        Counted {
-            inner: self.inner.call(request),
-            group,
-            counters: self.layer.counters.clone(),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The future of [`CountRequests`]: counts the answer when it is ready.
-    pub struct Counted<F> {
-        #[pin]
-        inner: F,
-        group: RouteGroup,
-        counters: Arc<Counters>,
-    }
-}
-
-impl<F, B, E> Future for Counted<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
-            this.counters.increment(*this.group, StatusClass::of(response.status()));
-        }
-        Poll::Ready(result)
+    /// Counts one answer of `group` with `status`.
+    pub fn count(group: RouteGroup, status: StatusCode) {
+        COUNTERS.increment(group, StatusClass::of(status));
     }
 }
 

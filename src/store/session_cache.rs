@@ -41,6 +41,11 @@ impl<S> WriteThrough<S> {
         }
     }
 
+    /// The cached record of `id`, if the cache holds it (unexpired).
+    pub(super) fn cached(&self, id: &Id) -> Option<Record> {
+        self.cache.get(id)
+    }
+
     /// Caches `record`, unless a delete started since `seen`: then the
     /// delete may have run between the store and the cache, and the cache
     /// must not keep what the store no longer has.
@@ -107,7 +112,7 @@ impl<S: SessionStore + SaveExisting> SessionStore for WriteThrough<S> {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        if let Some(record) = self.cache.get(id) {
+        if let Some(record) = self.cached(id) {
             return Ok(Some(record));
         }
         let seen = self.deletes.load(Ordering::SeqCst);

@@ -376,6 +376,14 @@ impl SessionStore for SessionBackend {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        // A cache hit is not a store operation: answered before the timing,
+        // so the latency histogram shows the store's own round trips (and a
+        // signed-in page pays nothing for it).
+        if let Inner::Sqlite { cached: Some(s), .. } = &*self.inner
+            && let Some(record) = s.cached(id)
+        {
+            return Ok(Some(record));
+        }
         self.op(StoreOp::SessionLoad, async {
             match &*self.inner {
                 Inner::Sqlite { cached: Some(s), .. } => s.load(id).await,

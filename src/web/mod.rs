@@ -117,7 +117,7 @@ pub fn router(
     cookie: &CookieSettings,
     routes: Router<AppState>,
     hosts: Option<LoopbackHostsLayer>,
-    requests: Option<crate::metrics::CountRequestsLayer>,
+    requests: Option<crate::metrics::RequestCounter>,
 ) -> Router {
     let backend = Backend::new(state.store.clone());
     let auth_manager =
@@ -128,8 +128,7 @@ pub fn router(
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
     let layers = ServiceBuilder::new()
-        .option_layer(requests)
-        .layer(RequestLayer::new(state.trusted_proxies.clone()))
+        .layer(RequestLayer::new(state.trusted_proxies.clone()).counting(requests))
         .layer(MapResponseLayer::new(move |r| render_error_pages(&links, r)))
         .layer(MapResponseLayer::new(move |r| headers.apply(r)))
         .option_layer(hosts)

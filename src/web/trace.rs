@@ -1,8 +1,9 @@
 //! The request layer, outermost of every route: it works out who the client
 //! is ([`ClientIp`]) and the request's id ([`RequestId`]) once, keeps both as
 //! request extensions, runs the request inside one `request` span that
-//! carries them (so they are on every log line of the request), and answers
-//! with `X-Request-Id`.
+//! carries them (so they are on every log line of the request), answers
+//! with `X-Request-Id`, and, when metrics are on, counts the answer by route
+//! group and status class.
 //!
 //! A plain span and a hand-written future rather than tower-http's
 //! `TraceLayer`, whose classifier, body wrapper and default events cost
@@ -21,6 +22,7 @@ use tracing::Span;
 
 use super::client_ip::{ClientIp, TrustedProxies};
 use super::request_id::{RequestId, X_REQUEST_ID};
+use crate::metrics::{RequestCounter, RouteGroup};
 
 /// Sets [`ClientIp`], [`RequestId`] and, behind trusted proxies,
 /// [`super::client_ip::ForwardedChain`] on each request, and runs it in its
@@ -28,12 +30,19 @@ use super::request_id::{RequestId, X_REQUEST_ID};
 #[derive(Clone, Debug, Default)]
 pub struct RequestLayer {
     trusted: TrustedProxies,
+    counter: Option<RequestCounter>,
 }
 
 impl RequestLayer {
     /// The layer, believing forwarding headers and `X-Request-Id` from `trusted` only.
     pub fn new(trusted: TrustedProxies) -> Self {
-        Self { trusted }
+        Self { trusted, counter: None }
+    }
+
+    /// Counts every answer with `counter` (metrics on) as well.
+    pub fn counting(mut self, counter: Option<RequestCounter>) -> Self {
+        self.counter = counter;
+        self
     }
 }
 
@@ -43,6 +52,7 @@ impl<S> Layer<S> for RequestLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestService {
             trusted: self.trusted.clone(),
+            counter: self.counter.clone(),
             inner,
         }
     }
@@ -52,6 +62,7 @@ impl<S> Layer<S> for RequestLayer {
 #[derive(Clone, Debug)]
 pub struct RequestService<S> {
     trusted: TrustedProxies,
+    counter: Option<RequestCounter>,
     inner: S,
 }
 
@@ -86,7 +97,9 @@ where
             )
         };
         let id = from_proxy.unwrap_or_else(RequestId::generate);
-        let span = request_span(&request, client, &id);
+        let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+        let span = request_span(&request, route, client, &id);
+        let group = self.counter.as_ref().map(|counter| counter.group(route));
         let header = id.header_value().clone();
         let extensions = request.extensions_mut();
         extensions.insert(ClientIp(client));
@@ -99,6 +112,7 @@ where
             inner,
             span,
             id: Some(header),
+            group,
         }
     }
 }
@@ -111,15 +125,11 @@ where
 /// break (a method token, our own route patterns, a checked id, an address),
 /// so they need no quoting or escaping, which the log would otherwise do for
 /// every request.
-fn request_span(request: &Request, client: IpAddr, id: &RequestId) -> Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("-", MatchedPath::as_str);
+fn request_span(request: &Request, route: Option<&str>, client: IpAddr, id: &RequestId) -> Span {
     tracing::info_span!(
         "request",
         method = %request.method(),
-        route = %route,
+        route = %route.unwrap_or("-"),
         request_id = %id,
         client_ip = %client,
     )
@@ -127,12 +137,14 @@ fn request_span(request: &Request, client: IpAddr, id: &RequestId) -> Span {
 
 pin_project_lite::pin_project! {
     /// The answer of [`RequestService`]: the inner future, polled in the
-    /// request's span, its response given `X-Request-Id`.
+    /// request's span, its response given `X-Request-Id` and counted in
+    /// `group` (metrics on).
     pub struct RequestFuture<F> {
         #[pin]
         inner: F,
         span: Span,
         id: Option<axum::http::HeaderValue>,
+        group: Option<RouteGroup>,
     }
 }
 
@@ -148,6 +160,9 @@ where
         let mut response = ready!(this.inner.poll(cx))?;
         if let Some(id) = this.id.take() {
             response.headers_mut().insert(X_REQUEST_ID, id);
+        }
+        if let Some(group) = this.group.take() {
+            RequestCounter::count(group, response.status());
         }
         tracing::debug!(status = response.status().as_u16(), "answered");
         Poll::Ready(Ok(response))
