@@ -14,6 +14,7 @@ use axum::extract::{RawForm, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
@@ -32,8 +33,8 @@ use crate::users::AuthSession;
 pub fn router(prefix: &str) -> Router<AppState> {
     Router::new()
         .route(&format!("{prefix}/sessions"), get(page))
-        .route(&format!("{prefix}/sessions/end"), post(end_one))
-        .route(&format!("{prefix}/sessions/end-others"), post(end_others))
+        .route(&format!("{prefix}/sessions/end"), post(ending(Which::One)))
+        .route(&format!("{prefix}/sessions/end-others"), post(ending(Which::AllOthers)))
 }
 
 /// One row of the page.
@@ -206,7 +207,29 @@ async fn checked(
     Ok(login)
 }
 
-async fn end_one(
+/// The handler of a form that ends `which` sessions.
+fn ending(
+    which: Which,
+) -> impl Fn(State<AppState>, Origin, AuthSession, HeaderMap, RawForm) -> BoxFuture<'static, Result<Response, AppError>>
++ Clone
++ Send
++ Sync
++ 'static {
+    move |state, origin, auth, headers, form| Box::pin(end(which, state, origin, auth, headers, form))
+}
+
+/// Which sessions a form ends.
+#[derive(Clone, Copy)]
+enum Which {
+    /// The one its `session` field names.
+    One,
+    /// Every one but this.
+    AllOthers,
+}
+
+/// `POST /sessions/end` and `POST /sessions/end-others`.
+async fn end(
+    which: Which,
     State(state): State<AppState>,
     origin: Origin,
     auth: AuthSession,
@@ -216,36 +239,27 @@ async fn end_one(
     let form = std::str::from_utf8(&form).ok();
     let login = checked(&state, &auth, &headers, form).await?;
     let current = auth.session.id().map(|id| id.to_string());
-    let wanted = param(form, "session").unwrap_or_default();
-    let target = state
+    let others = state
         .store
         .sessions_of(&login.issuer, &login.subject)
         .await?
         .into_iter()
-        .find(|e| Some(&e.session_id) != current.as_ref() && handle(&e.session_id) == wanted);
-    // Not one of this person's other sessions (someone else's, this one,
-    // or already ended): nothing to end.
-    let Some(target) = target else {
-        return Err(AppError::NotFound);
-    };
-    end_session(&state, &origin, &login, &target.session_id).await?;
-    Ok(Redirect::to(&state.links.sessions).into_response())
-}
-
-async fn end_others(
-    State(state): State<AppState>,
-    origin: Origin,
-    auth: AuthSession,
-    headers: HeaderMap,
-    RawForm(form): RawForm,
-) -> Result<Response, AppError> {
-    let form = std::str::from_utf8(&form).ok();
-    let login = checked(&state, &auth, &headers, form).await?;
-    let current = auth.session.id().map(|id| id.to_string());
-    for entry in state.store.sessions_of(&login.issuer, &login.subject).await? {
-        if Some(&entry.session_id) != current.as_ref() {
-            end_session(&state, &origin, &login, &entry.session_id).await?;
+        .filter(|e| Some(&e.session_id) != current.as_ref());
+    let targets: Vec<SessionEntry> = match which {
+        Which::AllOthers => others.collect(),
+        Which::One => {
+            let wanted = param(form, "session").unwrap_or_default();
+            let target: Vec<_> = others.filter(|e| handle(&e.session_id) == wanted).take(1).collect();
+            // Not one of this person's other sessions (someone else's, this
+            // one, or already ended): nothing to end.
+            if target.is_empty() {
+                return Err(AppError::NotFound);
+            }
+            target
         }
+    };
+    for target in &targets {
+        end_session(&state, &origin, &login, &target.session_id).await?;
     }
     Ok(Redirect::to(&state.links.sessions).into_response())
 }
