@@ -1,6 +1,6 @@
 //! `oidc-gate sessions list|end` run as a process beside a running server:
 //! on its embedded SQLite database (whose lock the server holds, and whose
-//! session cache must notice) and on PostgreSQL.
+//! session cache must notice), on PostgreSQL, and with sessions in Redis.
 
 use std::path::Path;
 use std::process::Output;
@@ -98,11 +98,26 @@ async fn sessions_end_on_postgres_signs_out_on_every_instance() {
     let Some(pg) = service_url("TEST_DATABASE_URL") else {
         return;
     };
-    let schema = PgSchema::new(&pg);
+    ends_on_every_instance(&pg, None).await;
+}
+
+#[tokio::test]
+async fn sessions_end_with_sessions_in_redis_signs_out_on_every_instance() {
+    let (Some(pg), Some(redis)) = (service_url("TEST_DATABASE_URL"), service_url("TEST_REDIS_URL")) else {
+        return;
+    };
+    ends_on_every_instance(&pg, Some(&redis)).await;
+}
+
+/// Two instances on PostgreSQL (sessions there, or in `redis`); the command
+/// with the same settings ends a person's sessions on both.
+async fn ends_on_every_instance(pg: &str, redis: Option<&str>) {
+    let schema = PgSchema::new(pg);
     let options = Options {
         store: StoreEnv {
-            database_url: Some(pg.clone()),
+            database_url: Some(pg.to_owned()),
             database_schema: Some(schema.name.clone()),
+            session_store_url: redis.map(str::to_owned),
             ..Default::default()
         },
         ..Default::default()
@@ -117,11 +132,14 @@ async fn sessions_end_on_postgres_signs_out_on_every_instance() {
 
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().display().to_string();
-    let env = [
-        ("DATABASE_URL", pg.as_str()),
+    let mut env = vec![
+        ("DATABASE_URL", pg),
         ("DATABASE_SCHEMA", schema.name.as_str()),
         ("DATA_DIR", data_dir.as_str()),
     ];
+    if let Some(redis) = redis {
+        env.push(("SESSION_STORE_URL", redis));
+    }
     let subject = {
         let listed = stdout(&sessions(dir.path(), &env, &["list", "--user", "grace@example.com"]).await);
         assert!(listed.ends_with("1 session\n"), "{listed}");
