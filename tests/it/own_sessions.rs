@@ -375,3 +375,45 @@ fn a_user_agent_is_kept_within_bounds() {
     let kept = from.user_agent.unwrap();
     assert!(kept.len() <= SignedInFrom::MAX_USER_AGENT && long.starts_with(&kept));
 }
+
+/// `t` as the page shows times: to the minute, in UTC.
+fn minute(t: time::OffsetDateTime) -> String {
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+#[tokio::test]
+async fn the_page_shows_when_each_session_signed_in_and_was_last_seen() {
+    let app = TestApp::spawn().await;
+    let (firefox, chrome) = (browser_as(FIREFOX), browser_as(CHROME));
+    let signed_in_at = [
+        minute(app.clock.now()),
+        minute(app.clock.now() + time::Duration::minutes(1)),
+    ];
+    sign_in_as(&app, &firefox, "ada@example.com").await;
+    sign_in_as(&app, &chrome, "ada@example.com").await;
+    // Three hours later Chrome is used again (recorded in its session),
+    // then Firefox looks.
+    app.clock.advance(std::time::Duration::from_secs(3 * 3600));
+    let before = minute(app.clock.now());
+    assert!(signed_in(&app, &chrome).await);
+    let after = minute(app.clock.now());
+    let (html, _, _) = page(&app, &firefox, "/sessions").await;
+    let chrome_row = &html[html.find("Chrome 124").unwrap()..];
+    let last_seen = chrome_row.split("Last seen</dt><dd>").nth(1).unwrap();
+    assert!(
+        last_seen.starts_with(&before) || last_seen.starts_with(&after),
+        "{before}: {chrome_row}"
+    );
+    let started = chrome_row.split("Signed in</dt><dd>").nth(1).unwrap();
+    assert!(
+        signed_in_at.iter().any(|t| started.starts_with(t)),
+        "{signed_in_at:?}: {chrome_row}"
+    );
+}
