@@ -37,6 +37,9 @@ pub fn router(prefix: &str) -> Router<AppState> {
         .route(&format!("{prefix}/sessions/end-others"), post(ending(Which::AllOthers)))
 }
 
+/// The most sessions the page shows (the newest).
+const MOST_SHOWN: usize = 50;
+
 /// One row of the page.
 struct Row {
     /// The digest that names the session in the forms.
@@ -53,6 +56,8 @@ struct Row {
 struct SessionsPage<'a> {
     rows: Vec<Row>,
     others: usize,
+    /// Older sessions left off the page.
+    not_shown: usize,
     csrf: &'a str,
     end_url: String,
     end_others_url: String,
@@ -149,7 +154,14 @@ async fn page(State(state): State<AppState>, auth: AuthSession) -> Result<Respon
     };
     let current = auth.session.id().map(|id| id.to_string());
     let now = state.clock.unix();
-    let entries = state.store.sessions_of(&login.issuer, &login.subject).await?;
+    let mut entries = state.store.sessions_of(&login.issuer, &login.subject).await?;
+    // The newest only (each is a read of the session store), and this one.
+    let older = entries.len().saturating_sub(MOST_SHOWN);
+    let (this, older): (Vec<SessionEntry>, Vec<SessionEntry>) = entries
+        .drain(..older)
+        .partition(|e| Some(&e.session_id) == current.as_ref());
+    let not_shown = older.len();
+    entries.extend(this);
     let mut rows: Vec<(i64, Row)> = live_sessions(&state.store, &state.lifetimes, now, entries)
         .await?
         .into_iter()
@@ -184,6 +196,7 @@ async fn page(State(state): State<AppState>, auth: AuthSession) -> Result<Respon
         &SessionsPage {
             rows,
             others,
+            not_shown,
             csrf: login.csrf.expose(),
             end_url: format!("{base}/end"),
             end_others_url: format!("{base}/end-others"),

@@ -417,3 +417,23 @@ async fn the_page_shows_when_each_session_signed_in_and_was_last_seen() {
         "{signed_in_at:?}: {chrome_row}"
     );
 }
+
+#[tokio::test]
+async fn the_page_shows_the_newest_sessions_and_this_one() {
+    let app = TestApp::spawn().await;
+    let oldest = browser_as(FIREFOX);
+    sign_in_as(&app, &oldest, "ada@example.com").await;
+    app.clock.advance(std::time::Duration::from_secs(60));
+    for _ in 0..51 {
+        sign_in_as(&app, &browser_as(CHROME), "ada@example.com").await;
+    }
+    let (html, csrf, handles) = page(&app, &oldest, "/sessions").await;
+    assert!(html.contains("this device"), "the oldest, shown as this one");
+    assert_eq!(handles.len(), 50, "the 50 newest");
+    assert!(html.contains("Older sessions not shown: 1 "), "{html}");
+    let r = oldest
+        .post_form(&app.url("/sessions/end-others"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.count("tower_sessions").await, 1, "those not shown too");
+}
