@@ -19,11 +19,13 @@
 //! - [`logs`]: the log format (`LOG_FORMAT`); the audit events are in [`web::audit`].
 //! - [`drain`]: stopping without dropping requests (`/ready`, `SHUTDOWN_GRACE`, `SHUTDOWN_TIMEOUT`).
 //! - [`check`]: `oidc-gate check`: the configuration, provider and store, checked without serving.
+//! - [`admin`]: `oidc-gate sessions list|end`: people's sessions, listed or ended beside the running servers.
 //! - [`devprovider`]: the embedded development OpenID provider (a stand-in for a real one).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod check;
 pub mod clock;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use oidc_gate::app::App;
 use oidc_gate::clock::Clock;
-use oidc_gate::config::{Args, Command, Config};
+use oidc_gate::config::{Args, Command, Config, SessionsCommand};
 use oidc_gate::logs::{self, LogFormat};
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -26,9 +26,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // `check` prints a report: of the logs, only warnings (unless RUST_LOG says).
+    // `check` and `sessions` print a report: of the logs, only warnings
+    // (unless RUST_LOG says).
     let checking = args.command == Some(Command::Check);
-    let default_filter = if checking { "warn" } else { logs::DEFAULT_FILTER };
+    let reporting = checking || matches!(args.command, Some(Command::Sessions(_)));
+    let default_filter = if reporting { "warn" } else { logs::DEFAULT_FILTER };
     // Logs go to stdout; colour only when that is a terminal (not a file or
     // journald), and never against NO_COLOR (https://no-color.org/).
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -40,6 +42,9 @@ async fn main() -> ExitCode {
     }
     if checking {
         return check(args).await;
+    }
+    if let Some(Command::Sessions(command)) = args.command.clone() {
+        return sessions(args, command).await;
     }
     let config = match Config::from_args(args) {
         Ok(c) => c,
@@ -86,6 +91,24 @@ async fn check(args: Args) -> ExitCode {
         ExitCode::from(2)
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `oidc-gate sessions …`: what was found or ended on stdout; 2 for an
+/// invalid configuration (as the server), 1 for any other failure.
+async fn sessions(args: Args, command: SessionsCommand) -> ExitCode {
+    match oidc_gate::admin::run(args, command).await {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("oidc-gate: {e}");
+            match e {
+                oidc_gate::admin::AdminError::Config(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
     }
 }
 

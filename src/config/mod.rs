@@ -149,11 +149,33 @@ pub struct Args {
 }
 
 /// What the binary does besides serving (its subcommands).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Check the configuration, the provider and the store, say what to
     /// register at the provider, and exit (0: all is well). Never listens.
     Check,
+    /// List people's sessions, or end them all (offboarding), while the
+    /// servers run: with their environment, on their store. Never listens.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+/// `oidc-gate sessions …`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum SessionsCommand {
+    /// List the signed-in sessions: everyone's, or one person's.
+    List {
+        /// The person: an email address (in any case) or the provider's subject.
+        #[arg(long, value_name = "EMAIL|SUBJECT")]
+        user: Option<String>,
+    },
+    /// End every session of a person, on every instance: each is signed out
+    /// at its next request.
+    End {
+        /// The person: an email address (in any case) or the provider's subject.
+        #[arg(long, value_name = "EMAIL|SUBJECT")]
+        user: String,
+    },
 }
 
 /// Validated configuration.

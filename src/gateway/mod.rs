@@ -106,8 +106,9 @@ impl Gateway {
         }))
     }
 
-    /// The gateway's routes under its prefix, `/ping` and `/ready`, and
-    /// everything else passed to the upstream (or 404 without one).
+    /// The gateway's routes under its prefix ("Your sessions" among them),
+    /// `/ping` and `/ready`, and everything else passed to the upstream (or
+    /// 404 without one).
     pub fn routes(&self, app: &AppState) -> Router<AppState> {
         let p = &self.0.prefix;
         let router = Router::new()
@@ -132,6 +133,7 @@ impl Gateway {
                 gateway: self.clone(),
             })
             .merge(web::health::router())
+            .merge(web::sessions::router(p))
     }
 
     /// Who the signed-in user of this request is, for the app behind, and

@@ -45,10 +45,14 @@ pub enum StoreOp {
     ForgetLogoutJti,
     /// Expired links and token ids deleted.
     DeleteExpiredLinks,
+    /// A person's sessions listed, or people looked up ("Your sessions", `oidc-gate sessions`).
+    SessionList,
+    /// Sessions ended by another process noted for the servers' session caches.
+    SessionsEndedElsewhere,
 }
 
 impl StoreOp {
-    const COUNT: usize = 15;
+    const COUNT: usize = 17;
 
     fn label(self) -> &'static str {
         match self {
@@ -67,6 +71,8 @@ impl StoreOp {
             StoreOp::RememberLogoutJti => "remember_logout_jti",
             StoreOp::ForgetLogoutJti => "forget_logout_jti",
             StoreOp::DeleteExpiredLinks => "delete_expired_links",
+            StoreOp::SessionList => "session_list",
+            StoreOp::SessionsEndedElsewhere => "sessions_ended_elsewhere",
         }
     }
 }
@@ -121,6 +127,6 @@ mod tests {
 
     #[test]
     fn every_operation_has_its_own_slot() {
-        assert_eq!(StoreOp::DeleteExpiredLinks as usize + 1, StoreOp::COUNT);
+        assert_eq!(StoreOp::SessionsEndedElsewhere as usize + 1, StoreOp::COUNT);
     }
 }

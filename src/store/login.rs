@@ -17,7 +17,7 @@ use sqlx::{Connection as _, PgPool, SqliteConnection};
 use tower_sessions::session::{Id, Record};
 
 use super::record::encode;
-use super::{SessionLink, UserProfile, UserRow, postgres, sqlite};
+use super::{SessionLink, SignedInFrom, UserProfile, UserRow, postgres, sqlite};
 
 tokio::task_local! {
     /// The login whose session `Session::save` is creating in this task.
@@ -54,6 +54,8 @@ pub struct LoginWrites {
     pub id_token: String,
     /// The time of the login (Unix seconds).
     pub now: i64,
+    /// The browser and address it came from.
+    pub from: SignedInFrom,
     /// The session entry (key and value) that signs in the user of this id.
     pub signed_in: fn(i64) -> (String, serde_json::Value),
 }
@@ -78,6 +80,7 @@ impl LoginWrites {
             sid: self.sid.as_deref(),
             expires_at: self.expires_at,
             id_token: Some(&self.id_token),
+            from: &self.from,
         }
     }
 }

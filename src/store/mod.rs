@@ -8,6 +8,7 @@
 
 mod batched_loads;
 mod dedicated;
+mod listing;
 mod login;
 mod postgres;
 mod record;
@@ -20,6 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use listing::{SESSION_CACHE_RECHECK, SessionEntry};
 pub use login::LoginWrites;
 pub use sessions::SessionBackend;
 
@@ -28,6 +30,7 @@ use tower_sessions::Session;
 use crate::config::{StoreConfig, StoreUrl};
 use crate::metrics::{StoreMetrics, StoreOp};
 use record::bounded;
+use sqlite_files::Sharing;
 
 /// A storage failure (the database is unreachable, full, or corrupt).
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,42 @@ pub struct SessionLink<'a> {
     pub expires_at: i64,
     /// The raw ID token of the login, for `id_token_hint` at logout.
     pub id_token: Option<&'a str>,
+    /// When and from where it signed in, for the "Your sessions" page.
+    pub from: &'a SignedInFrom,
+}
+
+/// When a session signed in, and the browser and address it came from, as
+/// the "Your sessions" page shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignedInFrom {
+    /// Sign-in time (Unix seconds).
+    pub started_at: i64,
+    /// The browser's `User-Agent`, cut to [`SignedInFrom::MAX_USER_AGENT`] bytes.
+    pub user_agent: Option<String>,
+    /// The client's address ([`crate::web::ClientIp`]).
+    pub client_ip: Option<String>,
+}
+
+impl SignedInFrom {
+    /// The most of a `User-Agent` kept: real ones are a few hundred bytes.
+    pub const MAX_USER_AGENT: usize = 512;
+
+    /// From a sign-in's request: its `User-Agent` (cut on a character
+    /// boundary) and client address.
+    pub fn new(started_at: i64, user_agent: Option<&str>, client_ip: std::net::IpAddr) -> Self {
+        let user_agent = user_agent.map(|ua| {
+            let mut end = ua.len().min(Self::MAX_USER_AGENT);
+            while !ua.is_char_boundary(end) {
+                end -= 1;
+            }
+            ua[..end].to_owned()
+        });
+        Self {
+            started_at,
+            user_agent,
+            client_ip: Some(client_ip.to_string()),
+        }
+    }
 }
 
 /// Handle to the database; cheap to clone.
@@ -176,13 +215,28 @@ impl Store {
     /// An SQLite database is locked for this process (see [`Store::release_lock`]);
     /// one that another process holds is refused with [`StoreError::InUse`].
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        Self::open_shared(config, Sharing::Exclusive).await
+    }
+
+    /// Opens the configured stores as [`Store::open`] does, but alongside
+    /// the running servers of an SQLite database (whose lock it does not
+    /// need), and without a session cache: for `oidc-gate sessions`.
+    pub async fn open_alongside(config: &StoreConfig) -> Result<Self, StoreError> {
+        let config = StoreConfig {
+            session_cache: 0,
+            ..config.clone()
+        };
+        Self::open_shared(&config, Sharing::Alongside).await
+    }
+
+    async fn open_shared(config: &StoreConfig, sharing: Sharing) -> Result<Self, StoreError> {
         let mut locks = Vec::new();
         let db = open_db(
             &config.database,
             "DATABASE_URL",
             config,
             config.sessions.is_none(),
-            &mut locks,
+            (sharing, &mut locks),
         )
         .await?;
         let (sessions, sessions_share_db) = match (&config.sessions, &db) {
@@ -193,7 +247,7 @@ impl Store {
                 (SessionBackend::sqlite(db.clone(), config), true)
             }
             (Some(url), _) => {
-                let sessions = match open_db(url, "SESSION_STORE_URL", config, true, &mut locks).await {
+                let sessions = match open_db(url, "SESSION_STORE_URL", config, true, (sharing, &mut locks)).await {
                     Ok(Db::Sqlite(db)) => SessionBackend::sqlite(db, config),
                     Ok(Db::Postgres(pool)) => SessionBackend::postgres(pool, config).await?,
                     Err(StoreError::Config(_)) => SessionBackend::redis(url, config).await?,
@@ -435,11 +489,11 @@ async fn open_db(
     var: &'static str,
     config: &StoreConfig,
     with_sessions: bool,
-    locks: &mut Vec<sqlite_files::DbLock>,
+    (sharing, locks): (Sharing, &mut Vec<sqlite_files::DbLock>),
 ) -> Result<Db, StoreError> {
     match url {
         StoreUrl::Sqlite(path) => {
-            locks.push(sqlite_files::prepare(path)?);
+            locks.push(sqlite_files::prepare(path, sharing)?);
             Ok(Db::Sqlite(
                 bounded(config.timeout * 10, sqlite::open(path, config)).await?,
             ))

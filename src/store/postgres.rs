@@ -200,10 +200,12 @@ pub(super) async fn user(pool: &PgPool, id: i64) -> Result<Option<UserRow>, Stor
 /// Writes the link (on the pool, or in a transaction).
 pub(super) async fn link_session(db: impl sqlx::PgExecutor<'_>, l: &SessionLink<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token,
+             started_at, user_agent, client_ip)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (session_id) DO UPDATE SET issuer = excluded.issuer, subject = excluded.subject,
-             sid = excluded.sid, expires_at = excluded.expires_at, id_token = excluded.id_token",
+             sid = excluded.sid, expires_at = excluded.expires_at, id_token = excluded.id_token,
+             started_at = excluded.started_at, user_agent = excluded.user_agent, client_ip = excluded.client_ip",
     )
     .bind(l.session_id)
     .bind(l.issuer)
@@ -211,6 +213,9 @@ pub(super) async fn link_session(db: impl sqlx::PgExecutor<'_>, l: &SessionLink<
     .bind(l.sid)
     .bind(l.expires_at)
     .bind(l.id_token)
+    .bind(l.from.started_at)
+    .bind(l.from.user_agent.as_deref())
+    .bind(l.from.client_ip.as_deref())
     .execute(db)
     .await
     .map(drop)

@@ -7,9 +7,17 @@
 //! saves its new session twice (once to learn its id, once as the response
 //! leaves), and the second save would rewrite the same row with an expiry
 //! date a few microseconds later.
+//!
+//! Only `oidc-gate sessions end`, another process, ends sessions behind the
+//! cache's back. It bumps a counter in the database ([`ChangedElsewhere`]),
+//! which loads read at most every [`SESSION_CACHE_RECHECK`]: one small read
+//! a tenth of a second whatever the traffic, and the cache is emptied when
+//! it moved. The command waits that long before it returns, so the next
+//! request of an ended session finds it gone.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tower_sessions::session::{Id, Record};
@@ -22,6 +30,17 @@ pub(super) trait SaveExisting {
     fn save_existing(&self, record: &Record) -> impl Future<Output = session_store::Result<bool>> + Send;
 }
 
+/// A store that other processes may change behind the cache, and that says
+/// when they ended sessions there.
+pub(super) trait ChangedElsewhere {
+    /// A number that moves whenever another process ended sessions.
+    fn generation(&self) -> impl Future<Output = session_store::Result<i64>> + Send;
+}
+
+/// How often, at most, a load asks the store whether another process ended
+/// sessions (see the module documentation).
+pub const SESSION_CACHE_RECHECK: Duration = Duration::from_millis(100);
+
 /// `store` behind a write-through cache of at most `capacity` sessions.
 #[derive(Debug, Clone)]
 pub(super) struct WriteThrough<S> {
@@ -30,6 +49,32 @@ pub(super) struct WriteThrough<S> {
     /// Deletes started so far: a load or save that saw this change while
     /// it ran may be caching a record deleted meanwhile.
     deletes: Arc<AtomicU64>,
+    /// What was last read of [`ChangedElsewhere::generation`], and when.
+    elsewhere: Arc<Elsewhere>,
+}
+
+/// The last look at the store's [`ChangedElsewhere::generation`].
+#[derive(Debug)]
+struct Elsewhere {
+    /// The generation then (`i64::MIN` before the first look).
+    generation: AtomicI64,
+    /// When that look began, in milliseconds after `epoch`, plus one (0: never).
+    looked_at: AtomicU64,
+    epoch: tokio::time::Instant,
+    /// One look at a time; the others wait for it rather than look too.
+    looking: tokio::sync::Mutex<()>,
+}
+
+impl Elsewhere {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Whether the last look began less than [`SESSION_CACHE_RECHECK`] ago.
+    fn recent(&self) -> bool {
+        let looked_at = self.looked_at.load(Ordering::SeqCst);
+        looked_at != 0 && self.now() - looked_at < SESSION_CACHE_RECHECK.as_millis() as u64
+    }
 }
 
 impl<S> WriteThrough<S> {
@@ -38,12 +83,13 @@ impl<S> WriteThrough<S> {
             cache: Arc::new(Records(quick_cache::sync::Cache::new(capacity as usize))),
             store,
             deletes: Arc::default(),
+            elsewhere: Arc::new(Elsewhere {
+                generation: AtomicI64::new(i64::MIN),
+                looked_at: AtomicU64::new(0),
+                epoch: tokio::time::Instant::now(),
+                looking: tokio::sync::Mutex::new(()),
+            }),
         }
-    }
-
-    /// The cached record of `id`, if the cache holds it (unexpired).
-    pub(super) fn cached(&self, id: &Id) -> Option<Record> {
-        self.cache.get(id)
     }
 
     /// Caches `record`, unless a delete started since `seen`: then the
@@ -54,6 +100,43 @@ impl<S> WriteThrough<S> {
         if self.deletes.load(Ordering::SeqCst) != seen {
             self.cache.remove(&record.id);
         }
+    }
+}
+
+impl<S: ChangedElsewhere> WriteThrough<S> {
+    /// The cached record of `id`, when the cache holds it (unexpired) and
+    /// no look at other processes' ends is due: what a load would answer,
+    /// without touching the store. `None` means: load.
+    pub(super) fn cached(&self, id: &Id) -> Option<Record> {
+        if !self.elsewhere.recent() {
+            return None;
+        }
+        self.cache.get(id)
+    }
+
+    /// Empties the cache if another process ended sessions since the last
+    /// look, looking at most every [`SESSION_CACHE_RECHECK`]. A look that
+    /// began before the other process was done may miss it; the next one,
+    /// which begins within [`SESSION_CACHE_RECHECK`] of that, does not.
+    async fn look_elsewhere(&self) -> session_store::Result<()> {
+        let elsewhere = &self.elsewhere;
+        if elsewhere.recent() {
+            return Ok(());
+        }
+        let _one = elsewhere.looking.lock().await;
+        if elsewhere.recent() {
+            return Ok(());
+        }
+        let began = elsewhere.now();
+        let generation = self.store.generation().await?;
+        if elsewhere.generation.swap(generation, Ordering::SeqCst) != generation {
+            // As a delete of every session: loads under way do not cache
+            // what they read before it.
+            self.deletes.fetch_add(1, Ordering::SeqCst);
+            self.cache.0.clear();
+        }
+        elsewhere.looked_at.store(began, Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -87,7 +170,7 @@ impl std::fmt::Debug for Records {
 }
 
 #[async_trait]
-impl<S: SessionStore + SaveExisting> SessionStore for WriteThrough<S> {
+impl<S: SessionStore + SaveExisting + ChangedElsewhere> SessionStore for WriteThrough<S> {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // The store picks the final id; the cache takes it as is.
         let seen = self.deletes.load(Ordering::SeqCst);
@@ -112,7 +195,8 @@ impl<S: SessionStore + SaveExisting> SessionStore for WriteThrough<S> {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        if let Some(record) = self.cached(id) {
+        self.look_elsewhere().await?;
+        if let Some(record) = self.cache.get(id) {
             return Ok(Some(record));
         }
         let seen = self.deletes.load(Ordering::SeqCst);
@@ -186,6 +270,17 @@ mod tests {
         hold: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
         /// Held before a delete takes the row away.
         hold_delete: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+        /// Moved by "another process".
+        generation: std::sync::atomic::AtomicI64,
+        /// Looks at the generation.
+        looks: AtomicUsize,
+    }
+
+    impl ChangedElsewhere for &'static Counting {
+        async fn generation(&self) -> session_store::Result<i64> {
+            self.looks.fetch_add(1, Ordering::SeqCst);
+            Ok(self.generation.load(Ordering::SeqCst))
+        }
     }
 
     impl Counting {
@@ -318,6 +413,8 @@ mod tests {
         let cached = WriteThrough::new(store, 10);
         let mut r = record("a");
         r.expiry_date = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(50);
+        // The first load's look at the store empties the cache; done first.
+        cached.load(&Id::default()).await.unwrap();
         cached.create(&mut r).await.unwrap();
         store.rows.lock().unwrap().clear();
         assert_eq!(cached.load(&r.id).await.unwrap(), Some(r.clone()), "from the cache");
@@ -366,6 +463,26 @@ mod tests {
         let cut = tokio::time::timeout(std::time::Duration::from_millis(10), cached.delete(&r.id)).await;
         assert!(cut.is_err(), "the delete was cancelled");
         assert!(cached.cache.get(&r.id).is_none(), "the next load asks the store");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_ended_by_another_process_leave_the_cache_within_the_recheck_interval() {
+        let store: &'static Counting = Box::leak(Box::default());
+        let cached = WriteThrough::new(store, 10);
+        let mut r = record("a");
+        cached.create(&mut r).await.unwrap();
+        assert!(cached.load(&r.id).await.unwrap().is_some());
+        for _ in 0..100 {
+            cached.load(&r.id).await.unwrap();
+        }
+        assert_eq!(store.looks.load(Ordering::SeqCst), 1, "one look for many loads");
+
+        // Another process deletes the row and says so.
+        store.rows.lock().unwrap().clear();
+        store.generation.fetch_add(1, Ordering::SeqCst);
+        tokio::time::advance(SESSION_CACHE_RECHECK).await;
+        assert_eq!(cached.load(&r.id).await.unwrap(), None, "asked of the store again");
+        assert_eq!(store.looks.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

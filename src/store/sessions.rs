@@ -325,6 +325,21 @@ impl SessionBackend {
         self.metrics.timed(op, bounded(self.timeout, fut)).await
     }
 
+    /// Tells the servers' session caches that this process, not theirs,
+    /// ended sessions: only the embedded SQLite store has a cache.
+    pub(super) async fn note_ended_elsewhere(&self) -> Result<(), StoreError> {
+        match &*self.inner {
+            Inner::Sqlite { db, .. } => {
+                self.op(
+                    StoreOp::SessionsEndedElsewhere,
+                    super::sqlite::note_sessions_ended_elsewhere(db),
+                )
+                .await
+            }
+            Inner::Postgres { .. } | Inner::Redis(..) => Ok(()),
+        }
+    }
+
     /// Deletes every expired session now, in batches, each bounded by the
     /// store's timeout (Redis expires them by itself); returns how many.
     pub async fn delete_expired_now(&self) -> session_store::Result<u64> {

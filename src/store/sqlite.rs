@@ -10,7 +10,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use super::dedicated::{Cancelled, Dedicated};
 use super::record::{backend, encode};
-use super::session_cache::SaveExisting;
+use super::session_cache::{ChangedElsewhere, SaveExisting};
 use super::{SessionLink, StoreError, UserProfile, UserRow};
 use crate::config::StoreConfig;
 use tower_sessions::session::{Id, Record};
@@ -39,8 +39,8 @@ pub(super) fn op_timeout(config: &StoreConfig) -> Duration {
 /// busy handler, which sleeps; they queue for the one connection instead.
 #[derive(Clone, Debug)]
 pub(super) struct SqliteDb {
-    writer: Writer,
-    reader: SqlitePool,
+    pub(super) writer: Writer,
+    pub(super) reader: SqlitePool,
 }
 
 /// The connection every write goes through, outside any pool (see
@@ -140,10 +140,12 @@ pub(super) async fn link_session(db: &SqliteDb, l: &SessionLink<'_>) -> Result<(
 /// Writes the link on `c` (the writer, perhaps in a transaction).
 pub(super) async fn link_session_on(c: &mut SqliteConnection, l: &SessionLink<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token,
+             started_at, user_agent, client_ip)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (session_id) DO UPDATE SET issuer = excluded.issuer, subject = excluded.subject,
-             sid = excluded.sid, expires_at = excluded.expires_at, id_token = excluded.id_token",
+             sid = excluded.sid, expires_at = excluded.expires_at, id_token = excluded.id_token,
+             started_at = excluded.started_at, user_agent = excluded.user_agent, client_ip = excluded.client_ip",
     )
     .bind(l.session_id)
     .bind(l.issuer)
@@ -151,6 +153,9 @@ pub(super) async fn link_session_on(c: &mut SqliteConnection, l: &SessionLink<'_
     .bind(l.sid)
     .bind(l.expires_at)
     .bind(l.id_token)
+    .bind(l.from.started_at)
+    .bind(l.from.user_agent.as_deref())
+    .bind(l.from.client_ip.as_deref())
     .execute(c)
     .await
     .map(drop)
@@ -302,6 +307,7 @@ pub(super) async fn delete_expired_sessions(db: &SqliteDb, limit: u64) -> Result
 pub(super) struct SqliteSessions {
     loads: SqliteStore,
     writer: Writer,
+    reader: SqlitePool,
 }
 
 impl SqliteSessions {
@@ -309,8 +315,32 @@ impl SqliteSessions {
         Self {
             loads: SqliteStore::new(db.reader.clone()),
             writer: db.writer.clone(),
+            reader: db.reader.clone(),
         }
     }
+}
+
+impl ChangedElsewhere for SqliteSessions {
+    async fn generation(&self) -> session_store::Result<i64> {
+        let (generation,): (i64,) = sqlx::query_as("SELECT generation FROM session_revocations WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(generation)
+    }
+}
+
+/// Tells the session caches of the servers on this database that another
+/// process (`oidc-gate sessions end`) ended sessions (see [`ChangedElsewhere`]).
+pub(super) async fn note_sessions_ended_elsewhere(db: &SqliteDb) -> Result<(), StoreError> {
+    db.writer
+        .run(async |c| {
+            sqlx::query("UPDATE session_revocations SET generation = generation + 1 WHERE id = 1")
+                .execute(c)
+                .await
+        })
+        .await?;
+    Ok(())
 }
 
 impl SqliteSessions {

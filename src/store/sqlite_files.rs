@@ -32,11 +32,23 @@ impl DbLock {
     }
 }
 
+/// Whether a process may open a database that another one holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sharing {
+    /// No: a server, whose session cache must see every logout.
+    Exclusive,
+    /// Yes, without its lock: `oidc-gate sessions`, which tells the holder's
+    /// session cache what it ended (see `super::session_cache`). It takes
+    /// the lock while nobody holds it, so no server starts under it.
+    Alongside,
+}
+
 /// Prepares the SQLite database at `path` for this process: creates its
 /// directory (mode 0700) and the file (mode 0600; SQLite gives its `-wal`
 /// and `-shm` files the database file's mode) if missing, and takes the
-/// database's lock, refusing a database that another process holds.
-pub(super) fn prepare(path: &Path) -> Result<DbLock, StoreError> {
+/// database's lock, refusing a database that another process holds unless
+/// `sharing` allows it.
+pub(super) fn prepare(path: &Path, sharing: Sharing) -> Result<DbLock, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         private_dir(dir).map_err(|source| StoreError::DataDir {
             path: dir.display().to_string(),
@@ -51,6 +63,9 @@ pub(super) fn prepare(path: &Path) -> Result<DbLock, StoreError> {
     let lock = private_file(&lock_path, false).map_err(file_error(&lock_path))?;
     match lock.try_lock() {
         Ok(()) => {}
+        Err(TryLockError::WouldBlock) if sharing == Sharing::Alongside => {
+            return Ok(DbLock { file: Mutex::new(None) });
+        }
         Err(TryLockError::WouldBlock) => {
             return Err(StoreError::InUse {
                 database: path.display().to_string(),
@@ -106,16 +121,18 @@ mod tests {
     fn a_held_database_is_refused_until_released() {
         let tmp = tempfile::tempdir().unwrap();
         let db = tmp.path().join("data/db.sqlite3");
-        let first = prepare(&db).unwrap();
+        let first = prepare(&db, Sharing::Exclusive).unwrap();
         assert_eq!(mode(&tmp.path().join("data")), 0o700);
         assert_eq!(mode(&db), 0o600);
 
-        let e = prepare(&db).unwrap_err().to_string();
+        let e = prepare(&db, Sharing::Exclusive).unwrap_err().to_string();
         assert!(e.contains("DATA_DIR") && e.contains(&db.display().to_string()), "{e}");
         first.release();
-        let second = prepare(&db).unwrap();
+        let alongside = prepare(&db, Sharing::Alongside).expect("opened alongside the holder");
+        drop(alongside);
+        let second = prepare(&db, Sharing::Exclusive).unwrap();
         drop(second);
-        prepare(&db).expect("dropped, released");
+        prepare(&db, Sharing::Exclusive).expect("dropped, released");
     }
 
     #[test]
@@ -123,7 +140,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let db = tmp.path().join("db.sqlite3");
         std::fs::write(&db, b"kept").unwrap();
-        prepare(&db).unwrap();
+        prepare(&db, Sharing::Exclusive).unwrap();
         assert_eq!(std::fs::read(&db).unwrap(), b"kept");
     }
 }

@@ -21,7 +21,7 @@ use crate::metrics::{self, LoginOutcome};
 use crate::provider::{Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData, TOKENS_KEY};
-use crate::store::{LoginWrites, SessionLink, StoreError, UserProfile};
+use crate::store::{LoginWrites, SessionLink, SignedInFrom, StoreError, UserProfile};
 use crate::tokens::{Kind, StoredTokens};
 use crate::users::{AuthSession, signed_in_entry};
 
@@ -100,8 +100,10 @@ pub(crate) async fn callback(
     // removed) before anything else is checked, whatever the outcome.
     let now = state.clock.unix();
     let (jar, pending) = state.pending.take(&headers, &presented, now);
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let from = SignedInFrom::new(now, user_agent, origin.client_ip);
     let result = match pending {
-        Some(pending) => complete(&state, &origin, auth, query, pending, now).await,
+        Some(pending) => complete(&state, &origin, auth, query, pending, from).await,
         None => Err(AppError::Callback {
             reason: "state_mismatch",
             detail: "state unknown, expired or already used",
@@ -122,15 +124,16 @@ fn refuse(state: &AppState, origin: &Origin, e: AppError) -> Response {
 
 /// The rest of the callback, once `state` matched a login in progress: the
 /// provider's answer, the code exchange, who may sign in, the user, then a
-/// new session.
+/// new session, signed in `from` the browser of this request.
 async fn complete(
     state: &AppState,
     origin: &Origin,
     auth: AuthSession,
     query: Option<&str>,
     pending: PendingLogin,
-    now: i64,
+    from: SignedInFrom,
 ) -> Result<Response, AppError> {
+    let now = from.started_at;
     let code = code_of(state, query)?;
     // Of two callbacks carrying the same login (a copied cookie), one wins,
     // before either reaches the provider: its single-use code is a second
@@ -171,7 +174,7 @@ async fn complete(
         &data,
         activity,
         &login.raw_id_token,
-        now,
+        from,
     )
     .await?;
     audit::signed_in(origin, &data.issuer, &data.subject, user_id);
@@ -270,8 +273,9 @@ async fn save_linked(
     data: &LoginData,
     activity: Activity,
     id_token: &str,
-    now: i64,
+    from: SignedInFrom,
 ) -> Result<i64, AppError> {
+    let now = from.started_at;
     let session = auth.session.clone();
     session.set_expiry(Some(state.lifetimes.expiry()));
     session.insert(LOGIN_KEY, data).await?;
@@ -288,6 +292,7 @@ async fn save_linked(
         expires_at,
         id_token: id_token.to_owned(),
         now,
+        from: from.clone(),
         signed_in: signed_in_entry,
     };
     if let Some(row) = state.store.save_login(&session, writes).await? {
@@ -316,6 +321,7 @@ async fn save_linked(
             sid: data.sid.as_deref(),
             expires_at,
             id_token: Some(id_token),
+            from: &from,
         })
         .await?;
     if let Some(signed_in) = signed_in {
@@ -392,7 +398,7 @@ pub(crate) async fn logout(
 
 /// A browser's `Origin` (when sent) must be ours: a second line of defence
 /// after the CSRF token.
-fn same_origin(headers: &HeaderMap, state: &AppState) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap, state: &AppState) -> bool {
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         None => true,
         Some(origin) => origin == state.public_url.origin().ascii_serialization(),

@@ -15,6 +15,7 @@ mod pending;
 pub mod ratelimit;
 pub mod redirect;
 pub mod request_id;
+pub(crate) mod sessions;
 pub mod trace;
 
 use std::sync::Arc;
@@ -96,8 +97,8 @@ impl AppState {
     }
 }
 
-/// The app's own routes: pages, login routes, back-channel logout, health
-/// checks, and a 404 page for everything else.
+/// The app's own routes: pages, login routes, back-channel logout, "Your
+/// sessions", health checks, and a 404 page for everything else.
 pub fn app_routes() -> Router<AppState> {
     Router::new()
         .merge(pages::router())
@@ -105,6 +106,7 @@ pub fn app_routes() -> Router<AppState> {
         .route("/healthz", axum::routing::get(health::healthz))
         .merge(auth::router())
         .merge(backchannel::router())
+        .merge(sessions::router(""))
         .fallback(pages::not_found)
 }
 

@@ -77,16 +77,19 @@ pub struct Links {
     pub logout: String,
     /// The stylesheet.
     pub style: String,
+    /// The "Your sessions" page.
+    pub sessions: String,
 }
 
 impl Links {
-    /// The app's own pages: `/login`, `/logout`, `/static/style.css`.
+    /// The app's own pages: `/login`, `/logout`, `/static/style.css`, `/sessions`.
     pub fn app() -> Self {
         Self {
             login: "/login".to_owned(),
             return_param: "next",
             logout: "/logout".to_owned(),
             style: "/static/style.css".to_owned(),
+            sessions: "/sessions".to_owned(),
         }
     }
 
@@ -97,6 +100,7 @@ impl Links {
             return_param: "rd",
             logout: format!("{prefix}/sign_out"),
             style: format!("{prefix}/static/style.css"),
+            sessions: format!("{prefix}/sessions"),
         }
     }
 

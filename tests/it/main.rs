@@ -4,6 +4,7 @@ mod fake_op;
 mod support;
 
 mod access;
+mod admin_sessions;
 mod certification;
 mod check;
 mod cli;
@@ -17,6 +18,7 @@ mod login;
 mod login_writes;
 mod logs;
 mod metrics;
+mod own_sessions;
 mod ratelimit;
 mod redis_ha;
 mod scale;

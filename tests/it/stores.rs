@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use oidc_gate::config::{StoreConfig, StoreUrl};
 use oidc_gate::secret::{Secret, random_token};
-use oidc_gate::store::{SessionLink, Store, UserProfile};
+use oidc_gate::store::{SessionLink, SignedInFrom, Store, UserProfile};
 use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
 
@@ -37,6 +37,13 @@ impl Backend {
         }
     }
 }
+
+/// A link's sign-in details when the test does not look at them.
+const NOWHERE: SignedInFrom = SignedInFrom {
+    started_at: 0,
+    user_agent: None,
+    client_ip: None,
+};
 
 fn base(dir: &tempfile::TempDir) -> StoreConfig {
     StoreConfig {
@@ -184,6 +191,7 @@ async fn sessions_are_found_by_sid_and_subject(name: &str, store: &Store) {
         sid,
         expires_at: 1_000,
         id_token: Some("token-of-"),
+        from: &NOWHERE,
     };
     store.link_session(&link("s1", "alice", Some("sid-1"))).await.unwrap();
     store.link_session(&link("s2", "alice", Some("sid-2"))).await.unwrap();
@@ -446,6 +454,7 @@ async fn concurrent_writes_are_read_back_at_once(name: &str, store: &Store) {
                 sid: None,
                 expires_at: 1_900_000_000,
                 id_token: None,
+                from: &NOWHERE,
             };
             store.link_session(&link).await.unwrap();
             assert_eq!(store.user(user.id).await.unwrap(), Some(user.clone()));
