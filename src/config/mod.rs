@@ -321,11 +321,10 @@ impl Config {
         })
     }
 
-    /// Whether tokens are kept in sessions: the gateway hands them to the app.
+    /// Whether tokens are kept in sessions: always, since logout revokes
+    /// them at the provider (and the gateway may hand them to the app).
     pub fn keeps_tokens(&self) -> bool {
-        self.gateway
-            .as_ref()
-            .is_some_and(|g| g.pass_access_token || g.pass_authorization_header)
+        true
     }
 
     /// Where oidc-gate's own routes live: `` (the root) in the app,
@@ -355,6 +354,13 @@ impl Config {
     /// in the gateway.
     pub fn backchannel_logout_uri(&self) -> Url {
         self.public_path(&format!("{}/backchannel-logout", self.routes_base()))
+    }
+
+    /// The front-channel logout URI to register at the provider (with
+    /// `frontchannel_logout_session_required`): `PUBLIC_URL/frontchannel-logout`,
+    /// or `PUBLIC_URL/oauth2/frontchannel-logout` in the gateway.
+    pub fn frontchannel_logout_uri(&self) -> Url {
+        self.public_path(&format!("{}/frontchannel-logout", self.routes_base()))
     }
 
     /// An absolute URL under `PUBLIC_URL` (the path's leading slash optional).

@@ -185,7 +185,10 @@ async fn keep_tokens(state: &AppState, session: &Session, login: &Login) -> Resu
         access: Some(vault.seal(Kind::Access, login.access_token.expose())),
         access_expires_at: login.access_expires_at,
         id: Some(vault.seal(Kind::Id, &login.raw_id_token)),
-        refresh: login.refresh_token.as_ref().map(|t| vault.seal(Kind::Refresh, t.expose())),
+        refresh: login
+            .refresh_token
+            .as_ref()
+            .map(|t| vault.seal(Kind::Refresh, t.expose())),
     };
     session.insert(TOKENS_KEY, tokens).await?;
     Ok(())
@@ -363,8 +366,13 @@ pub(crate) async fn logout(
         None => None,
     };
     let user_id = auth.user.as_ref().map(|u| u.row.id);
+    // Unreadable tokens (an older format) must not stop the logout.
+    let tokens = session.get::<StoredTokens>(TOKENS_KEY).await.ok().flatten();
     auth.logout().await?;
     session.flush().await?;
+    if let Some(tokens) = tokens {
+        super::revoke::revoke_in_background(&state, tokens);
+    }
     if let Some(id) = id
         && let Err(e) = state.store.unlink_session(&id).await
     {

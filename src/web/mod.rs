@@ -7,6 +7,7 @@ pub(crate) mod auth;
 pub(crate) mod backchannel;
 pub mod client_ip;
 mod error;
+pub(crate) mod frontchannel;
 pub(crate) mod guard;
 pub mod health;
 mod host;
@@ -15,6 +16,7 @@ mod pending;
 pub mod ratelimit;
 pub mod redirect;
 pub mod request_id;
+pub mod revoke;
 pub mod trace;
 
 use std::sync::Arc;
@@ -96,7 +98,7 @@ impl AppState {
     }
 }
 
-/// The app's own routes: pages, login routes, back-channel logout, health
+/// The app's own routes: pages, login routes, back- and front-channel logout, health
 /// checks, and a 404 page for everything else.
 pub fn app_routes() -> Router<AppState> {
     Router::new()
@@ -105,6 +107,7 @@ pub fn app_routes() -> Router<AppState> {
         .route("/healthz", axum::routing::get(health::healthz))
         .merge(auth::router())
         .merge(backchannel::router())
+        .merge(frontchannel::router())
         .fallback(pages::not_found)
 }
 
