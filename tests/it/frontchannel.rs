@@ -50,9 +50,19 @@ async fn op_app() -> (FakeOp, TestApp) {
     crate::access::op_app(|_| {}, |_| {}).await
 }
 
+/// How many front-channel logouts the process's metrics counted.
+fn front_channel_logouts() -> f64 {
+    let scrape = oidc_gate::metrics::install().unwrap().render();
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("oidc_gate_logouts_total{kind=\"front_channel\"} "))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
 #[tokio::test]
 async fn the_right_iss_and_sid_end_that_session_only() {
     let (op, app) = op_app().await;
+    let counted = front_channel_logouts();
     // The same user, twice, in two provider sessions.
     let a = signed_in_with_sid(&op, &app, "sid-a").await;
     let b = signed_in_with_sid(&op, &app, "sid-b").await;
@@ -66,6 +76,8 @@ async fn the_right_iss_and_sid_end_that_session_only() {
     assert!(!signed_in(&app, &a).await, "the session of sid-a ended");
     assert!(signed_in(&app, &b).await, "the other session stays");
     assert_eq!(app.count("session_index").await, 1);
+    // Counted (other tests of this process may count theirs meanwhile).
+    assert!(front_channel_logouts() >= counted + 1.0);
 
     // Again: nothing left to end, the same page.
     let r = front_channel(&app, "", &query).await;
