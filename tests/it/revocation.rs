@@ -121,7 +121,7 @@ async fn silent_listener() -> (String, watch::Receiver<usize>) {
 #[tokio::test]
 async fn a_provider_that_never_answers_does_not_delay_the_logout() {
     let (url, mut connections) = silent_listener().await;
-    let (_op, app) = op_with_revocation(Some(url), |_| {}, true).await;
+    let (_op, app) = op_with_revocation(Some(url), |a| a.oidc_http_timeout = "5s".into(), true).await;
     let browser = Browser::new();
     op_login(&app, &browser).await;
 
@@ -130,8 +130,8 @@ async fn a_provider_that_never_answers_does_not_delay_the_logout() {
     let took = started.elapsed();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(location(&r).contains("/op/session/end"), "{}", location(&r));
-    // OIDC_HTTP_TIMEOUT is 2 s in the tests: the redirect does not wait for it.
-    assert!(took < Duration::from_secs(1), "the logout took {took:?}");
+    // The redirect does not wait for OIDC_HTTP_TIMEOUT (5 s here).
+    assert!(took < Duration::from_millis(2500), "the logout took {took:?}");
     let secret = browser.get(&app.url("/secret")).await;
     assert_eq!(secret.status(), StatusCode::SEE_OTHER, "logged out at once");
     // The revocation was sent all the same.
@@ -144,7 +144,7 @@ async fn a_provider_that_never_answers_does_not_delay_the_logout() {
     let stopping = Instant::now();
     app.stop().await;
     assert!(
-        stopping.elapsed() < Duration::from_secs(9),
+        stopping.elapsed() < Duration::from_secs(8),
         "bounded by the HTTP timeout"
     );
     let scrape = oidc_gate::metrics::install().unwrap().render();
