@@ -118,7 +118,7 @@ pub struct Args {
     /// A session ends this long after sign-in, however active (e.g. 7d).
     #[arg(long, env = "SESSION_MAX_AGE", default_value = "7d")]
     pub session_max_age: String,
-    /// Key of the tokens kept for the app behind the gateway (32 bytes,
+    /// Key of the tokens kept in sessions (32 bytes,
     /// base64 or hex). Default: derived from the key instances share in the database.
     #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
     pub token_encryption_key: Option<String>,
