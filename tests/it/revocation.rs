@@ -46,6 +46,29 @@ async fn logout_revokes_the_refresh_and_the_access_token_at_the_dev_provider() {
     );
 }
 
+#[tokio::test]
+async fn ending_a_stored_session_by_id_revokes_its_tokens() {
+    // What the sessions page and the administrators' command call before
+    // they delete a session that is not the request's own.
+    let app = TestApp::spawn().await;
+    let dev = app.dev.clone().unwrap();
+    let browser = Browser::new();
+    assert_eq!(login(&app, &browser, None).await.status(), StatusCode::SEE_OTHER);
+    let id = browser.session_id(&app).expect("a session cookie");
+    oidc_gate::web::revoke::revoke_session(&app.state, &id).await.unwrap();
+    let seen = dev.wait_for_revocations(2, PATIENCE).await;
+    let mut revoked: Vec<_> = seen.iter().map(|r| r.revoked).collect();
+    revoked.sort_by_key(|r| format!("{r:?}"));
+    assert_eq!(revoked, [Some(Revoked::AccessToken), Some(Revoked::RefreshToken)]);
+    // An id that is no session, or no id at all: nothing, and no error.
+    for id in ["", "not-an-id", "AAAAAAAAAAAAAAAAAAAAAA"] {
+        oidc_gate::web::revoke::revoke_session(&app.state, id).await.unwrap();
+    }
+    let mut app = app;
+    app.stop().await;
+    assert_eq!(dev.revocations().len(), 2);
+}
+
 /// A fake provider whose discovery advertises `revocation_endpoint` at
 /// `endpoint` (its own `/op/revoke` when `None`), and the app configured for
 /// it, with settings changed by `tweak`.

@@ -63,6 +63,8 @@ pub struct TestApp {
     pub metrics_addr: Option<SocketAddr>,
     /// The embedded development provider, when no provider was configured.
     pub dev: Option<oidc_gate::devprovider::DevProvider>,
+    /// Its shared state (to call library functions as a route would).
+    pub state: oidc_gate::web::AppState,
     _tmp: Option<Arc<tempfile::TempDir>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), oidc_gate::app::StartupError>>>,
@@ -138,6 +140,7 @@ impl TestApp {
         }
         let store = app.state().store.clone();
         let dev = app.dev_provider().cloned();
+        let state = app.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, async move {
             let _ = rx.await;
@@ -149,6 +152,7 @@ impl TestApp {
             data_dir,
             metrics_addr,
             dev,
+            state,
             _tmp: tmp,
             shutdown: Some(tx),
             task: Some(task),
