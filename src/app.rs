@@ -226,6 +226,11 @@ impl App {
         &self.state
     }
 
+    /// The embedded development provider, when it runs (no provider configured).
+    pub fn dev_provider(&self) -> Option<&DevProvider> {
+        self.dev.as_ref()
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then drains (see
     /// [`crate::drain`]): `/ready` answers `503` and new connections are
     /// served for `SHUTDOWN_GRACE`, then requests in flight have

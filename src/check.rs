@@ -141,6 +141,13 @@ async fn check_provider(config: &Config, report: &mut Report) {
             |url| url.to_string(),
         ),
     );
+    report.line(
+        "token revocation",
+        metadata
+            .revocation_endpoint
+            .as_ref()
+            .map_or_else(|| "none (logout revokes no token)".to_owned(), |url| url.to_string()),
+    );
 }
 
 fn register(config: &Config, report: &mut Report) {
@@ -151,6 +158,7 @@ fn register(config: &Config, report: &mut Report) {
     report.line("redirect URI", config.redirect_uri());
     report.line("post-logout redirect URI", config.post_logout_url());
     report.line("back-channel logout URI", config.backchannel_logout_uri());
+    report.line("front-channel logout URI", config.frontchannel_logout_uri());
 }
 
 async fn check_store(config: &Config, report: &mut Report) {

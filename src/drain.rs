@@ -7,7 +7,9 @@
 //!
 //! hyper's graceful shutdown waits for the HTTP requests of its connections;
 //! a connection handed over to a tunnel (`101 Switching Protocols`) is no
-//! longer its own, so tunnels run in [`Tunnels`], which is waited for too.
+//! longer its own, so tunnels run in [`Tunnels`], which is waited for too,
+//! and so is the work a request leaves behind ([`Drain::spawn`]: token
+//! revocation after a logout has answered).
 
 use std::future::Future;
 
@@ -26,6 +28,8 @@ pub struct Drain {
     /// Cancelled when the grace has passed: no connection is accepted.
     closed: CancellationToken,
     tunnels: Tunnels,
+    /// Work requests left behind (bounded by their own timeouts).
+    background: TaskTracker,
     settings: ShutdownConfig,
 }
 
@@ -67,6 +71,7 @@ impl Drain {
             draining: CancellationToken::new(),
             closed: CancellationToken::new(),
             tunnels: Tunnels::default(),
+            background: TaskTracker::new(),
             settings,
         }
     }
@@ -74,6 +79,18 @@ impl Drain {
     /// Whether the server is stopping (`/ready` then answers `503`).
     pub fn is_draining(&self) -> bool {
         self.draining.is_cancelled()
+    }
+
+    /// Runs `task` (work a request leaves behind, bounded by its own
+    /// timeouts) in the background; shutdown waits for it, at most
+    /// `SHUTDOWN_TIMEOUT`.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.background.spawn(task);
+    }
+
+    /// How many background tasks ([`Drain::spawn`]) are running.
+    pub fn background_tasks(&self) -> usize {
+        self.background.len()
     }
 
     /// Where the gateway's proxy runs its tunnels.
@@ -103,17 +120,22 @@ impl Drain {
 
     /// Waits for `server` (serving with [`Drain::stop_accepting_after`] as
     /// its shutdown signal) to end by itself, or, once it stopped accepting,
-    /// for its requests and the tunnels to finish, at most `SHUTDOWN_TIMEOUT`;
+    /// for its requests, the tunnels and the background tasks to finish, at most `SHUTDOWN_TIMEOUT`;
     /// then cuts what is left. The server's own result, or `None` when cut.
     pub async fn finish<T>(&self, server: &mut JoinHandle<T>) -> Option<Result<T, JoinError>> {
+        // Closed first: a server that ended because it stopped accepting
+        // still has tunnels and background tasks to wait for.
         tokio::select! {
-            result = &mut *server => return Some(result),
+            biased;
             () = self.closed.cancelled() => {}
+            result = &mut *server => return Some(result),
         }
         self.tunnels.tracker.close();
+        self.background.close();
         let finished = tokio::time::timeout(self.settings.timeout, async {
             let result = (&mut *server).await;
             self.tunnels.tracker.wait().await;
+            self.background.wait().await;
             result
         })
         .await;

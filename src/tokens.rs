@@ -1,5 +1,6 @@
 //! The user's tokens, kept in the session for the app behind the gateway
-//! (`PASS_ACCESS_TOKEN`, `PASS_AUTHORIZATION_HEADER`): encrypted and
+//! (`PASS_ACCESS_TOKEN`, `PASS_AUTHORIZATION_HEADER`) and for revocation at
+//! logout: encrypted and
 //! authenticated (AES-256-GCM), never in a cookie, never in clear in the
 //! store.
 //!

@@ -49,6 +49,10 @@ const WATCHED_EVENTS = [
   'end_session.success',
   'backchannel.error',
   'backchannel.success',
+  // Token revocation (RFC 7009) at oidc-gate's logout.
+  'revocation.error',
+  'access_token.destroyed',
+  'refresh_token.destroyed',
   'server_error',
 ];
 
@@ -115,6 +119,7 @@ export async function startProvider({
       devInteractions: { enabled: true },
       rpInitiatedLogout: { enabled: true },
       backchannelLogout: { enabled: true },
+      revocation: { enabled: true },
     },
     async findAccount(ctx, id) {
       const account = ACCOUNTS[id];
@@ -166,7 +171,15 @@ export async function startProvider({
     });
   }
 
-  const server = http.createServer(provider.callback());
+  return serveProvider({ handler: provider.callback(), port, issuer, clientSecret, provider, events });
+}
+
+/**
+ * Serve a provider's request handler on 127.0.0.1:`port`; returns the handle
+ * the scenarios use (issuer, client, discovery, events, `close()`).
+ */
+export async function serveProvider({ handler, port, issuer, clientSecret, provider, events }) {
+  const server = http.createServer(handler);
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', resolve);

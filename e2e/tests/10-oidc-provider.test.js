@@ -1,12 +1,10 @@
 // Scenarios 1-5: oidc-gate against a real OpenID Provider (oidc-provider),
 // driven through headless Chromium like a person would.
 import { test, before, after } from 'node:test';
-import fs from 'node:fs';
-import path from 'node:path';
 
 import { startProvider, ACCOUNTS } from '../lib/provider.js';
-import { pickAppAddress, startApp, OUTPUT_DIR } from '../lib/app.js';
-import { launchBrowser, screenshotPath } from '../lib/browser.js';
+import { screenshotPath } from '../lib/browser.js';
+import { startProviderAppBrowser } from '../lib/setup.js';
 import {
   scenario, expectText, expectNoText, waitForPage, loginThroughSecret,
   providerSignIn, providerConsent, providerConfirmLogout, expectProviderLoginForm,
@@ -20,38 +18,14 @@ const alice = ACCOUNTS.alice;
 let provider;
 let app;
 let browser;
-let providerLog;
-
-async function stopAll() {
-  await browser?.close().catch(() => {});
-  await app?.stop().catch(() => {});
-  await provider?.close().catch(() => {});
-  providerLog?.end();
-}
+let running;
 
 before(async () => {
-  try {
-    fs.mkdirSync(OUTPUT_DIR, { recursive: true });
-    providerLog = fs.createWriteStream(path.join(OUTPUT_DIR, 'provider.log'));
-    const address = await pickAppAddress();
-    provider = await startProvider({ publicUrl: address.publicUrl, log: (l) => providerLog.write(`${l}\n`) });
-    app = await startApp({
-      name: 'oidc-gate',
-      address,
-      oidc: {
-        OIDC_ISSUER: provider.issuer,
-        OIDC_CLIENT_ID: provider.clientId,
-        OIDC_CLIENT_SECRET: provider.clientSecret,
-      },
-    });
-    browser = await launchBrowser();
-  } catch (err) {
-    await stopAll();
-    throw err;
-  }
+  running = await startProviderAppBrowser({ startProvider, name: 'oidc-gate', providerLog: 'provider.log' });
+  ({ provider, app, browser } = running);
 }, { timeout: HOOK_TIMEOUT_MS });
 
-after(stopAll);
+after(() => running?.stop());
 
 const ctx = () => ({ app, provider });
 
@@ -75,7 +49,18 @@ test('2. RP-initiated logout: "Log out" on the index ends the oidc-gate and the 
     await page.goto(`${app.url}/`);
     await expectText(page, alice.name, { what: 'index before logout' });
 
+    const beforeLogout = provider.events.length;
     await page.getByRole('button', { name: 'Log out' }).click();
+    // Before the provider's own logout ends the grant (at the confirmation
+    // below), oidc-gate has revoked the session's access token at the
+    // revocation endpoint (in the background).
+    const deadline = Date.now() + 5_000;
+    const revoked = () => provider.events.slice(beforeLogout).filter((e) => e.event.startsWith('access_token.destroyed'));
+    while (!revoked().length && Date.now() < deadline) await page.waitForTimeout(100);
+    const errors = provider.events.slice(beforeLogout).filter((e) => e.event === 'revocation.error');
+    if (!revoked().length || errors.length) {
+      throw new Error(`expected oidc-gate to revoke the access token at logout; provider events: ${JSON.stringify(provider.events.slice(beforeLogout))}`);
+    }
     // oidc-provider's end_session endpoint asks for confirmation.
     await providerConfirmLogout(page, provider);
     await waitForPage(page, app.url, /^\/(\?.*)?$/, 'post_logout_redirect_uri');

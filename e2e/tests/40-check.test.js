@@ -56,6 +56,7 @@ test('check: the provider answers; the URIs it has registered are the ones print
   assert.match(value(out.stdout, 'ID token algorithm'), /^RS256 /);
   assert.match(value(out.stdout, 'keys (JWKS)'), /^1 published, 1 can verify RS256$/);
   assert.equal(value(out.stdout, 'RP-initiated logout'), provider.discovery.end_session_endpoint);
+  assert.equal(value(out.stdout, 'token revocation'), provider.discovery.revocation_endpoint);
   // What the provider was told to accept for this client.
   assert.equal(value(out.stdout, 'redirect URI'), `${address.publicUrl}${APP_ROUTES.callback}`);
   assert.equal(value(out.stdout, 'post-logout redirect URI'), `${address.publicUrl}${APP_ROUTES.postLogout}`);

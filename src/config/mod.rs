@@ -118,7 +118,7 @@ pub struct Args {
     /// A session ends this long after sign-in, however active (e.g. 7d).
     #[arg(long, env = "SESSION_MAX_AGE", default_value = "7d")]
     pub session_max_age: String,
-    /// Key of the tokens kept for the app behind the gateway (32 bytes,
+    /// Key of the tokens kept in sessions (32 bytes,
     /// base64 or hex). Default: derived from the key instances share in the database.
     #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
     pub token_encryption_key: Option<String>,
@@ -343,11 +343,10 @@ impl Config {
         })
     }
 
-    /// Whether tokens are kept in sessions: the gateway hands them to the app.
+    /// Whether tokens are kept in sessions: always, since logout revokes
+    /// them at the provider (and the gateway may hand them to the app).
     pub fn keeps_tokens(&self) -> bool {
-        self.gateway
-            .as_ref()
-            .is_some_and(|g| g.pass_access_token || g.pass_authorization_header)
+        true
     }
 
     /// Where oidc-gate's own routes live: `` (the root) in the app,
@@ -377,6 +376,13 @@ impl Config {
     /// in the gateway.
     pub fn backchannel_logout_uri(&self) -> Url {
         self.public_path(&format!("{}/backchannel-logout", self.routes_base()))
+    }
+
+    /// The front-channel logout URI to register at the provider (with
+    /// `frontchannel_logout_session_required`): `PUBLIC_URL/frontchannel-logout`,
+    /// or `PUBLIC_URL/oauth2/frontchannel-logout` in the gateway.
+    pub fn frontchannel_logout_uri(&self) -> Url {
+        self.public_path(&format!("{}/frontchannel-logout", self.routes_base()))
     }
 
     /// An absolute URL under `PUBLIC_URL` (the path's leading slash optional).

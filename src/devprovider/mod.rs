@@ -11,6 +11,7 @@
 //! # Layout
 //! - `authorize`: the sign-in page and the authorization response.
 //! - `logout`: RP-initiated logout.
+//! - `revoke`: token revocation (RFC 7009), recorded for tests.
 //! - `token`: the token and userinfo endpoints and client authentication.
 //! - `jws`: the signing key (ES256, or RS256/PS256), its JWK and compact JWS signing.
 //! - `store`: bounded, expiring in-memory storage for codes and tokens.
@@ -22,6 +23,7 @@ mod jws;
 mod logout;
 mod pages;
 mod params;
+mod revoke;
 mod store;
 mod token;
 
@@ -41,6 +43,7 @@ use serde_json::json;
 use url::Url;
 
 pub use self::jws::{KeyRefused, RsaAlg};
+pub use self::revoke::{Revocation, Revoked};
 use self::store::ExpiringMap;
 
 /// How long an authorization code can be redeemed.
@@ -49,6 +52,8 @@ const CODE_TTL: Duration = Duration::from_secs(60);
 const REDEEMED_CODE_TTL: Duration = Duration::from_secs(600);
 /// Lifetime of an access token, in seconds (also sent as `expires_in`).
 const ACCESS_TOKEN_TTL_SECS: u64 = 3600;
+/// Lifetime of a refresh token, in seconds.
+const REFRESH_TOKEN_TTL_SECS: u64 = 24 * 3600;
 /// Lifetime of an ID token, in seconds.
 const ID_TOKEN_TTL_SECS: i64 = 300;
 /// Most codes or tokens held at once, so nobody can exhaust memory.
@@ -95,6 +100,9 @@ struct Inner {
     key: jws::Key,
     codes: Mutex<ExpiringMap<CodeEntry>>,
     tokens: Mutex<ExpiringMap<TokenGrant>>,
+    refresh_tokens: Mutex<ExpiringMap<TokenGrant>>,
+    /// Every revocation accepted, in order (for tests to see and wait for).
+    revocations: tokio::sync::watch::Sender<Vec<Revocation>>,
 }
 
 /// The person who signed in on the sign-in page.
@@ -153,6 +161,8 @@ impl DevProvider {
                 key,
                 codes: Mutex::new(ExpiringMap::new(MAX_ENTRIES)),
                 tokens: Mutex::new(ExpiringMap::new(MAX_ENTRIES)),
+                refresh_tokens: Mutex::new(ExpiringMap::new(MAX_ENTRIES)),
+                revocations: tokio::sync::watch::Sender::new(Vec::new()),
             }),
         }
     }
@@ -182,8 +192,22 @@ impl DevProvider {
             .route("/token", post(token::token))
             .route("/userinfo", get(token::userinfo).post(token::userinfo))
             .route("/end_session", get(logout::end_session))
+            .route("/revoke", post(revoke::revoke))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self.clone())
+    }
+
+    /// Every token revocation accepted so far, in order.
+    pub fn revocations(&self) -> Vec<Revocation> {
+        self.inner.revocations.borrow().clone()
+    }
+
+    /// Waits until at least `n` revocations were accepted (or `limit` passed);
+    /// returns them.
+    pub async fn wait_for_revocations(&self, n: usize, limit: Duration) -> Vec<Revocation> {
+        let mut seen = self.inner.revocations.subscribe();
+        let _ = tokio::time::timeout(limit, seen.wait_for(|all| all.len() >= n)).await;
+        self.revocations()
     }
 
     fn client(&self) -> &DevClient {
@@ -207,6 +231,10 @@ impl DevProvider {
     fn tokens(&self) -> MutexGuard<'_, ExpiringMap<TokenGrant>> {
         self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn refresh_tokens(&self) -> MutexGuard<'_, ExpiringMap<TokenGrant>> {
+        self.inner.refresh_tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Unix time now, for token claims.
@@ -223,6 +251,8 @@ async fn discovery(State(dev): State<DevProvider>) -> Response {
         "userinfo_endpoint": dev.endpoint("/userinfo"),
         "jwks_uri": dev.endpoint("/jwks"),
         "end_session_endpoint": dev.endpoint("/end_session"),
+        "revocation_endpoint": dev.endpoint("/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code"],

@@ -19,19 +19,19 @@ use super::authorize::is_pkce_value;
 use super::jws::{at_hash, random_token, s256};
 use super::params::{Params, form_decode_component};
 use super::{
-    ACCESS_TOKEN_TTL_SECS, CodeEntry, CodeGrant, DevProvider, ID_TOKEN_TTL_SECS, REDEEMED_CODE_TTL, TokenGrant,
-    unix_now,
+    ACCESS_TOKEN_TTL_SECS, CodeEntry, CodeGrant, DevProvider, ID_TOKEN_TTL_SECS, REDEEMED_CODE_TTL,
+    REFRESH_TOKEN_TTL_SECS, TokenGrant, unix_now,
 };
 
 /// An RFC 6749 §5.2 error; `reason` is logged, never sent.
 #[derive(Debug)]
-struct TokenError {
-    error: &'static str,
-    reason: &'static str,
+pub(super) struct TokenError {
+    pub(super) error: &'static str,
+    pub(super) reason: &'static str,
 }
 
 impl TokenError {
-    fn new(error: &'static str, reason: &'static str) -> Self {
+    pub(super) fn new(error: &'static str, reason: &'static str) -> Self {
         Self { error, reason }
     }
 }
@@ -74,13 +74,17 @@ pub(super) async fn token(State(dev): State<DevProvider>, headers: HeaderMap, bo
     }
 }
 
-fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Response, TokenError> {
-    let is_form = headers
+/// Whether the request's body is form-urlencoded.
+pub(super) fn is_form(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-    if !is_form {
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
+fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Response, TokenError> {
+    if !is_form(headers) {
         return Err(TokenError::new("invalid_request", "body must be form-urlencoded"));
     }
     let params = Params::parse(body).map_err(|_| TokenError::new("invalid_request", "duplicate parameter"))?;
@@ -118,6 +122,15 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         },
         Duration::from_secs(ACCESS_TOKEN_TTL_SECS),
     );
+    // A refresh token too, so that logout has both to revoke.
+    let refresh_token = random_token(32);
+    dev.refresh_tokens().insert(
+        refresh_token.clone(),
+        TokenGrant {
+            user: grant.user.clone(),
+        },
+        Duration::from_secs(REFRESH_TOKEN_TTL_SECS),
+    );
     dev.codes().insert(
         code.to_owned(),
         CodeEntry::Redeemed {
@@ -131,6 +144,7 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         "token_type": "Bearer",
         "expires_in": ACCESS_TOKEN_TTL_SECS,
         "id_token": id_token,
+        "refresh_token": refresh_token,
         "scope": grant.scope,
     });
     Ok((
@@ -186,7 +200,7 @@ fn id_token(dev: &DevProvider, grant: &CodeGrant, access_token: &str) -> Result<
 
 /// Client authentication by `client_secret_basic` or `client_secret_post`,
 /// exactly one of them (RFC 6749 §2.3.1).
-fn authenticate_client(dev: &DevProvider, headers: &HeaderMap, params: &Params) -> Result<(), TokenError> {
+pub(super) fn authenticate_client(dev: &DevProvider, headers: &HeaderMap, params: &Params) -> Result<(), TokenError> {
     let (client_id, secret) = match (headers.get(header::AUTHORIZATION), params.get("client_secret")) {
         (Some(_), Some(_)) => {
             return Err(TokenError::new("invalid_request", "two client authentication methods"));

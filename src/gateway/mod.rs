@@ -122,6 +122,10 @@ impl Gateway {
                 &format!("{p}/backchannel-logout"),
                 post(web::backchannel::backchannel_logout),
             )
+            .route(
+                &format!("{p}/frontchannel-logout"),
+                get(web::frontchannel::frontchannel_logout),
+            )
             .route(&format!("{p}/static/style.css"), get(web::pages::stylesheet));
         let router = match self.0.proxy {
             Some(_) => router.fallback(pass),

@@ -114,7 +114,7 @@ fn describe() {
     );
     describe_counter!(
         LOGOUTS,
-        "Logouts, by kind (button, rp_initiated, back_channel, timeout)."
+        "Logouts, by kind (button, rp_initiated, back_channel, front_channel, timeout)."
     );
     describe_counter!(SESSIONS_CREATED, "Sessions signed in.");
     describe_counter!(SESSIONS_ENDED, "Signed-in sessions ended, by reason.");
@@ -183,6 +183,8 @@ pub enum LogoutKind {
     RpInitiated,
     /// The provider's back-channel logout token.
     BackChannel,
+    /// The provider's front-channel logout (a browser sent by it).
+    FrontChannel,
     /// The session's idle timeout or maximum age, seen on its next request.
     Timeout,
 }
@@ -193,6 +195,7 @@ impl LogoutKind {
             LogoutKind::Button => "button",
             LogoutKind::RpInitiated => "rp_initiated",
             LogoutKind::BackChannel => "back_channel",
+            LogoutKind::FrontChannel => "front_channel",
             LogoutKind::Timeout => "timeout",
         }
     }
@@ -204,7 +207,7 @@ pub fn logout(kind: LogoutKind) {
 }
 
 /// Counts `n` signed-in sessions ended for `reason` (`logout`,
-/// `back_channel`, `session_idle`, `session_max_age`, or an access refusal's code).
+/// `back_channel`, `front_channel`, `session_idle`, `session_max_age`, or an access refusal's code).
 pub fn sessions_ended(reason: &'static str, n: u64) {
     if n > 0 {
         counter!(names::SESSIONS_ENDED, "reason" => reason).increment(n);
@@ -228,6 +231,8 @@ pub enum ProviderRequest {
     Token,
     /// The UserInfo endpoint.
     Userinfo,
+    /// Token revocation at logout (RFC 7009), one per token.
+    Revocation,
 }
 
 impl ProviderRequest {
@@ -237,6 +242,7 @@ impl ProviderRequest {
             ProviderRequest::Jwks => "jwks",
             ProviderRequest::Token => "token",
             ProviderRequest::Userinfo => "userinfo",
+            ProviderRequest::Revocation => "revocation",
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum RouteGroup {
     Logout,
     /// The provider's back-channel logout.
     BackchannelLogout,
+    /// The provider's front-channel logout.
+    FrontchannelLogout,
     /// A web server asking about a request: `/oauth2/auth`.
     ForwardAuth,
     /// The gateway's `/oauth2/userinfo`.
@@ -40,11 +42,12 @@ pub enum RouteGroup {
 }
 
 impl RouteGroup {
-    const ALL: [RouteGroup; 11] = [
+    const ALL: [RouteGroup; 12] = [
         RouteGroup::Login,
         RouteGroup::Callback,
         RouteGroup::Logout,
         RouteGroup::BackchannelLogout,
+        RouteGroup::FrontchannelLogout,
         RouteGroup::ForwardAuth,
         RouteGroup::Userinfo,
         RouteGroup::Health,
@@ -61,6 +64,7 @@ impl RouteGroup {
             RouteGroup::Callback => "callback",
             RouteGroup::Logout => "logout",
             RouteGroup::BackchannelLogout => "backchannel_logout",
+            RouteGroup::FrontchannelLogout => "frontchannel_logout",
             RouteGroup::ForwardAuth => "forward_auth",
             RouteGroup::Userinfo => "userinfo",
             RouteGroup::Health => "health",
@@ -85,6 +89,7 @@ impl RouteGroup {
                 "/callback" => RouteGroup::Callback,
                 "/logout" => RouteGroup::Logout,
                 "/backchannel-logout" => RouteGroup::BackchannelLogout,
+                "/frontchannel-logout" => RouteGroup::FrontchannelLogout,
                 "/static/style.css" => RouteGroup::Static,
                 _ => RouteGroup::Page,
             };
@@ -94,6 +99,7 @@ impl RouteGroup {
             Some("/callback") => RouteGroup::Callback,
             Some("/sign_out") => RouteGroup::Logout,
             Some("/backchannel-logout") => RouteGroup::BackchannelLogout,
+            Some("/frontchannel-logout") => RouteGroup::FrontchannelLogout,
             Some("/auth") => RouteGroup::ForwardAuth,
             Some("/userinfo") => RouteGroup::Userinfo,
             Some("/static/style.css") => RouteGroup::Static,
@@ -179,6 +185,7 @@ mod tests {
             (Some("/callback"), "", NotFound, Callback),
             (Some("/logout"), "", NotFound, Logout),
             (Some("/backchannel-logout"), "", NotFound, BackchannelLogout),
+            (Some("/frontchannel-logout"), "", NotFound, FrontchannelLogout),
             (Some("/static/style.css"), "", NotFound, Static),
             (Some("/healthz"), "", NotFound, Health),
             (Some("/secret"), "", NotFound, Page),
@@ -197,6 +204,12 @@ mod tests {
                 "/oauth2",
                 Upstream,
                 BackchannelLogout,
+            ),
+            (
+                Some("/oauth2/frontchannel-logout"),
+                "/oauth2",
+                Upstream,
+                FrontchannelLogout,
             ),
             (Some("/oauth2/static/style.css"), "/oauth2", Upstream, Static),
             (Some("/ping"), "/oauth2", Upstream, Health),

@@ -36,6 +36,13 @@ pub struct Metadata {
     pub end_session_endpoint: Option<Url>,
     /// Client authentication methods; absent means `client_secret_basic`.
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// Where tokens are revoked at logout (RFC 7009), when the provider can.
+    #[serde(default)]
+    pub revocation_endpoint: Option<Url>,
+    /// Client authentication methods of the revocation endpoint (RFC 8414);
+    /// absent: those of the token endpoint.
+    #[serde(default)]
+    pub revocation_endpoint_auth_methods_supported: Option<Vec<String>>,
     /// The algorithms the provider may sign ID tokens with: they choose
     /// the expected one when `OIDC_ID_TOKEN_ALG` is not set.
     pub id_token_signing_alg_values_supported: Option<Vec<String>>,
@@ -51,6 +58,7 @@ impl Metadata {
             Some(&self.jwks_uri),
             self.userinfo_endpoint.as_ref(),
             self.end_session_endpoint.as_ref(),
+            self.revocation_endpoint.as_ref(),
         ];
         for url in endpoints.into_iter().flatten() {
             let ok = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url));

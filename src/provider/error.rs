@@ -60,6 +60,9 @@ pub enum Reason {
     LogoutTokenAlg,
     /// The key that would verify a logout token is an RSA key under 2048 bits.
     LogoutTokenKeyTooSmall,
+    /// The revocation endpoint (RFC 7009) could not be reached, timed out
+    /// or refused to revoke a token.
+    RevocationFailed,
 }
 
 impl Reason {
@@ -91,6 +94,7 @@ impl Reason {
             Reason::LogoutToken => "logout_token",
             Reason::LogoutTokenAlg => "logout_token_alg",
             Reason::LogoutTokenKeyTooSmall => "logout_token_key_too_small",
+            Reason::RevocationFailed => "revocation_failed",
         }
     }
 
@@ -107,6 +111,7 @@ impl Reason {
                 | Reason::IdTokenMissing
                 | Reason::IdTokenKeyTooSmall
                 | Reason::UserinfoFailed
+                | Reason::RevocationFailed
         )
     }
 }

@@ -1,7 +1,7 @@
 //! The OpenID provider, as seen by this relying party: discovery and keys
 //! (cached, refreshed in the background, refetched on an unknown `kid`),
-//! the expected signing algorithm, the authorization URL, the code exchange
-//! and ID token validation.
+//! the expected signing algorithm, the authorization URL, the code exchange,
+//! ID token validation and token revocation.
 
 mod alg;
 mod backoff;
@@ -11,6 +11,7 @@ mod error;
 mod jwk;
 mod keys;
 mod logout;
+mod revoke;
 #[cfg(test)]
 mod test_keys;
 mod token;
@@ -28,6 +29,7 @@ pub use claims::ClaimPath;
 pub use discovery::Metadata;
 pub use error::{ProviderError, Reason};
 pub use logout::LogoutRequest;
+pub use revoke::TokenHint;
 pub use token::UserInfo;
 pub use verify::{ExtraClaims, VerifiedIdToken};
 

@@ -62,12 +62,26 @@ fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, 
 /// How we authenticate at the token endpoint: `client_secret_basic` unless
 /// the provider only offers `client_secret_post`.
 fn uses_basic_auth(metadata: &Metadata) -> bool {
-    match &metadata.token_endpoint_auth_methods_supported {
+    basic_among(metadata.token_endpoint_auth_methods_supported.as_deref())
+}
+
+/// Whether `client_secret_basic` is the method to use among `methods`
+/// (absent: the default, `client_secret_basic`).
+pub(super) fn basic_among(methods: Option<&[String]>) -> bool {
+    match methods {
         None => true,
         Some(methods) => {
             methods.iter().any(|m| m == "client_secret_basic") || !methods.iter().any(|m| m == "client_secret_post")
         }
     }
+}
+
+/// The `Authorization` header of `client_secret_basic`. RFC 6749 §2.3.1:
+/// both parts are form-urlencoded before base64.
+pub(super) fn basic_authorization(client: &ClientConfig) -> String {
+    let id: String = byte_serialize(client.client_id.as_bytes()).collect();
+    let secret: String = byte_serialize(client.client_secret.expose().as_bytes()).collect();
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
 /// Exchanges an authorization code (with its PKCE verifier) for tokens.
@@ -101,11 +115,7 @@ async fn exchange_code_untimed(
         .post(metadata.token_endpoint.clone())
         .header(reqwest::header::ACCEPT, "application/json");
     if uses_basic_auth(metadata) {
-        // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
-        let id: String = byte_serialize(client.client_id.as_bytes()).collect();
-        let secret: String = byte_serialize(client.client_secret.expose().as_bytes()).collect();
-        let credentials = STANDARD.encode(format!("{id}:{secret}"));
-        request = request.header(reqwest::header::AUTHORIZATION, format!("Basic {credentials}"));
+        request = request.header(reqwest::header::AUTHORIZATION, basic_authorization(client));
     } else {
         form.push(("client_id", &client.client_id));
         form.push(("client_secret", client.client_secret.expose()));

@@ -57,6 +57,8 @@ pub enum LogoutKind {
     RpInitiated,
     /// The provider's back-channel logout token.
     BackChannel,
+    /// The provider's front-channel logout (`/frontchannel-logout`).
+    FrontChannel,
 }
 
 impl LogoutKind {
@@ -66,6 +68,7 @@ impl LogoutKind {
             LogoutKind::Button => "button",
             LogoutKind::RpInitiated => "rp_initiated",
             LogoutKind::BackChannel => "back_channel",
+            LogoutKind::FrontChannel => "front_channel",
         }
     }
 
@@ -75,6 +78,7 @@ impl LogoutKind {
             LogoutKind::Button => metrics::LogoutKind::Button,
             LogoutKind::RpInitiated => metrics::LogoutKind::RpInitiated,
             LogoutKind::BackChannel => metrics::LogoutKind::BackChannel,
+            LogoutKind::FrontChannel => metrics::LogoutKind::FrontChannel,
         }
     }
 
@@ -83,6 +87,7 @@ impl LogoutKind {
         match self {
             LogoutKind::Button | LogoutKind::RpInitiated => "logout",
             LogoutKind::BackChannel => "back_channel",
+            LogoutKind::FrontChannel => "front_channel",
         }
     }
 }
@@ -127,8 +132,8 @@ pub(crate) fn sign_in_refused(
 }
 
 /// A user logged out (`sessions` ended: one for the button, all those the
-/// logout token named for back-channel logout). `subject` is unknown only
-/// for a back-channel logout by `sid` alone.
+/// logout token named for back-channel logout, those of the `sid` for
+/// front-channel logout). `subject` is unknown for a logout by `sid` alone.
 pub(crate) fn logged_out(
     origin: &Origin,
     kind: LogoutKind,
@@ -153,8 +158,9 @@ pub(crate) fn logged_out(
     metrics::sessions_ended(kind.session_end(), sessions as u64);
 }
 
-/// A back-channel logout was refused (`reason`: a missing, invalid or
-/// replayed logout token).
+/// A back- or front-channel logout was refused (`reason`: a missing,
+/// invalid or replayed logout token; front-channel parameters missing or
+/// naming another issuer).
 pub(crate) fn logout_refused(origin: &Origin, reason: &str, issuer: &str, detail: Option<&dyn Display>) {
     tracing::info!(
         target: "audit",

@@ -372,8 +372,13 @@ pub(crate) async fn logout(
         None => None,
     };
     let user_id = auth.user.as_ref().map(|u| u.row.id);
+    // Unreadable tokens (an older format) must not stop the logout.
+    let tokens = session.get::<StoredTokens>(TOKENS_KEY).await.ok().flatten();
     auth.logout().await?;
     session.flush().await?;
+    if let Some(tokens) = tokens {
+        super::revoke::revoke_in_background(&state, tokens);
+    }
     if let Some(id) = id
         && let Err(e) = state.store.unlink_session(&id).await
     {

@@ -83,7 +83,7 @@ async fn end_sessions(state: &AppState, request: &crate::provider::LogoutRequest
     {
         return Ok(None);
     }
-    let ended = end_linked_sessions(state, issuer, request).await;
+    let ended = end_linked_sessions(state, issuer, request.subject.as_deref(), request.sid.as_deref()).await;
     if ended.is_err()
         && let Err(e) = state.store.forget_logout_jti(issuer, &request.jti).await
     {
@@ -92,15 +92,16 @@ async fn end_sessions(state: &AppState, request: &crate::provider::LogoutRequest
     ended.map(Some)
 }
 
-async fn end_linked_sessions(
+/// Ends the sessions of `issuer` that `subject` and/or `sid` name (none
+/// when both are `None`), on every instance: each is deleted from the shared
+/// session store, then unlinked. Returns how many were ended.
+pub(crate) async fn end_linked_sessions(
     state: &AppState,
     issuer: &str,
-    request: &crate::provider::LogoutRequest,
+    subject: Option<&str>,
+    sid: Option<&str>,
 ) -> Result<usize, StoreError> {
-    let ids = state
-        .store
-        .linked_sessions(issuer, request.subject.as_deref(), request.sid.as_deref())
-        .await?;
+    let ids = state.store.linked_sessions(issuer, subject, sid).await?;
     let sessions = state.store.session_backend();
     for id in &ids {
         if let Ok(parsed) = Id::from_str(id) {

@@ -7,6 +7,7 @@ pub(crate) mod auth;
 pub(crate) mod backchannel;
 pub mod client_ip;
 mod error;
+pub(crate) mod frontchannel;
 pub(crate) mod guard;
 pub mod health;
 mod host;
@@ -16,6 +17,7 @@ pub mod ratelimit;
 pub mod redirect;
 pub mod request_id;
 pub(crate) mod sessions;
+pub mod revoke;
 pub mod trace;
 
 use std::sync::Arc;
@@ -97,8 +99,8 @@ impl AppState {
     }
 }
 
-/// The app's own routes: pages, login routes, back-channel logout, "Your
-/// sessions", health checks, and a 404 page for everything else.
+/// The app's own routes: pages, login routes, back- and front-channel
+/// logout, "Your sessions", health checks, and a 404 page for everything else.
 pub fn app_routes() -> Router<AppState> {
     Router::new()
         .merge(pages::router())
@@ -107,6 +109,7 @@ pub fn app_routes() -> Router<AppState> {
         .merge(auth::router())
         .merge(backchannel::router())
         .merge(sessions::router(""))
+        .merge(frontchannel::router())
         .fallback(pages::not_found)
 }
 

@@ -281,6 +281,8 @@ async fn end(
 /// page ends a session (anything else a logout does to a session belongs
 /// here too). Its next request, on any instance, is anonymous.
 async fn end_session(state: &AppState, origin: &Origin, login: &LoginData, session_id: &str) -> Result<(), AppError> {
+    // Its tokens are revoked at the provider as the Log out button's are.
+    super::revoke::revoke_session(state, session_id).await?;
     state.store.end_session(session_id).await?;
     audit::session_ended(origin, "ended_by_user", Some(&login.issuer), Some(&login.subject));
     Ok(())

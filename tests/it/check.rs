@@ -86,6 +86,11 @@ async fn check_against_a_running_provider_says_what_to_register_and_never_listen
         value(s, "back-channel logout URI"),
         "https://app.example.com/backchannel-logout"
     );
+    assert_eq!(
+        value(s, "front-channel logout URI"),
+        "https://app.example.com/frontchannel-logout"
+    );
+    assert_eq!(value(s, "token revocation"), format!("{issuer}/revoke"));
     assert!(value(s, "users (DATABASE_URL)").starts_with("sqlite://"), "{s}");
     assert_eq!(value(s, "sessions (SESSION_STORE_URL)"), "with the users");
     assert_eq!(value(s, "answers"), "yes");
@@ -118,6 +123,10 @@ async fn check_against_a_running_provider_says_what_to_register_and_never_listen
     assert_eq!(
         value(s, "back-channel logout URI"),
         "https://app.example.com/oauth2/backchannel-logout"
+    );
+    assert_eq!(
+        value(s, "front-channel logout URI"),
+        "https://app.example.com/oauth2/frontchannel-logout"
     );
     assert_eq!(value(s, "public paths"), "/static, /favicon.ico");
     assert_eq!(value(s, "path /admin"), "ALLOWED_GROUPS: admins (claim groups)");

@@ -2,6 +2,7 @@
 //! `tower::ServiceExt::oneshot`, as the relying party would call it over HTTP.
 
 mod authorize;
+mod revoke;
 mod token;
 
 use std::collections::HashMap;
@@ -145,6 +146,7 @@ async fn discovery_document_shape() {
         ("userinfo_endpoint", "/userinfo"),
         ("jwks_uri", "/jwks"),
         ("end_session_endpoint", "/end_session"),
+        ("revocation_endpoint", "/revoke"),
     ] {
         assert_eq!(doc[field], format!("{ISSUER}{path}"), "{field}");
     }

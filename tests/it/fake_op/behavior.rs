@@ -178,4 +178,19 @@ pub struct Log {
     pub userinfo: u64,
     /// The query of the last end-session request.
     pub end_session: Option<HashMap<String, String>>,
+    /// Every request to the revocation endpoint, in order.
+    pub revocations: Vec<RevocationSeen>,
+}
+
+/// A request to the revocation endpoint.
+#[derive(Debug, Clone)]
+pub struct RevocationSeen {
+    /// The `token` parameter.
+    pub token: String,
+    /// The `token_type_hint` parameter.
+    pub token_type_hint: Option<String>,
+    /// How the client authenticated.
+    pub client_auth: ClientAuth,
+    /// Whether its credentials were right.
+    pub credentials_ok: bool,
 }

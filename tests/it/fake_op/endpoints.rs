@@ -35,6 +35,9 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/op/token", axum::routing::post(token))
         .route("/op/me", get(userinfo).post(userinfo))
         .route("/op/session/end", get(end_session))
+        // Served always, advertised only when a test patches
+        // `revocation_endpoint` into discovery.
+        .route("/op/revoke", axum::routing::post(revoke))
         .with_state(shared)
 }
 
@@ -320,4 +323,23 @@ async fn end_session(State(op): Op, RawQuery(query): RawQuery) -> Response {
         back.query_pairs_mut().append_pair("state", &state);
     }
     Redirect::to(back.as_str()).into_response()
+}
+
+/// RFC 7009 token revocation: recorded with the client's authentication;
+/// `200` for every authenticated request, as the RFC says.
+async fn revoke(State(op): Op, headers: HeaderMap, body: Bytes) -> Response {
+    let form = params(&body);
+    let (auth, credentials_ok) = client_auth(&op, &headers, &form);
+    op.record(|l| {
+        l.revocations.push(super::behavior::RevocationSeen {
+            token: form.get("token").cloned().unwrap_or_default(),
+            token_type_hint: form.get("token_type_hint").cloned(),
+            client_auth: auth,
+            credentials_ok,
+        })
+    });
+    if !credentials_ok {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    StatusCode::OK.into_response()
 }

@@ -61,6 +61,10 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     /// Where its metrics are served, when [`Options::metrics`] asked for them.
     pub metrics_addr: Option<SocketAddr>,
+    /// The embedded development provider, when no provider was configured.
+    pub dev: Option<oidc_gate::devprovider::DevProvider>,
+    /// Its shared state (to call library functions as a route would).
+    pub state: oidc_gate::web::AppState,
     _tmp: Option<Arc<tempfile::TempDir>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), oidc_gate::app::StartupError>>>,
@@ -135,6 +139,8 @@ impl TestApp {
             app = app.with_metrics_listener(listener);
         }
         let store = app.state().store.clone();
+        let dev = app.dev_provider().cloned();
+        let state = app.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, async move {
             let _ = rx.await;
@@ -145,6 +151,8 @@ impl TestApp {
             clock,
             data_dir,
             metrics_addr,
+            dev,
+            state,
             _tmp: tmp,
             shutdown: Some(tx),
             task: Some(task),
