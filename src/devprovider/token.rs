@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::authorize::is_pkce_value;
-use super::jws::{at_hash, random_token, s256};
+use super::jws::{at_hash, s256};
 use super::params::{Params, form_decode_component};
 use super::{
     ACCESS_TOKEN_TTL_SECS, CodeEntry, CodeGrant, DevProvider, ID_TOKEN_TTL_SECS, REDEEMED_CODE_TTL, TokenGrant,
@@ -25,13 +25,13 @@ use super::{
 
 /// An RFC 6749 §5.2 error; `reason` is logged, never sent.
 #[derive(Debug)]
-struct TokenError {
-    error: &'static str,
-    reason: &'static str,
+pub(super) struct TokenError {
+    pub(super) error: &'static str,
+    pub(super) reason: &'static str,
 }
 
 impl TokenError {
-    fn new(error: &'static str, reason: &'static str) -> Self {
+    pub(super) fn new(error: &'static str, reason: &'static str) -> Self {
         Self { error, reason }
     }
 }
@@ -109,12 +109,14 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     };
     check_grant(dev, &grant, &params)?;
 
-    let access_token = random_token(32);
+    let access_token = super::introspect::issue(dev, &grant, ACCESS_TOKEN_TTL_SECS as i64)?;
     let id_token = id_token(dev, &grant, &access_token)?;
     dev.tokens().insert(
         access_token.clone(),
         TokenGrant {
             user: grant.user.clone(),
+            scope: grant.scope.clone(),
+            expires_at: unix_now() + ACCESS_TOKEN_TTL_SECS as i64,
         },
         Duration::from_secs(ACCESS_TOKEN_TTL_SECS),
     );
@@ -186,7 +188,7 @@ fn id_token(dev: &DevProvider, grant: &CodeGrant, access_token: &str) -> Result<
 
 /// Client authentication by `client_secret_basic` or `client_secret_post`,
 /// exactly one of them (RFC 6749 §2.3.1).
-fn authenticate_client(dev: &DevProvider, headers: &HeaderMap, params: &Params) -> Result<(), TokenError> {
+pub(super) fn authenticate_client(dev: &DevProvider, headers: &HeaderMap, params: &Params) -> Result<(), TokenError> {
     let (client_id, secret) = match (headers.get(header::AUTHORIZATION), params.get("client_secret")) {
         (Some(_), Some(_)) => {
             return Err(TokenError::new("invalid_request", "two client authentication methods"));

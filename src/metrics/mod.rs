@@ -228,6 +228,8 @@ pub enum ProviderRequest {
     Token,
     /// The UserInfo endpoint.
     Userinfo,
+    /// Token introspection of an opaque bearer token.
+    Introspection,
 }
 
 impl ProviderRequest {
@@ -237,6 +239,7 @@ impl ProviderRequest {
             ProviderRequest::Jwks => "jwks",
             ProviderRequest::Token => "token",
             ProviderRequest::Userinfo => "userinfo",
+            ProviderRequest::Introspection => "introspection",
         }
     }
 }

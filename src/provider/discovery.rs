@@ -34,6 +34,9 @@ pub struct Metadata {
     pub jwks_uri: Url,
     /// RP-initiated logout endpoint, when the provider has one.
     pub end_session_endpoint: Option<Url>,
+    /// Token introspection (RFC 7662), when the provider has it: opaque
+    /// bearer tokens are checked there.
+    pub introspection_endpoint: Option<Url>,
     /// Client authentication methods; absent means `client_secret_basic`.
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
     /// The algorithms the provider may sign ID tokens with: they choose
@@ -51,6 +54,7 @@ impl Metadata {
             Some(&self.jwks_uri),
             self.userinfo_endpoint.as_ref(),
             self.end_session_endpoint.as_ref(),
+            self.introspection_endpoint.as_ref(),
         ];
         for url in endpoints.into_iter().flatten() {
             let ok = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url));

@@ -4,6 +4,7 @@ mod fake_op;
 mod support;
 
 mod access;
+mod bearer;
 mod certification;
 mod check;
 mod cli;

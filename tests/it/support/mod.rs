@@ -61,6 +61,8 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     /// Where its metrics are served, when [`Options::metrics`] asked for them.
     pub metrics_addr: Option<SocketAddr>,
+    /// The embedded development provider, when it is in use.
+    pub dev: Option<oidc_gate::devprovider::DevProvider>,
     _tmp: Option<Arc<tempfile::TempDir>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), oidc_gate::app::StartupError>>>,
@@ -135,6 +137,7 @@ impl TestApp {
             app = app.with_metrics_listener(listener);
         }
         let store = app.state().store.clone();
+        let dev = app.dev_provider().cloned();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, async move {
             let _ = rx.await;
@@ -145,6 +148,7 @@ impl TestApp {
             clock,
             data_dir,
             metrics_addr,
+            dev,
             _tmp: tmp,
             shutdown: Some(tx),
             task: Some(task),
