@@ -94,7 +94,9 @@ mod tests {
         assert!(e.starts_with("SKIP_JWT_BEARER_TOKENS=true needs API_AUDIENCE"), "{e}");
         let e = from_args(&args(None, Some("api"), None)).unwrap_err().to_string();
         assert!(e.starts_with("API_AUDIENCE is set but SKIP_JWT_BEARER_TOKENS"), "{e}");
-        let e = from_args(&args(Some("maybe"), Some("api"), None)).unwrap_err().to_string();
+        let e = from_args(&args(Some("maybe"), Some("api"), None))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SKIP_JWT_BEARER_TOKENS must be true or false"), "{e}");
         assert!(from_args(&args(None, None, Some("true"))).is_err());
     }

@@ -59,7 +59,11 @@ pub(super) async fn introspect(State(dev): State<DevProvider>, headers: HeaderMa
     match answer {
         Ok(body) => ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response(),
         Err(err) => {
-            tracing::info!(error = err.error, reason = err.reason, "dev provider: introspection refused");
+            tracing::info!(
+                error = err.error,
+                reason = err.reason,
+                "dev provider: introspection refused"
+            );
             err.into_response()
         }
     }

@@ -79,7 +79,11 @@ impl Provider {
         }
         // Without `at+jwt`, an ID token for the same audience would pass:
         // its marks (a nonce, the hashes of the code flow) refuse it.
-        if !at_jwt && ["nonce", "at_hash", "c_hash"].iter().any(|c| jws.claims.contains_key(*c)) {
+        if !at_jwt
+            && ["nonce", "at_hash", "c_hash"]
+                .iter()
+                .any(|c| jws.claims.contains_key(*c))
+        {
             return Err(malformed("an ID token is not an access token"));
         }
         // Before any key is looked for: a token of another algorithm never
@@ -182,7 +186,12 @@ impl Provider {
         })
     }
 
-    async fn ask(&self, snapshot: &Snapshot, endpoint: &url::Url, raw: &str) -> Result<Map<String, Value>, ProviderError> {
+    async fn ask(
+        &self,
+        snapshot: &Snapshot,
+        endpoint: &url::Url,
+        raw: &str,
+    ) -> Result<Map<String, Value>, ProviderError> {
         let failed = |detail: String| ProviderError::new(Reason::IntrospectionFailed, detail);
         let client = &self.inner.settings.client;
         let mut form = vec![("token", raw), ("token_type_hint", "access_token")];

@@ -185,7 +185,10 @@ async fn keep_tokens(state: &AppState, session: &Session, login: &Login) -> Resu
         access: Some(vault.seal(Kind::Access, login.access_token.expose())),
         access_expires_at: login.access_expires_at,
         id: Some(vault.seal(Kind::Id, &login.raw_id_token)),
-        refresh: login.refresh_token.as_ref().map(|t| vault.seal(Kind::Refresh, t.expose())),
+        refresh: login
+            .refresh_token
+            .as_ref()
+            .map(|t| vault.seal(Kind::Refresh, t.expose())),
     };
     session.insert(TOKENS_KEY, tokens).await?;
     Ok(())

@@ -224,7 +224,9 @@ pub(crate) async fn admit(state: &AppState, request: &mut Request) -> Result<Opt
 pub(crate) struct BearerState(pub AppState);
 
 /// The layer that adds [`BearerState`] (see [`super::router`]).
-pub(crate) fn layer(state: &AppState) -> Option<tower::util::MapRequestLayer<impl Fn(Request) -> Request + Clone + use<>>> {
+pub(crate) fn layer(
+    state: &AppState,
+) -> Option<tower::util::MapRequestLayer<impl Fn(Request) -> Request + Clone + use<>>> {
     state.bearer.as_ref()?;
     let state = state.clone();
     Some(tower::util::MapRequestLayer::new(move |mut request: Request| {

@@ -34,12 +34,12 @@ fn api_routes() -> Router<AppState> {
         .route(
             "/api/me",
             get(
-                async |auth: oidc_gate::users::AuthSession, bearer: Option<axum::Extension<BearerUser>>| {
-                    match (auth.user, bearer) {
-                        (Some(user), _) => format!("session {}", user.display_name()),
-                        (None, Some(b)) => format!("bearer {} {}", b.subject, b.display_name()),
-                        (None, None) => unreachable!("RequireLoginLayer lets nobody else in"),
-                    }
+                async |auth: oidc_gate::users::AuthSession, bearer: Option<axum::Extension<BearerUser>>| match (
+                    auth.user, bearer,
+                ) {
+                    (Some(user), _) => format!("session {}", user.display_name()),
+                    (None, Some(b)) => format!("bearer {} {}", b.subject, b.display_name()),
+                    (None, None) => unreachable!("RequireLoginLayer lets nobody else in"),
                 },
             ),
         )
@@ -221,7 +221,10 @@ async fn opaque_tokens_are_introspected_once_then_served_from_the_cache() {
         assert_eq!(r.status(), StatusCode::OK);
     }
     assert_eq!(dev.introspections(), before + 1, "one introspection for three requests");
-    assert_eq!(upstream.seen().pop().unwrap().headers["x-forwarded-user"], subject.as_str());
+    assert_eq!(
+        upstream.seen().pop().unwrap().headers["x-forwarded-user"],
+        subject.as_str()
+    );
     let r = get_with(&app.url("/api/me"), &token).await;
     assert_eq!(text(r).await, format!("bearer {subject} ada@example.com"));
     assert_eq!(dev.introspections(), before + 1);
@@ -285,7 +288,11 @@ async fn hostile_tokens_are_401_with_the_bearer_challenge() {
         ("alg none", |b| b.alg = Alg::None, "bearer_alg"),
         ("HS256 with the client secret", |b| b.alg = Alg::Hs256, "bearer_alg"),
         ("an unknown key", |b| b.key = Key::Rsa2, "bearer_unknown_key"),
-        ("a tampered signature", |b| b.corrupt_signature = true, "bearer_signature"),
+        (
+            "a tampered signature",
+            |b| b.corrupt_signature = true,
+            "bearer_signature",
+        ),
     ];
     for (what, shape, reason) in shaped {
         op.set(|b| *b = Default::default());
@@ -312,7 +319,10 @@ async fn a_token_whose_subject_the_rules_refuse_is_403() {
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(!r.headers().contains_key("www-authenticate"));
         let body: Value = r.json().await.unwrap();
-        assert_eq!(body, json!({"error": "access_denied", "reason": "email_domain_not_allowed"}));
+        assert_eq!(
+            body,
+            json!({"error": "access_denied", "reason": "email_domain_not_allowed"})
+        );
     }
     let insider = op.access_token("at+jwt", AUDIENCE, json!({}));
     assert_eq!(get_with(&secret, &insider).await.status(), StatusCode::OK);

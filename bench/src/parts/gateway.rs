@@ -225,7 +225,9 @@ async fn forward_auth(ctx: &mut Ctx, http: &reqwest::Client) -> Result<()> {
 /// it out in forward auth's answer.
 pub async fn bearer(ctx: &mut Ctx) -> Result<()> {
     if !ctx.report.pages.iter().any(|p| p.ceiling) {
-        page::ceiling_only(ctx).await.context("the ceiling, for the bearer row")?;
+        page::ceiling_only(ctx)
+            .await
+            .context("the ceiling, for the bearer row")?;
     }
     let http = browser(usize::MAX)?;
     let server = start_gate(
