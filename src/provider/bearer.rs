@@ -74,7 +74,7 @@ impl Provider {
         let typ = jws.typ.as_deref().map(str::to_ascii_lowercase);
         let at_jwt = matches!(typ.as_deref(), Some("at+jwt" | "application/at+jwt"));
         let plain = matches!(typ.as_deref(), None | Some("jwt" | "application/jwt"));
-        if !at_jwt && !(plain && rules.allow_jwt_typ) {
+        if !(at_jwt || plain && rules.allow_jwt_typ) {
             return Err(malformed("typ is not at+jwt"));
         }
         // Without `at+jwt`, an ID token for the same audience would pass:

@@ -145,7 +145,8 @@ async fn verify(
     origin: &Origin,
     now: i64,
 ) -> Result<Verified, Response> {
-    Limited::<class::Bearer>::check(state, origin.client_ip, &HeaderMap::new())?;
+    // Bearer clients are programs: the `429` is JSON whatever they accept.
+    Limited::<class::Bearer>::check(state, origin.client_ip).map_err(|e| e.response(&HeaderMap::new()))?;
     let issuer = state.provider.issuer();
     let token = match state.provider.verify_bearer(token, &auth.rules).await {
         Ok(token) => token,

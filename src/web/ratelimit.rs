@@ -72,20 +72,35 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
         let ClientIp(client) = ClientIp::of(&parts.extensions);
-        Self::check(&AppState::from_ref(state), client, &parts.headers)
+        Self::check(&AppState::from_ref(state), client).map_err(|e| e.response(&parts.headers))
     }
 }
 
 impl<C: class::Class> Limited<C> {
-    /// Takes one request of `client`'s bucket of class `C`, or answers `429`.
-    pub(crate) fn check(app: &AppState, client: IpAddr, headers: &HeaderMap) -> Result<Self, Response> {
+    /// Takes one request of `client`'s bucket of class `C`.
+    pub(crate) fn check(app: &AppState, client: IpAddr) -> Result<Self, Exceeded> {
         if !app.limits.limits(C::CLASS) {
             return Ok(Self(PhantomData));
         }
         match app.limits.check(C::CLASS, client) {
             Ok(()) => Ok(Self(PhantomData)),
-            Err(wait) => Err(too_many_requests(C::CLASS, wait, headers)),
+            Err(wait) => Err(Exceeded { class: C::CLASS, wait }),
         }
+    }
+}
+
+/// A request over its rate limit.
+#[derive(Debug)]
+pub(crate) struct Exceeded {
+    class: RouteClass,
+    /// Until the bucket has room again.
+    wait: Duration,
+}
+
+impl Exceeded {
+    /// The `429` for a request with `headers`.
+    pub(crate) fn response(self, headers: &HeaderMap) -> Response {
+        too_many_requests(self.class, self.wait, headers)
     }
 }
 

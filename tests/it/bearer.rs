@@ -284,7 +284,8 @@ async fn hostile_tokens_are_401_with_the_bearer_challenge() {
         let got = assert_invalid_token(navigate_with(&secret, &token).await).await;
         assert_eq!(got, reason, "{what}");
     }
-    let shaped: [(&str, fn(&mut crate::fake_op::Behavior), &str); 4] = [
+    type Shape = fn(&mut crate::fake_op::Behavior);
+    let shaped: [(&str, Shape, &str); 4] = [
         ("alg none", |b| b.alg = Alg::None, "bearer_alg"),
         ("HS256 with the client secret", |b| b.alg = Alg::Hs256, "bearer_alg"),
         ("an unknown key", |b| b.key = Key::Rsa2, "bearer_unknown_key"),
