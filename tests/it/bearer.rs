@@ -402,3 +402,15 @@ async fn only_tokens_to_verify_take_from_the_rate_limit() {
         assert_eq!(get_with(&secret, &good).await.status(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn a_cached_token_is_trusted_no_longer_than_its_exp() {
+    let (op, app) = op_app(bearer_on).await;
+    let secret = app.url("/secret");
+    let token = op.access_token("at+jwt", AUDIENCE, json!({"exp": now() + 120}));
+    assert_eq!(get_with(&secret, &token).await.status(), StatusCode::OK);
+    // Past `exp` and the clock skew (60 s in the tests): checked again, and refused.
+    app.clock.advance(std::time::Duration::from_secs(120 + 61));
+    let reason = assert_invalid_token(get_with(&secret, &token).await).await;
+    assert_eq!(reason, "bearer_exp");
+}
