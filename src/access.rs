@@ -341,25 +341,50 @@ impl Rules {
     /// completed from UserInfo where it lacks them.
     pub fn claims_of(&self, login: &Login) -> Claims {
         let token = &login.id_token;
+        let find = |path: &ClaimPath| path.find(&token.claims).or_else(|| path.find(&login.userinfo_claims));
+        Claims {
+            email: token.email.clone(),
+            email_verified: token.email_verified,
+            name: token.name.as_ref().map(|n| n.chars().take(MAX_NAME_LEN).collect()),
+            ..self.other_claims(find)
+        }
+    }
+
+    /// What the rules need from a bearer token's claims (a JWT access
+    /// token's, or the provider's introspection answer): the same claims
+    /// as at sign-in, read from the token alone.
+    pub fn claims_of_token(&self, claims: &serde_json::Map<String, Value>) -> Claims {
+        let text = |k: &str| claims.get(k).and_then(Value::as_str);
+        Claims {
+            email: text("email").map(str::to_owned),
+            email_verified: match claims.get("email_verified") {
+                Some(Value::Bool(b)) => Some(*b),
+                Some(Value::String(s)) => s.parse().ok(),
+                _ => None,
+            },
+            name: text("name").map(|n| n.chars().take(MAX_NAME_LEN).collect()),
+            ..self.other_claims(|path| path.find(claims))
+        }
+    }
+
+    /// `hd`, the groups and `preferred_username`, as `find` finds them.
+    fn other_claims<'a>(&self, find: impl Fn(&ClaimPath) -> Option<&'a Value>) -> Claims {
         let hd_path = ClaimPath::new("hd").expect("a plain name");
         let username_path = ClaimPath::new("preferred_username").expect("a plain name");
-        let find = |path: &ClaimPath| path.find(&token.claims).or_else(|| path.find(&login.userinfo_claims));
         let groups = self.reads_groups().then(|| {
             let all = find(&self.groups_claim).map(strings).unwrap_or_default();
             self.bounded(all)
         });
         Claims {
-            email: token.email.clone(),
-            email_verified: token.email_verified,
             hd: find(&hd_path).and_then(Value::as_str).map(str::to_owned),
             groups,
-            name: token.name.as_ref().map(|n| n.chars().take(MAX_NAME_LEN).collect()),
             preferred_username: self
                 .keep
                 .then(|| find(&username_path))
                 .flatten()
                 .and_then(Value::as_str)
                 .map(|n| n.chars().take(MAX_NAME_LEN).collect()),
+            ..Claims::default()
         }
     }
 

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{ClientConfig, Config, ProviderChoice};
-use crate::devprovider::{DevClient, DevProvider};
+use crate::devprovider::{AccessTokens, DevClient, DevProvider};
 use crate::drain::Drain;
 use crate::gateway::Gateway;
 use crate::metrics::{RequestCounter, RouteGroup};
@@ -115,7 +115,12 @@ impl App {
                         redirect_uris: vec![config.redirect_uri().to_string()],
                         post_logout_redirect_uris: vec![config.post_logout_url().to_string()],
                     },
-                );
+                )
+                // Access tokens for the API that bearer tokens are checked for.
+                .with_access_tokens(AccessTokens {
+                    audience: config.bearer.as_ref().map(|b| b.audience.clone()),
+                    opaque: config.dev_opaque_access_tokens,
+                });
                 (client, Some(dev))
             }
         };
@@ -146,6 +151,7 @@ impl App {
             trusted_proxies: config.trusted_proxies.clone(),
             limits,
             drain: drain.clone(),
+            bearer: config.bearer.clone().map(web::BearerAuth::new),
         });
         let gateway = config
             .gateway

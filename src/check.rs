@@ -148,6 +148,21 @@ async fn check_provider(config: &Config, report: &mut Report) {
             .as_ref()
             .map_or_else(|| "none (logout revokes no token)".to_owned(), |url| url.to_string()),
     );
+    if let Some(bearer) = &config.bearer {
+        let typ = if bearer.allow_jwt_typ {
+            "at+jwt or JWT"
+        } else {
+            "at+jwt"
+        };
+        let opaque = metadata.introspection_endpoint.as_ref().map_or_else(
+            || "refused (the provider has no introspection_endpoint)".to_owned(),
+            |url| format!("introspected at {url}"),
+        );
+        report.line(
+            "bearer tokens",
+            format!("aud {}; JWTs with typ {typ}; opaque tokens {opaque}", bearer.audience),
+        );
+    }
 }
 
 fn register(config: &Config, report: &mut Report) {

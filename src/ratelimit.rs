@@ -42,11 +42,20 @@ pub enum RouteClass {
     /// `/backchannel-logout`, `/oauth2/backchannel-logout` (a logout token
     /// to verify).
     BackchannelLogout,
+    /// A bearer token to verify (`SKIP_JWT_BEARER_TOKENS`): its signature,
+    /// or a call to the provider's introspection. A token already verified
+    /// (in the cache) is not counted.
+    Bearer,
 }
 
 impl RouteClass {
     /// Every class.
-    pub const ALL: [RouteClass; 3] = [RouteClass::Login, RouteClass::Callback, RouteClass::BackchannelLogout];
+    pub const ALL: [RouteClass; 4] = [
+        RouteClass::Login,
+        RouteClass::Callback,
+        RouteClass::BackchannelLogout,
+        RouteClass::Bearer,
+    ];
 
     /// Its name, as logged and as the `route` label of the metrics.
     pub fn name(self) -> &'static str {
@@ -54,13 +63,14 @@ impl RouteClass {
             RouteClass::Login => "login",
             RouteClass::Callback => "callback",
             RouteClass::BackchannelLogout => "backchannel_logout",
+            RouteClass::Bearer => "bearer",
         }
     }
 
-    /// Whether its clients are programs (the provider's servers), which
-    /// are answered in JSON whatever they accept.
+    /// Whether its clients are programs (the provider's servers, API
+    /// clients), which are answered in JSON whatever they accept.
     pub fn machine(self) -> bool {
-        matches!(self, RouteClass::BackchannelLogout)
+        matches!(self, RouteClass::BackchannelLogout | RouteClass::Bearer)
     }
 
     fn index(self) -> usize {
@@ -103,7 +113,7 @@ impl Rate {
 /// The buckets of every route class; a class without a [`Rate`] is not
 /// limited. Cheap to clone.
 #[derive(Clone)]
-pub struct RateLimits(Arc<[Option<Limiter>; 3]>);
+pub struct RateLimits(Arc<[Option<Limiter>; 4]>);
 
 type Limiter = RateLimiter<Key, Bounded, LimiterClock, NoOpMiddleware<Duration>>;
 

@@ -3,7 +3,7 @@
 //! measures what issue 6 asks (protected page against a bare axum ceiling,
 //! login cost, memory, store scale, start-up) and what issue 16 asks of the
 //! gateway (reverse proxy against nginx, Apache with mod_auth_openidc as a
-//! peer, forward auth, large bodies). Prints a table and writes
+//! peer, forward auth, large bodies) and of bearer tokens (issue 17). Prints a table and writes
 //! `BENCHMARKS.md`. Exits 0 when it measured (targets missed or not), and
 //! non-zero when it could not run.
 //!
@@ -44,7 +44,7 @@ const USAGE: &str = "\
 usage: cargo run --release -p bench -- [--smoke] [--only PARTS] [--no-profile] [--out FILE | --no-write]
 
   --smoke        a few seconds that only prove the benchmark still works (writes nothing)
-  --only PARTS   comma-separated: secret, login, memory, scale, startup, gateway (writes nothing unless --out)
+  --only PARTS   comma-separated: secret, login, memory, scale, startup, gateway, bearer (writes nothing unless --out)
   --no-profile   do not run perf on the server
   --out FILE     write the report to FILE (default: BENCHMARKS.md at the workspace root, full runs only)
   --no-write     print only
@@ -53,7 +53,7 @@ PostgreSQL and Redis are used when they answer at BENCH_DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/test) and BENCH_REDIS_URL (default
 redis://127.0.0.1:6379); set either to `off` to skip it.";
 
-const PARTS: [&str; 6] = ["secret", "login", "memory", "scale", "startup", "gateway"];
+const PARTS: [&str; 7] = ["secret", "login", "memory", "scale", "startup", "gateway", "bearer"];
 
 /// Command-line options.
 struct Options {
@@ -196,6 +196,7 @@ async fn measure(opts: &Options, bins: server::Binaries, env: Env, profile: bool
             "memory" => parts::memory(&mut ctx).await,
             "scale" => parts::store_scale(&mut ctx).await,
             "gateway" => parts::gateway(&mut ctx).await,
+            "bearer" => parts::bearer(&mut ctx).await,
             _ => parts::startup(&mut ctx),
         };
         result.with_context(|| format!("part `{part}`"))?;

@@ -17,12 +17,14 @@ use crate::provider::SigningAlg;
 use crate::secret::Secret;
 use crate::web::TrustedProxies;
 
+mod bearer;
 mod gateway;
 mod public;
 mod ratelimit;
 mod redis;
 mod store;
 
+pub use bearer::BearerArgs;
 pub use gateway::{GatewayArgs, GatewayConfig, SharedSignIn};
 pub use public::is_loopback;
 pub use ratelimit::{RateLimitArgs, RateLimitConfig};
@@ -146,6 +148,9 @@ pub struct Args {
     /// Rate limits on the sign-in routes (RATE_LIMITS, RATE_LIMIT_LOGIN, …).
     #[command(flatten)]
     pub rate_limits: RateLimitArgs,
+    /// Bearer tokens of API clients (SKIP_JWT_BEARER_TOKENS, API_AUDIENCE, …).
+    #[command(flatten)]
+    pub bearer: BearerArgs,
 }
 
 /// What the binary does besides serving (its subcommands).
@@ -221,6 +226,11 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// How the server drains on SIGTERM.
     pub shutdown: ShutdownConfig,
+    /// Bearer tokens of API clients: `None` unless `SKIP_JWT_BEARER_TOKENS`.
+    pub bearer: Option<crate::provider::BearerRules>,
+    /// `DEV_PROVIDER_ACCESS_TOKENS=opaque`: the development provider's
+    /// access tokens are opaque (else JWTs for `API_AUDIENCE`).
+    pub dev_opaque_access_tokens: bool,
 }
 
 /// How the server drains when asked to stop (see [`crate::drain`]).
@@ -340,6 +350,8 @@ impl Config {
                 grace: parse_duration_allow_zero("SHUTDOWN_GRACE", &args.shutdown_grace)?,
                 timeout: parse_duration_allow_zero("SHUTDOWN_TIMEOUT", &args.shutdown_timeout)?,
             },
+            bearer: bearer::from_args(&args.bearer)?,
+            dev_opaque_access_tokens: bearer::dev_opaque(&args.bearer)?,
         })
     }
 

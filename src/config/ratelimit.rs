@@ -14,6 +14,9 @@ pub const DEFAULT_CALLBACK: &str = "100/1m";
 /// `RATE_LIMIT_BACKCHANNEL_LOGOUT`'s default: roomier, since all of these
 /// come from the provider's few addresses.
 pub const DEFAULT_BACKCHANNEL_LOGOUT: &str = "300/1m";
+/// `RATE_LIMIT_BEARER`'s default: bearer tokens not verified yet (a token
+/// already verified is served from the cache, uncounted).
+pub const DEFAULT_BEARER: &str = "300/1m";
 
 /// The settings, as the command line and environment give them (an empty
 /// value is the default).
@@ -37,6 +40,9 @@ pub struct RateLimitArgs {
         default_value = DEFAULT_BACKCHANNEL_LOGOUT
     )]
     pub backchannel_logout: String,
+    /// Bearer tokens to verify (SKIP_JWT_BEARER_TOKENS; cached ones are not counted): N/PERIOD or `off`.
+    #[arg(long = "rate-limit-bearer", env = "RATE_LIMIT_BEARER", default_value = DEFAULT_BEARER)]
+    pub bearer: String,
 }
 
 /// The limit of each route class; `None`: not limited.
@@ -48,6 +54,8 @@ pub struct RateLimitConfig {
     pub callback: Option<Rate>,
     /// `/backchannel-logout`, `/oauth2/backchannel-logout`.
     pub backchannel_logout: Option<Rate>,
+    /// Bearer tokens not in the verification cache.
+    pub bearer: Option<Rate>,
 }
 
 impl RateLimitConfig {
@@ -57,6 +65,7 @@ impl RateLimitConfig {
             RouteClass::Login => self.login,
             RouteClass::Callback => self.callback,
             RouteClass::BackchannelLogout => self.backchannel_logout,
+            RouteClass::Bearer => self.bearer,
         }
     }
 }
@@ -75,6 +84,7 @@ pub(super) fn from_args(args: &RateLimitArgs) -> Result<RateLimitConfig, ConfigE
             &args.backchannel_logout,
             DEFAULT_BACKCHANNEL_LOGOUT,
         )?,
+        bearer: rate("RATE_LIMIT_BEARER", &args.bearer, DEFAULT_BEARER)?,
     };
     Ok(if enabled { config } else { RateLimitConfig::default() })
 }

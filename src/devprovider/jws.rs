@@ -136,7 +136,12 @@ impl Key {
     /// Signs `claims` as a compact JWS (RFC 7515). An ES256 signature is
     /// r || s, 64 bytes, as RFC 7518 §3.4 requires (not DER).
     pub(super) fn sign(&self, claims: &Value) -> Result<String, SignError> {
-        let header = json!({ "alg": self.alg(), "typ": "JWT", "kid": self.kid });
+        self.sign_typed("JWT", claims)
+    }
+
+    /// [`Key::sign`] with another `typ` header (`at+jwt` for access tokens, RFC 9068).
+    pub(super) fn sign_typed(&self, typ: &str, claims: &Value) -> Result<String, SignError> {
+        let header = json!({ "alg": self.alg(), "typ": typ, "kid": self.kid });
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),

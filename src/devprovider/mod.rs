@@ -13,12 +13,14 @@
 //! - `logout`: RP-initiated logout.
 //! - `revoke`: token revocation (RFC 7009), recorded for tests.
 //! - `token`: the token and userinfo endpoints and client authentication.
+//! - `introspect`: token introspection (RFC 7662) and RFC 9068 JWT access tokens.
 //! - `jws`: the signing key (ES256, or RS256/PS256), its JWK and compact JWS signing.
 //! - `store`: bounded, expiring in-memory storage for codes and tokens.
 //! - `params`: strict parsing of form-encoded request parameters.
 //! - `pages`: the HTML pages, their security headers, and redirects.
 
 mod authorize;
+mod introspect;
 mod jws;
 mod logout;
 mod pages;
@@ -31,6 +33,7 @@ mod token;
 mod tests;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -97,12 +100,28 @@ pub struct DevProvider {
 struct Inner {
     issuer: Url,
     client: DevClient,
-    key: jws::Key,
+    /// Shared by the providers made from this one (`with_access_tokens`).
+    key: Arc<jws::Key>,
     codes: Mutex<ExpiringMap<CodeEntry>>,
     tokens: Mutex<ExpiringMap<TokenGrant>>,
     refresh_tokens: Mutex<ExpiringMap<TokenGrant>>,
     /// Every revocation accepted, in order (for tests to see and wait for).
     revocations: tokio::sync::watch::Sender<Vec<Revocation>>,
+    /// The access tokens it issues: for an API (an audience), as a JWT or opaque.
+    access: AccessTokens,
+    /// Introspection requests answered, for tests and the curious.
+    introspections: AtomicU64,
+}
+
+/// What the access tokens are (an API's audience is what a resource
+/// indicator, RFC 8707, or a provider's API registration gives them).
+#[derive(Clone, Debug, Default)]
+pub struct AccessTokens {
+    /// The `aud` of every access token; `None`: opaque tokens for UserInfo only.
+    pub audience: Option<String>,
+    /// With an audience: opaque tokens (checked by introspection) rather
+    /// than RFC 9068 JWTs.
+    pub opaque: bool,
 }
 
 /// The person who signed in on the sign-in page.
@@ -141,6 +160,10 @@ enum CodeEntry {
 #[derive(Clone, Debug)]
 struct TokenGrant {
     user: User,
+    /// Its scope, as granted.
+    scope: String,
+    /// Unix time it expires.
+    expires_at: i64,
 }
 
 impl DevProvider {
@@ -154,6 +177,10 @@ impl DevProvider {
     }
 
     fn with_key(issuer: Url, client: DevClient, key: jws::Key) -> Self {
+        Self::with_parts(issuer, client, Arc::new(key), AccessTokens::default())
+    }
+
+    fn with_parts(issuer: Url, client: DevClient, key: Arc<jws::Key>, access: AccessTokens) -> Self {
         Self {
             inner: Arc::new(Inner {
                 issuer,
@@ -163,6 +190,8 @@ impl DevProvider {
                 tokens: Mutex::new(ExpiringMap::new(MAX_ENTRIES)),
                 refresh_tokens: Mutex::new(ExpiringMap::new(MAX_ENTRIES)),
                 revocations: tokio::sync::watch::Sender::new(Vec::new()),
+                access,
+                introspections: AtomicU64::new(0),
             }),
         }
     }
@@ -172,7 +201,27 @@ impl DevProvider {
     /// measuring the relying party against what most providers use.
     pub fn with_rsa_key(&self, issuer: Url, alg: RsaAlg, pkcs8: &[u8]) -> Result<Self, KeyRefused> {
         let key = jws::Key::rsa(alg, pkcs8)?;
-        Ok(Self::with_key(issuer, self.inner.client.clone(), key))
+        Ok(Self::with_parts(
+            issuer,
+            self.inner.client.clone(),
+            Arc::new(key),
+            self.inner.access.clone(),
+        ))
+    }
+
+    /// The same provider (key, client), issuing access tokens as `access` says.
+    pub fn with_access_tokens(&self, access: AccessTokens) -> Self {
+        Self::with_parts(
+            self.inner.issuer.clone(),
+            self.inner.client.clone(),
+            self.inner.key.clone(),
+            access,
+        )
+    }
+
+    /// How many introspection requests it has answered.
+    pub fn introspections(&self) -> u64 {
+        self.inner.introspections.load(Ordering::Relaxed)
     }
 
     /// The issuer URL; its string form is the `iss` of every token.
@@ -191,6 +240,7 @@ impl DevProvider {
             .route("/authorize", get(authorize::show).post(authorize::submit))
             .route("/token", post(token::token))
             .route("/userinfo", get(token::userinfo).post(token::userinfo))
+            .route("/introspect", post(introspect::introspect))
             .route("/end_session", get(logout::end_session))
             .route("/revoke", post(revoke::revoke))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -253,6 +303,7 @@ async fn discovery(State(dev): State<DevProvider>) -> Response {
         "end_session_endpoint": dev.endpoint("/end_session"),
         "revocation_endpoint": dev.endpoint("/revoke"),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint": dev.endpoint("/introspect"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code"],

@@ -113,12 +113,14 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     };
     check_grant(dev, &grant, &params)?;
 
-    let access_token = random_token(32);
+    let access_token = super::introspect::issue(dev, &grant, ACCESS_TOKEN_TTL_SECS as i64)?;
     let id_token = id_token(dev, &grant, &access_token)?;
     dev.tokens().insert(
         access_token.clone(),
         TokenGrant {
             user: grant.user.clone(),
+            scope: grant.scope.clone(),
+            expires_at: unix_now() + ACCESS_TOKEN_TTL_SECS as i64,
         },
         Duration::from_secs(ACCESS_TOKEN_TTL_SECS),
     );
@@ -128,6 +130,8 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         refresh_token.clone(),
         TokenGrant {
             user: grant.user.clone(),
+            scope: grant.scope.clone(),
+            expires_at: unix_now() + REFRESH_TOKEN_TTL_SECS as i64,
         },
         Duration::from_secs(REFRESH_TOKEN_TTL_SECS),
     );

@@ -6,7 +6,10 @@
 //! `X-Original-URL` (ingress-nginx) or `X-Forwarded-Uri` (oauth2-proxy's
 //! nginx recipe, Traefik, Caddy); when several are present they must agree.
 //! Answers: `202` with the `X-Auth-Request-*` identity headers; `401` when
-//! nobody is signed in; `403` when a rule refuses. nginx turns any other
+//! nobody is signed in; `403` when a rule refuses. With
+//! `SKIP_JWT_BEARER_TOKENS`, the request's bearer token (nginx passes the
+//! client's `Authorization` to the subrequest) stands in for a session,
+//! and a refused token is `401` with RFC 6750's challenge. nginx turns any other
 //! answer into a `500`, so the answer without a session is `401` (its
 //! `error_page 401` starts the sign-in), except behind Traefik and Caddy
 //! (`X-Forwarded-Method` sent, no `X-Original-*`), which pass the answer to
@@ -23,6 +26,7 @@ use super::paths::RequestPath;
 use super::{GatewayState, is_navigation};
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
+use crate::web::audit::Origin;
 
 /// What the web server in front says the original request was.
 struct Original {
@@ -104,6 +108,7 @@ pub(super) async fn auth(
     State(gw): State<GatewayState>,
     auth: AuthSession,
     session: Session,
+    origin: Origin,
     headers: HeaderMap,
 ) -> Response {
     let GatewayState { app, gateway } = gw;
@@ -116,12 +121,19 @@ pub(super) async fn auth(
         tracing::info!(reason = "bad_path", "forward auth refused");
         return StatusCode::FORBIDDEN.into_response();
     };
-    let identity = match gateway.identity(&app, &auth, &session).await {
+    let mut identity = match gateway.identity(&app, &auth, &session).await {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
     let verdict = gateway.0.paths.judge(&path);
     let public = verdict.public;
+    let mut by_bearer = false;
+    if !public && identity.is_none() {
+        match gateway.bearer_identity(&app, &headers, &origin).await {
+            Ok(found) => (by_bearer, identity) = (found.is_some(), found),
+            Err(response) => return response,
+        }
+    }
     let Some((identity, claims)) = identity else {
         if public {
             return StatusCode::ACCEPTED.into_response();
@@ -138,7 +150,7 @@ pub(super) async fn auth(
     };
     if !public && let Err(refusal) = verdict.admits(&claims) {
         tracing::info!(reason = refusal.code(), "forward auth: path refused");
-        let json = !is_navigation(&original.method, &headers);
+        let json = by_bearer || !is_navigation(&original.method, &headers);
         return refused(&app, &claims, refusal, &original.uri, Scope::Path, json);
     }
     let headers = auth_response_headers(&identity, gateway.0.pass_access_token);

@@ -35,6 +35,8 @@ use crate::session::{ACCESS_KEY, TOKENS_KEY};
 use crate::tokens::{Kind, StoredTokens};
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
+use crate::web::audit::Origin;
+use crate::web::bearer;
 use crate::web::guard::{unauthenticated, wants_json};
 use crate::web::{self, AppError, AppState, ErrorPage, Upstream};
 use headers::{HeaderPolicy, Identity};
@@ -187,6 +189,32 @@ impl Gateway {
             .and_then(|sealed| vault.open(Kind::Id, &sealed));
         Ok((access, id))
     }
+
+    /// The identity of a request's bearer token (`SKIP_JWT_BEARER_TOKENS`),
+    /// for a request without a signed-in session on a path that needs one:
+    /// `Ok(None)` without a bearer token; `Err` is the answer (401, 403,
+    /// 429, 503). The app is passed the token itself with `PASS_ACCESS_TOKEN`.
+    async fn bearer_identity(
+        &self,
+        app: &AppState,
+        headers: &HeaderMap,
+        origin: &Origin,
+    ) -> Result<Option<(Identity, Claims)>, Response> {
+        let Some(token) = bearer::token_of(app, headers) else {
+            return Ok(None);
+        };
+        let user = bearer::authenticate(app, token, origin).await?;
+        let claims = user.claims;
+        let identity = Identity {
+            user: user.subject,
+            email: claims.email.clone(),
+            preferred_username: claims.preferred_username.clone(),
+            groups: claims.groups.clone().unwrap_or_default(),
+            access_token: self.0.pass_access_token.then(|| Secret::new(token.to_owned())),
+            id_token: None,
+        };
+        Ok(Some((identity, claims)))
+    }
 }
 
 /// A browser navigation (rather than an API call, XHR, form post or
@@ -200,7 +228,7 @@ pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 /// Reverse proxy mode: every request that is not the gateway's own.
-async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Session, request: Request) -> Response {
+async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Session, mut request: Request) -> Response {
     let GatewayState { app, gateway } = gw;
     let Some(proxy) = &gateway.0.proxy else {
         return AppError::NotFound.into_response();
@@ -210,11 +238,21 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
     let Ok(path) = RequestPath::parse(request.uri().path()) else {
         return AppError::BadPath.into_response();
     };
-    let identity = match gateway.identity(&app, &auth, &session).await {
+    let mut identity = match gateway.identity(&app, &auth, &session).await {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
     let verdict = gateway.0.paths.judge(&path);
+    let mut by_bearer = false;
+    if !verdict.public && identity.is_none() {
+        let (parts, body) = request.into_parts();
+        let origin = Origin::of(&parts.extensions);
+        match gateway.bearer_identity(&app, &parts.headers, &origin).await {
+            Ok(found) => (by_bearer, identity) = (found.is_some(), found),
+            Err(response) => return response,
+        }
+        request = Request::from_parts(parts, body);
+    }
     if !verdict.public {
         let Some((_, claims)) = &identity else {
             if navigation {
@@ -226,7 +264,7 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
         if let Err(refusal) = verdict.admits(claims) {
             tracing::info!(reason = refusal.code(), "path refused");
             let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-            return refused(&app, claims, refusal, target, Scope::Path, !navigation);
+            return refused(&app, claims, refusal, target, Scope::Path, by_bearer || !navigation);
         }
     }
     let request = match with_path(request, &path.forwarded) {

@@ -233,6 +233,8 @@ pub enum ProviderRequest {
     Userinfo,
     /// Token revocation at logout (RFC 7009), one per token.
     Revocation,
+    /// Token introspection of an opaque bearer token.
+    Introspection,
 }
 
 impl ProviderRequest {
@@ -243,6 +245,7 @@ impl ProviderRequest {
             ProviderRequest::Token => "token",
             ProviderRequest::Userinfo => "userinfo",
             ProviderRequest::Revocation => "revocation",
+            ProviderRequest::Introspection => "introspection",
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct Metadata {
     pub jwks_uri: Url,
     /// RP-initiated logout endpoint, when the provider has one.
     pub end_session_endpoint: Option<Url>,
+    /// Token introspection (RFC 7662), when the provider has it: opaque
+    /// bearer tokens are checked there.
+    pub introspection_endpoint: Option<Url>,
     /// Client authentication methods; absent means `client_secret_basic`.
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
     /// Where tokens are revoked at logout (RFC 7009), when the provider can.
@@ -59,6 +62,7 @@ impl Metadata {
             self.userinfo_endpoint.as_ref(),
             self.end_session_endpoint.as_ref(),
             self.revocation_endpoint.as_ref(),
+            self.introspection_endpoint.as_ref(),
         ];
         for url in endpoints.into_iter().flatten() {
             let ok = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url));

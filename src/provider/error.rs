@@ -63,6 +63,29 @@ pub enum Reason {
     /// The revocation endpoint (RFC 7009) could not be reached, timed out
     /// or refused to revoke a token.
     RevocationFailed,
+    /// A bearer token is not a JWT access token we accept: malformed, its
+    /// `typ` not `at+jwt` (nor allowed `JWT`), or an ID token.
+    BearerMalformed,
+    /// A bearer token's `alg` is not the expected one (`none` and HMAC never are).
+    BearerAlg,
+    /// A bearer token's signature does not verify (or its key is too small).
+    BearerSignature,
+    /// No key in the provider's JWKS matches the bearer token.
+    BearerUnknownKey,
+    /// A bearer token's `iss` is not the provider's issuer.
+    BearerIss,
+    /// A bearer token's `aud` does not contain `API_AUDIENCE`.
+    BearerAud,
+    /// A bearer token has expired, or is not valid yet (`nbf`, `iat`).
+    BearerExp,
+    /// A bearer token has no `sub`.
+    BearerSub,
+    /// The provider's introspection says the token is not active (or not for us).
+    BearerInactive,
+    /// An opaque bearer token, and the provider has no introspection endpoint.
+    BearerOpaque,
+    /// The introspection endpoint could not be reached, timed out or answered an error.
+    IntrospectionFailed,
 }
 
 impl Reason {
@@ -95,6 +118,17 @@ impl Reason {
             Reason::LogoutTokenAlg => "logout_token_alg",
             Reason::LogoutTokenKeyTooSmall => "logout_token_key_too_small",
             Reason::RevocationFailed => "revocation_failed",
+            Reason::BearerMalformed => "bearer_malformed",
+            Reason::BearerAlg => "bearer_alg",
+            Reason::BearerSignature => "bearer_signature",
+            Reason::BearerUnknownKey => "bearer_unknown_key",
+            Reason::BearerIss => "bearer_iss",
+            Reason::BearerAud => "bearer_aud",
+            Reason::BearerExp => "bearer_exp",
+            Reason::BearerSub => "bearer_sub",
+            Reason::BearerInactive => "bearer_inactive",
+            Reason::BearerOpaque => "bearer_opaque",
+            Reason::IntrospectionFailed => "introspection_failed",
         }
     }
 
@@ -112,6 +146,7 @@ impl Reason {
                 | Reason::IdTokenKeyTooSmall
                 | Reason::UserinfoFailed
                 | Reason::RevocationFailed
+                | Reason::IntrospectionFailed
         )
     }
 }

@@ -105,11 +105,12 @@ impl Provider {
         self.refetch_keys(current).await
     }
 
-    /// Refetches the JWKS after a logout token named a key we do not have.
+    /// Refetches the JWKS after a logout token (or a bearer token: anyone
+    /// can send either) named a key we do not have.
     /// At most one such refetch per [`LOGOUT_REFETCH_INTERVAL`], tokens
     /// meanwhile get `None` at once, and `fetch_lock` (where logins wait) is
     /// neither taken nor waited on.
-    async fn refetch_jwks_for_logout(&self, seen: &Arc<Snapshot>) -> Option<Arc<Snapshot>> {
+    pub(super) async fn refetch_jwks_for_logout(&self, seen: &Arc<Snapshot>) -> Option<Arc<Snapshot>> {
         let current = self.inner.current.load_full()?;
         if current.jwks_fetched_at > seen.jwks_fetched_at {
             return Some(current); // refetched since the token was checked

@@ -34,7 +34,7 @@ pub struct LogoutRequest {
     pub remember_until: i64,
 }
 
-fn bad(detail: impl Into<String>) -> ProviderError {
+fn bad(detail: &'static str) -> ProviderError {
     ProviderError::new(Reason::LogoutToken, detail)
 }
 
@@ -44,13 +44,28 @@ pub(crate) struct Jws<'a> {
     alg_name: String,
     alg: CoreJwsSigningAlgorithm,
     kid: Option<String>,
+    /// The header's `typ`, as sent.
+    pub(crate) typ: Option<String>,
     signing_input: &'a str,
     signature: Vec<u8>,
-    claims: Map<String, Value>,
+    pub(crate) claims: Map<String, Value>,
 }
 
 /// Splits and decodes a logout token.
 pub(crate) fn parse(raw: &str) -> Result<Jws<'_>, ProviderError> {
+    let jws = parse_jws(raw, bad)?;
+    if let Some(typ) = &jws.typ {
+        let typ = typ.to_ascii_lowercase();
+        if !matches!(typ.as_str(), "logout+jwt" | "application/logout+jwt" | "jwt") {
+            return Err(bad("typ is not logout+jwt"));
+        }
+    }
+    Ok(jws)
+}
+
+/// Splits and decodes a compact JWS (a logout token, a bearer token);
+/// `bad` names what is wrong with a malformed one.
+pub(crate) fn parse_jws(raw: &str, bad: fn(&'static str) -> ProviderError) -> Result<Jws<'_>, ProviderError> {
     let Some((signing_input, signature)) = raw.rsplit_once('.') else {
         return Err(bad("not a compact JWS"));
     };
@@ -62,19 +77,15 @@ pub(crate) fn parse(raw: &str) -> Result<Jws<'_>, ProviderError> {
     let claims: Map<String, Value> = serde_json::from_slice(&decode(payload)?).map_err(|_| bad("claims not JSON"))?;
     let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or_default().to_owned();
     // Any name the crate knows (so that a token with another one is refused
-    // as `logout_token_alg`, by `check_alg`).
+    // by `check_alg`).
     let alg = serde_json::from_value(Value::String(alg_name.clone())).unwrap_or(CoreJwsSigningAlgorithm::None);
-    if let Some(typ) = header.get("typ").and_then(Value::as_str) {
-        let typ = typ.to_ascii_lowercase();
-        if !matches!(typ.as_str(), "logout+jwt" | "application/logout+jwt" | "jwt") {
-            return Err(bad("typ is not logout+jwt"));
-        }
-    }
+    let typ = header.get("typ").and_then(Value::as_str).map(str::to_owned);
     let kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
     Ok(Jws {
         alg_name,
         alg,
         kid,
+        typ,
         signing_input,
         signature: decode(signature)?,
         claims,
@@ -100,13 +111,18 @@ pub(crate) enum KeyCheck {
 impl Jws<'_> {
     /// Refuses a token not signed with `expected` (`none` and HMAC never are).
     pub(crate) fn check_alg(&self, expected: SigningAlg) -> Result<(), ProviderError> {
+        self.check_alg_as(expected, Reason::LogoutTokenAlg)
+    }
+
+    /// [`Jws::check_alg`], refusing with `reason`.
+    pub(crate) fn check_alg_as(&self, expected: SigningAlg, reason: Reason) -> Result<(), ProviderError> {
         if self.alg_name == expected.name() {
             return Ok(());
         }
         // Debug form: the sender's text, escaped and bounded for the log.
         let sent: String = self.alg_name.chars().take(16).collect();
         Err(ProviderError::new(
-            Reason::LogoutTokenAlg,
+            reason,
             format!("signed with {sent:?}; OIDC_ID_TOKEN_ALG is {expected}"),
         ))
     }

@@ -1,10 +1,11 @@
 //! The OpenID provider, as seen by this relying party: discovery and keys
 //! (cached, refreshed in the background, refetched on an unknown `kid`),
 //! the expected signing algorithm, the authorization URL, the code exchange,
-//! ID token validation and token revocation.
+//! ID token validation, token revocation, and the bearer tokens of API clients.
 
 mod alg;
 mod backoff;
+mod bearer;
 mod claims;
 mod discovery;
 mod error;
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 use url::Url;
 
 pub use alg::SigningAlg;
+pub use bearer::{BearerRules, VerifiedBearer};
 pub use claims::ClaimPath;
 pub use discovery::Metadata;
 pub use error::{ProviderError, Reason};

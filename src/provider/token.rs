@@ -84,6 +84,24 @@ pub(super) fn basic_authorization(client: &ClientConfig) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
+/// Authenticates `request` as our client, as at the token endpoint:
+/// `client_secret_basic`, or the credentials added to `form` when the
+/// provider only offers `client_secret_post`.
+pub(crate) fn with_client_auth<'a>(
+    request: reqwest::RequestBuilder,
+    metadata: &Metadata,
+    client: &'a ClientConfig,
+    form: &mut Vec<(&'a str, &'a str)>,
+) -> reqwest::RequestBuilder {
+    if uses_basic_auth(metadata) {
+        request.header(reqwest::header::AUTHORIZATION, basic_authorization(client))
+    } else {
+        form.push(("client_id", &client.client_id));
+        form.push(("client_secret", client.client_secret.expose()));
+        request
+    }
+}
+
 /// Exchanges an authorization code (with its PKCE verifier) for tokens.
 pub(crate) async fn exchange_code(
     http: &reqwest::Client,
@@ -111,16 +129,10 @@ async fn exchange_code_untimed(
         ("redirect_uri", redirect_uri),
         ("code_verifier", pkce_verifier),
     ];
-    let mut request = http
+    let request = http
         .post(metadata.token_endpoint.clone())
         .header(reqwest::header::ACCEPT, "application/json");
-    if uses_basic_auth(metadata) {
-        request = request.header(reqwest::header::AUTHORIZATION, basic_authorization(client));
-    } else {
-        form.push(("client_id", &client.client_id));
-        form.push(("client_secret", client.client_secret.expose()));
-    }
-    let response = request
+    let response = with_client_auth(request, metadata, client, &mut form)
         .form(&form)
         .send()
         .await

@@ -190,3 +190,40 @@ pub(crate) fn session_ended(origin: &Origin, reason: &'static str, issuer: Optio
     );
     metrics::sessions_ended(reason, 1);
 }
+
+/// A bearer token was verified (not one served from the cache) and let in
+/// (`SKIP_JWT_BEARER_TOKENS`): `how` is `jwt` or `introspection`.
+pub(crate) fn bearer_accepted(origin: &Origin, issuer: &str, subject: &str, how: &'static str) {
+    tracing::info!(
+        target: "audit",
+        event = "bearer_accepted",
+        how,
+        subject,
+        issuer,
+        client_ip = %origin.client_ip,
+        request_id = %origin.request_id,
+        "bearer token accepted"
+    );
+}
+
+/// A bearer token was refused (`reason`: a check it failed, or the access
+/// rule that refuses its subject). Never the token itself.
+pub(crate) fn bearer_refused(
+    origin: &Origin,
+    reason: &str,
+    issuer: &str,
+    subject: Option<&str>,
+    detail: Option<&dyn Display>,
+) {
+    tracing::info!(
+        target: "audit",
+        event = "bearer_refused",
+        reason,
+        subject,
+        issuer,
+        detail = detail.map(tracing::field::display),
+        client_ip = %origin.client_ip,
+        request_id = %origin.request_id,
+        "bearer token refused"
+    );
+}

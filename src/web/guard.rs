@@ -2,7 +2,7 @@
 //! bare framework errors into pages.
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::ready;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -15,6 +15,7 @@ use tower_sessions::Session;
 
 use super::AppState;
 use super::audit::{self, Origin};
+use super::bearer::BearerState;
 use super::error::AppError;
 use super::redirect::Links;
 use crate::session::{ACTIVITY_KEY, Activity, Freshness, LOGIN_KEY, LoginData};
@@ -155,7 +156,10 @@ pub(super) async fn end_session(state: &AppState, session: &Session) -> Result<O
 }
 
 /// Protects routes: anonymous browsers are sent to log in (and back), API
-/// clients (`Accept: application/json` or XHR) get 401. Use with
+/// clients (`Accept: application/json` or XHR) get 401; with
+/// `SKIP_JWT_BEARER_TOKENS`, a request with a bearer token and no signed-in
+/// session is let in by its token ([`crate::web::BearerUser`] in its
+/// extensions) or refused with 401/403 (see [`crate::web::bearer`]). Use with
 /// `route_layer(RequireLoginLayer)` on routes of the oidc-gate router.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequireLoginLayer;
@@ -176,25 +180,42 @@ pub struct RequireLogin<S> {
 
 impl<S> Service<Request> for RequireLogin<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<S::Future, Ready<Result<Response, Infallible>>>;
+    type Future = Either<S::Future, Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let answer = |response: Response| -> Self::Future { Either::Right(Box::pin(ready(Ok(response)))) };
         match request.extensions().get::<AuthSession>() {
             Some(auth) if auth.user.is_some() => Either::Left(self.inner.call(request)),
-            Some(_) => Either::Right(ready(Ok(to_login(&request)))),
+            Some(_) => {
+                // Only requests with an `Authorization` header, when bearer
+                // tokens are accepted, carry it (see `bearer::layer`).
+                let Some(BearerState(state)) = request.extensions().get::<BearerState>().cloned() else {
+                    return answer(to_login(&request));
+                };
+                // The ready service goes into the future; a clone stays for the next call.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Either::Right(Box::pin(async move {
+                    match super::bearer::admit(&state, &mut request).await {
+                        Ok(Some(())) => inner.call(request).await,
+                        Ok(None) => Ok(to_login(&request)),
+                        Err(response) => Ok(response),
+                    }
+                }))
+            }
             None => {
                 // Fail closed: without the login layer nobody is known.
                 tracing::error!("RequireLoginLayer used on a route outside the oidc-gate router");
-                Either::Right(ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())))
+                answer(StatusCode::INTERNAL_SERVER_ERROR.into_response())
             }
         }
     }

@@ -5,6 +5,7 @@ pub(crate) mod access;
 pub mod audit;
 pub(crate) mod auth;
 pub(crate) mod backchannel;
+pub mod bearer;
 pub mod client_ip;
 mod error;
 pub(crate) mod frontchannel;
@@ -29,6 +30,7 @@ use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
 use url::Url;
 
+pub use bearer::{BearerAuth, BearerUser};
 pub use client_ip::{ClientIp, TrustedProxies};
 pub use error::{AppError, ErrorPage, render, render_error_pages};
 pub use guard::{RequireLogin, RequireLoginLayer};
@@ -82,6 +84,8 @@ pub struct AppStateInner {
     pub limits: crate::ratelimit::RateLimits,
     /// Whether the server is stopping, and what it waits for then.
     pub drain: crate::drain::Drain,
+    /// Bearer tokens of API clients (`SKIP_JWT_BEARER_TOKENS`); `None`: not accepted.
+    pub bearer: Option<BearerAuth>,
 }
 
 impl std::ops::Deref for AppState {
@@ -130,6 +134,7 @@ pub fn router(
     let sessions = session::layer(state.store.session_backend(), cookie, state.lifetimes);
     let headers = PageHeaders::new(&state);
     let links = state.links.clone();
+    let bearer = bearer::layer(&state);
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
     let layers = ServiceBuilder::new()
@@ -141,6 +146,7 @@ pub fn router(
         .layer(sessions)
         .layer(guard::EnforceLifetimesLayer(state.clone()))
         .layer(auth_manager)
+        .option_layer(bearer)
         .layer(MapResponseLayer::new(guard::mark_routed));
     routes.layer(layers).with_state(state)
 }

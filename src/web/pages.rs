@@ -65,8 +65,17 @@ async fn index(State(state): State<AppState>, auth: AuthSession, session: Sessio
     ))
 }
 
-async fn secret(State(state): State<AppState>, auth: AuthSession) -> Response {
-    let name = auth.user.as_ref().map(|u| u.display_name()).unwrap_or_default();
+async fn secret(
+    State(state): State<AppState>,
+    auth: AuthSession,
+    bearer: Option<axum::Extension<super::BearerUser>>,
+) -> Response {
+    // A session, or (`SKIP_JWT_BEARER_TOKENS`) a bearer token.
+    let name = match (&auth.user, &bearer) {
+        (Some(user), _) => user.display_name(),
+        (None, Some(bearer)) => bearer.display_name(),
+        (None, None) => "",
+    };
     render(
         StatusCode::OK,
         &SecretPage {

@@ -5,11 +5,12 @@
 //! for the provider's back-channel calls).
 //!
 //! Limiting another route is one line: `_: Limited<class::Login>` (or its
-//! own class) as the first argument of its handler. The bearer-token path,
-//! once it exists, takes `_: Limited<class::Bearer>` with a class of its own
-//! (a [`RouteClass`] variant, its marker below and its setting).
+//! own class) as the first argument of its handler. The bearer-token path
+//! is not a route of its own: it takes [`Limited::check`] with
+//! [`class::Bearer`] when a token must be verified (not for a cached one).
 
 use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -40,6 +41,9 @@ pub mod class {
     /// `/backchannel-logout`, `/oauth2/backchannel-logout`.
     #[derive(Debug)]
     pub struct BackchannelLogout;
+    /// A bearer token to verify, on any protected path.
+    #[derive(Debug)]
+    pub struct Bearer;
 
     impl Class for Login {
         const CLASS: RouteClass = RouteClass::Login;
@@ -49,6 +53,9 @@ pub mod class {
     }
     impl Class for BackchannelLogout {
         const CLASS: RouteClass = RouteClass::BackchannelLogout;
+    }
+    impl Class for Bearer {
+        const CLASS: RouteClass = RouteClass::Bearer;
     }
 }
 
@@ -64,17 +71,36 @@ where
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        let app = AppState::from_ref(state);
+        let ClientIp(client) = ClientIp::of(&parts.extensions);
+        Self::check(&AppState::from_ref(state), client).map_err(|e| e.response(&parts.headers))
+    }
+}
+
+impl<C: class::Class> Limited<C> {
+    /// Takes one request of `client`'s bucket of class `C`.
+    pub(crate) fn check(app: &AppState, client: IpAddr) -> Result<Self, Exceeded> {
         if !app.limits.limits(C::CLASS) {
             return Ok(Self(PhantomData));
         }
-        let ClientIp(client) = ClientIp::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
         match app.limits.check(C::CLASS, client) {
             Ok(()) => Ok(Self(PhantomData)),
-            Err(wait) => Err(too_many_requests(C::CLASS, wait, &parts.headers)),
+            Err(wait) => Err(Exceeded { class: C::CLASS, wait }),
         }
+    }
+}
+
+/// A request over its rate limit.
+#[derive(Debug)]
+pub(crate) struct Exceeded {
+    class: RouteClass,
+    /// Until the bucket has room again.
+    wait: Duration,
+}
+
+impl Exceeded {
+    /// The `429` for a request with `headers`.
+    pub(crate) fn response(self, headers: &HeaderMap) -> Response {
+        too_many_requests(self.class, self.wait, headers)
     }
 }
 

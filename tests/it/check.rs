@@ -107,6 +107,8 @@ async fn check_against_a_running_provider_says_what_to_register_and_never_listen
         ("UPSTREAM_URL", "http://127.0.0.1:9"),
         ("PUBLIC_PATHS", "/static,/favicon.ico"),
         ("CONFIG_FILE", file.to_str().unwrap()),
+        ("SKIP_JWT_BEARER_TOKENS", "true"),
+        ("API_AUDIENCE", "api://orders"),
     ]);
     let out = check(&env).await;
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
@@ -129,6 +131,10 @@ async fn check_against_a_running_provider_says_what_to_register_and_never_listen
         "https://app.example.com/oauth2/frontchannel-logout"
     );
     assert_eq!(value(s, "public paths"), "/static, /favicon.ico");
+    assert_eq!(
+        value(s, "bearer tokens"),
+        format!("aud api://orders; JWTs with typ at+jwt; opaque tokens introspected at {issuer}/introspect")
+    );
     assert_eq!(value(s, "path /admin"), "ALLOWED_GROUPS: admins (claim groups)");
     assert!(
         value(s, "rule").starts_with(&format!("none: any account at {issuer} can sign in")),

@@ -5,6 +5,7 @@ mod support;
 
 mod access;
 mod admin_sessions;
+mod bearer;
 mod certification;
 mod check;
 mod cli;

@@ -16,7 +16,9 @@ use super::{Ctx, measure_run, page, profiled};
 use crate::client::browser;
 use crate::peers;
 use crate::procfs::{reset_peak_rss, status_kib};
-use crate::report::{Bulk, CpuUse, Direction, FORWARD_AUTH_PROFILE, GatewayRow, Gw, PROXY_PROFILE, Page};
+use crate::report::{
+    BEARER_PROFILE, Bulk, CpuUse, Direction, FORWARD_AUTH_PROFILE, GatewayRow, Gw, PROXY_PROFILE, Page,
+};
 use crate::server::{Server, Store, temp_dir};
 use crate::signin::{SignedIn, ToPage, sign_in};
 use crate::wrk::{self, Figures};
@@ -212,6 +214,67 @@ async fn forward_auth(ctx: &mut Ctx, http: &reqwest::Client) -> Result<()> {
     let runs = runs(ctx, &server, load, 0).await?;
     push(ctx, Gw::ForwardAuth, &runs);
     profiled(ctx, &server, FORWARD_AUTH_PROFILE, async |ctx| {
+        measure_run(ctx, &server, load, 0, false).await.map(drop)
+    })
+    .await
+}
+
+/// The bearer-token row (issue 17): `/oauth2/auth` with a bearer JWT and no
+/// session, against the ceiling. The token is the development provider's
+/// RFC 9068 access token of a signed-in user, as `PASS_ACCESS_TOKEN` hands
+/// it out in forward auth's answer.
+pub async fn bearer(ctx: &mut Ctx) -> Result<()> {
+    if !ctx.report.pages.iter().any(|p| p.ceiling) {
+        page::ceiling_only(ctx)
+            .await
+            .context("the ceiling, for the bearer row")?;
+    }
+    let http = browser(usize::MAX)?;
+    let server = start_gate(
+        ctx,
+        &[
+            ("FORWARD_AUTH", "true"),
+            ("PASS_ACCESS_TOKEN", "true"),
+            ("SKIP_JWT_BEARER_TOKENS", "true"),
+            ("API_AUDIENCE", "api://bench"),
+        ],
+    )?;
+    let start = server.url("/oauth2/start?rd=%2F").parse()?;
+    let signed = sign_in(&http, start, "Ada Lovelace", "ada@example.com")
+        .await
+        .map_err(|e| e.context(server.log_tail()))?;
+    let url = server.url("/oauth2/auth");
+    let original = ("X-Original-URI", PAGE_PATH);
+    let answer = http
+        .get(&url)
+        .header(COOKIE, &signed.cookie)
+        .header(original.0, original.1)
+        .send()
+        .await?;
+    let token = answer
+        .headers()
+        .get("x-auth-request-access-token")
+        .and_then(|v| v.to_str().ok())
+        .context("forward auth handed out no access token")?
+        .to_owned();
+    ensure!(token.split('.').count() == 3, "the access token is not a JWT");
+    let authorization = format!("Bearer {token}");
+    let headers = [original, ("Authorization", authorization.as_str())];
+    let (status, _) = get(&http, &url, None, &headers).await?;
+    ensure!(
+        status == StatusCode::ACCEPTED,
+        "/oauth2/auth with the bearer token answered {status}"
+    );
+    let forged = format!("Bearer {}x", &token[..token.len() - 1]);
+    let (status, _) = get(&http, &url, None, &[original, ("Authorization", forged.as_str())]).await?;
+    ensure!(
+        status == StatusCode::UNAUTHORIZED,
+        "/oauth2/auth with a forged token answered {status}"
+    );
+    let load = run(&url, None, &headers);
+    let runs = runs(ctx, &server, load, 0).await?;
+    push(ctx, Gw::Bearer, &runs);
+    profiled(ctx, &server, BEARER_PROFILE, async |ctx| {
         measure_run(ctx, &server, load, 0, false).await.map(drop)
     })
     .await

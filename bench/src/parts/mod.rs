@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
-pub use gateway::gateway;
+pub use gateway::{bearer, gateway};
 pub use page::{login_cost, protected_page};
 pub use sessions::{memory, store_scale};
 

@@ -14,6 +14,9 @@ use super::{Kind, Page, Report, Target, Verdict, judge, mb, ms};
 const PROXY_SHARE: f64 = 0.6;
 /// `/oauth2/auth` must reach this share of the ceiling's requests/s.
 const FORWARD_AUTH_SHARE: f64 = 0.6;
+/// A protected path with a bearer JWT must reach this share of the
+/// ceiling's requests/s (issue 17).
+const BEARER_SHARE: f64 = 0.5;
 /// The proxied page's p99.
 const PROXY_P99: Duration = Duration::from_millis(3);
 /// What a large body may add to oidc-gate's resident memory, in KiB.
@@ -30,6 +33,8 @@ pub enum Gw {
     Apache,
     /// oidc-gate's `/oauth2/auth`, signed in.
     ForwardAuth,
+    /// oidc-gate's `/oauth2/auth` with a bearer JWT, no session.
+    Bearer,
 }
 
 impl Gw {
@@ -39,6 +44,7 @@ impl Gw {
             Gw::Proxy => "oidc-gate reverse proxy, signed in (SQLite sessions)",
             Gw::Apache => "Apache 2 + mod_auth_openidc reverse proxy, signed in (peer)",
             Gw::ForwardAuth => "oidc-gate `GET /oauth2/auth` (forward auth, `X-Original-URI`), signed in",
+            Gw::Bearer => "oidc-gate `GET /oauth2/auth` with a bearer JWT (RFC 9068), no session",
         }
     }
 }
@@ -108,7 +114,7 @@ impl Report {
         let (name, base) = match server {
             Gw::Nginx => return None,
             Gw::Proxy | Gw::Apache => ("nginx", self.gateway_row(Gw::Nginx)?),
-            Gw::ForwardAuth => ("ceiling", self.pages.iter().find(|p| p.ceiling)?),
+            Gw::ForwardAuth | Gw::Bearer => ("ceiling", self.pages.iter().find(|p| p.ceiling)?),
         };
         Some((name, page.figures.rps / base.figures.rps))
     }
@@ -147,6 +153,13 @@ impl Report {
             "`/oauth2/auth` for a signed-in session",
             "the ceiling's requests/s",
             FORWARD_AUTH_SHARE,
+        ));
+        out.push(share(
+            Kind::BearerShare,
+            Gw::Bearer,
+            "bearer JWT to a protected path (`/oauth2/auth`, no session)",
+            "the ceiling's requests/s",
+            BEARER_SHARE,
         ));
         for direction in [Direction::Upload, Direction::Download] {
             let bulk = self.bulk.iter().find(|b| b.proxied && b.direction == direction);
@@ -271,7 +284,10 @@ impl Report {
              leaves core 0 idle was held back by core 1, so compare *server CPU per request* too. \
              **`/oauth2/auth`** runs with `FORWARD_AUTH=true` and `X-Original-URI: /app/dashboard`, as \
              nginx's `auth_request` asks it, against the ceiling of table 1; wrk counts every answer \
-             other than 2xx as an error, and the only 2xx is its `202`. **Large bodies**: a `POST` of \
+             other than 2xx as an error, and the only 2xx is its `202`. **Bearer JWT**: the same \
+             `/oauth2/auth` with `SKIP_JWT_BEARER_TOKENS=true` and no cookie, `Authorization: Bearer` \
+             with the development provider's RFC 9068 access token (verified once, then from the cache). \
+             **Large bodies**: a `POST` of \
              {bulk} (`Content-Length`, sent in 256 KiB pieces; the upstream answers how many bytes it \
              read) and a `GET` of {bulk}, straight to the upstream for reference, then through a fresh \
              oidc-gate, signed in; its peak RSS is reset just before each (`5` to `/proc/<pid>/clear_refs`) \
@@ -284,6 +300,7 @@ impl Report {
         let (server, title, base) = match kind {
             Kind::ProxyShare | Kind::ProxyP99 => (Gw::Proxy, PROXY_PROFILE, Gw::Nginx),
             Kind::ForwardAuthShare => (Gw::ForwardAuth, FORWARD_AUTH_PROFILE, Gw::ForwardAuth),
+            Kind::BearerShare => (Gw::Bearer, BEARER_PROFILE, Gw::Bearer),
             Kind::BulkRss(_) => {
                 return Some(
                     "the growth is VmHWM after the transfer less VmRSS before it (the peak was reset just \
@@ -300,7 +317,9 @@ impl Report {
             page.cpu.server * 100.0
         );
         let base = match kind {
-            Kind::ForwardAuthShare => self.pages.iter().find(|p| p.ceiling).map(|c| ("the ceiling", c)),
+            Kind::ForwardAuthShare | Kind::BearerShare => {
+                self.pages.iter().find(|p| p.ceiling).map(|c| ("the ceiling", c))
+            }
             _ => self.gateway_row(base).map(|n| ("nginx", n)),
         };
         if let Some((name, b)) = base {
@@ -324,6 +343,8 @@ impl Report {
 pub const PROXY_PROFILE: &str = "oidc-gate's reverse proxy";
 /// The profile title of the forward-auth row.
 pub const FORWARD_AUTH_PROFILE: &str = "`/oauth2/auth`";
+/// The profile title of the bearer-token row.
+pub const BEARER_PROFILE: &str = "`/oauth2/auth` with a bearer JWT";
 
 #[cfg(test)]
 mod tests {

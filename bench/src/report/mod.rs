@@ -7,7 +7,7 @@ mod gateway;
 mod logins;
 mod markdown;
 
-pub use gateway::{Bulk, Direction, FORWARD_AUTH_PROFILE, GatewayRow, Gw, PROXY_PROFILE};
+pub use gateway::{BEARER_PROFILE, Bulk, Direction, FORWARD_AUTH_PROFILE, GatewayRow, Gw, PROXY_PROFILE};
 pub use logins::{LoginShape, RelyingParty};
 
 use crate::profile::Profile;
@@ -287,6 +287,8 @@ pub enum Kind {
     ProxyP99,
     /// `/oauth2/auth` requests/s as a share of the ceiling's.
     ForwardAuthShare,
+    /// A bearer JWT's requests/s to a protected path as a share of the ceiling's.
+    BearerShare,
     /// `/secret` requests/s with metrics as a share of without.
     MetricsCost,
     /// RSS growth over a large upload or download.

@@ -3,7 +3,7 @@
 //! redirects, and the reverse proxy in front of a real upstream.
 
 mod forward_auth;
-mod reverse_proxy;
+pub(crate) mod reverse_proxy;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

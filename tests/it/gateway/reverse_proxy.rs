@@ -15,20 +15,20 @@ use crate::support::*;
 
 /// What the upstream received: method, path and query, headers.
 #[derive(Clone, Debug)]
-struct Seen {
-    uri: String,
-    headers: HeaderMap,
+pub(crate) struct Seen {
+    pub(crate) uri: String,
+    pub(crate) headers: HeaderMap,
 }
 
 /// An upstream on 127.0.0.1:0 that records every request and echoes it as
 /// JSON, with caching and content policies of its own.
-struct Upstream {
-    addr: SocketAddr,
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Upstream {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let record = seen.clone();
         let app = axum::Router::new().fallback(move |request: Request| {
@@ -60,7 +60,7 @@ impl Upstream {
         Self { addr, seen }
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
