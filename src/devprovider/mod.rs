@@ -12,6 +12,7 @@
 //! - `authorize`: the sign-in page and the authorization response.
 //! - `logout`: RP-initiated logout.
 //! - `token`: the token and userinfo endpoints and client authentication.
+//! - `refresh`: the refresh token grant, rotating refresh tokens.
 //! - `jws`: the signing key (ES256, or RS256/PS256), its JWK and compact JWS signing.
 //! - `store`: bounded, expiring in-memory storage for codes and tokens.
 //! - `params`: strict parsing of form-encoded request parameters.
@@ -22,6 +23,7 @@ mod jws;
 mod logout;
 mod pages;
 mod params;
+mod refresh;
 mod store;
 mod token;
 
@@ -29,6 +31,7 @@ mod token;
 mod tests;
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -95,6 +98,12 @@ struct Inner {
     key: jws::Key,
     codes: Mutex<ExpiringMap<CodeEntry>>,
     tokens: Mutex<ExpiringMap<TokenGrant>>,
+    refresh_tokens: Mutex<ExpiringMap<refresh::RefreshEntry>>,
+    grants: Mutex<refresh::Grants>,
+    /// Refresh token grants answered.
+    refreshes: AtomicU64,
+    /// Lifetime of the access tokens issued, in seconds.
+    access_ttl: AtomicU64,
 }
 
 /// The person who signed in on the sign-in page.
@@ -153,6 +162,10 @@ impl DevProvider {
                 key,
                 codes: Mutex::new(ExpiringMap::new(MAX_ENTRIES)),
                 tokens: Mutex::new(ExpiringMap::new(MAX_ENTRIES)),
+                refresh_tokens: Mutex::new(ExpiringMap::new(MAX_ENTRIES)),
+                grants: Mutex::default(),
+                refreshes: AtomicU64::new(0),
+                access_ttl: AtomicU64::new(ACCESS_TOKEN_TTL_SECS),
             }),
         }
     }
@@ -207,6 +220,14 @@ impl DevProvider {
     fn tokens(&self) -> MutexGuard<'_, ExpiringMap<TokenGrant>> {
         self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn refresh_tokens(&self) -> MutexGuard<'_, ExpiringMap<refresh::RefreshEntry>> {
+        self.inner.refresh_tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn grants(&self) -> MutexGuard<'_, refresh::Grants> {
+        self.inner.grants.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Unix time now, for token claims.
@@ -225,12 +246,12 @@ async fn discovery(State(dev): State<DevProvider>) -> Response {
         "end_session_endpoint": dev.endpoint("/end_session"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [dev.inner.key.alg()],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "profile", "email"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash",
             "name", "email", "email_verified"

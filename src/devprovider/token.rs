@@ -1,7 +1,8 @@
 //! The token endpoint (authorization code grant with PKCE, client secret
-//! authentication) and the userinfo endpoint. Errors follow RFC 6749 §5.2
+//! authentication; the refresh grant is in `refresh`) and the userinfo endpoint. Errors follow RFC 6749 §5.2
 //! and RFC 6750 §3.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -18,20 +19,18 @@ use subtle::ConstantTimeEq as _;
 use super::authorize::is_pkce_value;
 use super::jws::{at_hash, random_token, s256};
 use super::params::{Params, form_decode_component};
-use super::{
-    ACCESS_TOKEN_TTL_SECS, CodeEntry, CodeGrant, DevProvider, ID_TOKEN_TTL_SECS, REDEEMED_CODE_TTL, TokenGrant,
-    unix_now,
-};
+use super::refresh::RefreshGrant;
+use super::{CodeEntry, CodeGrant, DevProvider, ID_TOKEN_TTL_SECS, REDEEMED_CODE_TTL, TokenGrant, unix_now};
 
 /// An RFC 6749 §5.2 error; `reason` is logged, never sent.
 #[derive(Debug)]
-struct TokenError {
+pub(super) struct TokenError {
     error: &'static str,
     reason: &'static str,
 }
 
 impl TokenError {
-    fn new(error: &'static str, reason: &'static str) -> Self {
+    pub(super) fn new(error: &'static str, reason: &'static str) -> Self {
         Self { error, reason }
     }
 }
@@ -87,9 +86,13 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     authenticate_client(dev, headers, &params)?;
     match params.get("grant_type") {
         Some("authorization_code") => {}
+        Some("refresh_token") => return super::refresh::refresh(dev, &params),
         None => return Err(TokenError::new("invalid_request", "grant_type missing")),
         Some(_) => {
-            return Err(TokenError::new("unsupported_grant_type", "not authorization_code"));
+            return Err(TokenError::new(
+                "unsupported_grant_type",
+                "not authorization_code or refresh_token",
+            ));
         }
     }
     let code = params
@@ -109,6 +112,7 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     };
     check_grant(dev, &grant, &params)?;
 
+    let ttl = dev.inner.access_ttl.load(Ordering::SeqCst);
     let access_token = random_token(32);
     let id_token = id_token(dev, &grant, &access_token)?;
     dev.tokens().insert(
@@ -116,8 +120,18 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         TokenGrant {
             user: grant.user.clone(),
         },
-        Duration::from_secs(ACCESS_TOKEN_TTL_SECS),
+        Duration::from_secs(ttl),
     );
+    // Refresh tokens without asking for `offline_access`: a development
+    // provider should let every client try refresh.
+    let refresh_token = dev.start_grant(RefreshGrant {
+        id: random_token(16),
+        client_id: grant.client_id.clone(),
+        user: grant.user.clone(),
+        sid: grant.sid.clone(),
+        scope: grant.scope.clone(),
+        auth_time: grant.auth_time,
+    });
     dev.codes().insert(
         code.to_owned(),
         CodeEntry::Redeemed {
@@ -129,8 +143,9 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     let body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_TTL_SECS,
+        "expires_in": ttl,
         "id_token": id_token,
+        "refresh_token": refresh_token,
         "scope": grant.scope,
     });
     Ok((

@@ -23,6 +23,7 @@ use super::paths::RequestPath;
 use super::{GatewayState, is_navigation};
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
+use crate::web::audit::Origin;
 
 /// What the web server in front says the original request was.
 struct Original {
@@ -104,6 +105,7 @@ pub(super) async fn auth(
     State(gw): State<GatewayState>,
     auth: AuthSession,
     session: Session,
+    origin: Origin,
     headers: HeaderMap,
 ) -> Response {
     let GatewayState { app, gateway } = gw;
@@ -116,7 +118,7 @@ pub(super) async fn auth(
         tracing::info!(reason = "bad_path", "forward auth refused");
         return StatusCode::FORBIDDEN.into_response();
     };
-    let identity = match gateway.identity(&app, &auth, &session).await {
+    let identity = match gateway.identity(&app, &auth, &session, Some(&origin)).await {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };

@@ -185,6 +185,9 @@ pub enum LogoutKind {
     BackChannel,
     /// The session's idle timeout or maximum age, seen on its next request.
     Timeout,
+    /// The provider refused to refresh the session's tokens (the grant
+    /// revoked, the user disabled), or a refreshed ID token was invalid.
+    Refresh,
 }
 
 impl LogoutKind {
@@ -194,6 +197,7 @@ impl LogoutKind {
             LogoutKind::RpInitiated => "rp_initiated",
             LogoutKind::BackChannel => "back_channel",
             LogoutKind::Timeout => "timeout",
+            LogoutKind::Refresh => "refresh",
         }
     }
 }
@@ -228,6 +232,8 @@ pub enum ProviderRequest {
     Token,
     /// The UserInfo endpoint.
     Userinfo,
+    /// A refresh token redeemed at the token endpoint.
+    Refresh,
 }
 
 impl ProviderRequest {
@@ -237,6 +243,7 @@ impl ProviderRequest {
             ProviderRequest::Jwks => "jwks",
             ProviderRequest::Token => "token",
             ProviderRequest::Userinfo => "userinfo",
+            ProviderRequest::Refresh => "refresh",
         }
     }
 }

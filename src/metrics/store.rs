@@ -45,10 +45,16 @@ pub enum StoreOp {
     ForgetLogoutJti,
     /// Expired links and token ids deleted.
     DeleteExpiredLinks,
+    /// A session's refreshed tokens read.
+    TokensLoad,
+    /// A session's refreshed tokens written or forgotten.
+    TokensSave,
+    /// The lease to refresh a session's tokens taken or given back.
+    RefreshLease,
 }
 
 impl StoreOp {
-    const COUNT: usize = 15;
+    const COUNT: usize = 18;
 
     fn label(self) -> &'static str {
         match self {
@@ -67,6 +73,9 @@ impl StoreOp {
             StoreOp::RememberLogoutJti => "remember_logout_jti",
             StoreOp::ForgetLogoutJti => "forget_logout_jti",
             StoreOp::DeleteExpiredLinks => "delete_expired_links",
+            StoreOp::TokensLoad => "tokens_load",
+            StoreOp::TokensSave => "tokens_save",
+            StoreOp::RefreshLease => "refresh_lease",
         }
     }
 }
@@ -121,6 +130,6 @@ mod tests {
 
     #[test]
     fn every_operation_has_its_own_slot() {
-        assert_eq!(StoreOp::DeleteExpiredLinks as usize + 1, StoreOp::COUNT);
+        assert_eq!(StoreOp::RefreshLease as usize + 1, StoreOp::COUNT);
     }
 }

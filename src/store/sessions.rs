@@ -23,6 +23,7 @@ use super::postgres::{SESSIONS_SCHEMA, pg_load_connections};
 use super::record::{TimedOut, backend, bounded, encode};
 use super::session_cache::WriteThrough;
 use super::sqlite::{SqliteDb, SqliteSessions};
+use super::token_slots::{self, PgSlots};
 use crate::config::{StoreConfig, StoreUrl};
 use crate::metrics::{StoreMetrics, StoreOp};
 
@@ -51,6 +52,7 @@ enum Inner {
         /// Loads, batched across concurrent requests; other writes go to `store`.
         loads: BatchedLoads<PgLoads>,
         writes: PgWrites,
+        slots: PgSlots,
     },
     Redis(RedisStore<RedisPool>, RedisPool),
 }
@@ -250,13 +252,19 @@ impl SessionBackend {
             .with_schema_name(schema)
             .map_err(StoreError::Config)?;
         let writes = PgWrites::new(pool.clone(), schema);
+        let slots = PgSlots::new(pool.clone(), schema);
         let limits = pg_load_limits(config);
         let loads = BatchedLoads::new(
             PgLoads::new((*pool.connect_options()).clone(), schema, limits.most_in_flight),
             limits,
         );
         Ok(Self {
-            inner: Arc::new(Inner::Postgres { store, loads, writes }),
+            inner: Arc::new(Inner::Postgres {
+                store,
+                loads,
+                writes,
+                slots,
+            }),
             timeout: config.timeout,
             metrics: StoreMetrics::new("postgres"),
         })
@@ -325,6 +333,69 @@ impl SessionBackend {
         self.metrics.timed(op, bounded(self.timeout, fut)).await
     }
 
+    /// The tokens a refresh of session `id` last wrote (see
+    /// [`super::token_slots`]), as written; `None` if none did.
+    pub async fn refreshed_tokens(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.op(StoreOp::TokensLoad, async {
+            match &*self.inner {
+                Inner::Sqlite { db, .. } => token_slots::sqlite::get(db, id).await,
+                Inner::Postgres { slots, .. } => slots.get(id).await,
+                Inner::Redis(_, pool) => token_slots::redis::get(pool, id).await,
+            }
+        })
+        .await
+    }
+
+    /// Keeps the tokens a refresh of session `id` got, until `expires_at`
+    /// (Unix seconds, the session's end at the latest).
+    pub async fn keep_refreshed_tokens(&self, id: &str, data: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.op(StoreOp::TokensSave, async {
+            match &*self.inner {
+                Inner::Sqlite { db, .. } => token_slots::sqlite::put(db, id, data, expires_at).await,
+                Inner::Postgres { slots, .. } => slots.put(id, data, expires_at).await,
+                Inner::Redis(_, pool) => token_slots::redis::put(pool, id, data, expires_at).await,
+            }
+        })
+        .await
+    }
+
+    /// Takes the lease to refresh session `id`'s tokens for `ttl`, unless
+    /// another request (here or on another instance) holds it; `true` if taken.
+    pub async fn take_refresh_lease(&self, id: &str, ttl: Duration, expires_at: i64) -> Result<bool, StoreError> {
+        self.op(StoreOp::RefreshLease, async {
+            match &*self.inner {
+                Inner::Sqlite { db, .. } => token_slots::sqlite::lease(db, id, ttl, expires_at).await,
+                Inner::Postgres { slots, .. } => slots.lease(id, ttl, expires_at).await,
+                Inner::Redis(_, pool) => token_slots::redis::lease(pool, id, ttl).await,
+            }
+        })
+        .await
+    }
+
+    /// Gives the lease of session `id` back.
+    pub async fn release_refresh_lease(&self, id: &str) -> Result<(), StoreError> {
+        self.op(StoreOp::RefreshLease, async {
+            match &*self.inner {
+                Inner::Sqlite { db, .. } => token_slots::sqlite::release(db, id).await,
+                Inner::Postgres { slots, .. } => slots.release(id).await,
+                Inner::Redis(_, pool) => token_slots::redis::release(pool, id).await,
+            }
+        })
+        .await
+    }
+
+    /// Forgets session `id`'s refreshed tokens and lease (it ended).
+    pub async fn forget_refreshed_tokens(&self, id: &str) -> Result<(), StoreError> {
+        self.op(StoreOp::TokensSave, async {
+            match &*self.inner {
+                Inner::Sqlite { db, .. } => token_slots::sqlite::forget(db, id).await,
+                Inner::Postgres { slots, .. } => slots.forget(id).await,
+                Inner::Redis(_, pool) => token_slots::redis::forget(pool, id).await,
+            }
+        })
+        .await
+    }
+
     /// Deletes every expired session now, in batches, each bounded by the
     /// store's timeout (Redis expires them by itself); returns how many.
     pub async fn delete_expired_now(&self) -> session_store::Result<u64> {
@@ -334,6 +405,16 @@ impl SessionBackend {
     }
 
     async fn delete_expired_batches(&self) -> session_store::Result<u64> {
+        // The refreshed tokens of sessions past their end at the latest.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let slots = match &*self.inner {
+            Inner::Sqlite { db, .. } => token_slots::sqlite::delete_expired(db, now).await,
+            Inner::Postgres { slots, .. } => bounded(self.timeout, slots.delete_expired(now)).await,
+            Inner::Redis(..) => Ok(0),
+        };
+        if let Err(e) = slots {
+            tracing::warn!(error = %e, "could not delete expired refreshed tokens");
+        }
         match &*self.inner {
             // The cache expires entries by their own expiry date.
             Inner::Sqlite { db, .. } => {
@@ -396,7 +477,13 @@ impl SessionStore for SessionBackend {
                 Inner::Redis(s, _) => s.delete(id).await,
             }
         })
-        .await
+        .await?;
+        // The session is gone; its refreshed tokens would only wait for the
+        // cleanup (they are no use without it).
+        if let Err(e) = self.forget_refreshed_tokens(&id.to_string()).await {
+            tracing::warn!(error = %e, "could not forget an ended session's refreshed tokens");
+        }
+        Ok(())
     }
 }
 

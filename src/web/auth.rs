@@ -163,7 +163,7 @@ async fn complete(
         last_seen: now,
     };
     access::keep(&session, access.as_ref()).await?;
-    keep_tokens(state, &session, &login).await?;
+    keep_tokens(state, &session, &login, now).await?;
     let user_id = save_linked(
         state,
         auth,
@@ -178,14 +178,19 @@ async fn complete(
     Ok(Redirect::to(&pending.next).into_response())
 }
 
-/// Keeps the login's tokens, sealed, when the app behind the gateway gets them.
-async fn keep_tokens(state: &AppState, session: &Session, login: &Login) -> Result<(), AppError> {
+/// Keeps the login's tokens, sealed: for the app behind the gateway,
+/// handlers, refresh and revocation.
+async fn keep_tokens(state: &AppState, session: &Session, login: &Login, now: i64) -> Result<(), AppError> {
     let Some(vault) = &state.tokens else { return Ok(()) };
     let tokens = StoredTokens {
         access: Some(vault.seal(Kind::Access, login.access_token.expose())),
         access_expires_at: login.access_expires_at,
+        issued_at: Some(now),
         id: Some(vault.seal(Kind::Id, &login.raw_id_token)),
-        refresh: login.refresh_token.as_ref().map(|t| vault.seal(Kind::Refresh, t.expose())),
+        refresh: login
+            .refresh_token
+            .as_ref()
+            .map(|t| vault.seal(Kind::Refresh, t.expose())),
     };
     session.insert(TOKENS_KEY, tokens).await?;
     Ok(())

@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod ratelimit;
 mod redis_ha;
+mod refresh;
 mod scale;
 mod sessions;
 mod stores;
