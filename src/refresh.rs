@@ -167,16 +167,7 @@ impl Refresher {
 
     /// Whether `tokens` should be refreshed at `now`.
     pub fn due(&self, tokens: &StoredTokens, now: i64) -> bool {
-        let expiring = tokens.access_expires_at.is_some_and(|expires| {
-            let lifetime = tokens.issued_at.map_or(4 * MAX_MARGIN_SECS, |at| expires - at);
-            now >= expires - margin(lifetime)
-        });
-        let interval = self
-            .0
-            .interval
-            .zip(tokens.issued_at)
-            .is_some_and(|(every, at)| now - at >= every.as_secs() as i64);
-        expiring || interval
+        due(tokens, now, self.0.interval)
     }
 
     /// Refreshes the tokens of `session`, or waits for the request that does.
@@ -352,6 +343,19 @@ fn ends_session(e: &ProviderError) -> bool {
     !e.reason.is_upstream_failure()
 }
 
+/// Whether `tokens` should be refreshed at `now`: the access token expires
+/// within its margin, or `interval` has passed since it was issued.
+fn due(tokens: &StoredTokens, now: i64, interval: Option<Duration>) -> bool {
+    let expiring = tokens.access_expires_at.is_some_and(|expires| {
+        let lifetime = tokens.issued_at.map_or(4 * MAX_MARGIN_SECS, |at| expires - at);
+        now >= expires - margin(lifetime)
+    });
+    let interval = interval
+        .zip(tokens.issued_at)
+        .is_some_and(|(every, at)| now - at >= every.as_secs() as i64);
+    expiring || interval
+}
+
 /// The refresh margin of a token living `lifetime` seconds: a quarter of
 /// it, at most a minute (a 4-second token is refreshed after 3 seconds, not
 /// on every request).
@@ -367,7 +371,35 @@ async fn adopt(session: &Session, tokens: StoredTokens) -> Result<StoredTokens, 
 
 #[cfg(test)]
 mod tests {
-    use super::margin;
+    use super::*;
+
+    fn issued(at: i64, lifetime: Option<i64>) -> StoredTokens {
+        StoredTokens {
+            access: None,
+            access_expires_at: lifetime.map(|l| at + l),
+            issued_at: Some(at),
+            id: None,
+            refresh: None,
+        }
+    }
+
+    #[test]
+    fn tokens_are_due_within_their_margin_or_after_the_interval() {
+        let four = issued(100, Some(4));
+        assert!(!due(&four, 100, None));
+        assert!(!due(&four, 102, None));
+        assert!(due(&four, 103, None), "a quarter of 4 s before expiry");
+        let hour = issued(0, Some(3600));
+        assert!(!due(&hour, 3539, None));
+        assert!(due(&hour, 3540, None), "a minute before");
+        // No expiry given: only the interval refreshes.
+        let open = issued(0, None);
+        assert!(!due(&open, 1_000_000, None));
+        let every = Some(Duration::from_secs(300));
+        assert!(!due(&open, 299, every));
+        assert!(due(&open, 300, every));
+        assert!(due(&hour, 300, every));
+    }
 
     #[test]
     fn the_margin_scales_with_the_lifetime() {
