@@ -13,7 +13,10 @@ use super::*;
 
 fn basic() -> String {
     let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    format!("Basic {}", STANDARD.encode(format!("{}:{}", encode(CLIENT_ID), encode(SECRET))))
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", encode(CLIENT_ID), encode(SECRET)))
+    )
 }
 
 fn token_request(params: &[(&str, &str)]) -> Request<Body> {
@@ -61,7 +64,9 @@ async fn refresh_tokens_rotate_and_a_spent_one_revokes_the_grant() {
     let app = dev.router();
     let first = first_tokens(&app).await;
     assert_eq!(first["expires_in"], 4);
-    let rt1 = first["refresh_token"].as_str().expect("a refresh token without offline_access");
+    let rt1 = first["refresh_token"]
+        .as_str()
+        .expect("a refresh token without offline_access");
 
     let response = refresh(&app, rt1).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
