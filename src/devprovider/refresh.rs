@@ -13,10 +13,10 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::jws::{at_hash, random_token};
+use super::jws::random_token;
 use super::params::Params;
-use super::token::TokenError;
-use super::{DevProvider, ID_TOKEN_TTL_SECS, TokenGrant, User, unix_now};
+use super::token::{SignedIn, TokenError, sign_id_token};
+use super::{DevProvider, TokenGrant, User};
 
 /// How long a refresh token can be redeemed.
 pub(super) const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -160,22 +160,11 @@ pub(super) fn refresh(dev: &DevProvider, params: &Params) -> Result<Response, To
 
 /// A refreshed ID token: the same user and sign-in, no nonce (OIDC Core §12.2).
 fn refreshed_id_token(dev: &DevProvider, grant: &RefreshGrant, access_token: &str) -> Result<String, TokenError> {
-    let now = unix_now();
-    let claims = json!({
-        "iss": dev.issuer_str(),
-        "sub": grant.user.sub,
-        "aud": grant.client_id,
-        "exp": now + ID_TOKEN_TTL_SECS,
-        "iat": now,
-        "auth_time": grant.auth_time,
-        "sid": grant.sid,
-        "at_hash": at_hash(access_token),
-        "name": grant.user.name,
-        "email": grant.user.email,
-        "email_verified": true,
-    });
-    dev.inner.key.sign(&claims).map_err(|err| {
-        tracing::error!(%err, "dev provider: cannot sign ID token");
-        TokenError::new("server_error", "signing failed")
-    })
+    let signed_in = SignedIn {
+        client_id: &grant.client_id,
+        user: &grant.user,
+        sid: &grant.sid,
+        auth_time: grant.auth_time,
+    };
+    sign_id_token(dev, &signed_in, None, access_token)
 }

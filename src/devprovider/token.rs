@@ -20,7 +20,7 @@ use super::authorize::is_pkce_value;
 use super::jws::{at_hash, random_token, s256};
 use super::params::{Params, form_decode_component};
 use super::refresh::RefreshGrant;
-use super::{CodeEntry, CodeGrant, DevProvider, ID_TOKEN_TTL_SECS, REDEEMED_CODE_TTL, TokenGrant, unix_now};
+use super::{CodeEntry, CodeGrant, DevProvider, ID_TOKEN_TTL_SECS, REDEEMED_CODE_TTL, TokenGrant, User, unix_now};
 
 /// An RFC 6749 §5.2 error; `reason` is logged, never sent.
 #[derive(Debug)]
@@ -176,21 +176,46 @@ fn check_grant(dev: &DevProvider, grant: &CodeGrant, params: &Params) -> Result<
 }
 
 fn id_token(dev: &DevProvider, grant: &CodeGrant, access_token: &str) -> Result<String, TokenError> {
+    let signed_in = SignedIn {
+        client_id: &grant.client_id,
+        user: &grant.user,
+        sid: &grant.sid,
+        auth_time: grant.auth_time,
+    };
+    sign_id_token(dev, &signed_in, grant.nonce.as_deref(), access_token)
+}
+
+/// The sign-in an ID token is about.
+pub(super) struct SignedIn<'a> {
+    pub(super) client_id: &'a str,
+    pub(super) user: &'a User,
+    pub(super) sid: &'a str,
+    pub(super) auth_time: i64,
+}
+
+/// Signs an ID token about `signed_in` for `access_token` (with `nonce`,
+/// at the code exchange; without, at a refresh, OIDC Core §12.2).
+pub(super) fn sign_id_token(
+    dev: &DevProvider,
+    signed_in: &SignedIn<'_>,
+    nonce: Option<&str>,
+    access_token: &str,
+) -> Result<String, TokenError> {
     let now = unix_now();
     let mut claims = json!({
         "iss": dev.issuer_str(),
-        "sub": grant.user.sub,
-        "aud": grant.client_id,
+        "sub": signed_in.user.sub,
+        "aud": signed_in.client_id,
         "exp": now + ID_TOKEN_TTL_SECS,
         "iat": now,
-        "auth_time": grant.auth_time,
-        "sid": grant.sid,
+        "auth_time": signed_in.auth_time,
+        "sid": signed_in.sid,
         "at_hash": at_hash(access_token),
-        "name": grant.user.name,
-        "email": grant.user.email,
+        "name": signed_in.user.name,
+        "email": signed_in.user.email,
         "email_verified": true,
     });
-    if let Some(nonce) = &grant.nonce {
+    if let Some(nonce) = nonce {
         claims["nonce"] = json!(nonce);
     }
     dev.inner.key.sign(&claims).map_err(|err| {

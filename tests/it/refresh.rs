@@ -8,10 +8,8 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
 use oidc_gate::clock::Clock;
 use oidc_gate::devprovider::{DevClient, DevProvider};
-use oidc_gate::web::{AppState, RequireLoginLayer, TokenFailure, UserTokens};
 use reqwest::StatusCode;
 use url::Url;
 
@@ -56,18 +54,6 @@ impl Op {
     }
 }
 
-fn token_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/token", get(token))
-        .route_layer(RequireLoginLayer)
-}
-
-/// The access token, as a handler of the embedding app gets it.
-async fn token(auth: UserTokens) -> Result<String, TokenFailure> {
-    let token = auth.access_token().await?;
-    Ok(token.map(|t| t.expose().to_owned()).unwrap_or_default())
-}
-
 fn behind_lb(a: &mut oidc_gate::config::Args) {
     a.public_url = LB.into();
 }
@@ -78,7 +64,7 @@ async fn instance(op: &Op, clock: &Clock, store: StoreEnv) -> TestApp {
         tweak: Some(behind_lb),
         clock: Some(clock.clone()),
         store,
-        routes: Some(token_routes),
+        routes: Some(access_token_routes),
         ..Default::default()
     })
     .await
@@ -95,18 +81,6 @@ async fn sign_in(app: &TestApp, browser: &Browser) {
     let callback = dev_provider_sign_in(browser, &redirect_target(&r), "Ada Lovelace", EMAIL, "sign_in").await;
     let done = browser.get(&route(&callback, app)).await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER, "{}", done.text().await.unwrap());
-}
-
-/// `GET /api/token` as an API client: status and body.
-async fn api_token(browser: &Browser, app: &TestApp) -> (StatusCode, String) {
-    let r = browser
-        .client
-        .get(app.url("/api/token"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.text().await.unwrap())
 }
 
 #[tokio::test]

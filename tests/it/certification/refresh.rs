@@ -5,26 +5,12 @@
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
 use oidc_gate::clock::Clock;
-use oidc_gate::web::{AppState, RequireLoginLayer, TokenFailure, UserTokens};
 use reqwest::StatusCode;
 use serde_json::json;
 
 use super::*;
 use crate::fake_op::TokenReply;
-
-fn token_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/token", get(token))
-        .route_layer(RequireLoginLayer)
-}
-
-async fn token(auth: UserTokens) -> Result<String, TokenFailure> {
-    let token = auth.access_token().await?;
-    Ok(token.map(|t| t.expose().to_owned()).unwrap_or_default())
-}
 
 /// The app for `op` (access tokens of 4 s), logged in; its clock.
 async fn logged_in_with_short_tokens(op: &FakeOp) -> (TestApp, Browser, Clock) {
@@ -33,23 +19,12 @@ async fn logged_in_with_short_tokens(op: &FakeOp) -> (TestApp, Browser, Clock) {
     let app = TestApp::spawn_with(Options {
         provider: Some(op.client()),
         clock: Some(clock.clone()),
-        routes: Some(token_routes),
+        routes: Some(access_token_routes),
         ..Default::default()
     })
     .await;
     let browser = logged_in(&app).await;
     (app, browser, clock)
-}
-
-async fn api_token(browser: &Browser, app: &TestApp) -> (StatusCode, String) {
-    let r = browser
-        .client
-        .get(app.url("/api/token"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.text().await.unwrap())
 }
 
 /// Shapes the refresh answer with `shape`, lets the token expire, and
