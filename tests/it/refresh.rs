@@ -235,3 +235,52 @@ async fn concurrent_requests_on_one_sqlite_instance_refresh_once() {
     }
     assert_eq!(op.dev.refreshes(), 1);
 }
+
+/// A request that loaded the session before a refresh saves it afterwards
+/// (its activity, say) with the spent refresh token: the next refresh still
+/// uses the new one (from the refreshed tokens' own slot), so the provider,
+/// which revokes the grant of a spent token used again, keeps the session.
+async fn a_stale_save_does_not_bring_the_spent_refresh_token_back(store: StoreEnv) {
+    use std::str::FromStr as _;
+    use tower_sessions::SessionStore as _;
+
+    let op = Op::start(Duration::from_secs(60)).await;
+    let clock = Clock::default();
+    let app = instance(&op, &clock, store).await;
+    let browser = Browser::new();
+    sign_in(&app, &browser).await;
+    let id = tower_sessions::session::Id::from_str(&browser.session_id(&app).unwrap()).unwrap();
+    let sessions = app.store.session_backend();
+    let loaded_before = sessions.load(&id).await.unwrap().expect("the session");
+
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(api_token(&browser, &app).await.0, StatusCode::OK);
+    assert_eq!(op.dev.refreshes(), 1);
+    sessions.save(&loaded_before).await.unwrap();
+
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(api_token(&browser, &app).await.0, StatusCode::OK);
+    assert_eq!(op.dev.refreshes(), 2);
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_stale_save_does_not_bring_the_spent_refresh_token_back_on_sqlite() {
+    a_stale_save_does_not_bring_the_spent_refresh_token_back(StoreEnv::default()).await;
+}
+
+#[tokio::test]
+async fn a_stale_save_does_not_bring_the_spent_refresh_token_back_on_redis() {
+    let (Some(url), Some(redis)) = (service_url("TEST_DATABASE_URL"), service_url("TEST_REDIS_URL")) else {
+        return;
+    };
+    let schema = PgSchema::new(&url);
+    a_stale_save_does_not_bring_the_spent_refresh_token_back(StoreEnv {
+        database_url: Some(url.clone()),
+        database_schema: Some(schema.name.clone()),
+        session_store_url: Some(redis),
+        ..Default::default()
+    })
+    .await;
+    schema.drop().await;
+}
