@@ -147,6 +147,20 @@ impl Refresher {
         self.refresh(session, tokens, now).await.map(Some)
     }
 
+    /// The session's latest tokens, without refreshing: those a refresh
+    /// last wrote (on any instance), else the session's own. For logout's
+    /// revocation, which must revoke the refresh token in use, not one a
+    /// refresh has since replaced.
+    pub async fn latest(&self, session: &Session) -> Result<Option<StoredTokens>, TokenError> {
+        if let Some(id) = session.id()
+            && let Some(data) = self.0.sessions.refreshed_tokens(&id.to_string()).await?
+            && let Ok(tokens) = serde_json::from_str::<StoredTokens>(&data)
+        {
+            return Ok(Some(tokens));
+        }
+        Ok(session.get::<StoredTokens>(TOKENS_KEY).await?)
+    }
+
     /// Opens the access token of `tokens` unless it has expired.
     pub fn open_access(&self, tokens: &StoredTokens) -> Option<Secret> {
         let now = self.0.clock.unix();
@@ -189,14 +203,23 @@ impl Refresher {
                 return adopt(session, current).await;
             }
             if self.0.sessions.take_refresh_lease(&key, self.0.lease, ends_by).await? {
-                let result = self.refresh_leased(session, &id, ends_by, now).await;
-                if !matches!(result, Err(Outcome::Ended(_))) {
-                    // An ended session's lease went with it.
-                    if let Err(e) = self.0.sessions.release_refresh_lease(&key).await {
-                        tracing::warn!(error = %e, "could not release a refresh lease; it expires by itself");
+                // In a task of its own: a client that hangs up must not cut
+                // a refresh between the provider rotating the refresh token
+                // and the new one being kept.
+                let (this, session) = (self.clone(), session.clone());
+                let leased = tokio::spawn(async move {
+                    let result = this.refresh_leased(&session, &id, ends_by, now).await;
+                    if !matches!(result, Err(Outcome::Ended(_))) {
+                        // An ended session's lease went with it.
+                        if let Err(e) = this.0.sessions.release_refresh_lease(&key).await {
+                            tracing::warn!(error = %e, "could not release a refresh lease; it expires by itself");
+                        }
                     }
-                }
-                return result;
+                    result
+                });
+                return leased
+                    .await
+                    .unwrap_or_else(|e| Err(TokenError::Unavailable(format!("the refresh task failed: {e}")).into()));
             }
             if Instant::now() >= give_up {
                 return self.unrefreshed(current, now, "another refresh did not finish");
