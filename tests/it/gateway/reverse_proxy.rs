@@ -359,7 +359,7 @@ async fn the_upstream_gets_the_access_token_refreshed_when_due() {
     };
     assert_eq!(browser.get(&app.url("/x")).await.status(), StatusCode::OK);
     let (first, first_id) = passed(&upstream.seen().pop().unwrap());
-    assert_eq!(op.access_tokens(), [first.clone()]);
+    assert_eq!(op.access_tokens(), std::slice::from_ref(&first));
 
     // About to expire (the fake provider's tokens live 300 s): refreshed
     // first, and the upstream gets the new access and ID tokens.
