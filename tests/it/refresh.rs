@@ -184,6 +184,20 @@ async fn one_refresh_across_instances(store: StoreEnv) {
     assert_eq!(op.dev.refreshes(), 2, "no second attempt");
 }
 
+/// Users in PostgreSQL (a schema of their own), sessions in Redis, when
+/// the test services are there.
+fn on_redis() -> Option<(PgSchema, StoreEnv)> {
+    let (url, redis) = (service_url("TEST_DATABASE_URL")?, service_url("TEST_REDIS_URL")?);
+    let schema = PgSchema::new(&url);
+    let store = StoreEnv {
+        database_url: Some(url),
+        database_schema: Some(schema.name.clone()),
+        session_store_url: Some(redis),
+        ..Default::default()
+    };
+    Some((schema, store))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_requests_at_expiry_over_two_instances_on_postgres_refresh_once() {
     let Some(url) = service_url("TEST_DATABASE_URL") else {
@@ -201,17 +215,10 @@ async fn fifty_requests_at_expiry_over_two_instances_on_postgres_refresh_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_requests_at_expiry_over_two_instances_on_redis_refresh_once() {
-    let (Some(url), Some(redis)) = (service_url("TEST_DATABASE_URL"), service_url("TEST_REDIS_URL")) else {
+    let Some((schema, store)) = on_redis() else {
         return;
     };
-    let schema = PgSchema::new(&url);
-    one_refresh_across_instances(StoreEnv {
-        database_url: Some(url.clone()),
-        database_schema: Some(schema.name.clone()),
-        session_store_url: Some(redis),
-        ..Default::default()
-    })
-    .await;
+    one_refresh_across_instances(store).await;
     schema.drop().await;
 }
 
@@ -271,16 +278,9 @@ async fn a_stale_save_does_not_bring_the_spent_refresh_token_back_on_sqlite() {
 
 #[tokio::test]
 async fn a_stale_save_does_not_bring_the_spent_refresh_token_back_on_redis() {
-    let (Some(url), Some(redis)) = (service_url("TEST_DATABASE_URL"), service_url("TEST_REDIS_URL")) else {
+    let Some((schema, store)) = on_redis() else {
         return;
     };
-    let schema = PgSchema::new(&url);
-    a_stale_save_does_not_bring_the_spent_refresh_token_back(StoreEnv {
-        database_url: Some(url.clone()),
-        database_schema: Some(schema.name.clone()),
-        session_store_url: Some(redis),
-        ..Default::default()
-    })
-    .await;
+    a_stale_save_does_not_bring_the_spent_refresh_token_back(store).await;
     schema.drop().await;
 }
