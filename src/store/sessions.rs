@@ -32,14 +32,14 @@ use crate::metrics::{StoreMetrics, StoreOp};
 pub struct SessionBackend {
     /// Shared: the handle is cloned for every request, and a cache handle is
     /// many reference counts deep.
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     timeout: Duration,
     /// The operations in the metrics.
     metrics: StoreMetrics,
 }
 
 #[derive(Clone)]
-enum Inner {
+pub(super) enum Inner {
     Sqlite {
         store: SqliteSessions,
         /// The store behind an in-memory cache: only for the embedded
@@ -79,7 +79,7 @@ impl std::fmt::Debug for Inner {
 /// deletes them all in one statement, unbounded in time and in the rows it
 /// locks.
 #[derive(Clone, Debug)]
-struct PgWrites {
+pub(super) struct PgWrites {
     pool: sqlx::PgPool,
     save: String,
     /// A login's insert of its new session (see [`super::login`]).
@@ -329,71 +329,12 @@ impl SessionBackend {
     }
 
     /// Runs a session store operation with the timeout, timed in the metrics.
-    async fn op<T, E: TimedOut>(&self, op: StoreOp, fut: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    pub(super) async fn op<T, E: TimedOut>(
+        &self,
+        op: StoreOp,
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         self.metrics.timed(op, bounded(self.timeout, fut)).await
-    }
-
-    /// The tokens a refresh of session `id` last wrote (see
-    /// [`super::token_slots`]), as written; `None` if none did.
-    pub async fn refreshed_tokens(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.op(StoreOp::TokensLoad, async {
-            match &*self.inner {
-                Inner::Sqlite { db, .. } => token_slots::sqlite::get(db, id).await,
-                Inner::Postgres { slots, .. } => slots.get(id).await,
-                Inner::Redis(_, pool) => token_slots::redis::get(pool, id).await,
-            }
-        })
-        .await
-    }
-
-    /// Keeps the tokens a refresh of session `id` got, until `expires_at`
-    /// (Unix seconds, the session's end at the latest).
-    pub async fn keep_refreshed_tokens(&self, id: &str, data: &str, expires_at: i64) -> Result<(), StoreError> {
-        self.op(StoreOp::TokensSave, async {
-            match &*self.inner {
-                Inner::Sqlite { db, .. } => token_slots::sqlite::put(db, id, data, expires_at).await,
-                Inner::Postgres { slots, .. } => slots.put(id, data, expires_at).await,
-                Inner::Redis(_, pool) => token_slots::redis::put(pool, id, data, expires_at).await,
-            }
-        })
-        .await
-    }
-
-    /// Takes the lease to refresh session `id`'s tokens for `ttl`, unless
-    /// another request (here or on another instance) holds it; `true` if taken.
-    pub async fn take_refresh_lease(&self, id: &str, ttl: Duration, expires_at: i64) -> Result<bool, StoreError> {
-        self.op(StoreOp::RefreshLease, async {
-            match &*self.inner {
-                Inner::Sqlite { db, .. } => token_slots::sqlite::lease(db, id, ttl, expires_at).await,
-                Inner::Postgres { slots, .. } => slots.lease(id, ttl, expires_at).await,
-                Inner::Redis(_, pool) => token_slots::redis::lease(pool, id, ttl).await,
-            }
-        })
-        .await
-    }
-
-    /// Gives the lease of session `id` back.
-    pub async fn release_refresh_lease(&self, id: &str) -> Result<(), StoreError> {
-        self.op(StoreOp::RefreshLease, async {
-            match &*self.inner {
-                Inner::Sqlite { db, .. } => token_slots::sqlite::release(db, id).await,
-                Inner::Postgres { slots, .. } => slots.release(id).await,
-                Inner::Redis(_, pool) => token_slots::redis::release(pool, id).await,
-            }
-        })
-        .await
-    }
-
-    /// Forgets session `id`'s refreshed tokens and lease (it ended).
-    pub async fn forget_refreshed_tokens(&self, id: &str) -> Result<(), StoreError> {
-        self.op(StoreOp::TokensSave, async {
-            match &*self.inner {
-                Inner::Sqlite { db, .. } => token_slots::sqlite::forget(db, id).await,
-                Inner::Postgres { slots, .. } => slots.forget(id).await,
-                Inner::Redis(_, pool) => token_slots::redis::forget(pool, id).await,
-            }
-        })
-        .await
     }
 
     /// Deletes every expired session now, in batches, each bounded by the

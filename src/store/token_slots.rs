@@ -21,7 +21,74 @@ use fred::prelude::{KeysInterface, Pool as RedisPool};
 use fred::types::{Expiration, SetOptions};
 
 use super::StoreError;
+use super::sessions::{Inner, SessionBackend};
 use super::sqlite::SqliteDb;
+use crate::metrics::StoreOp;
+
+impl SessionBackend {
+    /// The tokens a refresh of session `id` last wrote (see
+    /// [`super::token_slots`]), as written; `None` if none did.
+    pub async fn refreshed_tokens(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.op(StoreOp::TokensLoad, async {
+            match &*self.inner {
+                Inner::Sqlite { db, .. } => sqlite::get(db, id).await,
+                Inner::Postgres { slots, .. } => slots.get(id).await,
+                Inner::Redis(_, pool) => redis::get(pool, id).await,
+            }
+        })
+        .await
+    }
+
+    /// Keeps the tokens a refresh of session `id` got, until `expires_at`
+    /// (Unix seconds, the session's end at the latest).
+    pub async fn keep_refreshed_tokens(&self, id: &str, data: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.op(StoreOp::TokensSave, async {
+            match &*self.inner {
+                Inner::Sqlite { db, .. } => sqlite::put(db, id, data, expires_at).await,
+                Inner::Postgres { slots, .. } => slots.put(id, data, expires_at).await,
+                Inner::Redis(_, pool) => redis::put(pool, id, data, expires_at).await,
+            }
+        })
+        .await
+    }
+
+    /// Takes the lease to refresh session `id`'s tokens for `ttl`, unless
+    /// another request (here or on another instance) holds it; `true` if taken.
+    pub async fn take_refresh_lease(&self, id: &str, ttl: Duration, expires_at: i64) -> Result<bool, StoreError> {
+        self.op(StoreOp::RefreshLease, async {
+            match &*self.inner {
+                Inner::Sqlite { db, .. } => sqlite::lease(db, id, ttl, expires_at).await,
+                Inner::Postgres { slots, .. } => slots.lease(id, ttl, expires_at).await,
+                Inner::Redis(_, pool) => redis::lease(pool, id, ttl).await,
+            }
+        })
+        .await
+    }
+
+    /// Gives the lease of session `id` back.
+    pub async fn release_refresh_lease(&self, id: &str) -> Result<(), StoreError> {
+        self.op(StoreOp::RefreshLease, async {
+            match &*self.inner {
+                Inner::Sqlite { db, .. } => sqlite::release(db, id).await,
+                Inner::Postgres { slots, .. } => slots.release(id).await,
+                Inner::Redis(_, pool) => redis::release(pool, id).await,
+            }
+        })
+        .await
+    }
+
+    /// Forgets session `id`'s refreshed tokens and lease (it ended).
+    pub async fn forget_refreshed_tokens(&self, id: &str) -> Result<(), StoreError> {
+        self.op(StoreOp::TokensSave, async {
+            match &*self.inner {
+                Inner::Sqlite { db, .. } => sqlite::forget(db, id).await,
+                Inner::Postgres { slots, .. } => slots.forget(id).await,
+                Inner::Redis(_, pool) => redis::forget(pool, id).await,
+            }
+        })
+        .await
+    }
+}
 
 /// The slot's table in PostgreSQL (in the sessions' schema) and SQLite.
 const TABLE: &str = "session_tokens";
