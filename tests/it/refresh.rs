@@ -284,3 +284,40 @@ async fn a_stale_save_does_not_bring_the_spent_refresh_token_back_on_redis() {
     a_stale_save_does_not_bring_the_spent_refresh_token_back(store).await;
     schema.drop().await;
 }
+
+/// `SESSION_REFRESH_INTERVAL`: tokens that are far from expiry are
+/// refreshed that often, so a user disabled at the provider is noticed
+/// within it.
+#[tokio::test]
+async fn the_refresh_interval_notices_a_disabled_user_before_the_token_expires() {
+    let op = Op::start(Duration::from_secs(3600)).await;
+    let clock = Clock::default();
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        tweak: Some(|a| {
+            behind_lb(a);
+            a.session_refresh_interval = Some("5m".into());
+        }),
+        clock: Some(clock.clone()),
+        routes: Some(access_token_routes),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    sign_in(&app, &browser).await;
+    let (_, first) = api_token(&browser, &app).await;
+
+    clock.advance(Duration::from_secs(299));
+    assert_eq!(api_token(&browser, &app).await, (StatusCode::OK, first.clone()));
+    assert_eq!(op.dev.refreshes(), 0);
+    clock.advance(Duration::from_secs(1));
+    let (status, second) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(second, first);
+    assert_eq!(op.dev.refreshes(), 1);
+
+    op.dev.revoke_grants_of(&DevProvider::subject_of(EMAIL));
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(api_token(&browser, &app).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
+}
