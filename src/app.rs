@@ -17,6 +17,7 @@ use crate::gateway::Gateway;
 use crate::metrics::{RequestCounter, RouteGroup};
 use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
 use crate::ratelimit::RateLimits;
+use crate::refresh::{RefreshSettings, Refresher};
 use crate::secret::{Secret, random_token};
 use crate::session::{CookieSettings, Lifetimes};
 use crate::store::{Store, StoreError};
@@ -131,23 +132,40 @@ impl App {
             None => Links::app(),
         };
         let drain = Drain::new(config.shutdown);
-        let tokens = config.keeps_tokens().then(|| match &config.token_key {
+        // Every session keeps its login's tokens: refresh, handlers, the
+        // app behind the gateway and revocation at logout use them.
+        let vault = || match &config.token_key {
             Some(key) => TokenVault::new(&key.0),
             None => TokenVault::derived(store.login_cookie_key()),
-        });
+        };
+        let lifetimes = Lifetimes::new(config.session);
+        let refresher = Refresher::new(
+            provider.clone(),
+            store.clone(),
+            clock.clone(),
+            RefreshSettings {
+                vault: vault(),
+                lifetimes,
+                interval: config.session.refresh_interval,
+                http_timeout: config.http_timeout,
+                store_timeout: config.store.timeout,
+            },
+        );
+        let tokens = Some(vault());
         let limits = RateLimits::new(|class| config.rate_limits.rate(class), &clock);
         let state = AppState::new(AppStateInner {
             provider,
             pending: PendingLogins::new(store.login_cookie_key(), &cookie),
             store,
             clock,
-            lifetimes: Lifetimes::new(config.session),
+            lifetimes,
             public_url: config.public_url.clone(),
             access: config.access.clone(),
             links,
             redirects: Redirects::new(config.public_url.clone(), config.sign_in.redirect_domains.clone()),
             post_logout_url: config.post_logout_url(),
             tokens,
+            refresher,
             trusted_proxies: config.trusted_proxies.clone(),
             limits,
             drain: drain.clone(),
@@ -340,7 +358,12 @@ pub(crate) fn provider(config: &Config, client: ClientConfig, clock: Clock) -> P
             http_timeout: config.http_timeout,
             clock_skew: config.clock_skew,
             wanted_claims: config.access.wanted_claims(),
-            authorization_params: config.access.authorization_params(),
+            authorization_params: config
+                .access
+                .authorization_params()
+                .into_iter()
+                .chain(config.extra_auth_params.iter().cloned())
+                .collect(),
             id_token_alg: config.id_token_alg,
             trusted_audiences: config.trusted_audiences.clone(),
         },

@@ -37,6 +37,7 @@ pub mod logs;
 pub mod metrics;
 pub mod provider;
 pub mod ratelimit;
+pub mod refresh;
 pub mod secret;
 pub mod session;
 pub mod store;

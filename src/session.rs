@@ -20,8 +20,7 @@ pub const ACTIVITY_KEY: &str = "oidc.activity";
 /// Session key of the claims the access rules judge ([`crate::access::Claims`]),
 /// kept only while rules are set.
 pub const ACCESS_KEY: &str = "oidc.access";
-/// Session key of the login's tokens ([`crate::tokens::StoredTokens`]),
-/// kept only while the gateway hands them to the app.
+/// Session key of the login's tokens ([`crate::tokens::StoredTokens`]).
 pub const TOKENS_KEY: &str = "oidc.tokens";
 /// What a logged-in session keeps about its provider login.
 #[derive(Clone, Serialize, Deserialize)]

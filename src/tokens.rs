@@ -1,8 +1,7 @@
-//! The user's tokens, kept in the session for the app behind the gateway
-//! (`PASS_ACCESS_TOKEN`, `PASS_AUTHORIZATION_HEADER`) and for revocation at
-//! logout: encrypted and
-//! authenticated (AES-256-GCM), never in a cookie, never in clear in the
-//! store.
+//! The user's tokens, kept in the session (for the app behind the gateway,
+//! handlers' [`crate::web::UserTokens`], refresh and revocation): encrypted
+//! and authenticated (AES-256-GCM), never in a cookie, never in clear in
+//! the store.
 //!
 //! The key is `TOKEN_ENCRYPTION_KEY` when set, so that whoever can read
 //! the session store (a backup, a Redis replica) still cannot use the
@@ -66,6 +65,11 @@ pub struct StoredTokens {
     /// When the access token expires (Unix seconds), if the provider said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_expires_at: Option<i64>,
+    /// When the access token was issued (Unix seconds, our clock): its
+    /// lifetime sets the refresh margin, and `SESSION_REFRESH_INTERVAL`
+    /// counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<i64>,
     /// The ID token, sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,

@@ -63,9 +63,13 @@ const WATCHED_EVENTS = [
  * @param {typeof APP_ROUTES} [opts.routes] the redirect, post-logout and back-channel paths to register
  * @param {string} [opts.clientSecret]
  * @param {(line: string) => void} [opts.log]
+ * @param {number} [opts.refreshWithAccessTokenTtl] issue rotating refresh tokens (without
+ *   `offline_access`) and access tokens living this many seconds; refresh grants are counted
+ *   in `refreshes`
  */
 export async function startProvider({
   publicUrl, routes = APP_ROUTES, clientSecret = crypto.randomBytes(24).toString('base64url'), log = () => {},
+  refreshWithAccessTokenTtl,
 }) {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
@@ -80,7 +84,7 @@ export async function startProvider({
         client_secret: clientSecret,
         client_name: 'oidc-gate (e2e)',
         application_type: 'web',
-        grant_types: ['authorization_code'],
+        grant_types: refreshWithAccessTokenTtl ? ['authorization_code', 'refresh_token'] : ['authorization_code'],
         response_types: ['code'],
         redirect_uris: [`${publicUrl}${routes.callback}`],
         post_logout_redirect_uris: [`${publicUrl}${routes.postLogout}`],
@@ -107,7 +111,7 @@ export async function startProvider({
     scopes: ['openid', 'email', 'profile', 'offline_access'],
     // Lifetimes (seconds), set explicitly: a test run is short.
     ttl: {
-      AccessToken: 600,
+      AccessToken: refreshWithAccessTokenTtl || 600,
       AuthorizationCode: 60,
       IdToken: 600,
       Interaction: 600,
@@ -121,6 +125,12 @@ export async function startProvider({
       backchannelLogout: { enabled: true },
       revocation: { enabled: true },
     },
+    // Refresh tokens to every client allowed the grant (no `offline_access`
+    // consent needed), a new one at each use.
+    ...(refreshWithAccessTokenTtl ? {
+      issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+      rotateRefreshToken: true,
+    } : {}),
     async findAccount(ctx, id) {
       const account = ACCOUNTS[id];
       if (!account) return undefined;
@@ -171,14 +181,19 @@ export async function startProvider({
     });
   }
 
-  return serveProvider({ handler: provider.callback(), port, issuer, clientSecret, provider, events });
+  const counts = { refreshes: 0 };
+  provider.on('grant.success', (ctx) => {
+    if (ctx.oidc?.params?.grant_type === 'refresh_token') counts.refreshes += 1;
+  });
+
+  return serveProvider({ handler: provider.callback(), port, issuer, clientSecret, provider, events, counts });
 }
 
 /**
  * Serve a provider's request handler on 127.0.0.1:`port`; returns the handle
- * the scenarios use (issuer, client, discovery, events, `close()`).
+ * the scenarios use (issuer, client, discovery, events, refresh count, `close()`).
  */
-export async function serveProvider({ handler, port, issuer, clientSecret, provider, events }) {
+export async function serveProvider({ handler, port, issuer, clientSecret, provider, events, counts = { refreshes: 0 } }) {
   const server = http.createServer(handler);
   await new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -197,6 +212,8 @@ export async function serveProvider({ handler, port, issuer, clientSecret, provi
     discovery,
     provider,
     events,
+    /** Refresh token grants answered so far. */
+    get refreshes() { return counts.refreshes; },
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => server.close(() => resolve()));

@@ -74,6 +74,10 @@ pub struct Args {
     /// (comma-separated).
     #[arg(long, env = "OIDC_TRUSTED_AUDIENCES")]
     pub oidc_trusted_audiences: Option<String>,
+    /// Extra parameters of the authorization request, form-encoded
+    /// (Google's refresh token: access_type=offline&prompt=consent).
+    #[arg(long, env = "OIDC_EXTRA_AUTH_PARAMS")]
+    pub oidc_extra_auth_params: Option<String>,
     /// External base URL of this app, the root of its host (no path); the
     /// redirect URI is PUBLIC_URL/callback. Plain http only on loopback hosts
     /// (or with ALLOW_INSECURE_HTTP).
@@ -120,6 +124,11 @@ pub struct Args {
     /// A session ends this long after sign-in, however active (e.g. 7d).
     #[arg(long, env = "SESSION_MAX_AGE", default_value = "7d")]
     pub session_max_age: String,
+    /// Refresh the tokens this often on any request that needs them (e.g. 5m),
+    /// to notice a user disabled at the provider. Default: off (only when the
+    /// access token is about to expire).
+    #[arg(long, env = "SESSION_REFRESH_INTERVAL")]
+    pub session_refresh_interval: Option<String>,
     /// Key of the tokens kept in sessions (32 bytes,
     /// base64 or hex). Default: derived from the key instances share in the database.
     #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
@@ -208,6 +217,8 @@ pub struct Config {
     pub id_token_alg: Option<SigningAlg>,
     /// Audiences an ID token may name besides ours (with `azp` ours).
     pub trusted_audiences: Vec<String>,
+    /// `OIDC_EXTRA_AUTH_PARAMS`: extra parameters of every authorization request.
+    pub extra_auth_params: Vec<(String, String)>,
     /// Scopes to request.
     pub scopes: Vec<String>,
     /// Who may sign in.
@@ -270,6 +281,8 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// Ends a session this long after sign-in.
     pub max_age: Duration,
+    /// Refreshes the tokens at least this often (`SESSION_REFRESH_INTERVAL`).
+    pub refresh_interval: Option<Duration>,
 }
 
 /// A configuration error: one sentence naming the variable.
@@ -309,6 +322,10 @@ impl Config {
         let session = SessionConfig {
             idle_timeout: parse_duration("SESSION_IDLE_TIMEOUT", &args.session_idle_timeout)?,
             max_age: parse_duration("SESSION_MAX_AGE", &args.session_max_age)?,
+            refresh_interval: match args.session_refresh_interval.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(raw) => Some(parse_duration("SESSION_REFRESH_INTERVAL", raw)?),
+            },
         };
         let store = store::from_args(&args)?;
         let mut access = Rules::from_args(&args.access, &provider)?;
@@ -335,6 +352,7 @@ impl Config {
             clock_skew: parse_duration_allow_zero("OIDC_CLOCK_SKEW", &args.oidc_clock_skew)?,
             id_token_alg: parse_alg(args.oidc_id_token_alg.as_deref())?,
             trusted_audiences: access::list("OIDC_TRUSTED_AUDIENCES", args.oidc_trusted_audiences.as_deref(), false)?,
+            extra_auth_params: parse_extra_auth_params(args.oidc_extra_auth_params.as_deref())?,
             scopes,
             access,
             gateway,
@@ -353,12 +371,6 @@ impl Config {
             bearer: bearer::from_args(&args.bearer)?,
             dev_opaque_access_tokens: bearer::dev_opaque(&args.bearer)?,
         })
-    }
-
-    /// Whether tokens are kept in sessions: always, since logout revokes
-    /// them at the provider (and the gateway may hand them to the app).
-    pub fn keeps_tokens(&self) -> bool {
-        true
     }
 
     /// Where oidc-gate's own routes live: `` (the root) in the app,
@@ -525,6 +537,36 @@ fn parse_alg(raw: Option<&str>) -> Result<Option<SigningAlg>, ConfigError> {
     }
 }
 
+/// Parameters the authorization request sets itself (`prompt` may be
+/// given: it is the default prompt).
+const OWN_AUTH_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+/// `OIDC_EXTRA_AUTH_PARAMS`: `name=value&name=value`, form-encoded.
+fn parse_extra_auth_params(raw: Option<&str>) -> Result<Vec<(String, String)>, ConfigError> {
+    let raw = raw.map(str::trim).unwrap_or_default();
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    for (name, _) in &params {
+        if name.is_empty() || OWN_AUTH_PARAMS.contains(&name.as_str()) {
+            return Err(err(format!(
+                "OIDC_EXTRA_AUTH_PARAMS cannot set `{name}`: oidc-gate sets it itself \
+                 (use OIDC_SCOPES for scopes)."
+            )));
+        }
+    }
+    Ok(params)
+}
+
 pub(crate) fn parse_duration(var: &str, raw: &str) -> Result<Duration, ConfigError> {
     let d = parse_duration_allow_zero(var, raw)?;
     if d.is_zero() {
@@ -579,6 +621,53 @@ mod tests {
         for bad in ["9090", "localhost:9090", "127.0.0.1:5000"] {
             let e = with(bad).unwrap_err().to_string();
             assert!(e.starts_with("METRICS_LISTEN must"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn refresh_interval_is_off_by_default_and_a_duration() {
+        assert_eq!(Config::from_args(args()).unwrap().session.refresh_interval, None);
+        let with = |raw: &str| {
+            Config::from_args(Args {
+                session_refresh_interval: Some(raw.into()),
+                ..args()
+            })
+        };
+        assert_eq!(
+            with("5m").unwrap().session.refresh_interval,
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(with(" ").unwrap().session.refresh_interval, None);
+        for bad in ["0s", "often"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.starts_with("SESSION_REFRESH_INTERVAL must"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn extra_auth_params_are_parsed_and_cannot_replace_ours() {
+        let with = |raw: &str| {
+            Config::from_args(Args {
+                oidc_extra_auth_params: Some(raw.into()),
+                ..args()
+            })
+        };
+        assert_eq!(
+            with("access_type=offline&prompt=consent").unwrap().extra_auth_params,
+            vec![
+                ("access_type".to_owned(), "offline".to_owned()),
+                ("prompt".to_owned(), "consent".to_owned())
+            ]
+        );
+        assert!(with("").unwrap().extra_auth_params.is_empty());
+        for bad in [
+            "state=x",
+            "a=1&redirect_uri=https://evil.example",
+            "scope=offline_access",
+            "=x",
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.starts_with("OIDC_EXTRA_AUTH_PARAMS cannot set"), "{bad}: {e}");
         }
     }
 

@@ -14,6 +14,7 @@
 //! - `revoke`: token revocation (RFC 7009), recorded for tests.
 //! - `token`: the token and userinfo endpoints and client authentication.
 //! - `introspect`: token introspection (RFC 7662) and RFC 9068 JWT access tokens.
+//! - `refresh`: the refresh token grant, rotating refresh tokens.
 //! - `jws`: the signing key (ES256, or RS256/PS256), its JWK and compact JWS signing.
 //! - `store`: bounded, expiring in-memory storage for codes and tokens.
 //! - `params`: strict parsing of form-encoded request parameters.
@@ -25,6 +26,7 @@ mod jws;
 mod logout;
 mod pages;
 mod params;
+mod refresh;
 mod revoke;
 mod store;
 mod token;
@@ -56,7 +58,6 @@ const REDEEMED_CODE_TTL: Duration = Duration::from_secs(600);
 /// Lifetime of an access token, in seconds (also sent as `expires_in`).
 const ACCESS_TOKEN_TTL_SECS: u64 = 3600;
 /// Lifetime of a refresh token, in seconds.
-const REFRESH_TOKEN_TTL_SECS: u64 = 24 * 3600;
 /// Lifetime of an ID token, in seconds.
 const ID_TOKEN_TTL_SECS: i64 = 300;
 /// Most codes or tokens held at once, so nobody can exhaust memory.
@@ -104,7 +105,12 @@ struct Inner {
     key: Arc<jws::Key>,
     codes: Mutex<ExpiringMap<CodeEntry>>,
     tokens: Mutex<ExpiringMap<TokenGrant>>,
-    refresh_tokens: Mutex<ExpiringMap<TokenGrant>>,
+    refresh_tokens: Mutex<ExpiringMap<refresh::RefreshEntry>>,
+    grants: Mutex<refresh::Grants>,
+    /// Refresh token grants answered.
+    refreshes: AtomicU64,
+    /// Lifetime of the access tokens issued, in seconds.
+    access_ttl: AtomicU64,
     /// Every revocation accepted, in order (for tests to see and wait for).
     revocations: tokio::sync::watch::Sender<Vec<Revocation>>,
     /// The access tokens it issues: for an API (an audience), as a JWT or opaque.
@@ -192,6 +198,9 @@ impl DevProvider {
                 revocations: tokio::sync::watch::Sender::new(Vec::new()),
                 access,
                 introspections: AtomicU64::new(0),
+                grants: Mutex::default(),
+                refreshes: AtomicU64::new(0),
+                access_ttl: AtomicU64::new(ACCESS_TOKEN_TTL_SECS),
             }),
         }
     }
@@ -282,8 +291,12 @@ impl DevProvider {
         self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn refresh_tokens(&self) -> MutexGuard<'_, ExpiringMap<TokenGrant>> {
+    fn refresh_tokens(&self) -> MutexGuard<'_, ExpiringMap<refresh::RefreshEntry>> {
         self.inner.refresh_tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn grants(&self) -> MutexGuard<'_, refresh::Grants> {
+        self.inner.grants.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -306,12 +319,12 @@ async fn discovery(State(dev): State<DevProvider>) -> Response {
         "introspection_endpoint": dev.endpoint("/introspect"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [dev.inner.key.alg()],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "profile", "email"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash",
             "name", "email", "email_verified"

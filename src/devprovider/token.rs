@@ -1,7 +1,8 @@
 //! The token endpoint (authorization code grant with PKCE, client secret
-//! authentication) and the userinfo endpoint. Errors follow RFC 6749 §5.2
+//! authentication; the refresh grant is in `refresh`) and the userinfo endpoint. Errors follow RFC 6749 §5.2
 //! and RFC 6750 §3.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -18,10 +19,8 @@ use subtle::ConstantTimeEq as _;
 use super::authorize::is_pkce_value;
 use super::jws::{at_hash, random_token, s256};
 use super::params::{Params, form_decode_component};
-use super::{
-    ACCESS_TOKEN_TTL_SECS, CodeEntry, CodeGrant, DevProvider, ID_TOKEN_TTL_SECS, REDEEMED_CODE_TTL,
-    REFRESH_TOKEN_TTL_SECS, TokenGrant, unix_now,
-};
+use super::refresh::RefreshGrant;
+use super::{CodeEntry, CodeGrant, DevProvider, ID_TOKEN_TTL_SECS, REDEEMED_CODE_TTL, TokenGrant, User, unix_now};
 
 /// An RFC 6749 §5.2 error; `reason` is logged, never sent.
 #[derive(Debug)]
@@ -91,9 +90,13 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     authenticate_client(dev, headers, &params)?;
     match params.get("grant_type") {
         Some("authorization_code") => {}
+        Some("refresh_token") => return super::refresh::refresh(dev, &params),
         None => return Err(TokenError::new("invalid_request", "grant_type missing")),
         Some(_) => {
-            return Err(TokenError::new("unsupported_grant_type", "not authorization_code"));
+            return Err(TokenError::new(
+                "unsupported_grant_type",
+                "not authorization_code or refresh_token",
+            ));
         }
     }
     let code = params
@@ -113,28 +116,28 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     };
     check_grant(dev, &grant, &params)?;
 
-    let access_token = super::introspect::issue(dev, &grant, ACCESS_TOKEN_TTL_SECS as i64)?;
+    let ttl = dev.inner.access_ttl.load(Ordering::SeqCst);
+    let access_token = super::introspect::issue(dev, &grant, ttl as i64)?;
     let id_token = id_token(dev, &grant, &access_token)?;
     dev.tokens().insert(
         access_token.clone(),
         TokenGrant {
             user: grant.user.clone(),
             scope: grant.scope.clone(),
-            expires_at: unix_now() + ACCESS_TOKEN_TTL_SECS as i64,
+            expires_at: unix_now() + ttl as i64,
         },
-        Duration::from_secs(ACCESS_TOKEN_TTL_SECS),
+        Duration::from_secs(ttl),
     );
-    // A refresh token too, so that logout has both to revoke.
-    let refresh_token = random_token(32);
-    dev.refresh_tokens().insert(
-        refresh_token.clone(),
-        TokenGrant {
-            user: grant.user.clone(),
-            scope: grant.scope.clone(),
-            expires_at: unix_now() + REFRESH_TOKEN_TTL_SECS as i64,
-        },
-        Duration::from_secs(REFRESH_TOKEN_TTL_SECS),
-    );
+    // Refresh tokens without asking for `offline_access`: a development
+    // provider should let every client try refresh.
+    let refresh_token = dev.start_grant(RefreshGrant {
+        id: random_token(16),
+        client_id: grant.client_id.clone(),
+        user: grant.user.clone(),
+        sid: grant.sid.clone(),
+        scope: grant.scope.clone(),
+        auth_time: grant.auth_time,
+    });
     dev.codes().insert(
         code.to_owned(),
         CodeEntry::Redeemed {
@@ -146,7 +149,7 @@ fn exchange(dev: &DevProvider, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     let body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_TTL_SECS,
+        "expires_in": ttl,
         "id_token": id_token,
         "refresh_token": refresh_token,
         "scope": grant.scope,
@@ -179,21 +182,46 @@ fn check_grant(dev: &DevProvider, grant: &CodeGrant, params: &Params) -> Result<
 }
 
 fn id_token(dev: &DevProvider, grant: &CodeGrant, access_token: &str) -> Result<String, TokenError> {
+    let signed_in = SignedIn {
+        client_id: &grant.client_id,
+        user: &grant.user,
+        sid: &grant.sid,
+        auth_time: grant.auth_time,
+    };
+    sign_id_token(dev, &signed_in, grant.nonce.as_deref(), access_token)
+}
+
+/// The sign-in an ID token is about.
+pub(super) struct SignedIn<'a> {
+    pub(super) client_id: &'a str,
+    pub(super) user: &'a User,
+    pub(super) sid: &'a str,
+    pub(super) auth_time: i64,
+}
+
+/// Signs an ID token about `signed_in` for `access_token` (with `nonce`,
+/// at the code exchange; without, at a refresh, OIDC Core §12.2).
+pub(super) fn sign_id_token(
+    dev: &DevProvider,
+    signed_in: &SignedIn<'_>,
+    nonce: Option<&str>,
+    access_token: &str,
+) -> Result<String, TokenError> {
     let now = unix_now();
     let mut claims = json!({
         "iss": dev.issuer_str(),
-        "sub": grant.user.sub,
-        "aud": grant.client_id,
+        "sub": signed_in.user.sub,
+        "aud": signed_in.client_id,
         "exp": now + ID_TOKEN_TTL_SECS,
         "iat": now,
-        "auth_time": grant.auth_time,
-        "sid": grant.sid,
+        "auth_time": signed_in.auth_time,
+        "sid": signed_in.sid,
         "at_hash": at_hash(access_token),
-        "name": grant.user.name,
-        "email": grant.user.email,
+        "name": signed_in.user.name,
+        "email": signed_in.user.email,
         "email_verified": true,
     });
-    if let Some(nonce) = &grant.nonce {
+    if let Some(nonce) = nonce {
         claims["nonce"] = json!(nonce);
     }
     dev.inner.key.sign(&claims).map_err(|err| {

@@ -121,7 +121,7 @@ pub(super) async fn auth(
         tracing::info!(reason = "bad_path", "forward auth refused");
         return StatusCode::FORBIDDEN.into_response();
     };
-    let mut identity = match gateway.identity(&app, &auth, &session).await {
+    let mut identity = match gateway.identity(&app, &auth, &session, Some(&origin)).await {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };

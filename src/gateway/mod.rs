@@ -30,15 +30,15 @@ use url::Url;
 use crate::access::Claims;
 use crate::config::GatewayConfig;
 use crate::drain::Tunnels;
+use crate::refresh::Outcome;
 use crate::secret::Secret;
-use crate::session::{ACCESS_KEY, TOKENS_KEY};
-use crate::tokens::{Kind, StoredTokens};
+use crate::session::ACCESS_KEY;
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
 use crate::web::audit::Origin;
 use crate::web::bearer;
 use crate::web::guard::{unauthenticated, wants_json};
-use crate::web::{self, AppError, AppState, ErrorPage, Upstream};
+use crate::web::{self, AppError, AppState, ErrorPage, Upstream, tokens};
 use headers::{HeaderPolicy, Identity};
 use paths::{PathRules, RequestPath};
 use proxy::{Proxy, ProxySettings};
@@ -147,15 +147,30 @@ impl Gateway {
     /// subject is the signed-in user's own (users are stored by issuer and
     /// subject), so the one session value read per request is the claims,
     /// and only while rules keep them.
+    ///
+    /// With `hand_over` (the request's origin), the tokens the app is
+    /// handed are in the identity: the access token refreshed first if it
+    /// is due. A refresh that ends the session leaves nobody signed in.
     async fn identity(
         &self,
         app: &AppState,
         auth: &AuthSession,
         session: &Session,
+        hand_over: Option<&Origin>,
     ) -> Result<Option<(Identity, Claims)>, AppError> {
         let Some(user) = &auth.user else { return Ok(None) };
+        let (access_token, id_token) = match hand_over {
+            None => (None, None),
+            Some(origin) => match self.tokens(app, session).await {
+                Ok(tokens) => tokens,
+                Err(Outcome::Ended(ended)) => {
+                    tokens::session_ended(origin, ended);
+                    return Ok(None);
+                }
+                Err(Outcome::Failed(e)) => return Err(tokens::into_app_error(e)),
+            },
+        };
         let claims = session.get::<Claims>(ACCESS_KEY).await?.unwrap_or_default();
-        let (access_token, id_token) = self.tokens(app, session).await?;
         let identity = Identity {
             user: user.row.subject.clone(),
             email: claims.email.clone().or_else(|| user.row.email.clone()),
@@ -167,26 +182,24 @@ impl Gateway {
         Ok(Some((identity, claims)))
     }
 
-    /// The tokens the app is handed: the access token while it has not
-    /// expired (refreshing it is not done yet: an expired one is not passed
-    /// on), and the ID token.
-    async fn tokens(&self, app: &AppState, session: &Session) -> Result<(Option<Secret>, Option<Secret>), AppError> {
-        let Some(vault) = &app.tokens else {
+    /// The tokens the app is handed, when it is: the access token
+    /// (refreshed first if due; an expired one is never passed on), and
+    /// the ID token.
+    async fn tokens(&self, app: &AppState, session: &Session) -> Result<(Option<Secret>, Option<Secret>), Outcome> {
+        if !self.0.pass_access_token && !self.0.pass_authorization_header {
+            return Ok((None, None));
+        }
+        let Some(stored) = app.refresher.tokens(session).await? else {
             return Ok((None, None));
         };
-        let Some(stored) = session.get::<StoredTokens>(TOKENS_KEY).await? else {
-            return Ok((None, None));
+        let access = match self.0.pass_access_token {
+            true => app.refresher.open_access(&stored),
+            false => None,
         };
-        let now = app.clock.unix();
-        let access = stored
-            .access
-            .filter(|_| self.0.pass_access_token)
-            .filter(|_| stored.access_expires_at.is_none_or(|at| at > now))
-            .and_then(|sealed| vault.open(Kind::Access, &sealed));
-        let id = stored
-            .id
-            .filter(|_| self.0.pass_authorization_header)
-            .and_then(|sealed| vault.open(Kind::Id, &sealed));
+        let id = match self.0.pass_authorization_header {
+            true => app.refresher.open_id(&stored),
+            false => None,
+        };
         Ok((access, id))
     }
 
@@ -238,7 +251,8 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
     let Ok(path) = RequestPath::parse(request.uri().path()) else {
         return AppError::BadPath.into_response();
     };
-    let mut identity = match gateway.identity(&app, &auth, &session).await {
+    let origin = Origin::of(request.extensions());
+    let mut identity = match gateway.identity(&app, &auth, &session, Some(&origin)).await {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };

@@ -187,6 +187,9 @@ pub enum LogoutKind {
     FrontChannel,
     /// The session's idle timeout or maximum age, seen on its next request.
     Timeout,
+    /// The provider refused to refresh the session's tokens (the grant
+    /// revoked, the user disabled), or a refreshed ID token was invalid.
+    Refresh,
 }
 
 impl LogoutKind {
@@ -197,6 +200,7 @@ impl LogoutKind {
             LogoutKind::BackChannel => "back_channel",
             LogoutKind::FrontChannel => "front_channel",
             LogoutKind::Timeout => "timeout",
+            LogoutKind::Refresh => "refresh",
         }
     }
 }
@@ -235,6 +239,8 @@ pub enum ProviderRequest {
     Revocation,
     /// Token introspection of an opaque bearer token.
     Introspection,
+    /// A refresh token redeemed at the token endpoint.
+    Refresh,
 }
 
 impl ProviderRequest {
@@ -246,6 +252,7 @@ impl ProviderRequest {
             ProviderRequest::Userinfo => "userinfo",
             ProviderRequest::Revocation => "revocation",
             ProviderRequest::Introspection => "introspection",
+            ProviderRequest::Refresh => "refresh",
         }
     }
 }

@@ -49,10 +49,16 @@ pub enum StoreOp {
     SessionList,
     /// Sessions ended by another process noted for the servers' session caches.
     SessionsEndedElsewhere,
+    /// A session's refreshed tokens read.
+    TokensLoad,
+    /// A session's refreshed tokens written or forgotten.
+    TokensSave,
+    /// The lease to refresh a session's tokens taken or given back.
+    RefreshLease,
 }
 
 impl StoreOp {
-    const COUNT: usize = 17;
+    const COUNT: usize = 20;
 
     fn label(self) -> &'static str {
         match self {
@@ -73,6 +79,9 @@ impl StoreOp {
             StoreOp::DeleteExpiredLinks => "delete_expired_links",
             StoreOp::SessionList => "session_list",
             StoreOp::SessionsEndedElsewhere => "sessions_ended_elsewhere",
+            StoreOp::TokensLoad => "tokens_load",
+            StoreOp::TokensSave => "tokens_save",
+            StoreOp::RefreshLease => "refresh_lease",
         }
     }
 }
@@ -127,6 +136,6 @@ mod tests {
 
     #[test]
     fn every_operation_has_its_own_slot() {
-        assert_eq!(StoreOp::SessionsEndedElsewhere as usize + 1, StoreOp::COUNT);
+        assert_eq!(StoreOp::RefreshLease as usize + 1, StoreOp::COUNT);
     }
 }

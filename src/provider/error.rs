@@ -18,6 +18,11 @@ pub enum Reason {
     /// or already used, or its PKCE verifier does not match. Anyone can send
     /// a code to `/callback`, so this is the request's fault, not the provider's.
     CodeRejected,
+    /// The token endpoint refused the refresh token (`invalid_grant`): the
+    /// grant was revoked or expired, or the user was disabled. The session ends.
+    RefreshRejected,
+    /// A refreshed ID token names another user (`sub`) than the session's.
+    RefreshSubject,
     /// The token endpoint's answer is not a valid token response.
     TokenResponseInvalid,
     /// The token response has no `id_token`.
@@ -97,6 +102,8 @@ impl Reason {
             Reason::JwksFailed => "jwks_failed",
             Reason::TokenEndpoint => "token_endpoint",
             Reason::CodeRejected => "code_rejected",
+            Reason::RefreshRejected => "refresh_rejected",
+            Reason::RefreshSubject => "refresh_sub",
             Reason::TokenResponseInvalid => "token_response_invalid",
             Reason::IdTokenMissing => "id_token_missing",
             Reason::IdTokenMalformed => "id_token_malformed",

@@ -26,7 +26,7 @@ impl Provider {
         &self,
         snapshot: Arc<Snapshot>,
         raw: &str,
-        nonce: &str,
+        nonce: Option<&str>,
         access_token: &str,
     ) -> Result<VerifiedIdToken, ProviderError> {
         let s = &self.inner.settings;

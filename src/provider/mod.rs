@@ -142,6 +142,20 @@ pub struct Login {
     pub refresh_token: Option<Secret>,
 }
 
+/// The result of a successful refresh.
+#[derive(Debug)]
+pub struct Refreshed {
+    /// The new access token.
+    pub access_token: Secret,
+    /// When it expires (Unix seconds), if the provider said.
+    pub access_expires_at: Option<i64>,
+    /// A new refresh token, when the provider rotates them (the old one is
+    /// then spent); `None`: the old one stays.
+    pub refresh_token: Option<Secret>,
+    /// A new ID token, validated like the first and naming the same user.
+    pub raw_id_token: Option<String>,
+}
+
 impl Provider {
     /// A provider handle; nothing is fetched until [`Provider::refresh`] or first use.
     pub fn new(settings: ProviderSettings, clock: Clock) -> Self {
@@ -284,6 +298,10 @@ impl Provider {
             .append_pair("code_challenge", pkce_challenge)
             .append_pair("code_challenge_method", "S256");
         for (name, value) in &s.authorization_params {
+            // The page's own prompt (the account chooser) wins over a default one.
+            if name == "prompt" && prompt.is_some() {
+                continue;
+            }
             url.query_pairs_mut().append_pair(name, value);
         }
         if let Some(prompt) = prompt {
@@ -308,7 +326,7 @@ impl Provider {
         .await?;
         let raw = tokens.id_token.unwrap_or_default();
         let mut id_token = self
-            .verify_id_token(snapshot, &raw, nonce, &tokens.access_token)
+            .verify_id_token(snapshot, &raw, Some(nonce), &tokens.access_token)
             .await?;
         let mut userinfo_claims = serde_json::Map::new();
         let lacks_wanted = s.wanted_claims.iter().any(|c| c.find(&id_token.claims).is_none());
@@ -339,6 +357,40 @@ impl Provider {
                 .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
             access_token: Secret::new(tokens.access_token),
             refresh_token: tokens.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+        })
+    }
+
+    /// Redeems `refresh_token` of the login of `subject` (RFC 6749 §6). A
+    /// new ID token, if the answer has one, is validated like the first
+    /// (signature, `iss`, `aud`, times, `at_hash`) and must name the same
+    /// `sub` (OIDC Core §12.2), else [`Reason::RefreshSubject`].
+    pub async fn refresh_tokens(&self, refresh_token: &str, subject: &str) -> Result<Refreshed, ProviderError> {
+        let snapshot = self.snapshot().await?;
+        let tokens = token::refresh(
+            &self.inner.http,
+            &snapshot.metadata,
+            &self.inner.settings.client,
+            refresh_token,
+        )
+        .await?;
+        let raw_id_token = tokens.id_token.filter(|t| !t.is_empty());
+        if let Some(raw) = &raw_id_token {
+            let claims = self.verify_id_token(snapshot, raw, None, &tokens.access_token).await?;
+            if claims.subject != subject {
+                return Err(ProviderError::new(
+                    Reason::RefreshSubject,
+                    "the refreshed ID token names another sub than the session's",
+                ));
+            }
+        }
+        let now = self.inner.clock.unix();
+        Ok(Refreshed {
+            access_expires_at: tokens
+                .expires_in
+                .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+            access_token: Secret::new(tokens.access_token),
+            refresh_token: tokens.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+            raw_id_token,
         })
     }
 

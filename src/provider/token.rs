@@ -111,24 +111,50 @@ pub(crate) async fn exchange_code(
     code: &str,
     pkce_verifier: &str,
 ) -> Result<TokenResponse, ProviderError> {
-    let exchange = exchange_code_untimed(http, metadata, client, redirect_uri, code, pkce_verifier);
-    timed(ProviderRequest::Token, exchange).await
-}
-
-async fn exchange_code_untimed(
-    http: &reqwest::Client,
-    metadata: &Metadata,
-    client: &ClientConfig,
-    redirect_uri: &str,
-    code: &str,
-    pkce_verifier: &str,
-) -> Result<TokenResponse, ProviderError> {
-    let mut form = vec![
+    let form = [
         ("grant_type", "authorization_code"),
         ("code", code),
         ("redirect_uri", redirect_uri),
         ("code_verifier", pkce_verifier),
     ];
+    let exchange = async {
+        let tokens = post_token(http, metadata, client, &form, Reason::CodeRejected).await?;
+        if tokens.id_token.as_deref().is_none_or(str::is_empty) {
+            return Err(ProviderError::new(
+                Reason::IdTokenMissing,
+                "the token response has no id_token",
+            ));
+        }
+        Ok(tokens)
+    };
+    timed(ProviderRequest::Token, exchange).await
+}
+
+/// Redeems a refresh token (RFC 6749 §6). The answer may lack an ID token
+/// and a new refresh token (then the old one stays valid). A refused
+/// refresh token (`invalid_grant`: revoked, expired, the user disabled) is
+/// [`Reason::RefreshRejected`].
+pub(crate) async fn refresh(
+    http: &reqwest::Client,
+    metadata: &Metadata,
+    client: &ClientConfig,
+    refresh_token: &str,
+) -> Result<TokenResponse, ProviderError> {
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+    let refresh = post_token(http, metadata, client, &form, Reason::RefreshRejected);
+    timed(ProviderRequest::Refresh, refresh).await
+}
+
+/// Posts `form` to the token endpoint with our client authentication;
+/// a 400 `invalid_grant` is `refused`, every other error the provider's.
+async fn post_token(
+    http: &reqwest::Client,
+    metadata: &Metadata,
+    client: &ClientConfig,
+    form: &[(&str, &str)],
+    refused: Reason,
+) -> Result<TokenResponse, ProviderError> {
+    let mut form = form.to_vec();
     let request = http
         .post(metadata.token_endpoint.clone())
         .header(reqwest::header::ACCEPT, "application/json");
@@ -147,11 +173,11 @@ async fn exchange_code_untimed(
             error: String,
         }
         let error = serde_json::from_slice::<OAuthError>(&body).ok().map(|e| e.error);
-        // RFC 6749 §5.2: a 400 `invalid_grant` refuses the code itself. Every
+        // RFC 6749 §5.2: a 400 `invalid_grant` refuses the grant itself. Every
         // other error (`invalid_client`, `unauthorized_client`: our own
         // registration) is the provider's or ours, not the browser's.
         let reason = match (status, error.as_deref()) {
-            (reqwest::StatusCode::BAD_REQUEST, Some("invalid_grant")) => Reason::CodeRejected,
+            (reqwest::StatusCode::BAD_REQUEST, Some("invalid_grant")) => refused,
             _ => Reason::TokenEndpoint,
         };
         let detail = match error {
@@ -167,12 +193,6 @@ async fn exchange_code_untimed(
         return Err(ProviderError::new(
             Reason::TokenResponseInvalid,
             "token_type is not Bearer",
-        ));
-    }
-    if tokens.id_token.as_deref().is_none_or(str::is_empty) {
-        return Err(ProviderError::new(
-            Reason::IdTokenMissing,
-            "the token response has no id_token",
         ));
     }
     Ok(tokens)

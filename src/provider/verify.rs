@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm};
 use openidconnect::{
     AccessToken, AccessTokenHash, AdditionalClaims, ClaimsVerificationError, ClientId, IdToken, IdTokenClaims,
-    IdTokenVerifier, IssuerUrl, JsonWebKeySet, Nonce, SignatureVerificationError,
+    IdTokenVerifier, IssuerUrl, JsonWebKeySet, Nonce, NonceVerifier as _, SignatureVerificationError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +59,10 @@ pub struct VerifiedIdToken {
 pub(crate) struct Expectations<'a> {
     pub issuer: &'a str,
     pub client_id: &'a str,
-    pub nonce: &'a str,
+    /// The nonce of the login; `None` for a refreshed ID token, which
+    /// carries the login's nonce or none (OIDC Core §12.2), and whose
+    /// login's nonce is not kept.
+    pub nonce: Option<&'a str>,
     pub access_token: &'a str,
     pub now_unix: i64,
     pub skew: Duration,
@@ -96,7 +99,11 @@ pub(crate) fn verify(raw: &str, jwks: &GateJsonWebKeySet, want: &Expectations<'_
     let Ok(issuer) = IssuerUrl::new(want.issuer.to_owned()) else {
         return reject(Reason::IdTokenIss, "configured issuer is not a URL");
     };
-    let nonce = Nonce::new(want.nonce.to_owned());
+    let expected_nonce = want.nonce.map(|n| Nonce::new(n.to_owned()));
+    let nonce = |claimed: Option<&Nonce>| match &expected_nonce {
+        Some(expected) => expected.verify(claimed),
+        None => Ok(()),
+    };
     let trusted = want.trusted_audiences;
     let build = |keys: GateJsonWebKeySet| {
         let now = chrono::DateTime::from_timestamp(want.now_unix - want.skew.as_secs() as i64, 0).unwrap_or_default();
@@ -133,7 +140,7 @@ pub(crate) fn verify(raw: &str, jwks: &GateJsonWebKeySet, want: &Expectations<'_
 fn try_each_key<'v>(
     token: &GateIdToken,
     jwks: &GateJsonWebKeySet,
-    nonce: &Nonce,
+    nonce: &impl Fn(Option<&Nonce>) -> Result<(), String>,
     build: impl Fn(GateJsonWebKeySet) -> GateIdTokenVerifier<'v>,
 ) -> Result<(GateClaims, GateIdTokenVerifier<'v>), ProviderError> {
     let mut last = None;

@@ -16,6 +16,7 @@ mod session_cache;
 mod sessions;
 mod sqlite;
 mod sqlite_files;
+mod token_slots;
 
 use std::future::Future;
 use std::sync::Arc;

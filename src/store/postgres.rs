@@ -113,6 +113,9 @@ async fn set_up(
         ))
         .execute(&pool)
         .await?;
+        sqlx::query(&super::token_slots::pg_create(schema))
+            .execute(&pool)
+            .await?;
     }
     Ok(pool)
 }

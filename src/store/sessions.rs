@@ -23,6 +23,7 @@ use super::postgres::{SESSIONS_SCHEMA, pg_load_connections};
 use super::record::{TimedOut, backend, bounded, encode};
 use super::session_cache::WriteThrough;
 use super::sqlite::{SqliteDb, SqliteSessions};
+use super::token_slots::{self, PgSlots};
 use crate::config::{StoreConfig, StoreUrl};
 use crate::metrics::{StoreMetrics, StoreOp};
 
@@ -31,14 +32,14 @@ use crate::metrics::{StoreMetrics, StoreOp};
 pub struct SessionBackend {
     /// Shared: the handle is cloned for every request, and a cache handle is
     /// many reference counts deep.
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     timeout: Duration,
     /// The operations in the metrics.
     metrics: StoreMetrics,
 }
 
 #[derive(Clone)]
-enum Inner {
+pub(super) enum Inner {
     Sqlite {
         store: SqliteSessions,
         /// The store behind an in-memory cache: only for the embedded
@@ -51,6 +52,7 @@ enum Inner {
         /// Loads, batched across concurrent requests; other writes go to `store`.
         loads: BatchedLoads<PgLoads>,
         writes: PgWrites,
+        slots: PgSlots,
     },
     Redis(RedisStore<RedisPool>, RedisPool),
 }
@@ -77,7 +79,7 @@ impl std::fmt::Debug for Inner {
 /// deletes them all in one statement, unbounded in time and in the rows it
 /// locks.
 #[derive(Clone, Debug)]
-struct PgWrites {
+pub(super) struct PgWrites {
     pool: sqlx::PgPool,
     save: String,
     /// A login's insert of its new session (see [`super::login`]).
@@ -250,13 +252,19 @@ impl SessionBackend {
             .with_schema_name(schema)
             .map_err(StoreError::Config)?;
         let writes = PgWrites::new(pool.clone(), schema);
+        let slots = PgSlots::new(pool.clone(), schema);
         let limits = pg_load_limits(config);
         let loads = BatchedLoads::new(
             PgLoads::new((*pool.connect_options()).clone(), schema, limits.most_in_flight),
             limits,
         );
         Ok(Self {
-            inner: Arc::new(Inner::Postgres { store, loads, writes }),
+            inner: Arc::new(Inner::Postgres {
+                store,
+                loads,
+                writes,
+                slots,
+            }),
             timeout: config.timeout,
             metrics: StoreMetrics::new("postgres"),
         })
@@ -321,7 +329,11 @@ impl SessionBackend {
     }
 
     /// Runs a session store operation with the timeout, timed in the metrics.
-    async fn op<T, E: TimedOut>(&self, op: StoreOp, fut: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    pub(super) async fn op<T, E: TimedOut>(
+        &self,
+        op: StoreOp,
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         self.metrics.timed(op, bounded(self.timeout, fut)).await
     }
 
@@ -349,6 +361,16 @@ impl SessionBackend {
     }
 
     async fn delete_expired_batches(&self) -> session_store::Result<u64> {
+        // The refreshed tokens of sessions past their end at the latest.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let slots = match &*self.inner {
+            Inner::Sqlite { db, .. } => token_slots::sqlite::delete_expired(db, now).await,
+            Inner::Postgres { slots, .. } => bounded(self.timeout, slots.delete_expired(now)).await,
+            Inner::Redis(..) => Ok(0),
+        };
+        if let Err(e) = slots {
+            tracing::warn!(error = %e, "could not delete expired refreshed tokens");
+        }
         match &*self.inner {
             // The cache expires entries by their own expiry date.
             Inner::Sqlite { db, .. } => {
@@ -419,7 +441,13 @@ impl SessionStore for SessionBackend {
                 Inner::Redis(s, _) => s.delete(id).await,
             }
         })
-        .await
+        .await?;
+        // The session is gone; its refreshed tokens would only wait for the
+        // cleanup (they are no use without it).
+        if let Err(e) = self.forget_refreshed_tokens(&id.to_string()).await {
+            tracing::warn!(error = %e, "could not forget an ended session's refreshed tokens");
+        }
+        Ok(())
     }
 }
 

@@ -43,6 +43,21 @@ pub(super) struct SqliteDb {
     pub(super) reader: SqlitePool,
 }
 
+impl SqliteDb {
+    /// The read-only connections.
+    pub(super) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Runs a write on the writer.
+    pub(super) async fn write<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        Ok(self.writer.run(op).await?)
+    }
+}
+
 /// The connection every write goes through, outside any pool (see
 /// [`Dedicated`]). A write cancelled half-way (a timeout) still ends before
 /// the next begins; a connection whose thread died is opened again.
@@ -80,6 +95,9 @@ pub(super) async fn open(path: &Path, config: &StoreConfig) -> Result<SqliteDb, 
     SqliteStore::new(migrating.clone()).migrate().await?;
     sqlx::migrate!("./migrations/sqlite").run(&migrating).await?;
     sqlx::query("CREATE INDEX IF NOT EXISTS tower_sessions_by_expiry ON tower_sessions (expiry_date)")
+        .execute(&migrating)
+        .await?;
+    sqlx::query(super::token_slots::SQLITE_CREATE)
         .execute(&migrating)
         .await?;
     migrating.close().await;

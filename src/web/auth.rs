@@ -166,7 +166,7 @@ async fn complete(
         last_seen: now,
     };
     access::keep(&session, access.as_ref()).await?;
-    keep_tokens(state, &session, &login).await?;
+    keep_tokens(state, &session, &login, now).await?;
     let user_id = save_linked(
         state,
         auth,
@@ -181,12 +181,14 @@ async fn complete(
     Ok(Redirect::to(&pending.next).into_response())
 }
 
-/// Keeps the login's tokens, sealed, when the app behind the gateway gets them.
-async fn keep_tokens(state: &AppState, session: &Session, login: &Login) -> Result<(), AppError> {
+/// Keeps the login's tokens, sealed: for the app behind the gateway,
+/// handlers, refresh and revocation.
+async fn keep_tokens(state: &AppState, session: &Session, login: &Login, now: i64) -> Result<(), AppError> {
     let Some(vault) = &state.tokens else { return Ok(()) };
     let tokens = StoredTokens {
         access: Some(vault.seal(Kind::Access, login.access_token.expose())),
         access_expires_at: login.access_expires_at,
+        issued_at: Some(now),
         id: Some(vault.seal(Kind::Id, &login.raw_id_token)),
         refresh: login
             .refresh_token
@@ -372,8 +374,9 @@ pub(crate) async fn logout(
         None => None,
     };
     let user_id = auth.user.as_ref().map(|u| u.row.id);
-    // Unreadable tokens (an older format) must not stop the logout.
-    let tokens = session.get::<StoredTokens>(TOKENS_KEY).await.ok().flatten();
+    // The tokens in use (a refresh on any instance may have replaced the
+    // session's own); unreadable ones (an older format) must not stop the logout.
+    let tokens = state.refresher.latest(&session).await.ok().flatten();
     auth.logout().await?;
     session.flush().await?;
     if let Some(tokens) = tokens {

@@ -60,6 +60,10 @@ pub enum AppError {
         /// `upstream_timeout` (no response headers) or `upstream_connect_timeout`.
         reason: &'static str,
     },
+    /// The session's access token expired and the provider could not
+    /// refresh it (unreachable, or answering errors): the session stays.
+    #[error("the access token could not be refreshed: {0}")]
+    TokenUnavailable(String),
     /// The request body the client sent could not be read (bad chunked framing).
     #[error("unreadable request body: {0}")]
     RequestBody(String),
@@ -91,6 +95,7 @@ impl AppError {
             AppError::Provider(e) => e.reason.code(),
             AppError::Csrf => "csrf_mismatch",
             AppError::Store(_) | AppError::Session(_) => "store_unavailable",
+            AppError::TokenUnavailable(_) => "refresh_unavailable",
             AppError::NotFound => "not_found",
             AppError::BadPath => "bad_path",
             AppError::Upstream { reason, .. } | AppError::UpstreamTimeout { reason } => reason,
@@ -112,6 +117,7 @@ impl AppError {
             AppError::Provider(_) => StatusCode::UNAUTHORIZED,
             AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::Store(_) | AppError::Session(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::TokenUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadPath => StatusCode::BAD_REQUEST,
             AppError::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -187,6 +193,12 @@ impl AppError {
                 "Temporarily unavailable",
                 "Our session storage is not answering right now. You have not been logged out; \
                  please try again in a moment.",
+                false,
+            ),
+            AppError::TokenUnavailable(_) => (
+                "Sign-in provider unavailable",
+                "Your sign-in needs renewing, and the sign-in provider is not answering right now. \
+                 You have not been logged out; please try again in a moment.",
                 false,
             ),
             AppError::NotFound => ("Page not found", "There is no page at this address.", false),

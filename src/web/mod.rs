@@ -17,8 +17,9 @@ mod pending;
 pub mod ratelimit;
 pub mod redirect;
 pub mod request_id;
-pub(crate) mod sessions;
 pub mod revoke;
+pub(crate) mod sessions;
+pub mod tokens;
 pub mod trace;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use pending::PendingLogins;
 pub use ratelimit::Limited;
 pub use redirect::{Links, Redirects};
 pub use request_id::RequestId;
+pub use tokens::{TokenFailure, UserTokens};
 pub use trace::RequestLayer;
 
 use crate::access::Rules;
@@ -76,8 +78,12 @@ pub struct AppStateInner {
     /// Where the provider sends the browser after RP-initiated logout
     /// (`post_logout_redirect_uri`).
     pub post_logout_url: Url,
-    /// Seals the tokens kept in sessions; `None`: no token is kept.
+    /// Seals the tokens kept in sessions. Always set by [`crate::app::App`]
+    /// (every session keeps its login's tokens); `None` only in a state
+    /// built by hand, which then keeps none.
     pub tokens: Option<crate::tokens::TokenVault>,
+    /// Refreshes sessions' access tokens when a request needs them.
+    pub refresher: crate::refresh::Refresher,
     /// `TRUSTED_PROXIES`: whose forwarding headers and request ids are believed.
     pub trusted_proxies: TrustedProxies,
     /// The rate limits of the sign-in routes.

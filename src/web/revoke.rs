@@ -64,16 +64,19 @@ async fn revoke_one(provider: &crate::provider::Provider, token: Option<Secret>,
 /// own (the sessions page, the administrators' command). Call it before
 /// deleting the session, whose record holds the tokens.
 pub async fn revoke_session(state: &AppState, id: &str) -> Result<(), StoreError> {
-    let Ok(id) = Id::from_str(id) else { return Ok(()) };
-    let record = state
-        .store
-        .session_backend()
-        .load(&id)
-        .await
-        .map_err(|e| StoreError::Session(e.to_string()))?;
-    let tokens = record
-        .and_then(|r| r.data.get(TOKENS_KEY).cloned())
-        .and_then(|v| serde_json::from_value::<StoredTokens>(v).ok());
+    let Ok(parsed) = Id::from_str(id) else { return Ok(()) };
+    let backend = state.store.session_backend();
+    // The tokens a refresh last wrote (on any instance), else the session's own.
+    let refreshed = backend.refreshed_tokens(id).await?;
+    let tokens = match refreshed.and_then(|data| serde_json::from_str::<StoredTokens>(&data).ok()) {
+        Some(tokens) => Some(tokens),
+        None => backend
+            .load(&parsed)
+            .await
+            .map_err(|e| StoreError::Session(e.to_string()))?
+            .and_then(|r| r.data.get(TOKENS_KEY).cloned())
+            .and_then(|v| serde_json::from_value::<StoredTokens>(v).ok()),
+    };
     if let Some(tokens) = tokens {
         revoke_in_background(state, tokens);
     }

@@ -23,6 +23,7 @@ mod metrics;
 mod own_sessions;
 mod ratelimit;
 mod redis_ha;
+mod refresh;
 mod revocation;
 mod scale;
 mod sessions;

@@ -2,6 +2,7 @@
 //! `tower::ServiceExt::oneshot`, as the relying party would call it over HTTP.
 
 mod authorize;
+mod refresh;
 mod revoke;
 mod token;
 
@@ -162,7 +163,10 @@ async fn discovery_document_shape() {
         serde_json::json!(["client_secret_basic", "client_secret_post"])
     );
     assert_eq!(list("code_challenge_methods_supported"), serde_json::json!(["S256"]));
-    assert_eq!(list("grant_types_supported"), serde_json::json!(["authorization_code"]));
+    assert_eq!(
+        list("grant_types_supported"),
+        serde_json::json!(["authorization_code", "refresh_token"])
+    );
     assert!(list("scopes_supported").as_array().unwrap().contains(&"openid".into()));
     assert!(list("claims_supported").as_array().unwrap().contains(&"email".into()));
 }

@@ -56,7 +56,7 @@ fn check(raw: &str, expected: &str, trusted: &[&str]) -> Result<(), String> {
     let want = Expectations {
         issuer: ISSUER,
         client_id: CLIENT,
-        nonce: "n",
+        nonce: Some("n"),
         access_token: "at",
         now_unix: NOW,
         skew: Duration::from_secs(60),

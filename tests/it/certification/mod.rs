@@ -7,6 +7,7 @@ mod backchannel;
 mod bounded;
 mod keys;
 mod logout;
+mod refresh;
 mod reject;
 
 use base64::Engine as _;

@@ -88,6 +88,8 @@ pub struct Behavior {
     pub claims_patch: Value,
     /// How `/token` answers.
     pub token_reply: TokenReply,
+    /// `expires_in` of the access tokens (seconds).
+    pub expires_in: u64,
     /// Refuse authorization requests without an S256 `code_challenge`.
     pub require_pkce: bool,
     /// UserInfo's `sub`, when it should differ from the ID token's.
@@ -119,6 +121,7 @@ impl Default for Behavior {
             at_hash: AtHash::Correct,
             claims_patch: json!({}),
             token_reply: TokenReply::Tokens,
+            expires_in: 300,
             require_pkce: false,
             userinfo_sub: None,
             userinfo_patch: json!({}),
@@ -174,6 +177,8 @@ pub struct Log {
     pub pkce: Vec<Pkce>,
     /// Every ID token issued, in order.
     pub id_tokens: Vec<String>,
+    /// Refresh token grants answered.
+    pub refresh: u64,
     /// UserInfo requests.
     pub userinfo: u64,
     /// The query of the last end-session request.

@@ -222,8 +222,26 @@ async fn token(State(op): Op, headers: HeaderMap, body: Bytes) -> Response {
     if !(method_ok && credentials_ok) {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
-    if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    let refreshing = match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => false,
+        Some("refresh_token") => true,
+        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+    };
+    if refreshing {
+        let Some(grant) = form
+            .get("refresh_token")
+            .and_then(|t| op.refresh_tokens.lock().unwrap().remove(t))
+        else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+        };
+        op.record(|l| l.refresh += 1);
+        // A provider that fails to answer has not spent the refresh token.
+        let reply = op.behavior.lock().unwrap().token_reply.clone();
+        if matches!(reply, TokenReply::Status(_) | TokenReply::Garbage) {
+            let token = form.get("refresh_token").cloned().unwrap_or_default();
+            op.refresh_tokens.lock().unwrap().insert(token, grant.clone());
+        }
+        return issue(&op, &grant).await;
     }
     let Some(grant) = form.get("code").and_then(|c| op.codes.lock().unwrap().remove(c)) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
@@ -241,7 +259,11 @@ async fn token(State(op): Op, headers: HeaderMap, body: Bytes) -> Response {
     if matches!(pkce, Pkce::Missing | Pkce::Wrong) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     }
+    issue(&op, &grant).await
+}
 
+/// The tokens of `grant`, as the behaviour says (a refresh token, always).
+async fn issue(op: &Shared, grant: &Grant) -> Response {
     let behavior = op.behavior.lock().unwrap().clone();
     match behavior.token_reply {
         TokenReply::Status(status) => {
@@ -267,9 +289,19 @@ async fn token(State(op): Op, headers: HeaderMap, body: Bytes) -> Response {
         .lock()
         .unwrap()
         .insert(access_token.clone(), behavior.sub.clone());
-    let mut response = json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": 300 });
+    let refresh_token = jose::random(24);
+    op.refresh_tokens
+        .lock()
+        .unwrap()
+        .insert(refresh_token.clone(), grant.clone());
+    let mut response = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": behavior.expires_in,
+        "refresh_token": refresh_token,
+    });
     if behavior.token_reply != TokenReply::NoIdToken {
-        let id_token = op.id_token(&behavior, &grant, &access_token);
+        let id_token = op.id_token(&behavior, grant, &access_token);
         op.record(|l| l.id_tokens.push(id_token.clone()));
         response["id_token"] = id_token.into();
     }

@@ -43,7 +43,8 @@ pub struct FakeOp {
     shared: Arc<Shared>,
 }
 
-/// An authorization code and what it was issued for.
+/// An authorization code (or a refresh token) and what it was issued for.
+#[derive(Clone)]
 struct Grant {
     client_id: String,
     redirect_uri: String,
@@ -58,6 +59,8 @@ struct Shared {
     behavior: Mutex<Behavior>,
     log: watch::Sender<Log>,
     codes: Mutex<HashMap<String, Grant>>,
+    /// Refresh token → the login it continues (each usable once).
+    refresh_tokens: Mutex<HashMap<String, Grant>>,
     /// Access token → subject, for UserInfo.
     access_tokens: Mutex<HashMap<String, String>>,
     /// Holds the next JWKS answer until `true` (at most 10 s).
@@ -83,6 +86,7 @@ impl FakeOp {
             behavior: Mutex::new(Behavior::default()),
             log: watch::Sender::new(Log::default()),
             codes: Mutex::default(),
+            refresh_tokens: Mutex::default(),
             access_tokens: Mutex::default(),
             jwks_hold: Mutex::default(),
         });

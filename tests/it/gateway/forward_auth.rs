@@ -222,7 +222,7 @@ async fn rd_may_leave_the_site_only_for_allowed_redirect_domains() {
 }
 
 #[tokio::test]
-async fn tokens_are_handed_over_only_when_asked_never_expired_and_never_stored_in_clear() {
+async fn tokens_are_handed_over_only_when_asked_refreshed_when_due_and_never_stored_in_clear() {
     let (op, app) = super::gateway(|a| {
         a.gateway = super::defaults();
         a.gateway.forward_auth = Some("true".into());
@@ -245,11 +245,24 @@ async fn tokens_are_handed_over_only_when_asked_never_expired_and_never_stored_i
             "the access token in clear in the store"
         );
     }
-    // The fake provider's access tokens live 300 s: an expired one is not passed on.
-    app.clock.advance(std::time::Duration::from_secs(301));
+    // The fake provider's access tokens live 300 s: when it is about to
+    // expire, the refresh token brings a new one, handed over instead.
+    app.clock.advance(std::time::Duration::from_secs(290));
     let r = nginx_asks(&app, &browser, "/app").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let refreshed = op.access_tokens();
+    assert_eq!(op.log().refresh, 1);
+    let fresh = r.headers()["x-auth-request-access-token"].to_str().unwrap().to_owned();
+    assert_ne!(fresh, access_token);
+    assert!(refreshed.contains(&fresh), "issued by the provider");
+    // The provider refuses the next refresh (the grant revoked): the
+    // session ends, and nothing is handed over.
+    op.set(|b| b.token_reply = crate::fake_op::TokenReply::Error(400, "invalid_grant"));
+    app.clock.advance(std::time::Duration::from_secs(301));
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers().get("x-auth-request-access-token").is_none());
+    assert_eq!(op.log().refresh, 2);
 }
 
 #[tokio::test]

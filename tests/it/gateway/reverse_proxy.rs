@@ -65,6 +65,10 @@ impl Upstream {
     }
 }
 
+/// Tests run in parallel: a gateway is built while this lock is held, so
+/// that it reads its own test's [`UPSTREAM`].
+static START: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The upstream's address for the `tweak` function pointer (one per test binary run is enough: each test starts its own and sets it first).
 static UPSTREAM: OnceLock<Mutex<String>> = OnceLock::new();
 
@@ -88,8 +92,6 @@ async fn gateway_to(url: &str) -> (crate::fake_op::FakeOp, TestApp) {
 /// A gateway in front of the upstream at `url`, with the test client
 /// (127.0.0.1) a trusted proxy when `trusted`.
 async fn gateway_with(url: &str, trusted: bool) -> (crate::fake_op::FakeOp, TestApp) {
-    // Tests run in parallel: the gateway is built while this lock is held.
-    static START: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = START.lock().await;
     *UPSTREAM.get_or_init(Mutex::default).lock().unwrap() = url.to_owned();
     fn settings(a: &mut oidc_gate::config::Args) {
@@ -327,4 +329,55 @@ async fn the_upstream_gets_the_believed_client_and_the_request_id() {
     let (xff, upstream_id, answered) = forwarded(&app, &upstream).await;
     assert_eq!(xff, "203.0.113.9, 127.0.0.1");
     assert_eq!((upstream_id.as_str(), answered.as_str()), ("edge-7f3a", "edge-7f3a"));
+}
+
+#[tokio::test]
+async fn the_upstream_gets_the_access_token_refreshed_when_due() {
+    let upstream = Upstream::start().await;
+    let (op, app) = {
+        let _one_at_a_time = START.lock().await;
+        *UPSTREAM.get_or_init(Mutex::default).lock().unwrap() = format!("http://{}", upstream.addr);
+        super::gateway(|a| {
+            a.gateway = defaults();
+            a.gateway.upstream_url = Some(upstream_url());
+            a.gateway.pass_access_token = "true".into();
+            a.gateway.pass_authorization_header = "true".into();
+        })
+        .await
+    };
+    let browser = Browser::new();
+    sign_in(&app, &browser, "/").await;
+    let passed = |seen: &Seen| {
+        let h = &seen.headers;
+        let access = h["x-forwarded-access-token"].to_str().unwrap().to_owned();
+        let id = h["authorization"]
+            .to_str()
+            .unwrap()
+            .trim_start_matches("Bearer ")
+            .to_owned();
+        (access, id)
+    };
+    assert_eq!(browser.get(&app.url("/x")).await.status(), StatusCode::OK);
+    let (first, first_id) = passed(&upstream.seen().pop().unwrap());
+    assert_eq!(op.access_tokens(), std::slice::from_ref(&first));
+
+    // About to expire (the fake provider's tokens live 300 s): refreshed
+    // first, and the upstream gets the new access and ID tokens.
+    app.clock.advance(std::time::Duration::from_secs(290));
+    assert_eq!(browser.get(&app.url("/x")).await.status(), StatusCode::OK);
+    let (second, second_id) = passed(&upstream.seen().pop().unwrap());
+    assert_eq!(op.log().refresh, 1);
+    assert_ne!(second, first);
+    assert_ne!(second_id, first_id);
+    assert_eq!(op.log().id_tokens.last(), Some(&second_id));
+
+    // The grant revoked at the provider: the session ends at the next
+    // refresh, the browser is sent to sign in, the upstream sees nothing.
+    op.set(|b| b.token_reply = crate::fake_op::TokenReply::Error(400, "invalid_grant"));
+    app.clock.advance(std::time::Duration::from_secs(301));
+    let before = upstream.seen().len();
+    let r = browser.get(&app.url("/x")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/oauth2/start"), "{}", location(&r));
+    assert_eq!(upstream.seen().len(), before);
 }

@@ -389,3 +389,27 @@ pub fn query_param(url: &str, name: &str) -> String {
     let found = url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
     found.unwrap_or_else(|| panic!("no {name} in {url}"))
 }
+
+/// Routes of an embedding app with `GET /api/token`: the signed-in user's
+/// access token as a handler gets it ([`oidc_gate::web::UserTokens`]).
+pub fn access_token_routes() -> axum::Router<oidc_gate::web::AppState> {
+    async fn token(auth: oidc_gate::web::UserTokens) -> Result<String, oidc_gate::web::TokenFailure> {
+        let token = auth.access_token().await?;
+        Ok(token.map(|t| t.expose().to_owned()).unwrap_or_default())
+    }
+    axum::Router::new()
+        .route("/api/token", axum::routing::get(token))
+        .route_layer(oidc_gate::web::RequireLoginLayer)
+}
+
+/// `GET /api/token` of [`access_token_routes`] as an API client: status and body.
+pub async fn api_token(browser: &Browser, app: &TestApp) -> (StatusCode, String) {
+    let r = browser
+        .client
+        .get(app.url("/api/token"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}

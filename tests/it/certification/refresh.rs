@@ -1,0 +1,100 @@
+//! Refresh cases (OIDC Core §12.2): a refreshed ID token is validated like
+//! the first and must name the same user from the same issuer, else the
+//! session ends; a refresh answer without an ID token keeps the claims; a
+//! provider that does not answer keeps the session while its token lasts.
+
+use std::time::Duration;
+
+use oidc_gate::clock::Clock;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use super::*;
+use crate::fake_op::TokenReply;
+
+/// The app for `op` (access tokens of 4 s), logged in; its clock.
+async fn logged_in_with_short_tokens(op: &FakeOp) -> (TestApp, Browser, Clock) {
+    op.set(|b| b.expires_in = 4);
+    let clock = Clock::default();
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        clock: Some(clock.clone()),
+        routes: Some(access_token_routes),
+        ..Default::default()
+    })
+    .await;
+    let browser = logged_in(&app).await;
+    (app, browser, clock)
+}
+
+/// Shapes the refresh answer with `shape`, lets the token expire, and
+/// asserts that the refresh ended the session.
+async fn refresh_ends_the_session(shape: impl FnOnce(&mut crate::fake_op::Behavior)) {
+    let op = FakeOp::start().await;
+    let (app, browser, clock) = logged_in_with_short_tokens(&op).await;
+    assert_eq!(api_token(&browser, &app).await.0, StatusCode::OK);
+    op.set(shape);
+    clock.advance(Duration::from_secs(5));
+    let (status, _) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(op.log().refresh, 1);
+    assert_closed(&app, &browser).await;
+    assert_eq!(app.count("session_index").await, 0, "its link is gone too");
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_naming_another_sub_ends_the_session() {
+    refresh_ends_the_session(|b| b.sub = "mallory".into()).await;
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_from_another_issuer_ends_the_session() {
+    refresh_ends_the_session(|b| b.claims_patch = json!({"iss": "https://evil.example"})).await;
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_with_a_bad_signature_ends_the_session() {
+    refresh_ends_the_session(|b| b.corrupt_signature = true).await;
+}
+
+#[tokio::test]
+async fn a_refused_refresh_token_ends_the_session() {
+    refresh_ends_the_session(|b| b.token_reply = TokenReply::Error(400, "invalid_grant")).await;
+}
+
+#[tokio::test]
+async fn a_refresh_without_an_id_token_keeps_the_session_and_its_claims() {
+    let op = FakeOp::start().await;
+    let (app, browser, clock) = logged_in_with_short_tokens(&op).await;
+    let (_, first) = api_token(&browser, &app).await;
+    op.set(|b| b.token_reply = TokenReply::NoIdToken);
+    clock.advance(Duration::from_secs(5));
+    let (status, second) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(first, second, "refreshed");
+    assert_eq!(op.log().refresh, 1);
+    let page = browser.get(&app.url("/secret")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let home = text(browser.get(&app.url("/")).await).await;
+    assert!(home.contains("Ada"), "the profile is kept: {home}");
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_keeps_the_session_and_then_answers_503() {
+    let op = FakeOp::start().await;
+    let (app, browser, clock) = logged_in_with_short_tokens(&op).await;
+    let (_, first) = api_token(&browser, &app).await;
+    op.set(|b| b.token_reply = TokenReply::Status(503));
+    // Due (within the margin) but not expired: the old token, the session kept.
+    clock.advance(Duration::from_secs(3));
+    assert_eq!(api_token(&browser, &app).await, (StatusCode::OK, first.clone()));
+    // Expired: 503, and still signed in.
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(api_token(&browser, &app).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+    // Back: refreshed.
+    op.set(|b| b.token_reply = TokenReply::Tokens);
+    let (status, fresh) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(fresh, first);
+}

@@ -1,0 +1,323 @@
+//! Refreshing sessions' access tokens on demand, against the development
+//! provider served on its own listener (rotating refresh tokens, short
+//! access tokens, refreshes counted there): a session outlives several
+//! access tokens; 50 requests at expiry over two instances sharing
+//! PostgreSQL (then Redis) cause one refresh; a revoked grant ends the
+//! session on both.
+
+use std::time::Duration;
+
+use axum::Router;
+use oidc_gate::clock::Clock;
+use oidc_gate::devprovider::{DevClient, DevProvider};
+use reqwest::StatusCode;
+use url::Url;
+
+use crate::scale::PgSchema;
+use crate::stores::service_url;
+use crate::support::*;
+
+/// The load balancer's address: never listened on; the test routes each
+/// request to an instance itself.
+const LB: &str = "http://127.0.0.1:9";
+const EMAIL: &str = "ada@example.com";
+
+/// The development provider on a listener of its own, registered for `LB`.
+struct Op {
+    dev: DevProvider,
+    issuer: String,
+    secret: String,
+}
+
+impl Op {
+    async fn start(access_ttl: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}/op", listener.local_addr().unwrap());
+        let secret = oidc_gate::secret::random_token(24);
+        let dev = DevProvider::new(
+            Url::parse(&issuer).unwrap(),
+            DevClient {
+                client_id: "gate".into(),
+                client_secret: secret.clone(),
+                redirect_uris: vec![format!("{LB}/callback")],
+                post_logout_redirect_uris: vec![format!("{LB}/")],
+            },
+        );
+        dev.set_access_token_ttl(access_ttl);
+        let router = Router::new().nest_service("/op", dev.router());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { dev, issuer, secret }
+    }
+
+    fn client(&self) -> (String, String, String) {
+        (self.issuer.clone(), "gate".into(), self.secret.clone())
+    }
+}
+
+fn behind_lb(a: &mut oidc_gate::config::Args) {
+    a.public_url = LB.into();
+}
+
+async fn instance(op: &Op, clock: &Clock, store: StoreEnv) -> TestApp {
+    TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        tweak: Some(behind_lb),
+        clock: Some(clock.clone()),
+        store,
+        routes: Some(access_token_routes),
+        ..Default::default()
+    })
+    .await
+}
+
+fn route(url: &str, to: &TestApp) -> String {
+    url.replacen(LB, &format!("http://{}", to.addr), 1)
+}
+
+/// Signs in through `app` on the development provider.
+async fn sign_in(app: &TestApp, browser: &Browser) {
+    let r = browser.get(&app.url("/login?next=/api/token")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let callback = dev_provider_sign_in(browser, &redirect_target(&r), "Ada Lovelace", EMAIL, "sign_in").await;
+    let done = browser.get(&route(&callback, app)).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER, "{}", done.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_session_outlives_several_short_access_tokens() {
+    let op = Op::start(Duration::from_secs(4)).await;
+    let clock = Clock::default();
+    let app = instance(&op, &clock, StoreEnv::default()).await;
+    let browser = Browser::new();
+    sign_in(&app, &browser).await;
+
+    let (status, first) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!first.is_empty());
+    // Within the token's life and before its margin (a quarter of 4 s):
+    // the same token, no refresh, however many requests.
+    clock.advance(Duration::from_secs(2));
+    for _ in 0..5 {
+        assert_eq!(api_token(&browser, &app).await, (StatusCode::OK, first.clone()));
+    }
+    assert_eq!(op.dev.refreshes(), 0);
+
+    let mut seen = vec![first];
+    for round in 1..=4 {
+        clock.advance(Duration::from_secs(4));
+        let (status, token) = api_token(&browser, &app).await;
+        assert_eq!(status, StatusCode::OK, "round {round}");
+        assert!(!seen.contains(&token), "round {round}: a new token");
+        assert_eq!(op.dev.refreshes(), round);
+        // The next request uses it without asking the provider.
+        assert_eq!(api_token(&browser, &app).await, (StatusCode::OK, token.clone()));
+        assert_eq!(op.dev.refreshes(), round);
+        seen.push(token);
+    }
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+}
+
+/// Two instances on `store`: 50 requests at expiry, spread over both,
+/// cause one refresh and all get its token; then the grant is revoked at
+/// the provider and the next refresh ends the session on both.
+async fn one_refresh_across_instances(store: StoreEnv) {
+    let op = Op::start(Duration::from_secs(60)).await;
+    let clock = Clock::default();
+    let a = instance(&op, &clock, store.clone()).await;
+    let b = instance(&op, &clock, store).await;
+    let browser = Browser::new();
+    sign_in(&a, &browser).await;
+    let (status, first) = api_token(&browser, &b).await;
+    assert_eq!(status, StatusCode::OK);
+
+    clock.advance(Duration::from_secs(61));
+    let requests: Vec<_> = (0..50)
+        .map(|i| {
+            let url = if i % 2 == 0 {
+                a.url("/api/token")
+            } else {
+                b.url("/api/token")
+            };
+            let client = browser.client.clone();
+            tokio::spawn(async move {
+                let r = client
+                    .get(url)
+                    .header("accept", "application/json")
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for r in requests {
+        let (status, token) = r.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{token}");
+        tokens.push(token);
+    }
+    assert_eq!(op.dev.refreshes(), 1, "exactly one refresh at the provider");
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "all use its result");
+    assert_ne!(tokens[0], first);
+    for app in [&a, &b] {
+        assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+        assert_eq!(api_token(&browser, app).await, (StatusCode::OK, tokens[0].clone()));
+    }
+    assert_eq!(op.dev.refreshes(), 1);
+
+    // The rotated refresh token is the one kept: the next refresh works.
+    clock.advance(Duration::from_secs(61));
+    let (status, second) = api_token(&browser, &b).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(second, tokens[0]);
+    assert_eq!(op.dev.refreshes(), 2);
+
+    // Revoked at the provider: the next refresh ends the session, on both.
+    assert_eq!(op.dev.revoke_grants_of(&DevProvider::subject_of(EMAIL)), 1);
+    clock.advance(Duration::from_secs(61));
+    let (status, _) = api_token(&browser, &a).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let r = browser.get(&b.url("/api/token")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "browsers go to sign in");
+    assert_eq!(location(&r), "/login?next=/api/token");
+    assert_eq!(browser.get(&b.url("/secret")).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(op.dev.refreshes(), 2, "no second attempt");
+}
+
+/// Users in PostgreSQL (a schema of their own), sessions in Redis, when
+/// the test services are there.
+fn on_redis() -> Option<(PgSchema, StoreEnv)> {
+    let (url, redis) = (service_url("TEST_DATABASE_URL")?, service_url("TEST_REDIS_URL")?);
+    let schema = PgSchema::new(&url);
+    let store = StoreEnv {
+        database_url: Some(url),
+        database_schema: Some(schema.name.clone()),
+        session_store_url: Some(redis),
+        ..Default::default()
+    };
+    Some((schema, store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_requests_at_expiry_over_two_instances_on_postgres_refresh_once() {
+    let Some(url) = service_url("TEST_DATABASE_URL") else {
+        return;
+    };
+    let schema = PgSchema::new(&url);
+    one_refresh_across_instances(StoreEnv {
+        database_url: Some(url.clone()),
+        database_schema: Some(schema.name.clone()),
+        ..Default::default()
+    })
+    .await;
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_requests_at_expiry_over_two_instances_on_redis_refresh_once() {
+    let Some((schema, store)) = on_redis() else {
+        return;
+    };
+    one_refresh_across_instances(store).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_on_one_sqlite_instance_refresh_once() {
+    let op = Op::start(Duration::from_secs(60)).await;
+    let clock = Clock::default();
+    let app = instance(&op, &clock, StoreEnv::default()).await;
+    let browser = Browser::new();
+    sign_in(&app, &browser).await;
+    clock.advance(Duration::from_secs(61));
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let client = browser.client.clone();
+            let url = app.url("/api/token");
+            tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    for r in requests {
+        assert_eq!(r.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(op.dev.refreshes(), 1);
+}
+
+/// A request that loaded the session before a refresh saves it afterwards
+/// (its activity, say) with the spent refresh token: the next refresh still
+/// uses the new one (from the refreshed tokens' own slot), so the provider,
+/// which revokes the grant of a spent token used again, keeps the session.
+async fn a_stale_save_does_not_bring_the_spent_refresh_token_back(store: StoreEnv) {
+    use std::str::FromStr as _;
+    use tower_sessions::SessionStore as _;
+
+    let op = Op::start(Duration::from_secs(60)).await;
+    let clock = Clock::default();
+    let app = instance(&op, &clock, store).await;
+    let browser = Browser::new();
+    sign_in(&app, &browser).await;
+    let id = tower_sessions::session::Id::from_str(&browser.session_id(&app).unwrap()).unwrap();
+    let sessions = app.store.session_backend();
+    let loaded_before = sessions.load(&id).await.unwrap().expect("the session");
+
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(api_token(&browser, &app).await.0, StatusCode::OK);
+    assert_eq!(op.dev.refreshes(), 1);
+    sessions.save(&loaded_before).await.unwrap();
+
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(api_token(&browser, &app).await.0, StatusCode::OK);
+    assert_eq!(op.dev.refreshes(), 2);
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_stale_save_does_not_bring_the_spent_refresh_token_back_on_sqlite() {
+    a_stale_save_does_not_bring_the_spent_refresh_token_back(StoreEnv::default()).await;
+}
+
+#[tokio::test]
+async fn a_stale_save_does_not_bring_the_spent_refresh_token_back_on_redis() {
+    let Some((schema, store)) = on_redis() else {
+        return;
+    };
+    a_stale_save_does_not_bring_the_spent_refresh_token_back(store).await;
+    schema.drop().await;
+}
+
+/// `SESSION_REFRESH_INTERVAL`: tokens that are far from expiry are
+/// refreshed that often, so a user disabled at the provider is noticed
+/// within it.
+#[tokio::test]
+async fn the_refresh_interval_notices_a_disabled_user_before_the_token_expires() {
+    let op = Op::start(Duration::from_secs(3600)).await;
+    let clock = Clock::default();
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        tweak: Some(|a| {
+            behind_lb(a);
+            a.session_refresh_interval = Some("5m".into());
+        }),
+        clock: Some(clock.clone()),
+        routes: Some(access_token_routes),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    sign_in(&app, &browser).await;
+    let (_, first) = api_token(&browser, &app).await;
+
+    clock.advance(Duration::from_secs(299));
+    assert_eq!(api_token(&browser, &app).await, (StatusCode::OK, first.clone()));
+    assert_eq!(op.dev.refreshes(), 0);
+    clock.advance(Duration::from_secs(1));
+    let (status, second) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(second, first);
+    assert_eq!(op.dev.refreshes(), 1);
+
+    op.dev.revoke_grants_of(&DevProvider::subject_of(EMAIL));
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(api_token(&browser, &app).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
+}
