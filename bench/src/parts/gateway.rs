@@ -220,7 +220,8 @@ async fn forward_auth(ctx: &mut Ctx, http: &reqwest::Client) -> Result<()> {
 }
 
 /// The bearer-token row (issue 17): `/oauth2/auth` with a bearer JWT and no
-/// session, against the ceiling. The token is the development provider's
+/// session, against the ceiling; then the same server signed in, handing
+/// over the access token, against forward auth without. The token is the development provider's
 /// RFC 9068 access token of a signed-in user, as `PASS_ACCESS_TOKEN` hands
 /// it out in forward auth's answer.
 pub async fn bearer(ctx: &mut Ctx) -> Result<()> {
@@ -230,6 +231,12 @@ pub async fn bearer(ctx: &mut Ctx) -> Result<()> {
             .context("the ceiling, for the bearer row")?;
     }
     let http = browser(usize::MAX)?;
+    // The hand-over row below is judged against forward auth without.
+    if !ctx.report.gateway.iter().any(|r| r.server == Gw::ForwardAuth) {
+        forward_auth(ctx, &http)
+            .await
+            .context("forward auth, for the hand-over row")?;
+    }
     let server = start_gate(
         ctx,
         &[
@@ -272,8 +279,14 @@ pub async fn bearer(ctx: &mut Ctx) -> Result<()> {
         "/oauth2/auth with a forged token answered {status}"
     );
     let load = run(&url, None, &headers);
-    let runs = runs(ctx, &server, load, 0).await?;
-    push(ctx, Gw::Bearer, &runs);
+    let bearer_runs = runs(ctx, &server, load, 0).await?;
+    push(ctx, Gw::Bearer, &bearer_runs);
+    // The same server, signed in: each answer hands over the session's
+    // access token (opened from the session; none is due for refresh).
+    let signed_in = [original];
+    let hand_over = run(&url, Some(&signed.cookie), &signed_in);
+    let hand_over_runs = runs(ctx, &server, hand_over, 0).await?;
+    push(ctx, Gw::HandOver, &hand_over_runs);
     profiled(ctx, &server, BEARER_PROFILE, async |ctx| {
         measure_run(ctx, &server, load, 0, false).await.map(drop)
     })

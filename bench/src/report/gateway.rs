@@ -17,6 +17,9 @@ const FORWARD_AUTH_SHARE: f64 = 0.6;
 /// A protected path with a bearer JWT must reach this share of the
 /// ceiling's requests/s (issue 17).
 const BEARER_SHARE: f64 = 0.5;
+/// Forward auth handing over the access token (no refresh due): at least
+/// this share of forward auth's requests/s without (issue 17: within 10%).
+const HAND_OVER_SHARE: f64 = 0.9;
 /// The proxied page's p99.
 const PROXY_P99: Duration = Duration::from_millis(3);
 /// What a large body may add to oidc-gate's resident memory, in KiB.
@@ -35,6 +38,8 @@ pub enum Gw {
     ForwardAuth,
     /// oidc-gate's `/oauth2/auth` with a bearer JWT, no session.
     Bearer,
+    /// oidc-gate's `/oauth2/auth`, signed in, handing over the access token.
+    HandOver,
 }
 
 impl Gw {
@@ -45,6 +50,9 @@ impl Gw {
             Gw::Apache => "Apache 2 + mod_auth_openidc reverse proxy, signed in (peer)",
             Gw::ForwardAuth => "oidc-gate `GET /oauth2/auth` (forward auth, `X-Original-URI`), signed in",
             Gw::Bearer => "oidc-gate `GET /oauth2/auth` with a bearer JWT (RFC 9068), no session",
+            Gw::HandOver => {
+                "oidc-gate `GET /oauth2/auth`, signed in, handing over the access token (`PASS_ACCESS_TOKEN`, no refresh due)"
+            }
         }
     }
 }
@@ -115,6 +123,7 @@ impl Report {
             Gw::Nginx => return None,
             Gw::Proxy | Gw::Apache => ("nginx", self.gateway_row(Gw::Nginx)?),
             Gw::ForwardAuth | Gw::Bearer => ("ceiling", self.pages.iter().find(|p| p.ceiling)?),
+            Gw::HandOver => ("forward auth without", self.gateway_row(Gw::ForwardAuth)?),
         };
         Some((name, page.figures.rps / base.figures.rps))
     }
@@ -160,6 +169,13 @@ impl Report {
             "bearer JWT to a protected path (`/oauth2/auth`, no session)",
             "the ceiling's requests/s",
             BEARER_SHARE,
+        ));
+        out.push(share(
+            Kind::HandOverCost,
+            Gw::HandOver,
+            "`/oauth2/auth` handing over the access token (no refresh due)",
+            "`/oauth2/auth` without, same run",
+            HAND_OVER_SHARE,
         ));
         for direction in [Direction::Upload, Direction::Download] {
             let bulk = self.bulk.iter().find(|b| b.proxied && b.direction == direction);
@@ -287,6 +303,9 @@ impl Report {
              other than 2xx as an error, and the only 2xx is its `202`. **Bearer JWT**: the same \
              `/oauth2/auth` with `SKIP_JWT_BEARER_TOKENS=true` and no cookie, `Authorization: Bearer` \
              with the development provider's RFC 9068 access token (verified once, then from the cache). \
+             **Hand-over**: the same server's `/oauth2/auth` with the session cookie, answering with \
+             `X-Auth-Request-Access-Token` (opened from the session, no refresh due), against the \
+             forward-auth row. \
              **Large bodies**: a `POST` of \
              {bulk} (`Content-Length`, sent in 256 KiB pieces; the upstream answers how many bytes it \
              read) and a `GET` of {bulk}, straight to the upstream for reference, then through a fresh \
@@ -301,6 +320,7 @@ impl Report {
             Kind::ProxyShare | Kind::ProxyP99 => (Gw::Proxy, PROXY_PROFILE, Gw::Nginx),
             Kind::ForwardAuthShare => (Gw::ForwardAuth, FORWARD_AUTH_PROFILE, Gw::ForwardAuth),
             Kind::BearerShare => (Gw::Bearer, BEARER_PROFILE, Gw::Bearer),
+            Kind::HandOverCost => (Gw::HandOver, FORWARD_AUTH_PROFILE, Gw::ForwardAuth),
             Kind::BulkRss(_) => {
                 return Some(
                     "the growth is VmHWM after the transfer less VmRSS before it (the peak was reset just \

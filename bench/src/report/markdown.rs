@@ -287,9 +287,12 @@ impl Report {
                 }),
                 Kind::RssSessions => self.memory_miss(),
                 Kind::Scale(store) => self.scale_miss(store),
-                Kind::ProxyShare | Kind::ProxyP99 | Kind::ForwardAuthShare | Kind::BearerShare | Kind::BulkRss(_) => {
-                    self.gateway_miss(t.kind)
-                }
+                Kind::ProxyShare
+                | Kind::ProxyP99
+                | Kind::ForwardAuthShare
+                | Kind::BearerShare
+                | Kind::HandOverCost
+                | Kind::BulkRss(_) => self.gateway_miss(t.kind),
                 Kind::RssIdle | Kind::Startup | Kind::MetricsCost => None,
             };
             let _ = writeln!(

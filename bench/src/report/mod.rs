@@ -289,6 +289,8 @@ pub enum Kind {
     ForwardAuthShare,
     /// A bearer JWT's requests/s to a protected path as a share of the ceiling's.
     BearerShare,
+    /// Forward auth handing over the access token, as a share of forward auth without.
+    HandOverCost,
     /// `/secret` requests/s with metrics as a share of without.
     MetricsCost,
     /// RSS growth over a large upload or download.
