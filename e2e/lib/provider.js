@@ -181,9 +181,12 @@ export async function startProvider({
     });
   }
 
-  const counts = { refreshes: 0 };
+  const counts = { refreshes: 0, refreshErrors: 0 };
   provider.on('grant.success', (ctx) => {
     if (ctx.oidc?.params?.grant_type === 'refresh_token') counts.refreshes += 1;
+  });
+  provider.on('grant.error', (ctx) => {
+    if (ctx.oidc?.params?.grant_type === 'refresh_token') counts.refreshErrors += 1;
   });
 
   return serveProvider({ handler: provider.callback(), port, issuer, clientSecret, provider, events, counts });
@@ -193,7 +196,9 @@ export async function startProvider({
  * Serve a provider's request handler on 127.0.0.1:`port`; returns the handle
  * the scenarios use (issuer, client, discovery, events, refresh count, `close()`).
  */
-export async function serveProvider({ handler, port, issuer, clientSecret, provider, events, counts = { refreshes: 0 } }) {
+export async function serveProvider({
+  handler, port, issuer, clientSecret, provider, events, counts = { refreshes: 0, refreshErrors: 0 },
+}) {
   const server = http.createServer(handler);
   await new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -214,6 +219,8 @@ export async function serveProvider({ handler, port, issuer, clientSecret, provi
     events,
     /** Refresh token grants answered so far. */
     get refreshes() { return counts.refreshes; },
+    /** Refresh token grants refused (e.g. the grant was revoked). */
+    get refreshErrors() { return counts.refreshErrors; },
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => server.close(() => resolve()));
