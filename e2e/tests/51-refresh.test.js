@@ -4,7 +4,8 @@
 // expiry, 50 requests at expiry spread over both instances cause exactly one
 // refresh grant at the provider, and once the grant is revoked at the
 // provider the session ends on both instances at the next refresh, with one
-// refused attempt in all. Run with the sessions in PostgreSQL, then in Redis
+// refused attempt in all; signing out revokes the refresh token at the
+// provider. Run with the sessions in PostgreSQL, then in Redis
 // (users in PostgreSQL).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -102,7 +103,7 @@ const STORES = [
 ];
 
 for (const store of STORES) {
-  test(`${store.scenarios}. refresh with the real oidc-provider, sessions in ${store.name}: a session outlives several access tokens; 50 requests at expiry over two instances refresh once; a grant revoked at the provider ends the session on both`, { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  test(`${store.scenarios}. refresh with the real oidc-provider, sessions in ${store.name}: a session outlives several access tokens; 50 requests at expiry over two instances refresh once; a grant revoked at the provider ends the session on both; sign-out revokes the refresh token`, { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const missing = [['TEST_DATABASE_URL', DATABASE_URL], ...store.needs].filter(([, v]) => !v).map(([k]) => k);
     if (missing.length) {
       t.skip(`${missing.join(', ')} not set`);
@@ -156,6 +157,30 @@ for (const store of STORES) {
       assert.equal(parts.provider.refreshErrors, 1, 'no second attempt from the other instance');
       assert.equal(parts.provider.refreshes, 3);
       await context.close();
+
+      // Signed in again, then signed out: the refresh token itself is
+      // revoked at the provider (RFC 7009), and the access token too.
+      const again = await newPage(parts.browser);
+      await again.page.goto(`${parts.a.url}/app/again`);
+      await providerSignIn(again.page, parts.provider);
+      await providerConsent(again.page);
+      await waitForPage(again.page, parts.a.url, '/app/again', 'signed in again');
+      const accessToken = await tokenAt(parts.a.directUrl, await cookieHeader(again.context, parts.a.url));
+      assert.ok(await AccessToken.find(accessToken), 'the access token is valid before sign-out');
+      const beforeLogout = parts.provider.events.length;
+      await again.page.goto(`${parts.a.url}/oauth2/sign_out`);
+      const form = again.page.locator('form[method="post" i]');
+      await form.waitFor({ state: 'visible', timeout: 5_000 });
+      await form.getByRole('button', { name: 'Sign out' }).click();
+      // Revoking the refresh token ends its grant at oidc-provider, with
+      // the access token; the access token's own revocation may then find
+      // it gone already. What counts: both are dead at the provider.
+      const refreshRevoked = () => parts.provider.events.slice(beforeLogout).some((e) => e.event === 'refresh_token.destroyed');
+      const deadline = Date.now() + 5_000;
+      while (!(refreshRevoked() && !(await AccessToken.find(accessToken))) && Date.now() < deadline) await sleep(100);
+      assert.ok(refreshRevoked(), `the refresh token revoked at logout: ${JSON.stringify(parts.provider.events.slice(beforeLogout))}`);
+      assert.equal(await AccessToken.find(accessToken), undefined, 'the access token revoked at logout');
+      await again.context.close();
     } finally {
       await stop(parts);
     }
