@@ -9,15 +9,19 @@
 //! the next request of it, on any instance, is anonymous; the SQLite
 //! servers' session caches are told (a counter they read at most every
 //! [`SESSION_CACHE_RECHECK`]), and the command returns only once that
-//! interval has passed.
+//! interval has passed. With a configured provider that has a
+//! `revocation_endpoint`, the tokens of each session ended are revoked there.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::config::{Args, Config, SessionsCommand};
+use crate::config::{Args, Config, ProviderChoice, SessionsCommand};
+use crate::provider::Provider;
 use crate::session::Lifetimes;
 use crate::store::{SESSION_CACHE_RECHECK, SessionEntry, Store, StoreError};
+use crate::tokens::TokenVault;
+use crate::web::revoke::{revoke_tokens, session_tokens};
 use crate::web::sessions::{Live, browser, live_sessions, minute};
 
 /// How long opening the store may take on top of `STORE_TIMEOUT` (as `check`).
@@ -49,10 +53,36 @@ pub async fn run(args: Args, command: SessionsCommand) -> Result<String, AdminEr
     let lifetimes = Lifetimes::new(config.session);
     let result = match command {
         SessionsCommand::List { user } => list(&opened, &lifetimes, user.as_deref()).await,
-        SessionsCommand::End { user } => end(&opened, &user).await,
+        SessionsCommand::End { user } => {
+            let revoker = revoker(&config, &opened);
+            end(&opened, &user, revoker.as_ref()).await
+        }
     };
     opened.release_lock();
     result
+}
+
+/// What revokes the tokens of the sessions ended: the configured provider
+/// (its discovery fetched when first needed, every request bounded by
+/// `OIDC_HTTP_TIMEOUT`) and the servers' token key. None with the
+/// development provider, which lives inside the server.
+struct Revoker {
+    provider: Provider,
+    vault: TokenVault,
+}
+
+fn revoker(config: &Config, store: &Store) -> Option<Revoker> {
+    let ProviderChoice::Configured(client) = &config.provider else {
+        return None;
+    };
+    let vault = match &config.token_key {
+        Some(key) => TokenVault::new(&key.0),
+        None => TokenVault::derived(store.login_cookie_key()),
+    };
+    Some(Revoker {
+        provider: crate::app::provider(config, client.clone(), Clock::system()),
+        vault,
+    })
 }
 
 /// The sessions of the people `who` names (every user when `None`).
@@ -95,10 +125,11 @@ async fn list(store: &Store, lifetimes: &Lifetimes, who: Option<&str>) -> Result
     Ok(out)
 }
 
-async fn end(store: &Store, who: &str) -> Result<String, AdminError> {
+async fn end(store: &Store, who: &str, revoker: Option<&Revoker>) -> Result<String, AdminError> {
     let entries = entries(store, Some(who)).await?;
+    let mut revoked = 0;
     for entry in &entries {
-        end_session(store, entry).await?;
+        revoked += end_session(store, entry, revoker).await?;
     }
     if !entries.is_empty() {
         store.note_sessions_ended_elsewhere().await?;
@@ -106,12 +137,26 @@ async fn end(store: &Store, who: &str) -> Result<String, AdminError> {
         tokio::time::sleep(SESSION_CACHE_RECHECK * 2).await;
     }
     let n = entries.len();
-    Ok(format!("ended {n} session{} of {who}\n", if n == 1 { "" } else { "s" }))
+    let mut out = format!("ended {n} session{} of {who}\n", if n == 1 { "" } else { "s" });
+    if revoker.is_some() && revoked > 0 {
+        let _ = writeln!(
+            out,
+            "revoked {revoked} token{} at the provider",
+            if revoked == 1 { "" } else { "s" }
+        );
+    }
+    Ok(out)
 }
 
 /// Ends one session: the one place where this command ends a session
-/// (anything else a logout does to a session belongs here too).
-async fn end_session(store: &Store, entry: &SessionEntry) -> Result<(), StoreError> {
+/// (anything else a logout does to a session belongs here too): its
+/// tokens, read first, are revoked at the provider once it has ended, as
+/// the Log out button's are; returns how many were.
+async fn end_session(store: &Store, entry: &SessionEntry, revoker: Option<&Revoker>) -> Result<usize, StoreError> {
+    let tokens = match revoker {
+        Some(_) => session_tokens(store, &entry.session_id).await?,
+        None => None,
+    };
     store.end_session(&entry.session_id).await?;
     tracing::info!(
         target: "audit",
@@ -121,5 +166,8 @@ async fn end_session(store: &Store, entry: &SessionEntry) -> Result<(), StoreErr
         issuer = entry.issuer,
         "session ended"
     );
-    Ok(())
+    Ok(match (revoker, tokens) {
+        (Some(r), Some(tokens)) => revoke_tokens(&r.provider, &r.vault, tokens).await,
+        _ => 0,
+    })
 }

@@ -14,7 +14,7 @@ use crate::stores::service_url;
 use crate::support::*;
 
 /// Runs `oidc-gate sessions ARGS` in `dir` with only `env`.
-async fn sessions(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+pub(crate) async fn sessions(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oidc-gate"));
     cmd.env_clear().current_dir(dir).arg("sessions").args(args);
     for (k, v) in env {

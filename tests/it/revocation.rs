@@ -201,3 +201,45 @@ async fn without_a_revocation_endpoint_nothing_is_sent() {
     app.stop().await;
     assert!(op.log().revocations.is_empty(), "{:?}", op.log().revocations);
 }
+
+#[tokio::test]
+async fn the_administrators_sessions_end_revokes_the_tokens_of_each_session_it_ends() {
+    let (op, app) = op_with_revocation(None, |_| {}, false).await;
+    let browser = Browser::new();
+    op_login(&app, &browser).await;
+    let (issuer, client_id, client_secret) = op.client();
+    let data_dir = app.data_dir.display().to_string();
+    let env = [
+        ("DATA_DIR", data_dir.as_str()),
+        ("OIDC_ISSUER", issuer.as_str()),
+        ("OIDC_CLIENT_ID", client_id.as_str()),
+        ("OIDC_CLIENT_SECRET", client_secret.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::admin_sessions::sessions(dir.path(), &env, &["end", "--user", "ada@example.com"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ended 1 session of ada@example.com\nrevoked 2 tokens at the provider\n"
+    );
+    // Revoked before the command returned: the refresh and the access token.
+    let seen = op.log().revocations;
+    let mut hints: Vec<_> = seen
+        .iter()
+        .map(|r| r.token_type_hint.clone().unwrap_or_default())
+        .collect();
+    hints.sort();
+    assert_eq!(hints, ["access_token", "refresh_token"], "{seen:?}");
+    let access = seen
+        .iter()
+        .find(|r| r.token_type_hint.as_deref() == Some("access_token"))
+        .unwrap();
+    assert!(
+        op.access_tokens().contains(&access.token),
+        "the token issued at sign-in"
+    );
+    assert!(seen.iter().all(|r| r.credentials_ok));
+    // And the session is over.
+    let r = browser.get(&app.url("/secret")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "signed out");
+}
