@@ -75,13 +75,9 @@ fn revoker(config: &Config, store: &Store) -> Option<Revoker> {
     let ProviderChoice::Configured(client) = &config.provider else {
         return None;
     };
-    let vault = match &config.token_key {
-        Some(key) => TokenVault::new(&key.0),
-        None => TokenVault::derived(store.login_cookie_key()),
-    };
     Some(Revoker {
         provider: crate::app::provider(config, client.clone(), Clock::system()),
-        vault,
+        vault: TokenVault::configured(config.token_key.as_ref(), store.login_cookie_key()),
     })
 }
 

@@ -134,10 +134,7 @@ impl App {
         let drain = Drain::new(config.shutdown);
         // Every session keeps its login's tokens: refresh, handlers, the
         // app behind the gateway and revocation at logout use them.
-        let vault = || match &config.token_key {
-            Some(key) => TokenVault::new(&key.0),
-            None => TokenVault::derived(store.login_cookie_key()),
-        };
+        let vault = || TokenVault::configured(config.token_key.as_ref(), store.login_cookie_key());
         let lifetimes = Lifetimes::new(config.session);
         let refresher = Refresher::new(
             provider.clone(),

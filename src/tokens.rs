@@ -99,6 +99,15 @@ impl TokenVault {
         Self::new(&key)
     }
 
+    /// The vault of the servers' configuration: `TOKEN_ENCRYPTION_KEY` when
+    /// set, otherwise derived from the database's `shared` key.
+    pub fn configured(key: Option<&TokenKey>, shared: &[u8]) -> Self {
+        match key {
+            Some(key) => Self::new(&key.0),
+            None => Self::derived(shared),
+        }
+    }
+
     /// Seals `token`: base64url of a random nonce, the ciphertext and its tag.
     pub fn seal(&self, kind: Kind, token: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
