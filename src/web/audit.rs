@@ -118,16 +118,14 @@ pub(crate) fn sign_in_refused(
     subject: Option<&str>,
     detail: Option<&dyn Display>,
 ) {
-    tracing::info!(
-        target: "audit",
-        event = "sign_in_refused",
+    refused(
+        "sign_in_refused",
+        "sign-in refused",
+        origin,
         reason,
-        subject,
         issuer,
-        detail = detail.map(tracing::field::display),
-        client_ip = %origin.client_ip,
-        request_id = %origin.request_id,
-        "sign-in refused"
+        subject,
+        detail,
     );
 }
 
@@ -162,16 +160,7 @@ pub(crate) fn logged_out(
 /// invalid or replayed logout token; front-channel parameters missing or
 /// naming another issuer).
 pub(crate) fn logout_refused(origin: &Origin, reason: &str, issuer: &str, detail: Option<&dyn Display>) {
-    tracing::info!(
-        target: "audit",
-        event = "logout_refused",
-        reason,
-        issuer,
-        detail = detail.map(tracing::field::display),
-        client_ip = %origin.client_ip,
-        request_id = %origin.request_id,
-        "logout refused"
-    );
+    refused("logout_refused", "logout refused", origin, reason, issuer, None, detail);
 }
 
 /// A session ended without a logout, on its next request: `session_idle`,
@@ -215,15 +204,37 @@ pub(crate) fn bearer_refused(
     subject: Option<&str>,
     detail: Option<&dyn Display>,
 ) {
+    refused(
+        "bearer_refused",
+        "bearer token refused",
+        origin,
+        reason,
+        issuer,
+        subject,
+        detail,
+    );
+}
+
+/// A refusal event: `event` with its `reason` code, `subject` when known,
+/// and `detail` for the operator (never a token or code).
+fn refused(
+    event: &'static str,
+    message: &'static str,
+    origin: &Origin,
+    reason: &str,
+    issuer: &str,
+    subject: Option<&str>,
+    detail: Option<&dyn Display>,
+) {
     tracing::info!(
         target: "audit",
-        event = "bearer_refused",
+        event,
         reason,
         subject,
         issuer,
         detail = detail.map(tracing::field::display),
         client_ip = %origin.client_ip,
         request_id = %origin.request_id,
-        "bearer token refused"
+        "{message}"
     );
 }
