@@ -21,6 +21,7 @@
 //! - `report`: targets, tables, `BENCHMARKS.md`.
 
 mod bulk;
+mod callgrind;
 mod client;
 mod parts;
 mod peers;

@@ -181,7 +181,28 @@ impl Server {
         dir: PathBuf,
         env: &[(&str, &str)],
     ) -> Result<Self> {
-        let mut cmd = pinned(bin, SERVER_CORE);
+        Self::oidc_gate_with(pinned(bin, SERVER_CORE), addr, store, dir, env)
+    }
+
+    /// oidc-gate with the development provider and SQLite sessions, on a
+    /// free loopback port, run by valgrind's callgrind (one tokio worker,
+    /// on core 0): its instruction counts go to `out` (and `out.N` at each
+    /// `callgrind_control -d`).
+    pub fn oidc_gate_callgrind(bin: &Path, dir: PathBuf, env: &[(&str, &str)], out: &Path) -> Result<Self> {
+        let mut cmd = pinned(Path::new("valgrind"), SERVER_CORE);
+        cmd.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(bin);
+        Self::oidc_gate_with(cmd, free_addr()?, &Store::Sqlite, dir, env)
+    }
+
+    fn oidc_gate_with(
+        mut cmd: Command,
+        addr: SocketAddr,
+        store: &Store,
+        dir: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         cmd.current_dir(&dir)
             .env("LISTEN", addr.to_string())
             .env("PUBLIC_URL", format!("http://{addr}"))
@@ -300,7 +321,12 @@ impl Server {
 
     /// Waits until `GET path` answers `200`; returns the time since spawn.
     pub fn wait_answering(&mut self, path: &str) -> Result<Duration> {
-        let deadline = self.spawned + READY_LIMIT;
+        self.wait_answering_within(path, READY_LIMIT)
+    }
+
+    /// [`Server::wait_answering`] with a limit of its own.
+    pub fn wait_answering_within(&mut self, path: &str, limit: Duration) -> Result<Duration> {
+        let deadline = self.spawned + limit;
         while Instant::now() < deadline {
             if http_status(self.addr, path).is_ok_and(|s| s == 200) {
                 return Ok(self.spawned.elapsed());
@@ -308,10 +334,7 @@ impl Server {
             self.check_alive()?;
             std::thread::sleep(Duration::from_micros(500));
         }
-        bail!(
-            "GET {path} did not answer 200 within {READY_LIMIT:?}{}",
-            self.log_tail()
-        )
+        bail!("GET {path} did not answer 200 within {limit:?}{}", self.log_tail())
     }
 
     /// Stops the process and hands over its directory instead of removing it.

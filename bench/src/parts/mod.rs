@@ -48,6 +48,8 @@ pub struct Plan {
     pub profile: Duration,
     /// The size of the large upload and download through the gateway.
     pub bulk_bytes: u64,
+    /// `/secret` requests whose instructions callgrind counts, metrics off and on.
+    pub counted_requests: usize,
 }
 
 impl Plan {
@@ -71,6 +73,7 @@ impl Plan {
                 Duration::ZERO
             },
             bulk_bytes: 1 << 30,
+            counted_requests: 5_000,
         }
     }
 
@@ -88,6 +91,7 @@ impl Plan {
             startup_runs: 3,
             profile: Duration::ZERO,
             bulk_bytes: 64 << 20,
+            counted_requests: 200,
         }
     }
 }

@@ -84,10 +84,24 @@ async fn metrics_cost(ctx: &mut Ctx) -> Result<()> {
         len = client.fetch("/secret", &id).await?.2.len();
         cookies.push(format!("{COOKIE_NAME}={id}"));
     }
+    // Pairs in A-B, B-A order (an even number of them when there are
+    // several), so that whatever favours the first or the second run of a
+    // pair (the previous run's connections closing, the machine's drift)
+    // falls on both alike.
+    let pairs = match ctx.plan.page_runs.max(1) {
+        1 => 1,
+        n => n.next_multiple_of(2),
+    };
     let (mut off_runs, mut on_runs) = (Vec::new(), Vec::new());
-    for run in 0..ctx.plan.page_runs.max(1) {
-        off_runs.push(measure(ctx, &off, Some(&cookies[0]), None, len, run == 0).await?);
-        on_runs.push(measure(ctx, &on, Some(&cookies[1]), None, len, run == 0).await?);
+    for pair in 0..pairs {
+        let warm = pair < 2;
+        if pair % 2 == 0 {
+            off_runs.push(measure(ctx, &off, Some(&cookies[0]), None, len, warm).await?);
+            on_runs.push(measure(ctx, &on, Some(&cookies[1]), None, len, warm).await?);
+        } else {
+            on_runs.push(measure(ctx, &on, Some(&cookies[1]), None, len, warm).await?);
+            off_runs.push(measure(ctx, &off, Some(&cookies[0]), None, len, warm).await?);
+        }
     }
     let scraped = reqwest::get(format!("http://{metrics_addr}/metrics"))
         .await?
@@ -97,9 +111,21 @@ async fn metrics_cost(ctx: &mut Ctx) -> Result<()> {
         scraped.contains("oidc_gate_http_requests_total{group=\"page\",status=\"2xx\"}"),
         "the metrics listener did not count /secret"
     );
+    drop((off, on));
+    let instructions = if crate::callgrind::available() {
+        let n = ctx.plan.counted_requests;
+        let off = crate::callgrind::secret_instructions(&ctx.bins.oidc_gate, &[], n).await?;
+        let addr = free_addr()?.to_string();
+        let on = crate::callgrind::secret_instructions(&ctx.bins.oidc_gate, &[("METRICS_LISTEN", &addr)], n).await?;
+        Some((off, on))
+    } else {
+        None
+    };
     ctx.report.metrics_cost = Some(MetricsCost {
         off: Page::median("SQLite, metrics off", false, &off_runs),
         on: Page::median("SQLite, metrics on", false, &on_runs),
+        instructions,
+        counted: ctx.plan.counted_requests,
     });
     Ok(())
 }

@@ -483,6 +483,13 @@ impl Report {
          a bare axum handler on the same axum/hyper/tokio (one `Cargo.lock`) returning the same \
          body and headers oidc-gate sent, with no session, no login check, no logging. \
          *Server CPU* is the server's utime+stime over the run (100% = its core saturated).\n\
+         - **Metrics cost**: two SQLite servers, one with `METRICS_LISTEN`, measured as above in \
+         pairs of runs in alternating order (off then on, on then off, …), each figure the median \
+         run's. Requests per second on a shared two-core machine move by several percent between \
+         two runs of the same server, so the cost is also counted in instructions: each server \
+         again under valgrind's callgrind (same binary, one kept-alive connection, signed in and \
+         warmed up, then {counted} sequential `/secret` requests between zeroing and dumping the \
+         counters); that count is the same on every run.\n\
          - **Login cost**: full round trips from `GET /secret` to the final `200` (`/secret` → \
          `/login` → the provider's page → its form POST → `/callback` → `/secret`), a fresh \
          cookie jar and a distinct user each, several in flight, in {rounds} rounds of {per_round}; \
@@ -521,6 +528,7 @@ impl Report {
             total = thousands(total),
             rounds = login_rounds,
             per_round = thousands(logins_per_round),
+            counted = thousands(r.metrics_cost.as_ref().map_or(0, |c| c.counted)),
         );
         let _ = writeln!(
             out,

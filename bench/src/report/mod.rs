@@ -81,6 +81,11 @@ pub struct MetricsCost {
     pub off: Page,
     /// `METRICS_LISTEN` set (and scraped once, to prove it counted).
     pub on: Page,
+    /// Instructions per request counted by callgrind, off and on (`None`:
+    /// valgrind is not installed).
+    pub instructions: Option<(u64, u64)>,
+    /// How many requests callgrind counted.
+    pub counted: usize,
 }
 
 impl MetricsCost {
@@ -364,6 +369,22 @@ impl Report {
                     cost.on.figures.rps
                 ),
                 verdict: judge(ratio >= 0.97),
+            });
+            out.push(Target {
+                kind: Kind::MetricsCost,
+                goal: "`/secret` with METRICS_LISTEN set within 3% of without, in instructions per request (callgrind, same binary)"
+                    .into(),
+                measured: match cost.instructions {
+                    Some((off, on)) => format!(
+                        "{:+.2}% ({off} → {on} instructions per request)",
+                        (on as f64 / off as f64 - 1.0) * 100.0
+                    ),
+                    None => "not measured: valgrind is not installed".into(),
+                },
+                verdict: match cost.instructions {
+                    Some((off, on)) => judge(on as f64 <= off as f64 * 1.03),
+                    None => judge(false),
+                },
             });
         }
         let cpu = self
