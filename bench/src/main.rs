@@ -45,7 +45,7 @@ const USAGE: &str = "\
 usage: cargo run --release -p bench -- [--smoke] [--only PARTS] [--no-profile] [--out FILE | --no-write]
 
   --smoke        a few seconds that only prove the benchmark still works (writes nothing)
-  --only PARTS   comma-separated: secret, login, memory, scale, startup, gateway, bearer (writes nothing unless --out)
+  --only PARTS   comma-separated: secret, metrics, login, memory, scale, startup, gateway, bearer (writes nothing unless --out)
   --no-profile   do not run perf on the server
   --out FILE     write the report to FILE (default: BENCHMARKS.md at the workspace root, full runs only)
   --no-write     print only
@@ -54,7 +54,9 @@ PostgreSQL and Redis are used when they answer at BENCH_DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/test) and BENCH_REDIS_URL (default
 redis://127.0.0.1:6379); set either to `off` to skip it.";
 
-const PARTS: [&str; 7] = ["secret", "login", "memory", "scale", "startup", "gateway", "bearer"];
+const PARTS: [&str; 8] = [
+    "secret", "metrics", "login", "memory", "scale", "startup", "gateway", "bearer",
+];
 
 /// Command-line options.
 struct Options {
@@ -193,6 +195,7 @@ async fn measure(opts: &Options, bins: server::Binaries, env: Env, profile: bool
         let t = std::time::Instant::now();
         let result = match *part {
             "secret" => parts::protected_page(&mut ctx).await,
+            "metrics" => parts::metrics_cost(&mut ctx).await,
             "login" => parts::login_cost(&mut ctx).await,
             "memory" => parts::memory(&mut ctx).await,
             "scale" => parts::store_scale(&mut ctx).await,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 
 pub use gateway::{bearer, gateway};
-pub use page::{login_cost, protected_page};
+pub use page::{login_cost, metrics_cost, protected_page};
 pub use sessions::{memory, store_scale};
 
 use crate::bulk::Postgres;

@@ -22,7 +22,6 @@ struct PageBytes {
 pub async fn protected_page(ctx: &mut Ctx) -> Result<()> {
     let page = with_store(ctx, "sqlite", async |ctx, store, _| secret_on(ctx, store).await).await?;
     ceiling(ctx, &page).await?;
-    metrics_cost(ctx).await?;
     for kind in ["postgres", "redis"] {
         let available = if kind == "postgres" {
             ctx.pg_url.is_some()
@@ -64,10 +63,10 @@ async fn secret_on(ctx: &mut Ctx, store: Store) -> Result<PageBytes> {
     Ok(PageBytes::of(&headers, body))
 }
 
-/// `/secret` on SQLite without and with `METRICS_LISTEN`: two servers,
+/// Part 1b: `/secret` on SQLite without and with `METRICS_LISTEN`: two servers,
 /// measured in alternating runs, so that a busy moment of the machine
 /// falls on both alike.
-async fn metrics_cost(ctx: &mut Ctx) -> Result<()> {
+pub async fn metrics_cost(ctx: &mut Ctx) -> Result<()> {
     let metrics_addr = free_addr()?.to_string();
     let off = start(ctx, &Store::Sqlite, temp_dir("secret-metrics-off")?, &[])?;
     let on = start(
