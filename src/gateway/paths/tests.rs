@@ -10,6 +10,7 @@ fn rules(public: &[&str], guarded: &[&str]) -> PathRules {
             .map(|p| PathRule {
                 prefix: Prefix::new(p).unwrap(),
                 rules: global.for_path(vec![], vec![], vec!["admins".to_owned()]).unwrap(),
+                step_up: StepUp::default(),
             })
             .collect(),
     )
