@@ -136,6 +136,8 @@ struct User {
     sub: String,
     name: String,
     email: String,
+    /// The `acr` typed on the sign-in form (how the user "signed in"), if any.
+    acr: Option<String>,
 }
 
 /// What an authorization code was issued for.

@@ -192,3 +192,66 @@ async fn acr_values_are_asked_for_and_an_acr_mismatch_is_refused() {
     assert_eq!(nginx_asks(&app, &browser, "/mfa").await.status(), StatusCode::ACCEPTED);
     assert_eq!(nginx_asks(&app, &browser, "/app").await.status(), StatusCode::ACCEPTED);
 }
+
+/// Signs in at the development provider through `/oauth2/start?rd=…`,
+/// typing `acr` (`None`: what the form offers); returns the form it showed
+/// and the callback's answer.
+async fn dev_sign_in(app: &TestApp, browser: &Browser, rd: &str, acr: Option<&str>) -> (html::Form, reqwest::Response) {
+    let start = browser
+        .get(&app.url(&format!("/oauth2/start?rd={}", urlencoding(rd))))
+        .await;
+    let page = browser.get(&redirect_target(&start)).await;
+    assert_eq!(page.status(), StatusCode::OK, "the sign-in form, every time");
+    let page_url = page.url().clone();
+    let form = html::form(&text(page).await).unwrap();
+    let mut fields = form.inputs.clone();
+    if let Some(acr) = acr {
+        fields.retain(|(k, _)| k != "acr");
+        fields.push(("acr".into(), acr.into()));
+    }
+    fields.push(("action".into(), "sign_in".into()));
+    let target = page_url.join(&form.action).unwrap();
+    let r = browser.client.post(target).form(&fields).send().await.unwrap();
+    (form, browser.get(&redirect_target(&r)).await)
+}
+
+#[tokio::test]
+async fn the_development_provider_signs_in_again_and_puts_the_typed_acr_in_the_id_token() {
+    let app = TestApp::spawn_with(Options {
+        tweak: Some(|a| {
+            a.gateway = defaults();
+            a.gateway.forward_auth = Some("true".into());
+            a.gateway.config_file = Some(step_up_file());
+        }),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let (form, r) = dev_sign_in(&app, &browser, "/app", None).await;
+    assert_eq!(location(&r), "/app");
+    assert!(
+        form.inputs.contains(&("acr".into(), String::new())),
+        "no acr asked, none offered"
+    );
+    assert_eq!(
+        nginx_asks(&app, &browser, "/mfa").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A step-up: the form is shown again, offering the acr asked for.
+    let (_, r) = dev_sign_in(&app, &browser, "/mfa", Some("pwd")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(text(r).await.contains("acr_not_satisfied"));
+    let (form, r) = dev_sign_in(&app, &browser, "/mfa", None).await;
+    assert!(form.inputs.contains(&("acr".into(), "mfa".into())), "{:?}", form.inputs);
+    assert_eq!(location(&r), "/mfa");
+    assert_eq!(nginx_asks(&app, &browser, "/mfa").await.status(), StatusCode::ACCEPTED);
+
+    // max_age = 0 (prompt=login): the form again; its auth_time is the new sign-in's.
+    let (_, r) = dev_sign_in(&app, &browser, "/fresh", None).await;
+    assert_eq!(location(&r), "/fresh");
+    assert_eq!(
+        nginx_asks(&app, &browser, "/fresh").await.status(),
+        StatusCode::ACCEPTED
+    );
+}
