@@ -255,3 +255,47 @@ async fn the_development_provider_signs_in_again_and_puts_the_typed_acr_in_the_i
         StatusCode::ACCEPTED
     );
 }
+
+/// The upstream of [`the_reverse_proxy_sends_browsers_to_step_up_and_api_clients_get_401`]
+/// (for the `tweak` function pointer).
+static UPSTREAM: OnceLock<String> = OnceLock::new();
+
+#[tokio::test]
+async fn the_reverse_proxy_sends_browsers_to_step_up_and_api_clients_get_401() {
+    let upstream = super::reverse_proxy::Upstream::start().await;
+    UPSTREAM.set(format!("http://{}", upstream.addr)).unwrap();
+    let (op, app) = gateway(|a| {
+        a.gateway = defaults();
+        a.gateway.upstream_url = UPSTREAM.get().cloned();
+        a.gateway.config_file = Some(step_up_file());
+    })
+    .await;
+    let browser = Browser::new();
+    sign_in_with(&op, &app, &browser, "/app", json!({"auth_time": now() - 1200})).await;
+    let r = browser.get(&app.url("/app")).await;
+    assert_eq!(r.status(), StatusCode::OK, "other paths are unaffected");
+
+    let r = browser.get(&app.url("/recent/page?x=1")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/oauth2/start?rd=/recent/page%3Fx%3D1");
+    let r = browser
+        .client
+        .get(app.url("/recent/page"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_user_authentication");
+    assert!(
+        !upstream.seen().iter().any(|s| s.uri.starts_with("/recent")),
+        "nothing reached the upstream"
+    );
+
+    let r = sign_in_with(&op, &app, &browser, "/recent/page?x=1", json!({"auth_time": now()})).await;
+    assert_eq!(location(&r), "/recent/page?x=1");
+    let r = browser.get(&app.url("/recent/page?x=1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(upstream.seen().iter().any(|s| s.uri == "/recent/page?x=1"));
+}
