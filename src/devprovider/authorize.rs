@@ -122,7 +122,8 @@ fn sign_in(dev: &DevProvider, req: AuthRequest, params: &Params) -> Response {
         sid: random_token(16),
         auth_time: unix_now(),
     };
-    dev.codes().insert(code.clone(), CodeEntry::Issued(grant), CODE_TTL);
+    dev.codes()
+        .insert(code.clone(), CodeEntry::Issued(Box::new(grant)), CODE_TTL);
     back_to_client(dev, &req.redirect_uri, &[("code", &code)], &req.state)
 }
 

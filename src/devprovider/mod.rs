@@ -157,7 +157,7 @@ struct CodeGrant {
 /// An authorization code, before or after its single use.
 #[derive(Clone, Debug)]
 enum CodeEntry {
-    Issued(CodeGrant),
+    Issued(Box<CodeGrant>),
     /// Already exchanged for this access token; a replay revokes it.
     Redeemed {
         access_token: String,
