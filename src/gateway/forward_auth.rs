@@ -27,6 +27,7 @@ use super::{GatewayState, is_navigation};
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
 use crate::web::audit::Origin;
+use crate::web::step_up;
 
 /// What the web server in front says the original request was.
 struct Original {
@@ -154,7 +155,7 @@ pub(super) async fn auth(
         return refused(&app, &claims, refusal, &original.uri, Scope::Path, json);
     }
     if !public {
-        match super::unmet_step_up(&app, &session, &verdict, by_bearer).await {
+        match step_up::unmet(&app, &session, &verdict, by_bearer).await {
             Ok(None) => {}
             Ok(Some(step_up)) => {
                 tracing::info!(reason = "step_up_required", "forward auth: path needs a fresh sign-in");
@@ -166,7 +167,7 @@ pub(super) async fn auth(
                     let absolute = gateway.0.public_url.join(&start).map(String::from).unwrap_or(start);
                     return Redirect::to(&absolute).into_response();
                 }
-                return super::insufficient(&app.links.login, &step_up);
+                return step_up::insufficient(&app.links.login, &step_up);
             }
             Err(e) => return e.into_response(),
         }

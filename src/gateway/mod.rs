@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRef, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 use tower_sessions::Session;
@@ -32,15 +32,15 @@ use crate::config::GatewayConfig;
 use crate::drain::Tunnels;
 use crate::refresh::Outcome;
 use crate::secret::Secret;
-use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData};
+use crate::session::ACCESS_KEY;
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
 use crate::web::audit::Origin;
 use crate::web::bearer;
 use crate::web::guard::{unauthenticated, wants_json};
-use crate::web::{self, AppError, AppState, ErrorPage, Upstream, tokens};
+use crate::web::{self, AppError, AppState, ErrorPage, Upstream, step_up, tokens};
 use headers::{HeaderPolicy, Identity};
-use paths::{PathRules, RequestPath, SignedIn, StepUp};
+use paths::{PathRules, RequestPath};
 use proxy::{Proxy, ProxySettings};
 
 /// The gateway of one application: its settings and, in reverse proxy
@@ -230,56 +230,6 @@ impl Gateway {
     }
 }
 
-/// The step-up a signed-in request's path asks for and its session's sign-in
-/// does not meet; `None` when met (or none is asked). A bearer token's
-/// identity has no sign-in here to judge: it never meets one.
-async fn unmet_step_up(
-    app: &AppState,
-    session: &Session,
-    verdict: &paths::PathVerdict<'_>,
-    by_bearer: bool,
-) -> Result<Option<StepUp>, AppError> {
-    let step_up = verdict.step_up();
-    if step_up.is_none() {
-        return Ok(None);
-    }
-    let login = match by_bearer {
-        true => None,
-        false => session.get::<LoginData>(LOGIN_KEY).await?,
-    };
-    let signed_in = SignedIn {
-        auth_time: login.as_ref().and_then(|l| l.auth_time),
-        acr: login.as_ref().and_then(|l| l.acr.as_deref()),
-    };
-    let grace = app.provider.clock_skew().as_secs() as i64;
-    Ok((!step_up.met_by(signed_in, app.clock.unix(), grace)).then_some(step_up))
-}
-
-/// The 401 of a signed-in request whose path needs a more recent or
-/// stronger sign-in, to a client that cannot be sent to one (RFC 9470's
-/// `insufficient_user_authentication`): what is needed, and where sign-in starts.
-pub(crate) fn insufficient(login: &str, step_up: &StepUp) -> Response {
-    let mut challenge = "OIDC realm=\"oidc-gate\", error=\"insufficient_user_authentication\"".to_owned();
-    if let Some(max_age) = step_up.max_age {
-        challenge.push_str(&format!(", max_age={max_age}"));
-    }
-    if let Some(values) = &step_up.acr_values {
-        challenge.push_str(&format!(", acr_values=\"{}\"", values.join(" ")));
-    }
-    let body = serde_json::json!({
-        "error": "insufficient_user_authentication",
-        "error_description": "this path needs a more recent or stronger sign-in",
-        "max_age": step_up.max_age,
-        "acr_values": step_up.acr_values,
-        "login": login,
-    });
-    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-    if let Ok(value) = header::HeaderValue::from_str(&challenge) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
-    }
-    response
-}
-
 /// A browser navigation (rather than an API call, XHR, form post or
 /// WebSocket): it may be sent to sign in; anything else gets 401.
 pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
@@ -330,7 +280,7 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
             let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
             return refused(&app, claims, refusal, target, Scope::Path, by_bearer || !navigation);
         }
-        match unmet_step_up(&app, &session, &verdict, by_bearer).await {
+        match step_up::unmet(&app, &session, &verdict, by_bearer).await {
             Ok(None) => {}
             Ok(Some(step_up)) => {
                 tracing::info!(reason = "step_up_required", "path needs a fresh sign-in");
@@ -338,7 +288,7 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
                     let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
                     return Redirect::to(&app.links.login_for(target)).into_response();
                 }
-                return insufficient(&app.links.login, &step_up);
+                return step_up::insufficient(&app.links.login, &step_up);
             }
             Err(e) => return e.into_response(),
         }

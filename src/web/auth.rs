@@ -16,8 +16,7 @@ use super::audit::{self, LogoutKind, Origin};
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::ratelimit::{Limited, class};
-use super::{AppState, access};
-use crate::gateway::paths::{RequestPath, StepUp};
+use super::{AppState, access, step_up};
 use crate::metrics::{self, LoginOutcome};
 use crate::provider::{Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
@@ -58,7 +57,7 @@ pub(crate) async fn login(
     let prompt = param(query.as_deref(), "prompt").filter(|p| p == "select_account");
     // A sign-in for a path with step-up settings asks for them (so that
     // nginx's 401 → `/oauth2/start?rd=/admin` steps up too).
-    let step_up = step_up_of(&state, &next);
+    let step_up = step_up::of_target(&state, &next);
     let now = state.clock.unix();
     let snapshot = state.provider.snapshot().await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);
@@ -81,62 +80,6 @@ pub(crate) async fn login(
     // In the browser, not the session store: /login writes nothing here.
     let jar = state.pending.start(&headers, &pending, now);
     Ok((jar, Redirect::to(url.as_str())).into_response())
-}
-
-/// The step-up settings of the path a sign-in returns to (`next`, a path
-/// of ours or an allowed absolute URL); none for a path that is no path.
-fn step_up_of(state: &AppState, next: &str) -> StepUp {
-    if state.paths.is_empty() {
-        return StepUp::default();
-    }
-    let path = match next.starts_with('/') {
-        true => next.split(['?', '#']).next().unwrap_or("/").to_owned(),
-        false => match url::Url::parse(next) {
-            Ok(url) => url.path().to_owned(),
-            Err(_) => return StepUp::default(),
-        },
-    };
-    match RequestPath::parse(&path) {
-        Ok(path) => state.paths.judge(&path).step_up(),
-        Err(_) => StepUp::default(),
-    }
-}
-
-/// How recent and how strong a sign-in was, by its ID token, checked
-/// against the step-up its authorization request asked for (OpenID Connect
-/// Core 3.1.2.1 and 3.1.3.7: with `max_age`, `auth_time` is required).
-fn signed_in_as(
-    state: &AppState,
-    claims: &VerifiedIdToken,
-    asked: &StepUp,
-    now: i64,
-) -> Result<(i64, Option<String>), AppError> {
-    let auth_time = claims.claims.get("auth_time").and_then(serde_json::Value::as_i64);
-    let acr = claims.claims.get("acr").and_then(|v| v.as_str()).map(str::to_owned);
-    if let Some(max_age) = asked.max_age {
-        let Some(at) = auth_time else {
-            return Err(AppError::Callback {
-                reason: "auth_time_missing",
-                detail: "max_age was asked for and the ID token has no auth_time",
-            });
-        };
-        let skew = state.provider.clock_skew().as_secs() as i64;
-        if at < now - max_age as i64 - skew {
-            return Err(AppError::Callback {
-                reason: "auth_time_too_old",
-                detail: "the ID token's auth_time is older than the max_age asked for",
-            });
-        }
-    }
-    if let Some(values) = &asked.acr_values
-        && !acr.as_ref().is_some_and(|acr| values.contains(acr))
-    {
-        return Err(AppError::Callback {
-            reason: "acr_not_satisfied",
-            detail: "the ID token's acr is none of the acr_values asked for",
-        });
-    }
-    Ok((auth_time.unwrap_or(now), acr))
 }
 
 pub(crate) async fn callback(
@@ -210,7 +153,7 @@ async fn complete(
         .provider
         .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
         .await?;
-    let (auth_time, acr) = signed_in_as(state, &login.id_token, &pending.step_up, now)?;
+    let (auth_time, acr) = step_up::signed_in_as(state, &login.id_token, &pending.step_up, now)?;
     // Who may sign in: judged before anything of theirs is stored.
     let access = match access::admit(state, origin, &auth.session, &login, &pending.next).await {
         Ok(access) => access,

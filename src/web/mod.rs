@@ -19,6 +19,7 @@ pub mod redirect;
 pub mod request_id;
 pub mod revoke;
 pub(crate) mod sessions;
+pub(crate) mod step_up;
 pub mod tokens;
 pub mod trace;
 
