@@ -82,6 +82,7 @@ async fn max_age_zero_forces_a_new_sign_in_and_keeps_the_user() {
     assert_eq!(query_param(&to, "rd"), "https://app.example.test/fresh/page");
 
     // The new authorization request asks for a new sign-in.
+    let before = browser.cookies(&app.url("/"));
     let r = sign_in_with(&op, &app, &browser, "/fresh/page", json!({"auth_time": now()})).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", text(r).await);
     assert_eq!(asked(&op, "max_age").as_deref(), Some("0"));
@@ -90,8 +91,9 @@ async fn max_age_zero_forces_a_new_sign_in_and_keeps_the_user() {
         nginx_asks(&app, &browser, "/fresh/page").await.status(),
         StatusCode::ACCEPTED
     );
-    // The same user, still signed in.
+    // The same user, still signed in, under a new session id.
     assert_eq!(who(&app, &browser).await["user"], "user-1");
+    assert_ne!(browser.cookies(&app.url("/")), before, "the session id rotates");
     assert_eq!(nginx_asks(&app, &browser, "/app").await.status(), StatusCode::ACCEPTED);
 }
 
