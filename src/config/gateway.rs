@@ -276,10 +276,11 @@ fn path_rule(rule: FilePathRule, global: &Rules) -> Result<PathRule, ConfigError
         }
     };
     if let Some(values) = &rule.acr_values
-        && (values.is_empty() || values.iter().any(|v| v.trim().is_empty() || v.contains(' ')))
+        && (values.is_empty() || values.iter().any(|v| v.is_empty() || !v.chars().all(acr_char)))
     {
         return Err(err(format!(
-            "CONFIG_FILE: [[paths]] `{prefix}` acr_values must be a non-empty list of values without spaces."
+            "CONFIG_FILE: [[paths]] `{prefix}` acr_values must be a non-empty list of values such as \"mfa\" \
+             (printable ASCII without spaces, quotes or backslashes)."
         )));
     }
     let step_up = StepUp {
@@ -301,6 +302,12 @@ fn path_rule(rule: FilePathRule, global: &Rules) -> Result<PathRule, ConfigError
             .map_err(|e| err(format!("CONFIG_FILE: [[paths]] `{prefix}`: {e}")))?,
     };
     Ok(PathRule { prefix, rules, step_up })
+}
+
+/// A character an `acr` value may have: it goes into a quoted string of
+/// `WWW-Authenticate` and a space-separated request parameter.
+fn acr_char(c: char) -> bool {
+    c.is_ascii_graphic() && c != '"' && c != '\\'
 }
 
 fn list(raw: Option<&str>) -> Vec<String> {

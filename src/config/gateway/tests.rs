@@ -181,6 +181,7 @@ fn step_up_settings_are_read_and_checked() {
         "[[paths]]\nprefix = \"/a\"\nmax_age = \"soon\"\n",
         "[[paths]]\nprefix = \"/a\"\nacr_values = []\n",
         "[[paths]]\nprefix = \"/a\"\nacr_values = [\"a b\"]\n",
+        "[[paths]]\nprefix = \"/a\"\nacr_values = [\"a\\\"b\"]\n",
         "[[paths]]\nprefix = \"/a\"\n",
     ] {
         assert!(rule(bad).is_err(), "{bad}");
