@@ -167,6 +167,7 @@ impl App {
             limits,
             drain: drain.clone(),
             bearer: config.bearer.clone().map(web::BearerAuth::new),
+            paths: config.gateway.as_ref().map(|g| g.paths.clone()).unwrap_or_default(),
         });
         let gateway = config
             .gateway

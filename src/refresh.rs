@@ -62,7 +62,7 @@ pub struct Ended {
     /// another request ended it (and counted it).
     pub reason: &'static str,
     /// Who it was.
-    pub login: Option<LoginData>,
+    pub login: Option<Box<LoginData>>,
 }
 
 /// Refreshes sessions' tokens. Cheap to clone.
@@ -323,7 +323,10 @@ impl Refresher {
         if let Err(e) = self.0.store.unlink_session(&id.to_string()).await {
             tracing::warn!(error = %e, "could not remove an ended session's link");
         }
-        Outcome::Ended(Ended { reason, login })
+        Outcome::Ended(Ended {
+            reason,
+            login: login.map(Box::new),
+        })
     }
 
     fn local_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {

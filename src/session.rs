@@ -33,6 +33,13 @@ pub struct LoginData {
     pub sid: Option<String>,
     /// Token protecting the logout form against cross-site requests.
     pub csrf: Secret,
+    /// When the user signed in at the provider (Unix seconds): the ID
+    /// token's `auth_time`, else the sign-in here. Replaced by a step-up.
+    #[serde(default)]
+    pub auth_time: Option<i64>,
+    /// The ID token's `acr` (how the user signed in), if any.
+    #[serde(default)]
+    pub acr: Option<String>,
 }
 
 /// When a logged-in session started and was last used: read on every

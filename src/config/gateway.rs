@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use super::{ConfigError, boolean, err, parse_duration};
+use super::{ConfigError, boolean, err, parse_duration, parse_duration_allow_zero};
 use crate::access::Rules;
-use crate::gateway::paths::{PathRule, PathRules, Prefix};
+use crate::gateway::paths::{PathRule, PathRules, Prefix, StepUp};
 
 /// The settings, as the command line and environment give them.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -107,6 +107,18 @@ struct FilePathRule {
     allowed_emails: Vec<String>,
     #[serde(default)]
     allowed_email_domains: Vec<String>,
+    /// Step-up: the sign-in must be at most this old (`"15m"`, or seconds).
+    max_age: Option<MaxAge>,
+    /// Step-up: the sign-in's `acr` must be one of these.
+    acr_values: Option<Vec<String>>,
+}
+
+/// `max_age` as a duration (`"15m"`, `"0s"`) or a number of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MaxAge {
+    Seconds(u64),
+    Duration(String),
 }
 
 /// Validates the gateway settings; `None` when neither `UPSTREAM_URL` nor
@@ -256,15 +268,46 @@ fn path_rule(rule: FilePathRule, global: &Rules) -> Result<PathRule, ConfigError
             rule.prefix
         ))
     })?;
-    if rule.allowed_groups.is_empty() && rule.allowed_emails.is_empty() && rule.allowed_email_domains.is_empty() {
+    let max_age = match rule.max_age {
+        None => None,
+        Some(MaxAge::Seconds(s)) => Some(s),
+        Some(MaxAge::Duration(raw)) => {
+            Some(parse_duration_allow_zero(&format!("CONFIG_FILE: [[paths]] `{prefix}` max_age"), &raw)?.as_secs())
+        }
+    };
+    if let Some(values) = &rule.acr_values
+        && (values.is_empty() || values.iter().any(|v| v.is_empty() || !v.chars().all(acr_char)))
+    {
         return Err(err(format!(
-            "CONFIG_FILE: [[paths]] `{prefix}` sets no rule (allowed_groups, allowed_emails or allowed_email_domains)."
+            "CONFIG_FILE: [[paths]] `{prefix}` acr_values must be a non-empty list of values such as \"mfa\" \
+             (printable ASCII without spaces, quotes or backslashes)."
         )));
     }
-    let rules = global
-        .for_path(rule.allowed_email_domains, rule.allowed_emails, rule.allowed_groups)
-        .map_err(|e| err(format!("CONFIG_FILE: [[paths]] `{prefix}`: {e}")))?;
-    Ok(PathRule { prefix, rules })
+    let step_up = StepUp {
+        max_age,
+        acr_values: rule.acr_values,
+    };
+    let no_access_rule =
+        rule.allowed_groups.is_empty() && rule.allowed_emails.is_empty() && rule.allowed_email_domains.is_empty();
+    if no_access_rule && step_up.is_none() {
+        return Err(err(format!(
+            "CONFIG_FILE: [[paths]] `{prefix}` sets no rule (allowed_groups, allowed_emails, allowed_email_domains, max_age or acr_values)."
+        )));
+    }
+    let rules = match no_access_rule {
+        // Step-up only: whoever may sign in may see the path.
+        true => Rules::default(),
+        false => global
+            .for_path(rule.allowed_email_domains, rule.allowed_emails, rule.allowed_groups)
+            .map_err(|e| err(format!("CONFIG_FILE: [[paths]] `{prefix}`: {e}")))?,
+    };
+    Ok(PathRule { prefix, rules, step_up })
+}
+
+/// A character an `acr` value may have: it goes into a quoted string of
+/// `WWW-Authenticate` and a space-separated request parameter.
+fn acr_char(c: char) -> bool {
+    c.is_ascii_graphic() && c != '"' && c != '\\'
 }
 
 fn list(raw: Option<&str>) -> Vec<String> {

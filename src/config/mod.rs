@@ -575,7 +575,7 @@ pub(crate) fn parse_duration(var: &str, raw: &str) -> Result<Duration, ConfigErr
     Ok(d)
 }
 
-fn parse_duration_allow_zero(var: &str, raw: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn parse_duration_allow_zero(var: &str, raw: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(raw.trim()).map_err(|_| {
         err(format!(
             "{var} must be a duration like 90s, 30m, 12h or 7d, got `{raw}`."

@@ -19,6 +19,7 @@ const MAX_NONCE_LEN: usize = 512;
 const MAX_SCOPE_LEN: usize = 1024;
 const MAX_NAME_LEN: usize = 100;
 const MAX_EMAIL_LEN: usize = 254;
+const MAX_ACR_LEN: usize = 100;
 const SUPPORTED_SCOPES: [&str; 3] = ["openid", "profile", "email"];
 
 /// A validated authorization request.
@@ -29,6 +30,8 @@ struct AuthRequest {
     code_challenge: String,
     /// The requested scopes we support, as granted.
     scope: String,
+    /// The first of the requested `acr_values`: what the sign-in form offers.
+    acr: Option<String>,
 }
 
 /// Why an authorization request was refused, and how to say so.
@@ -51,7 +54,10 @@ pub(super) async fn show(State(dev): State<DevProvider>, RawQuery(query): RawQue
         Err(_) => return refuse(&dev, Refusal::Page(DUPLICATE)),
     };
     match validate(&dev, &params) {
-        Ok(req) => sign_in_page(&dev, &req, "Ada Lovelace", "ada@example.com", None),
+        Ok(req) => {
+            let acr = req.acr.clone();
+            sign_in_page(&dev, &req, "Ada Lovelace", "ada@example.com", acr.as_deref(), None)
+        }
         Err(refusal) => refuse(&dev, refusal),
     }
 }
@@ -81,23 +87,27 @@ pub(super) async fn submit(State(dev): State<DevProvider>, body: Bytes) -> Respo
 fn sign_in(dev: &DevProvider, req: AuthRequest, params: &Params) -> Response {
     let name = params.get("name").unwrap_or_default().trim();
     let email = params.get("email").unwrap_or_default().trim();
+    let acr = params.get("acr").unwrap_or_default().trim();
     let problem = if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
         Some("Please enter a name of at most 100 characters.")
     } else if name.chars().any(char::is_control) {
         Some("The name cannot contain control characters.")
     } else if !plausible_email(email) {
         Some("Please enter an email address such as ada@example.com.")
+    } else if acr.len() > MAX_ACR_LEN || acr.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("The acr must be one word of at most 100 characters.")
     } else {
         None
     };
     if let Some(problem) = problem {
-        return sign_in_page(dev, &req, name, email, Some(problem));
+        return sign_in_page(dev, &req, name, email, Some(acr), Some(problem));
     }
 
     let user = User {
         sub: subject_for(email),
         name: name.to_owned(),
         email: email.to_owned(),
+        acr: (!acr.is_empty()).then(|| acr.to_owned()),
     };
     tracing::info!(sub = %user.sub, "dev provider: signed in, code issued");
     // 256 bits: far beyond guessing within the code's 60 seconds.
@@ -112,7 +122,8 @@ fn sign_in(dev: &DevProvider, req: AuthRequest, params: &Params) -> Response {
         sid: random_token(16),
         auth_time: unix_now(),
     };
-    dev.codes().insert(code.clone(), CodeEntry::Issued(grant), CODE_TTL);
+    dev.codes()
+        .insert(code.clone(), CodeEntry::Issued(Box::new(grant)), CODE_TTL);
     back_to_client(dev, &req.redirect_uri, &[("code", &code)], &req.state)
 }
 
@@ -195,12 +206,21 @@ fn validate(dev: &DevProvider, params: &Params) -> Result<AuthRequest, Refusal> 
             granted.push(s);
         }
     }
+    // The form offers the first requested acr (the page is where the
+    // "stronger" sign-in happens); `max_age` and `prompt=login` need nothing:
+    // there is never a session here, so the form is always shown.
+    let acr = params
+        .get("acr_values")
+        .and_then(|v| v.split(' ').find(|v| !v.is_empty()))
+        .filter(|v| v.len() <= MAX_ACR_LEN)
+        .map(str::to_owned);
     Ok(AuthRequest {
         redirect_uri,
         state,
         nonce,
         code_challenge,
         scope: granted.join(" "),
+        acr,
     })
 }
 
@@ -221,7 +241,14 @@ fn plausible_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-fn sign_in_page(dev: &DevProvider, req: &AuthRequest, name: &str, email: &str, error: Option<&str>) -> Response {
+fn sign_in_page(
+    dev: &DevProvider,
+    req: &AuthRequest,
+    name: &str,
+    email: &str,
+    acr: Option<&str>,
+    error: Option<&str>,
+) -> Response {
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
@@ -238,6 +265,7 @@ fn sign_in_page(dev: &DevProvider, req: &AuthRequest, name: &str, email: &str, e
         nonce: req.nonce.as_deref(),
         name,
         email,
+        acr: acr.unwrap_or_default(),
         error,
     };
     pages::html(status, &page)

@@ -136,6 +136,8 @@ struct User {
     sub: String,
     name: String,
     email: String,
+    /// The `acr` typed on the sign-in form (how the user "signed in"), if any.
+    acr: Option<String>,
 }
 
 /// What an authorization code was issued for.
@@ -155,7 +157,7 @@ struct CodeGrant {
 /// An authorization code, before or after its single use.
 #[derive(Clone, Debug)]
 enum CodeEntry {
-    Issued(CodeGrant),
+    Issued(Box<CodeGrant>),
     /// Already exchanged for this access token; a replay revokes it.
     Redeemed {
         access_token: String,

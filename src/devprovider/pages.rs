@@ -22,6 +22,8 @@ pub(super) struct SignIn<'a> {
     pub(super) nonce: Option<&'a str>,
     pub(super) name: &'a str,
     pub(super) email: &'a str,
+    /// The `acr` the ID token will carry (empty: none).
+    pub(super) acr: &'a str,
     /// Why the previous submission was not accepted.
     pub(super) error: Option<&'a str>,
 }

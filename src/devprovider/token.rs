@@ -224,6 +224,9 @@ pub(super) fn sign_id_token(
     if let Some(nonce) = nonce {
         claims["nonce"] = json!(nonce);
     }
+    if let Some(acr) = &signed_in.user.acr {
+        claims["acr"] = json!(acr);
+    }
     dev.inner.key.sign(&claims).map_err(|err| {
         tracing::error!(%err, "dev provider: cannot sign ID token");
         TokenError::new("server_error", "signing failed")

@@ -27,6 +27,7 @@ use super::{GatewayState, is_navigation};
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
 use crate::web::audit::Origin;
+use crate::web::step_up;
 
 /// What the web server in front says the original request was.
 struct Original {
@@ -152,6 +153,24 @@ pub(super) async fn auth(
         tracing::info!(reason = refusal.code(), "forward auth: path refused");
         let json = by_bearer || !is_navigation(&original.method, &headers);
         return refused(&app, &claims, refusal, &original.uri, Scope::Path, json);
+    }
+    if !public {
+        match step_up::unmet(&app, &session, &verdict, by_bearer).await {
+            Ok(None) => {}
+            Ok(Some(step_up)) => {
+                tracing::info!(reason = "step_up_required", "forward auth: path needs a fresh sign-in");
+                let navigation = is_navigation(&original.method, &headers);
+                if !original.no_redirects && navigation && !by_bearer {
+                    // As for a signed-out browser: Traefik and Caddy pass this on.
+                    let target = original.url.as_deref().unwrap_or(&original.uri);
+                    let start = app.links.login_for(target);
+                    let absolute = gateway.0.public_url.join(&start).map(String::from).unwrap_or(start);
+                    return Redirect::to(&absolute).into_response();
+                }
+                return step_up::insufficient(&app.links.login, &step_up);
+            }
+            Err(e) => return e.into_response(),
+        }
     }
     let headers = auth_response_headers(&identity, gateway.0.pass_access_token);
     (StatusCode::ACCEPTED, headers).into_response()

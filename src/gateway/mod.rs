@@ -38,7 +38,7 @@ use crate::web::access::{Scope, refused};
 use crate::web::audit::Origin;
 use crate::web::bearer;
 use crate::web::guard::{unauthenticated, wants_json};
-use crate::web::{self, AppError, AppState, ErrorPage, Upstream, tokens};
+use crate::web::{self, AppError, AppState, ErrorPage, Upstream, step_up, tokens};
 use headers::{HeaderPolicy, Identity};
 use paths::{PathRules, RequestPath};
 use proxy::{Proxy, ProxySettings};
@@ -279,6 +279,18 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
             tracing::info!(reason = refusal.code(), "path refused");
             let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
             return refused(&app, claims, refusal, target, Scope::Path, by_bearer || !navigation);
+        }
+        match step_up::unmet(&app, &session, &verdict, by_bearer).await {
+            Ok(None) => {}
+            Ok(Some(step_up)) => {
+                tracing::info!(reason = "step_up_required", "path needs a fresh sign-in");
+                if navigation && !by_bearer {
+                    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                    return Redirect::to(&app.links.login_for(target)).into_response();
+                }
+                return step_up::insufficient(&app.links.login, &step_up);
+            }
+            Err(e) => return e.into_response(),
         }
     }
     let request = match with_path(request, &path.forwarded) {

@@ -64,6 +64,65 @@ pub struct PathRule {
     pub prefix: Prefix,
     /// Who may see those paths.
     pub rules: Rules,
+    /// How recent and how strong the sign-in must be.
+    pub step_up: StepUp,
+}
+
+/// A per-path step-up requirement: a sign-in at most `max_age` seconds old,
+/// an `acr` among `acr_values`. The default asks for nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StepUp {
+    /// The sign-in must be at most this many seconds old (0: a fresh one for
+    /// every authorization request, sent with `prompt=login`).
+    pub max_age: Option<u64>,
+    /// The sign-in's `acr` must be one of these (`None`: any or none).
+    pub acr_values: Option<Vec<String>>,
+}
+
+/// What a session says of its sign-in: when (`auth_time`) and how (`acr`).
+#[derive(Debug, Clone, Copy)]
+pub struct SignedIn<'a> {
+    /// Unix seconds of the sign-in at the provider, if known.
+    pub auth_time: Option<i64>,
+    /// The sign-in's `acr`, if any.
+    pub acr: Option<&'a str>,
+}
+
+impl StepUp {
+    /// Whether nothing is asked.
+    pub fn is_none(&self) -> bool {
+        self.max_age.is_none() && self.acr_values.is_none()
+    }
+
+    /// The stricter of two: the shorter `max_age`, the `acr` values both allow.
+    pub fn and(&self, other: &StepUp) -> StepUp {
+        let max_age = match (self.max_age, other.max_age) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let acr_values = match (&self.acr_values, &other.acr_values) {
+            (Some(a), Some(b)) => Some(a.iter().filter(|v| b.contains(v)).cloned().collect()),
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
+        StepUp { max_age, acr_values }
+    }
+
+    /// Whether a sign-in satisfies this at `now` (Unix seconds). A sign-in
+    /// of unknown time is too old for any `max_age`; `max_age = 0` is met
+    /// only by the authorization request that asked for it, so a session
+    /// passes it while its sign-in is younger than `grace` seconds.
+    pub fn met_by(&self, signed_in: SignedIn<'_>, now: i64, grace: i64) -> bool {
+        let recent = match (self.max_age, signed_in.auth_time) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(max_age), Some(at)) => now - at <= (max_age as i64).max(grace),
+        };
+        let strong = match &self.acr_values {
+            None => true,
+            Some(values) => signed_in.acr.is_some_and(|acr| values.iter().any(|v| v == acr)),
+        };
+        recent && strong
+    }
 }
 
 /// The public paths and per-path rules of a gateway.
@@ -131,6 +190,11 @@ impl PathVerdict<'_> {
             rule.rules.check(claims)?;
         }
         Ok(())
+    }
+
+    /// The step-up requirement of the path: the strictest of its rules'.
+    pub fn step_up(&self) -> StepUp {
+        self.rules.iter().fold(StepUp::default(), |acc, r| acc.and(&r.step_up))
     }
 }
 

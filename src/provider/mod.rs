@@ -37,6 +37,7 @@ pub use verify::{ExtraClaims, VerifiedIdToken};
 
 use crate::clock::Clock;
 use crate::config::ClientConfig;
+use crate::gateway::paths::StepUp;
 use crate::secret::Secret;
 use backoff::{FailedFetch, OncePer};
 use jwk::GateJsonWebKeySet;
@@ -180,6 +181,11 @@ impl Provider {
         }
     }
 
+    /// The clock skew allowed in token times (`OIDC_CLOCK_SKEW`).
+    pub fn clock_skew(&self) -> Duration {
+        self.inner.settings.clock_skew
+    }
+
     /// The configured issuer.
     pub fn issuer(&self) -> &str {
         &self.inner.settings.client.issuer
@@ -285,7 +291,10 @@ impl Provider {
         nonce: &str,
         pkce_challenge: &str,
         prompt: Option<&str>,
+        step_up: &StepUp,
     ) -> Url {
+        // `max_age=0`: the user signs in again whatever the provider's session.
+        let prompt = prompt.or((step_up.max_age == Some(0)).then_some("login"));
         let s = &self.inner.settings;
         let mut url = snapshot.metadata.authorization_endpoint.clone();
         url.query_pairs_mut()
@@ -302,10 +311,22 @@ impl Provider {
             if name == "prompt" && prompt.is_some() {
                 continue;
             }
+            // As are the path's step-up settings.
+            if (name == "max_age" && step_up.max_age.is_some())
+                || (name == "acr_values" && step_up.acr_values.is_some())
+            {
+                continue;
+            }
             url.query_pairs_mut().append_pair(name, value);
         }
         if let Some(prompt) = prompt {
             url.query_pairs_mut().append_pair("prompt", prompt);
+        }
+        if let Some(max_age) = step_up.max_age {
+            url.query_pairs_mut().append_pair("max_age", &max_age.to_string());
+        }
+        if let Some(values) = &step_up.acr_values {
+            url.query_pairs_mut().append_pair("acr_values", &values.join(" "));
         }
         url
     }

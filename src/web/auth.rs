@@ -16,7 +16,7 @@ use super::audit::{self, LogoutKind, Origin};
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::ratelimit::{Limited, class};
-use super::{AppState, access};
+use super::{AppState, access, step_up};
 use crate::metrics::{self, LoginOutcome};
 use crate::provider::{Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
@@ -55,6 +55,9 @@ pub(crate) async fn login(
     // "Sign in as someone else" (the refusal page): the provider shows its
     // account chooser rather than signing the same account in again.
     let prompt = param(query.as_deref(), "prompt").filter(|p| p == "select_account");
+    // A sign-in for a path with step-up settings asks for them (so that
+    // nginx's 401 → `/oauth2/start?rd=/admin` steps up too).
+    let step_up = step_up::of_target(&state, &next);
     let now = state.clock.unix();
     let snapshot = state.provider.snapshot().await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);
@@ -64,6 +67,7 @@ pub(crate) async fn login(
         pkce_verifier: Secret::new(verifier.secret().clone()),
         next,
         started_at: now,
+        step_up,
     };
     let url = state.provider.authorization_url(
         &snapshot,
@@ -71,6 +75,7 @@ pub(crate) async fn login(
         pending.nonce.expose(),
         challenge.as_str(),
         prompt.as_deref(),
+        &pending.step_up,
     );
     // In the browser, not the session store: /login writes nothing here.
     let jar = state.pending.start(&headers, &pending, now);
@@ -148,6 +153,7 @@ async fn complete(
         .provider
         .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
         .await?;
+    let (auth_time, acr) = step_up::signed_in_as(state, &login.id_token, &pending.step_up, now)?;
     // Who may sign in: judged before anything of theirs is stored.
     let access = match access::admit(state, origin, &auth.session, &login, &pending.next).await {
         Ok(access) => access,
@@ -160,6 +166,8 @@ async fn complete(
         subject: claims.subject.clone(),
         sid: claims.sid.clone(),
         csrf: Secret::new(random_token(TOKEN_BYTES)),
+        auth_time: Some(auth_time),
+        acr,
     };
     let activity = Activity {
         login_at: now,

@@ -19,6 +19,7 @@ pub mod redirect;
 pub mod request_id;
 pub mod revoke;
 pub(crate) mod sessions;
+pub(crate) mod step_up;
 pub mod tokens;
 pub mod trace;
 
@@ -92,6 +93,9 @@ pub struct AppStateInner {
     pub drain: crate::drain::Drain,
     /// Bearer tokens of API clients (`SKIP_JWT_BEARER_TOKENS`); `None`: not accepted.
     pub bearer: Option<BearerAuth>,
+    /// The gateway's per-path rules, whose step-up a sign-in for a path
+    /// asks for (empty without a gateway).
+    pub paths: crate::gateway::paths::PathRules,
 }
 
 impl std::ops::Deref for AppState {

@@ -16,6 +16,7 @@ use axum::http::HeaderMap;
 use axum_extra::extract::cookie::{Cookie, CookieJar, Key, PrivateCookieJar, SameSite};
 use serde::{Deserialize, Serialize};
 
+use crate::gateway::paths::StepUp;
 use crate::secret::Secret;
 use crate::session::CookieSettings;
 
@@ -45,6 +46,10 @@ pub struct PendingLogin {
     pub next: String,
     /// When the login started (Unix seconds).
     pub started_at: i64,
+    /// The step-up the login asked the provider for (that of `next`'s path),
+    /// which the ID token must then show.
+    #[serde(default)]
+    pub step_up: StepUp,
 }
 
 impl PendingLogin {
@@ -225,6 +230,7 @@ mod tests {
             pkce_verifier: Secret::new(random_token(32)),
             next: "/secret".into(),
             started_at: now,
+            step_up: StepUp::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 use clap::Parser;
 
-use super::super::{Args, Config};
+use super::super::{Args, Config, ConfigError};
+use super::{FileConfig, PathRule, Rules, path_rule};
 
 fn args() -> Args {
     Args::try_parse_from(["oidc-gate"]).unwrap()
@@ -143,4 +144,46 @@ allowed_email_domains = ["example.com"]
     }
     let e = gateway(|a| a.gateway.config_file = Some(dir.path().join("missing.toml"))).unwrap_err();
     assert!(e.contains("could not be read"), "{e}");
+}
+
+fn rule(toml_text: &str) -> Result<PathRule, ConfigError> {
+    let file: FileConfig = toml::from_str(toml_text).unwrap();
+    path_rule(file.paths.into_iter().next().unwrap(), &Rules::default())
+}
+
+#[test]
+fn step_up_settings_are_read_and_checked() {
+    let r = rule("[[paths]]\nprefix = \"/admin\"\nmax_age = \"15m\"\nacr_values = [\"mfa\"]\n").unwrap();
+    assert_eq!(r.step_up.max_age, Some(900));
+    assert_eq!(r.step_up.acr_values, Some(vec!["mfa".to_owned()]));
+    assert_eq!(
+        rule("[[paths]]\nprefix = \"/a\"\nmax_age = 0\n")
+            .unwrap()
+            .step_up
+            .max_age,
+        Some(0)
+    );
+    assert_eq!(
+        rule("[[paths]]\nprefix = \"/a\"\nmax_age = \"0s\"\n")
+            .unwrap()
+            .step_up
+            .max_age,
+        Some(0)
+    );
+    // Step-up only: whoever may sign in may see the path.
+    assert!(
+        rule("[[paths]]\nprefix = \"/a\"\nmax_age = 60\n")
+            .unwrap()
+            .rules
+            .is_open()
+    );
+    for bad in [
+        "[[paths]]\nprefix = \"/a\"\nmax_age = \"soon\"\n",
+        "[[paths]]\nprefix = \"/a\"\nacr_values = []\n",
+        "[[paths]]\nprefix = \"/a\"\nacr_values = [\"a b\"]\n",
+        "[[paths]]\nprefix = \"/a\"\nacr_values = [\"a\\\"b\"]\n",
+        "[[paths]]\nprefix = \"/a\"\n",
+    ] {
+        assert!(rule(bad).is_err(), "{bad}");
+    }
 }

@@ -10,6 +10,7 @@ fn rules(public: &[&str], guarded: &[&str]) -> PathRules {
             .map(|p| PathRule {
                 prefix: Prefix::new(p).unwrap(),
                 rules: global.for_path(vec![], vec![], vec!["admins".to_owned()]).unwrap(),
+                step_up: StepUp::default(),
             })
             .collect(),
     )
@@ -124,4 +125,52 @@ fn configured_prefixes_must_be_plain_paths() {
     assert!(Prefix::new("/").unwrap().matches("/oauth2"));
     assert!(Prefix::new("/oauth2").unwrap().matches("/oauth2"));
     assert!(!Prefix::new("/oauth").unwrap().matches("/oauth2"));
+}
+
+fn step_up(max_age: Option<u64>, acr: Option<&[&str]>) -> StepUp {
+    StepUp {
+        max_age,
+        acr_values: acr.map(|v| v.iter().map(|s| (*s).to_owned()).collect()),
+    }
+}
+
+#[test]
+fn the_strictest_step_up_of_the_matching_rules_applies() {
+    let global = Rules::default();
+    let rule = |prefix: &str, s: StepUp| PathRule {
+        prefix: Prefix::new(prefix).unwrap(),
+        rules: global.clone(),
+        step_up: s,
+    };
+    let r = PathRules::new(
+        vec![],
+        vec![
+            rule("/admin", step_up(Some(900), Some(&["mfa", "hwk"]))),
+            rule("/admin/keys", step_up(Some(60), Some(&["hwk"]))),
+            rule("/other", step_up(None, None)),
+        ],
+    );
+    let of = |p: &str| r.judge(&RequestPath::parse(p).unwrap()).step_up();
+    assert_eq!(of("/admin/x"), step_up(Some(900), Some(&["mfa", "hwk"])));
+    assert_eq!(of("/admin/keys/1"), step_up(Some(60), Some(&["hwk"])));
+    // The lenient reading counts too.
+    assert_eq!(of("/x/..;/admin/keys"), step_up(Some(60), Some(&["hwk"])));
+    assert!(of("/other").is_none());
+    assert!(of("/").is_none());
+}
+
+#[test]
+fn a_step_up_is_met_by_a_recent_enough_and_strong_enough_sign_in() {
+    let at = |auth_time, acr| SignedIn { auth_time, acr };
+    let s = step_up(Some(600), Some(&["mfa"]));
+    assert!(s.met_by(at(Some(1000), Some("mfa")), 1600, 30));
+    assert!(!s.met_by(at(Some(1000), Some("mfa")), 1601, 30), "too old");
+    assert!(!s.met_by(at(Some(1000), Some("pwd")), 1100, 30), "wrong acr");
+    assert!(!s.met_by(at(Some(1000), None), 1100, 30), "no acr");
+    assert!(!s.met_by(at(None, Some("mfa")), 1100, 30), "unknown time");
+    // max_age = 0: only the sign-in that just happened (within the skew).
+    let fresh = step_up(Some(0), None);
+    assert!(fresh.met_by(at(Some(1000), None), 1030, 30));
+    assert!(!fresh.met_by(at(Some(1000), None), 1031, 30));
+    assert!(StepUp::default().met_by(at(None, None), 0, 0));
 }

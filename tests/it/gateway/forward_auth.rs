@@ -20,7 +20,7 @@ async fn forward_auth_app() -> (crate::fake_op::FakeOp, TestApp) {
 }
 
 /// Asks `/oauth2/auth` as nginx's recipe does (`X-Original-URI`).
-async fn nginx_asks(app: &TestApp, browser: &Browser, uri: &str) -> reqwest::Response {
+pub(super) async fn nginx_asks(app: &TestApp, browser: &Browser, uri: &str) -> reqwest::Response {
     browser
         .client
         .get(app.url("/oauth2/auth"))
@@ -32,7 +32,13 @@ async fn nginx_asks(app: &TestApp, browser: &Browser, uri: &str) -> reqwest::Res
 }
 
 /// Asks as Traefik and Caddy do (`X-Forwarded-*`).
-async fn traefik_asks(app: &TestApp, browser: &Browser, method: &str, uri: &str, accept: &str) -> reqwest::Response {
+pub(super) async fn traefik_asks(
+    app: &TestApp,
+    browser: &Browser,
+    method: &str,
+    uri: &str,
+    accept: &str,
+) -> reqwest::Response {
     browser
         .client
         .get(app.url("/oauth2/auth"))

@@ -4,6 +4,7 @@
 
 mod forward_auth;
 pub(crate) mod reverse_proxy;
+mod step_up;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
