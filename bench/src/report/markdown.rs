@@ -46,7 +46,7 @@ impl Report {
     /// The figures and targets as Markdown (the body of `BENCHMARKS.md`, also printed).
     pub fn tables(&self) -> String {
         let mut out = String::new();
-        if !self.pages.is_empty() {
+        if !self.pages.is_empty() || self.metrics_cost.is_some() {
             out.push_str("### 1. Protected page: `GET /secret` with a valid session\n\n");
             let mut rows: Vec<Vec<String>> = self
                 .pages
