@@ -91,17 +91,15 @@ pub async fn metrics_cost(ctx: &mut Ctx) -> Result<()> {
         1 => 1,
         n => n.next_multiple_of(2),
     };
-    let (mut off_runs, mut on_runs) = (Vec::new(), Vec::new());
+    let servers = [&off, &on];
+    let mut runs = [Vec::new(), Vec::new()];
     for pair in 0..pairs {
-        let warm = pair < 2;
-        if pair % 2 == 0 {
-            off_runs.push(measure(ctx, &off, Some(&cookies[0]), None, len, warm).await?);
-            on_runs.push(measure(ctx, &on, Some(&cookies[1]), None, len, warm).await?);
-        } else {
-            on_runs.push(measure(ctx, &on, Some(&cookies[1]), None, len, warm).await?);
-            off_runs.push(measure(ctx, &off, Some(&cookies[0]), None, len, warm).await?);
+        let order = if pair % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            runs[i].push(measure(ctx, servers[i], Some(&cookies[i]), None, len, pair == 0).await?);
         }
     }
+    let [off_runs, on_runs] = runs;
     let scraped = reqwest::get(format!("http://{metrics_addr}/metrics"))
         .await?
         .text()
