@@ -42,9 +42,13 @@ use parts::{Ctx, Plan};
 use report::{Env, Report, Verdict};
 
 const USAGE: &str = "\
-usage: cargo run --release -p bench -- [--smoke] [--only PARTS] [--no-profile] [--out FILE | --no-write]
+usage: cargo run --release -p bench -- [--smoke] [--only PARTS] [--no-profile] [--build-profile NAME] [--out FILE | --no-write]
 
   --smoke        a few seconds that only prove the benchmark still works (writes nothing)
+  --build-profile NAME
+                 the cargo profile the servers are built with (default: release). Only
+                 with --smoke: figures from any other profile mean nothing, but CI's
+                 smoke reuses the test step's `dev` build instead of compiling again
   --only PARTS   comma-separated: secret, metrics, login, memory, scale, startup, gateway, bearer (writes nothing unless --out)
   --no-profile   do not run perf on the server
   --out FILE     write the report to FILE (default: BENCHMARKS.md at the workspace root, full runs only)
@@ -65,6 +69,8 @@ struct Options {
     profile: bool,
     out: Option<PathBuf>,
     write: bool,
+    /// The cargo profile the servers are built with.
+    build_profile: String,
 }
 
 fn options() -> Result<Options> {
@@ -74,6 +80,7 @@ fn options() -> Result<Options> {
         profile: true,
         out: None,
         write: true,
+        build_profile: "release".into(),
     };
     let mut only_given = false;
     let mut args = std::env::args().skip(1);
@@ -90,6 +97,7 @@ fn options() -> Result<Options> {
                 }
                 only_given = true;
             }
+            "--build-profile" => o.build_profile = args.next().context("--build-profile needs a cargo profile")?,
             "--out" => o.out = Some(args.next().context("--out needs a file")?.into()),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -97,6 +105,9 @@ fn options() -> Result<Options> {
             }
             other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
+    }
+    if o.build_profile != "release" && !o.smoke {
+        bail!("--build-profile {} is only for --smoke: figures from it would not be comparable", o.build_profile);
     }
     if o.out.is_none() && (o.smoke || only_given) {
         o.write = false;
@@ -131,8 +142,8 @@ fn run() -> Result<()> {
     }
     let profile = opts.profile && !opts.smoke && server::on_path("perf");
     let root = server::workspace_root();
-    eprintln!("bench: building oidc-gate and the ceiling in release mode");
-    let bins = server::build(&root)?;
+    eprintln!("bench: building oidc-gate and the ceiling (cargo profile {})", opts.build_profile);
+    let bins = server::build(&root, &opts.build_profile)?;
     let env = environment(&root, cores);
     // From here on this process and wrk share core 1; servers get core 0.
     server::pin_self_to_load_core()?;

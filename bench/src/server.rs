@@ -44,8 +44,9 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds oidc-gate and the ceiling in release mode and finds them.
-pub fn build(root: &Path) -> Result<Binaries> {
+/// Builds oidc-gate and the ceiling with the cargo `profile` (`release`
+/// for every measurement) and finds them.
+pub fn build(root: &Path, profile: &str) -> Result<Binaries> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // What `cargo run` told this binary about itself: crates that read
     // these at compile time would be rebuilt at every switch between
@@ -69,12 +70,12 @@ pub fn build(root: &Path) -> Result<Binaries> {
         }
         let status = cmd
             .current_dir(root)
-            .args(["build", "--release"])
+            .args(["build", "--profile", profile])
             .args(args)
             .status()
             .with_context(|| format!("cannot run {cargo}"))?;
         if !status.success() {
-            bail!("cargo build --release {} failed ({status})", args.join(" "));
+            bail!("cargo build --profile {profile} {} failed ({status})", args.join(" "));
         }
     }
     let meta = Command::new(&cargo)
@@ -86,12 +87,13 @@ pub fn build(root: &Path) -> Result<Binaries> {
     let target = meta["target_directory"]
         .as_str()
         .context("cargo metadata has no target_directory")?;
-    let release = Path::new(target).join("release");
+    // Cargo keeps the `dev` profile's output in `debug/`.
+    let dir = Path::new(target).join(if profile == "dev" { "debug" } else { profile });
     let bins = Binaries {
-        oidc_gate: release.join("oidc-gate"),
-        ceiling: release.join("ceiling"),
-        provider: release.join("provider"),
-        upstream: release.join("upstream"),
+        oidc_gate: dir.join("oidc-gate"),
+        ceiling: dir.join("ceiling"),
+        provider: dir.join("provider"),
+        upstream: dir.join("upstream"),
     };
     for b in [&bins.oidc_gate, &bins.ceiling, &bins.provider, &bins.upstream] {
         if !b.is_file() {
