@@ -450,14 +450,7 @@ mod tests {
     use super::*;
 
     async fn open_in(dir: &tempfile::TempDir) -> SqliteDb {
-        let config = StoreConfig {
-            database: crate::config::StoreUrl::Sqlite(dir.path().join("db.sqlite3")),
-            sessions: None,
-            schema: None,
-            max_connections: 4,
-            timeout: Duration::from_secs(3),
-            session_cache: 0,
-        };
+        let config = crate::config::sqlite_for_tests(dir.path());
         open(&dir.path().join("db.sqlite3"), &config).await.unwrap()
     }
 
