@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -296,6 +297,12 @@ impl App {
             .router()
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let drain = self.state.drain.clone();
+        // No Nagle delay: an answer written in two pieces (a streamed body,
+        // the gateway's proxied pages) goes out at once, not after the
+        // client's delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server =
             axum::serve(listener, service).with_graceful_shutdown(drain.clone().stop_accepting_after(shutdown));
         let mut server = tokio::spawn(async move { server.await });

@@ -1,11 +1,15 @@
 //! Server-side sessions: the `tower-sessions` layer (cookie holds only an
 //! opaque id), what a session keeps about a login, and its lifetimes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions::cookie::{Cookie, SameSite};
+use tower_sessions::session::Id;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
 use crate::config::SessionConfig;
 use crate::secret::Secret;
@@ -147,7 +151,9 @@ impl CookieSettings {
 }
 
 /// The `tower-sessions` layer: HttpOnly, SameSite=Lax, opaque random id,
-/// store-side expiry after the idle timeout.
+/// store-side expiry after the idle timeout. oidc-gate's router reads and
+/// sets the same cookie with [`SessionCookie`] instead (a test holds the two
+/// together).
 pub fn layer(
     store: SessionBackend,
     cookie: &CookieSettings,
@@ -166,12 +172,240 @@ pub fn layer(
     }
 }
 
+/// The session cookie (HttpOnly, SameSite=Lax, an opaque random id,
+/// store-side expiry after the idle timeout): the session it names, and
+/// what the answer sets. The sessions layer (`web::guard::SessionsLayer`) uses
+/// it as `tower-sessions`' `SessionManagerLayer` would, with the same
+/// cookie and the same saving rules, but reads the one cookie it needs
+/// straight from the `Cookie` headers rather than through a cookie jar
+/// (built, locked and dropped on every request).
+#[derive(Debug)]
+pub struct SessionCookie {
+    name: &'static str,
+    secure: bool,
+    domain: Option<String>,
+    expiry: Expiry,
+    store: Arc<SessionBackend>,
+}
+
+impl SessionCookie {
+    /// Sessions in `store`, their cookie as `cookie` says, expiring after
+    /// the idle timeout of `lifetimes`.
+    pub fn new(store: SessionBackend, cookie: &CookieSettings, lifetimes: Lifetimes) -> Self {
+        Self {
+            name: cookie.name,
+            secure: cookie.secure,
+            domain: cookie.domain.clone(),
+            expiry: lifetimes.expiry(),
+            store: Arc::new(store),
+        }
+    }
+
+    /// The session cookie of a request (`None`: there is none) and the id
+    /// it names (`None`: not a valid id, logged). Of several, the last
+    /// counts, as in a cookie jar.
+    pub fn presented(&self, headers: &HeaderMap) -> Option<Option<Id>> {
+        let mut found = None;
+        for value in headers.get_all(header::COOKIE) {
+            let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
+                continue;
+            };
+            for piece in value.split(';') {
+                if let Ok(cookie) = Cookie::parse_encoded(piece)
+                    && cookie.name() == self.name
+                {
+                    found = Some(cookie);
+                }
+            }
+        }
+        let id = found?
+            .value()
+            .parse::<Id>()
+            .map_err(|err| tracing::warn!(err = %err, "possibly suspicious activity: malformed session id"))
+            .ok();
+        Some(id)
+    }
+
+    /// The session of a request whose cookie named `id`.
+    pub fn session(&self, id: Option<Id>) -> Session {
+        Session::new(id, self.store.clone(), Some(self.expiry))
+    }
+
+    /// The answer, once the routes gave it, with the session's cookie: a
+    /// session that ended (or never was) and still has a cookie (`presented`)
+    /// gets it removed; a changed session is saved (unless the answer is a
+    /// 5xx) and its cookie set. A failed save is a bare `500`.
+    pub async fn finish(&self, session: &Session, presented: bool, mut response: Response) -> Response {
+        let modified = session.is_modified();
+        let empty = session.is_empty().await;
+        let cookie = if presented && empty {
+            self.removal()
+        } else if modified && !empty && !response.status().is_server_error() {
+            if let Err(err) = session.save().await {
+                tracing::error!(err = %err, "failed to save session");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+            let Some(id) = session.id() else {
+                tracing::error!("missing session id");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            self.cookie(id, session.expiry())
+        } else {
+            return response;
+        };
+        if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        response
+    }
+
+    /// The cookie of session `id`, as `tower-sessions` builds it.
+    fn cookie(&self, id: Id, expiry: Option<Expiry>) -> Cookie<'static> {
+        let mut cookie = Cookie::build((self.name, id.to_string()))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .path("/");
+        cookie = match expiry {
+            Some(Expiry::OnInactivity(duration)) => cookie.max_age(duration),
+            Some(Expiry::AtDateTime(at)) => cookie.max_age(at - time::OffsetDateTime::now_utc()),
+            Some(Expiry::OnSessionEnd) | None => cookie,
+        };
+        if let Some(domain) = &self.domain {
+            cookie = cookie.domain(domain.clone());
+        }
+        cookie.build()
+    }
+
+    /// The cookie that removes the session cookie, as a cookie jar makes it
+    /// of the presented one (its path and domain set).
+    fn removal(&self) -> Cookie<'static> {
+        let mut cookie = Cookie::build((self.name, "")).path("/");
+        if let Some(domain) = &self.domain {
+            cookie = cookie.domain(domain.clone());
+        }
+        let mut cookie = cookie.build();
+        cookie.make_removal();
+        cookie
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn login(login_at: i64, last_seen: i64) -> Activity {
         Activity { login_at, last_seen }
+    }
+
+    async fn store() -> (tempfile::TempDir, crate::store::Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&crate::config::sqlite_for_tests(dir.path()))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    fn cookies(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(header::COOKIE, HeaderValue::from_str(v).unwrap());
+        }
+        headers
+    }
+
+    #[tokio::test]
+    async fn the_session_cookie_is_read_as_a_cookie_jar_reads_it() {
+        let (_dir, store) = store().await;
+        let lifetimes = Lifetimes {
+            idle: Duration::from_secs(600),
+            max_age: Duration::from_secs(3600),
+        };
+        let c = SessionCookie::new(store.session_backend(), &CookieSettings::for_scheme(false), lifetimes);
+        let (a, b) = (Id::default(), Id::default());
+        assert_eq!(c.presented(&cookies(&[])), None);
+        assert_eq!(c.presented(&cookies(&["other=1; oidc_gate_login_x=2"])), None);
+        assert_eq!(c.presented(&cookies(&[&format!("x=1; oidc_gate={a}")])), Some(Some(a)));
+        // The last of several counts, across header lines too.
+        assert_eq!(
+            c.presented(&cookies(&[&format!("oidc_gate={a}; x=1"), &format!(" oidc_gate={b}")])),
+            Some(Some(b))
+        );
+        // Not an id: a cookie all the same (to be removed), naming no session.
+        assert_eq!(c.presented(&cookies(&["oidc_gate=not-an-id"])), Some(None));
+    }
+
+    /// The cookies set are those of `tower-sessions`' own layer with the
+    /// same settings: for a changed session, and to remove the cookie of a
+    /// session that is gone.
+    #[tokio::test]
+    async fn the_cookies_set_are_those_of_tower_sessions() {
+        use axum::Router;
+        use axum::body::Body;
+        use axum::http::Request;
+        use axum::routing::get;
+        use tower::ServiceExt as _;
+
+        let (_dir, store) = store().await;
+        let settings = CookieSettings::new(true, Some("example.com".to_owned()));
+        let lifetimes = Lifetimes {
+            idle: Duration::from_secs(600),
+            max_age: Duration::from_secs(3600),
+        };
+        let ours = SessionCookie::new(store.session_backend(), &settings, lifetimes);
+        let theirs = layer(store.session_backend(), &settings, lifetimes);
+        let app = Router::new()
+            .route("/set", get(|s: Session| async move { s.insert("k", 1).await.unwrap() }))
+            .route(
+                "/read",
+                get(|s: Session| async move {
+                    let _ = s.get::<i32>("k").await.unwrap();
+                }),
+            )
+            .layer(theirs);
+        let set_cookie = |r: &Response| r.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+
+        let theirs = app
+            .clone()
+            .oneshot(Request::get("/set").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let session = ours.session(None);
+        session.insert("k", 1).await.unwrap();
+        let mine = ours.finish(&session, false, Response::default()).await;
+        let (mine, theirs) = (set_cookie(&mine), set_cookie(&theirs));
+        let id = session.id().unwrap();
+        assert!(mine.starts_with(&format!("__Secure-oidc_gate={id};")), "{mine}");
+        let attributes = |c: &str| c.split_once(';').unwrap().1.to_owned();
+        assert_eq!(attributes(&mine), attributes(&theirs));
+
+        let gone = format!("__Secure-oidc_gate={}", Id::default());
+        let theirs = app
+            .oneshot(
+                Request::get("/read")
+                    .header(header::COOKIE, &gone)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let presented = ours.presented(&cookies(&[&gone]));
+        let session = ours.session(presented.flatten());
+        assert_eq!(session.get::<i32>("k").await.unwrap(), None);
+        let mine = ours.finish(&session, presented.is_some(), Response::default()).await;
+        let (mine, theirs) = (set_cookie(&mine), set_cookie(&theirs));
+        // `Expires` is a year before now: the second may differ.
+        let dateless = |c: &str| {
+            c.split("; ")
+                .filter(|a| !a.starts_with("Expires="))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        assert_eq!(dateless(&mine), dateless(&theirs));
+        assert!(
+            mine.starts_with("__Secure-oidc_gate=;") && mine.contains("Max-Age=0"),
+            "{mine}"
+        );
     }
 
     #[test]

@@ -57,10 +57,14 @@ const USER_CACHE_SIZE: usize = 2_000;
 /// The `axum-login` backend. Credentials are a user already created from a
 /// validated ID token: the provider did the authenticating.
 #[derive(Clone, Debug)]
-pub struct Backend {
+pub struct Backend(Arc<BackendInner>);
+
+/// What a [`Backend`] shares: it is cloned twice for every request, and a
+/// store handle is many reference counts.
+#[derive(Debug)]
+struct BackendInner {
     store: Store,
-    /// Shared: the backend is cloned for every request.
-    cache: Arc<Users>,
+    cache: Users,
 }
 
 /// Users by id, each with when it was loaded.
@@ -86,10 +90,10 @@ impl std::fmt::Debug for Users {
 impl Backend {
     /// A backend over `store`.
     pub fn new(store: Store) -> Self {
-        Self {
+        Self(Arc::new(BackendInner {
             store,
-            cache: Arc::new(Users(quick_cache::sync::Cache::new(USER_CACHE_SIZE))),
-        }
+            cache: Users(quick_cache::sync::Cache::new(USER_CACHE_SIZE)),
+        }))
     }
 }
 
@@ -100,19 +104,19 @@ impl AuthnBackend for Backend {
 
     async fn authenticate(&self, row: UserRow) -> Result<Option<User>, StoreError> {
         let row = Arc::new(row);
-        self.cache.insert(row.clone());
+        self.0.cache.insert(row.clone());
         Ok(Some(User { row }))
     }
 
     async fn get_user(&self, id: &UserId<Self>) -> Result<Option<User>, StoreError> {
-        if let Some(row) = self.cache.get(*id) {
+        if let Some(row) = self.0.cache.get(*id) {
             return Ok(Some(User { row }));
         }
-        let Some(row) = self.store.user(*id).await? else {
+        let Some(row) = self.0.store.user(*id).await? else {
             return Ok(None);
         };
         let row = Arc::new(row);
-        self.cache.insert(row.clone());
+        self.0.cache.insert(row.clone());
         Ok(Some(User { row }))
     }
 }
@@ -131,7 +135,6 @@ pub type AuthSession = axum_login::AuthSession<Backend>;
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use axum::Router;
     use axum::body::Body;
@@ -141,7 +144,7 @@ mod tests {
     use tower_sessions::SessionManagerLayer;
 
     use super::*;
-    use crate::config::{StoreConfig, StoreUrl};
+    use crate::config::sqlite_for_tests;
     use crate::session::AUTH_KEY;
     use crate::store::UserProfile;
 
@@ -151,16 +154,7 @@ mod tests {
     #[tokio::test]
     async fn the_signed_in_entry_is_what_axum_login_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig {
-            database: StoreUrl::Sqlite(dir.path().join("db.sqlite3")),
-            sessions: None,
-            schema: None,
-            max_connections: 4,
-            timeout: Duration::from_secs(3),
-            session_cache: 0,
-        })
-        .await
-        .unwrap();
+        let store = Store::open(&sqlite_for_tests(dir.path())).await.unwrap();
         let profile = UserProfile {
             issuer: "https://op.example",
             subject: "ada",

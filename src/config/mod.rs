@@ -29,6 +29,8 @@ pub use gateway::{GatewayArgs, GatewayConfig, SharedSignIn};
 pub use public::is_loopback;
 pub use ratelimit::{RateLimitArgs, RateLimitConfig};
 pub use redis::RedisTopology;
+#[cfg(test)]
+pub(crate) use store::sqlite_for_tests;
 pub use store::{StoreConfig, StoreUrl};
 
 /// Google's issuer, implied by `GOOGLE_CLIENT_ID` / `GOOGLE_CLIENT_SECRET`.

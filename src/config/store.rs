@@ -164,6 +164,20 @@ fn parse_store_url(var: &str, raw: &str, data_dir: &Path) -> Result<StoreUrl, Co
     }
 }
 
+/// The embedded database in `dir`, with four connections, a 3-second
+/// timeout and no session cache, as unit tests open it.
+#[cfg(test)]
+pub(crate) fn sqlite_for_tests(dir: &Path) -> StoreConfig {
+    StoreConfig {
+        database: StoreUrl::Sqlite(dir.join("db.sqlite3")),
+        sessions: None,
+        schema: None,
+        max_connections: 4,
+        timeout: Duration::from_secs(3),
+        session_cache: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Args, Config};

@@ -129,8 +129,18 @@ fn encoded(record: &Record) -> Result<Vec<u8>, sqlx::Error> {
     encode(record).map_err(|e| sqlx::Error::Encode(e.into()))
 }
 
+/// The session's insert (as `SqliteSessions::create` writes a session,
+/// its id `?1`, its data `?10`, its expiry `?11`), then its link (`?1` to
+/// `?9`): one query, one trip to the writer's thread. SQLite stops at the
+/// first statement that fails: a taken id writes no link.
+const SESSION_AND_LINK: &str = concat!(
+    "INSERT OR ABORT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?10, ?11);\n",
+    sqlite::link_sql!()
+);
+
 /// The login on SQLite's writer `c`: the user, the session (under a new id
-/// if its id is taken), the link; one transaction.
+/// if its id is taken) and the link; one transaction, in four trips to the
+/// connection's thread (begin, user, session and link, commit).
 pub(super) async fn in_sqlite(
     c: &mut SqliteConnection,
     record: &mut Record,
@@ -142,9 +152,9 @@ pub(super) async fn in_sqlite(
     let row = sqlite::upsert_user_on(&mut tx, &login.profile(), login.now).await?;
     sign_in(record, login, &row);
     loop {
-        // As `SqliteSessions::create` writes a session.
-        let done = sqlx::query("INSERT OR ABORT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)")
-            .bind(record.id.to_string())
+        let id = record.id.to_string();
+        let link = login.link(&id);
+        let done = sqlite::bind_link(sqlx::query(SESSION_AND_LINK), &link)
             .bind(encoded(record)?)
             .bind(record.expiry_date)
             .execute(&mut *tx)
@@ -156,7 +166,6 @@ pub(super) async fn in_sqlite(
             Err(e) => return Err(e),
         }
     }
-    sqlite::link_session_on(&mut tx, &login.link(&record.id.to_string())).await?;
     tx.commit().await?;
     written(row);
     Ok(())

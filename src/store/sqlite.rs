@@ -155,28 +155,41 @@ pub(super) async fn link_session(db: &SqliteDb, l: &SessionLink<'_>) -> Result<(
     Ok(db.writer.run(async |c| link_session_on(c, l).await).await?)
 }
 
-/// Writes the link on `c` (the writer, perhaps in a transaction).
-pub(super) async fn link_session_on(c: &mut SqliteConnection, l: &SessionLink<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// The statement that writes a link: its parameters are those [`bind_link`]
+/// binds, `?1` to `?9`. A macro, so that a login can send it with its
+/// session's insert as one query ([`super::login::in_sqlite`]).
+macro_rules! link_sql {
+    () => {
         "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token,
              started_at, user_agent, client_ip)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (session_id) DO UPDATE SET issuer = excluded.issuer, subject = excluded.subject,
              sid = excluded.sid, expires_at = excluded.expires_at, id_token = excluded.id_token,
-             started_at = excluded.started_at, user_agent = excluded.user_agent, client_ip = excluded.client_ip",
-    )
-    .bind(l.session_id)
-    .bind(l.issuer)
-    .bind(l.subject)
-    .bind(l.sid)
-    .bind(l.expires_at)
-    .bind(l.id_token)
-    .bind(l.from.started_at)
-    .bind(l.from.user_agent.as_deref())
-    .bind(l.from.client_ip.as_deref())
-    .execute(c)
-    .await
-    .map(drop)
+             started_at = excluded.started_at, user_agent = excluded.user_agent, client_ip = excluded.client_ip"
+    };
+}
+pub(super) use link_sql;
+
+/// Binds the link `l` to `?1` … `?9` of `query` (see [`link_sql`]).
+pub(super) fn bind_link<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    l: &'q SessionLink<'_>,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    query
+        .bind(l.session_id)
+        .bind(l.issuer)
+        .bind(l.subject)
+        .bind(l.sid)
+        .bind(l.expires_at)
+        .bind(l.id_token)
+        .bind(l.from.started_at)
+        .bind(l.from.user_agent.as_deref())
+        .bind(l.from.client_ip.as_deref())
+}
+
+/// Writes the link on `c` (the writer).
+async fn link_session_on(c: &mut SqliteConnection, l: &SessionLink<'_>) -> Result<(), sqlx::Error> {
+    bind_link(sqlx::query(link_sql!()), l).execute(c).await.map(drop)
 }
 
 pub(super) async fn unlink_session(db: &SqliteDb, session_id: &str) -> Result<Option<String>, StoreError> {
@@ -437,14 +450,7 @@ mod tests {
     use super::*;
 
     async fn open_in(dir: &tempfile::TempDir) -> SqliteDb {
-        let config = StoreConfig {
-            database: crate::config::StoreUrl::Sqlite(dir.path().join("db.sqlite3")),
-            sessions: None,
-            schema: None,
-            max_connections: 4,
-            timeout: Duration::from_secs(3),
-            session_cache: 0,
-        };
+        let config = crate::config::sqlite_for_tests(dir.path());
         open(&dir.path().join("db.sqlite3"), &config).await.unwrap()
     }
 

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use super::redirect::Links;
 use crate::provider::{ProviderError, Reason};
@@ -328,10 +328,28 @@ impl IntoResponse for AppError {
     }
 }
 
+/// Headers of a rendered page: its type, `Cache-Control`, `Referrer-Policy`,
+/// `X-Content-Type-Options`, `Content-Security-Policy`, `X-Request-Id`,
+/// `Content-Length`, and perhaps `Strict-Transport-Security` and a cookie.
+const PAGE_HEADERS: usize = 9;
+
 /// Renders a template as an HTML response with `status`.
 pub fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
+        Ok(html) => {
+            // As `(status, Html(html))` answers, with room for the headers
+            // every page gets on its way out at once, rather than growing
+            // the map as they come.
+            let mut response = Response::new(Body::from(html));
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            headers.reserve(PAGE_HEADERS);
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()

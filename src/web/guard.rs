@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::ready;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{OriginalUri, Request};
@@ -18,39 +19,59 @@ use super::audit::{self, Origin};
 use super::bearer::BearerState;
 use super::error::AppError;
 use super::redirect::Links;
-use crate::session::{ACTIVITY_KEY, Activity, Freshness, LOGIN_KEY, LoginData};
+use crate::session::{ACTIVITY_KEY, Activity, Freshness, LOGIN_KEY, LoginData, SessionCookie};
 use crate::store::StoreError;
 use crate::users::AuthSession;
 
-/// Ends sessions past their idle timeout or absolute lifetime and records
-/// activity; runs before the user is loaded, so an ended session is
-/// anonymous on this very request. A session store failure is a 503 page.
+/// Sessions: the session the request's cookie names (a
+/// [`tower_sessions::Session`] in its extensions), its lifetimes enforced
+/// before the routes run, and its cookie set or removed on the answer
+/// ([`SessionCookie`]). Sessions past their idle timeout or absolute
+/// lifetime end here, before the user is loaded, so an ended session is
+/// anonymous on this very request; activity is recorded. A session store
+/// failure is a 503 page.
 ///
-/// A plain tower layer rather than `middleware::from_fn`: it runs on every
-/// request, and `from_fn` boxes the inner service and splits the request
-/// into parts each time.
+/// One plain tower layer for what `tower-sessions`' `SessionManagerLayer`
+/// (with its cookie manager) and a layer of lifetimes did as three: it runs
+/// on every request, and each layer boxed its future and cloned the
+/// services inside it.
 #[derive(Clone)]
-pub struct EnforceLifetimesLayer(pub AppState);
+pub struct SessionsLayer {
+    state: AppState,
+    cookie: Arc<SessionCookie>,
+}
 
-impl<S> Layer<S> for EnforceLifetimesLayer {
-    type Service = EnforceLifetimes<S>;
+impl SessionsLayer {
+    /// Sessions with `cookie`, their lifetimes those of `state`.
+    pub fn new(state: AppState, cookie: SessionCookie) -> Self {
+        Self {
+            state,
+            cookie: Arc::new(cookie),
+        }
+    }
+}
+
+impl<S> Layer<S> for SessionsLayer {
+    type Service = Sessions<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        EnforceLifetimes {
-            state: self.0.clone(),
+        Sessions {
+            state: self.state.clone(),
+            cookie: self.cookie.clone(),
             inner,
         }
     }
 }
 
-/// The service of [`EnforceLifetimesLayer`].
+/// The service of [`SessionsLayer`].
 #[derive(Clone)]
-pub struct EnforceLifetimes<S> {
+pub struct Sessions<S> {
     state: AppState,
+    cookie: Arc<SessionCookie>,
     inner: S,
 }
 
-impl<S> Service<Request> for EnforceLifetimes<S>
+impl<S> Service<Request> for Sessions<S>
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -63,28 +84,28 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let presented = self.cookie.presented(request.headers());
+        let session = self.cookie.session(presented.flatten());
+        request.extensions_mut().insert(session.clone());
         // The ready service goes into the future; a clone stays for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
+        let cookie = self.cookie.clone();
         Box::pin(async move {
-            if let Some(session) = request.extensions().get::<Session>()
-                && let Err(response) = enforce_lifetimes(
-                    &state,
-                    session,
-                    Asked {
-                        method: request.method(),
-                        uri: request.uri(),
-                        headers: request.headers(),
-                        extensions: request.extensions(),
-                    },
-                )
-                .await
-            {
-                return Ok(response);
-            }
-            inner.call(request).await
+            let asked = Asked {
+                method: request.method(),
+                uri: request.uri(),
+                headers: request.headers(),
+                extensions: request.extensions(),
+            };
+            let ended = enforce_lifetimes(&state, &session, asked).await.err();
+            let response = match ended {
+                Some(response) => response,
+                None => inner.call(request).await?,
+            };
+            Ok(cookie.finish(&session, presented.is_some(), response).await)
         })
     }
 }

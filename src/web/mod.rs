@@ -141,20 +141,20 @@ pub fn router(
     let backend = Backend::new(state.store.clone());
     let auth_manager =
         tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), session::AUTH_KEY));
-    let sessions = session::layer(state.store.session_backend(), cookie, state.lifetimes);
-    let headers = PageHeaders::new(&state);
-    let links = state.links.clone();
+    let sessions = session::SessionCookie::new(state.store.session_backend(), cookie, state.lifetimes);
+    // Shared: `MapResponseLayer` clones its function for every request.
+    let headers = Arc::new(PageHeaders::new(&state));
+    let pages = state.clone();
     let bearer = bearer::layer(&state);
     // One `layer` call: each `Router::layer` boxes every route once more,
     // and the boxes are cloned and dropped on every request. Outermost first.
     let layers = ServiceBuilder::new()
         .layer(RequestLayer::new(state.trusted_proxies.clone()).counting(requests))
-        .layer(MapResponseLayer::new(move |r| render_error_pages(&links, r)))
+        .layer(MapResponseLayer::new(move |r| render_error_pages(&pages.links, r)))
         .layer(MapResponseLayer::new(move |r| headers.apply(r)))
         .option_layer(hosts)
         .layer(MapResponseLayer::new(guard::render_bare_errors))
-        .layer(sessions)
-        .layer(guard::EnforceLifetimesLayer(state.clone()))
+        .layer(guard::SessionsLayer::new(state.clone(), sessions))
         .layer(auth_manager)
         .option_layer(bearer)
         .layer(MapResponseLayer::new(guard::mark_routed));
