@@ -15,7 +15,7 @@ use super::error::{AppError, render};
 use super::guard::{end_session, wants_json};
 use super::redirect::Links;
 use crate::access::{Claims, Refusal};
-use crate::provider::Login;
+use crate::provider::{Listed, Login};
 use crate::session::ACCESS_KEY;
 
 /// The refusal page.
@@ -43,36 +43,62 @@ pub(crate) enum Scope {
     Path,
 }
 
-/// Judges a validated login. `Ok(None)`: no rule is set (and the claims are
-/// not kept); `Ok(Some)`: the
-/// claims to keep in the session; `Err`: the refusal page, after this
-/// browser's earlier session (if any) was ended, so that it leaves signed out.
+/// Judges a validated login from `listed`: its provider's own rules (if
+/// any), then the global ones. `Ok(None)`: no global rule is set (and the
+/// claims are not kept); `Ok(Some)`: the claims to keep in the session;
+/// `Err`: the refusal page, after this browser's earlier session (if any)
+/// was ended, so that it leaves signed out.
 pub(super) async fn admit(
     state: &AppState,
     origin: &Origin,
     session: &Session,
     login: &Login,
     next: &str,
+    listed: &Listed,
 ) -> Result<Option<Claims>, Response> {
+    if let Some(rules) = &listed.rules {
+        let claims = rules.claims_of(login);
+        if let Err(refusal) = rules.check(&claims) {
+            return Err(refuse_sign_in(state, origin, session, login, next, listed, &claims, refusal).await);
+        }
+    }
     if !state.access.keeps_claims() {
         return Ok(None);
     }
     let claims = state.access.claims_of(login);
-    let Err(refusal) = state.access.check(&claims) else {
-        return Ok(Some(claims));
-    };
-    if session.id().is_some() {
-        end_session(state, session).await.map_err(IntoResponse::into_response)?;
+    match state.access.check(&claims) {
+        Ok(()) => Ok(Some(claims)),
+        Err(refusal) => Err(refuse_sign_in(state, origin, session, login, next, listed, &claims, refusal).await),
+    }
+}
+
+/// A sign-in an access rule refused: the browser's earlier session ends,
+/// the refusal is recorded, and its page answers.
+#[allow(clippy::too_many_arguments)]
+async fn refuse_sign_in(
+    state: &AppState,
+    origin: &Origin,
+    session: &Session,
+    login: &Login,
+    next: &str,
+    listed: &Listed,
+    claims: &Claims,
+    refusal: Refusal,
+) -> Response {
+    if session.id().is_some()
+        && let Err(e) = end_session(state, session).await
+    {
+        return e.into_response();
     }
     audit::sign_in_refused(
         origin,
         refusal.code(),
-        state.provider.issuer(),
+        listed.provider.issuer(),
         Some(&login.id_token.subject),
         None,
     );
     crate::metrics::login(crate::metrics::LoginOutcome::Refused, refusal.code());
-    Err(refused(state, &claims, refusal, next, Scope::SignIn, false))
+    refused(state, claims, refusal, next, Scope::SignIn, false)
 }
 
 /// Keeps the admitted claims in the session, for [`recheck`].
