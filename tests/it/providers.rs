@@ -339,3 +339,30 @@ async fn a_client_secret_file_is_read_and_never_logged() {
     let config = format!("{:?}", Config::from_args(args).unwrap());
     assert!(!config.contains(crate::fake_op::CLIENT_SECRET), "{config}");
 }
+
+#[tokio::test]
+async fn check_fetches_each_provider_and_names_each_redirect_uri() {
+    let (a, b) = (FakeOp::start().await, FakeOp::start().await);
+    let (dir, file) = providers_file(&[&a, &b], &[]);
+    let mut args = <Args as clap::Parser>::try_parse_from(["oidc-gate"]).unwrap();
+    args.gateway.config_file = Some(file);
+    args.data_dir = dir.path().join("data");
+    let report = oidc_gate::check::run(args).await;
+    assert!(report.is_ok(), "{:?}\n{}", report.problems, report.text);
+    for (id, op) in [("a", &a), ("b", &b)] {
+        assert!(
+            report
+                .text
+                .contains(&format!("provider {id} (Provider {})", id.to_uppercase())),
+            "{}",
+            report.text
+        );
+        assert!(report.text.contains(op.issuer()), "{}", report.text);
+        assert!(
+            report.text.contains(&format!("http://localhost:5000/callback/{id}")),
+            "{}",
+            report.text
+        );
+        assert_eq!(op.log().discovery, 1, "{id}'s discovery fetched");
+    }
+}
