@@ -366,3 +366,31 @@ async fn check_fetches_each_provider_and_names_each_redirect_uri() {
         assert_eq!(op.log().discovery, 1, "{id}'s discovery fetched");
     }
 }
+
+#[tokio::test]
+async fn a_front_channel_logout_ends_only_its_providers_session() {
+    let (a, b, app, _dir) = two(&[], Options::default()).await;
+    // Both providers happen to use the same session id.
+    a.set(|behavior| behavior.sid = Some("sid-1".into()));
+    b.set(|behavior| behavior.sid = Some("sid-1".into()));
+    let (at_a, at_b) = (Browser::new(), Browser::new());
+    assert_eq!(sign_in(&app, &at_a, "a").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(sign_in(&app, &at_b, "b").await.status(), StatusCode::SEE_OTHER);
+    let r = Browser::new()
+        .get(&app.url(&format!(
+            "/frontchannel-logout?iss={}&sid=sid-1",
+            urlencoding(b.issuer())
+        )))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.ends_with(&format!("frame-ancestors {}", b.issuer())), "{csp}");
+    assert_eq!(at_b.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(at_a.get(&app.url("/secret")).await.status(), StatusCode::OK);
+    // An issuer not listed ends nothing.
+    let r = Browser::new()
+        .get(&app.url("/frontchannel-logout?iss=http%3A%2F%2F127.0.0.1%3A9&sid=sid-1"))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(at_a.get(&app.url("/secret")).await.status(), StatusCode::OK);
+}
