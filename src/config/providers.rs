@@ -23,7 +23,8 @@ pub(super) struct FileProvider {
     name: Option<String>,
     issuer: String,
     client_id: String,
-    client_secret: Option<String>,
+    /// Never in a `Debug` print.
+    client_secret: Option<Secret>,
     client_secret_file: Option<PathBuf>,
     scopes: Option<Vec<String>>,
     #[serde(default)]
@@ -91,18 +92,19 @@ fn one(entry: FileProvider, global: &Rules) -> Result<NamedClient, ConfigError> 
     }
     let secret = match (entry.client_secret, entry.client_secret_file) {
         (Some(s), None) => s,
-        (None, Some(path)) => std::fs::read_to_string(&path)
-            .map_err(|e| {
-                err(at(&format!(
-                    "client_secret_file `{}` could not be read: {e}.",
-                    path.display()
-                )))
-            })?
-            .trim()
-            .to_owned(),
+        (None, Some(path)) => Secret::new(
+            std::fs::read_to_string(&path)
+                .map_err(|e| {
+                    err(at(&format!(
+                        "client_secret_file `{}` could not be read: {e}.",
+                        path.display()
+                    )))
+                })?
+                .trim(),
+        ),
         _ => return Err(err(at("needs one of client_secret or client_secret_file."))),
     };
-    if secret.is_empty() {
+    if secret.expose().is_empty() {
         return Err(err(at("has an empty client secret.")));
     }
     if let Some(scopes) = &entry.scopes
@@ -135,7 +137,7 @@ fn one(entry: FileProvider, global: &Rules) -> Result<NamedClient, ConfigError> 
         client: ClientConfig {
             issuer,
             client_id: entry.client_id.trim().to_owned(),
-            client_secret: Secret::new(secret),
+            client_secret: secret,
         },
         scopes: entry.scopes,
         rules,
