@@ -49,6 +49,11 @@ impl Providers {
         self.0.iter()
     }
 
+    /// Whether some provider has rules of its own.
+    pub fn have_rules(&self) -> bool {
+        self.0.iter().any(|p| p.rules.is_some())
+    }
+
     /// The provider with this id.
     pub fn by_id(&self, id: &str) -> Option<&Listed> {
         self.0.iter().find(|p| p.id == id)

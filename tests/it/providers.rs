@@ -394,3 +394,39 @@ async fn a_front_channel_logout_ends_only_its_providers_session() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(at_a.get(&app.url("/secret")).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_providers_tightened_rule_shuts_its_sessions_out_after_a_restart() {
+    let (a, b) = (FakeOp::start().await, FakeOp::start().await);
+    let (_dir, file) = providers_file(&[&a, &b], &["", "allowed_email_domains = [\"example.com\"]"]);
+    let mut first = TestApp::spawn_with(Options {
+        config_file: Some(file.clone()),
+        ..Default::default()
+    })
+    .await;
+    let keep = first.keep_data();
+    let (at_a, at_b) = (Browser::new(), Browser::new());
+    assert_eq!(sign_in(&first, &at_a, "a").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(sign_in(&first, &at_b, "b").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(at_b.get(&first.url("/secret")).await.status(), StatusCode::OK);
+    first.stop().await;
+
+    let (_dir2, tighter) = providers_file(&[&a, &b], &["", "allowed_email_domains = [\"partner.test\"]"]);
+    let second = TestApp::spawn_with(Options {
+        data_dir: Some(first.data_dir.clone()),
+        config_file: Some(tighter),
+        ..Default::default()
+    })
+    .await;
+    let r = at_b.get(&second.url("/secret")).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let page = text(r).await;
+    assert!(
+        page.contains("email_domain_not_allowed") && page.contains("Your session here has ended."),
+        "{page}"
+    );
+    assert_eq!(at_b.get(&second.url("/secret")).await.status(), StatusCode::SEE_OTHER);
+    // A's sessions are not B's rule's business.
+    assert_eq!(at_a.get(&second.url("/secret")).await.status(), StatusCode::OK);
+    drop(keep);
+}
