@@ -306,7 +306,7 @@ impl App {
             Some(metrics) => Some(metrics_listener(metrics).await?),
             None => None,
         };
-        if self.dev.is_none() && self.state.access.is_open() {
+        if self.dev.is_none() && self.state.access.is_open() && !self.state.providers.have_rules() {
             open_door_warning(&self.state);
         }
         // One service for every connection (a bare `Router` is rebuilt per

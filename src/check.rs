@@ -240,7 +240,14 @@ async fn check_store(config: &Config, report: &mut Report) {
 fn access(config: &Config, report: &mut Report) {
     report.heading("who may sign in");
     let rules = config.access.describe();
-    if rules.is_empty() {
+    let own: Vec<(&str, Vec<String>)> = match &config.provider {
+        ProviderChoice::Listed(list) => list
+            .iter()
+            .filter_map(|n| n.rules.as_ref().map(|r| (n.id.as_str(), r.describe())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if rules.is_empty() && own.is_empty() {
         let who = match &config.provider {
             ProviderChoice::Configured(c) if c.issuer.trim_end_matches('/') == GOOGLE_ISSUER => {
                 "any Google account in the world".to_owned()
@@ -259,6 +266,12 @@ fn access(config: &Config, report: &mut Report) {
     }
     for rule in rules {
         report.line("rule", rule);
+    }
+    // A provider's own rules, in the words of the global settings they mirror.
+    for (id, rules) in own {
+        for rule in rules {
+            report.line(&format!("rule ({id})"), rule);
+        }
     }
     let Some(gateway) = &config.gateway else { return };
     let paths = &gateway.paths;

@@ -343,12 +343,18 @@ async fn a_client_secret_file_is_read_and_never_logged() {
 #[tokio::test]
 async fn check_fetches_each_provider_and_names_each_redirect_uri() {
     let (a, b) = (FakeOp::start().await, FakeOp::start().await);
-    let (dir, file) = providers_file(&[&a, &b], &[]);
+    let (dir, file) = providers_file(&[&a, &b], &["", "allowed_email_domains = [\"partner.test\"]"]);
     let mut args = <Args as clap::Parser>::try_parse_from(["oidc-gate"]).unwrap();
     args.gateway.config_file = Some(file);
     args.data_dir = dir.path().join("data");
     let report = oidc_gate::check::run(args).await;
     assert!(report.is_ok(), "{:?}\n{}", report.problems, report.text);
+    assert!(
+        report.text.contains("rule (b)") && report.text.contains("partner.test"),
+        "{}",
+        report.text
+    );
+    assert!(!report.text.contains("can sign in"), "{}", report.text);
     for (id, op) in [("a", &a), ("b", &b)] {
         assert!(
             report
