@@ -306,7 +306,8 @@ impl App {
             Some(metrics) => Some(metrics_listener(metrics).await?),
             None => None,
         };
-        if self.dev.is_none() && self.state.access.is_open() && !self.state.providers.have_rules() {
+        // Open: no global rule, and a provider without rules of its own.
+        if self.dev.is_none() && self.state.access.is_open() && self.state.providers.iter().any(|p| p.rules.is_none()) {
             open_door_warning(&self.state);
         }
         // One service for every connection (a bare `Router` is rebuilt per

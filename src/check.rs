@@ -247,7 +247,11 @@ fn access(config: &Config, report: &mut Report) {
             .collect(),
         _ => Vec::new(),
     };
-    if rules.is_empty() && own.is_empty() {
+    let open = match &config.provider {
+        ProviderChoice::Listed(list) => list.iter().any(|n| n.rules.is_none()),
+        _ => true,
+    };
+    if rules.is_empty() && open {
         let who = match &config.provider {
             ProviderChoice::Configured(c) if c.issuer.trim_end_matches('/') == GOOGLE_ISSUER => {
                 "any Google account in the world".to_owned()
@@ -256,6 +260,7 @@ fn access(config: &Config, report: &mut Report) {
             ProviderChoice::Listed(list) => format!(
                 "any account at {}",
                 list.iter()
+                    .filter(|n| n.rules.is_none())
                     .map(|n| n.client.issuer.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")

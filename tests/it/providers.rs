@@ -354,7 +354,14 @@ async fn check_fetches_each_provider_and_names_each_redirect_uri() {
         "{}",
         report.text
     );
-    assert!(!report.text.contains("can sign in"), "{}", report.text);
+    // A has no rule of its own, and there is no global one.
+    assert!(
+        report
+            .text
+            .contains(&format!("none: any account at {} can sign in", a.issuer())),
+        "{}",
+        report.text
+    );
     for (id, op) in [("a", &a), ("b", &b)] {
         assert!(
             report
