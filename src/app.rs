@@ -436,12 +436,19 @@ fn banner(state: &AppState) {
 /// A real provider and no access rule: say so once, loudly (the
 /// development provider has its own banner).
 fn open_door_warning(state: &AppState) {
-    let issuer = state.provider.issuer();
-    let who = if issuer.trim_end_matches('/') == crate::config::GOOGLE_ISSUER {
-        "any Google account in the world".to_owned()
-    } else {
-        format!("any account at {issuer}")
-    };
+    // Each provider without rules of its own lets its accounts in.
+    let who: Vec<String> = state
+        .providers
+        .iter()
+        .filter(|p| p.rules.is_none())
+        .map(|p| match p.provider.issuer() {
+            issuer if issuer.trim_end_matches('/') == crate::config::GOOGLE_ISSUER => {
+                "any Google account in the world".to_owned()
+            }
+            issuer => format!("any account at {issuer}"),
+        })
+        .collect();
+    let who = who.join(" and ");
     tracing::warn!(
         "no access rule is set: {who} can sign in. Set ALLOWED_EMAIL_DOMAINS, ALLOWED_EMAILS or ALLOWED_GROUPS \
          to choose who may (see \"Who may sign in\" in the README)."
