@@ -192,7 +192,7 @@ impl Rules {
         };
         let google = match provider {
             ProviderChoice::Configured(client) => client.issuer.trim_end_matches('/') == GOOGLE_ISSUER,
-            ProviderChoice::Development => false,
+            ProviderChoice::Listed(_) | ProviderChoice::Development => false,
         };
         Ok(Self::build(
             domains,
@@ -253,6 +253,21 @@ impl Rules {
             Some(self.require_email_verified),
             self.google,
         ))
+    }
+
+    /// Rules of one provider (`CONFIG_FILE`'s `[[providers]]`), judged at
+    /// its sign-ins on top of these global ones, with their groups claim;
+    /// `google`: that provider is Google (its `hd` counts).
+    pub fn for_provider(
+        &self,
+        domains: Vec<String>,
+        emails: Vec<String>,
+        groups: Vec<String>,
+        google: bool,
+    ) -> Result<Self, ConfigError> {
+        let mut rules = self.for_path(domains, emails, groups)?;
+        rules.google = google;
+        Ok(rules)
     }
 
     /// Keeps every user's claims in the session, groups included, with

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::config::{Args, Config, ProviderChoice, SessionsCommand};
+use crate::config::{Args, Config, SessionsCommand};
 use crate::provider::Provider;
 use crate::session::Lifetimes;
 use crate::store::{SESSION_CACHE_RECHECK, SessionEntry, Store, StoreError};
@@ -67,16 +67,22 @@ pub async fn run(args: Args, command: SessionsCommand) -> Result<String, AdminEr
 /// `OIDC_HTTP_TIMEOUT`) and the servers' token key. None with the
 /// development provider, which lives inside the server.
 struct Revoker {
-    provider: Provider,
+    /// Every configured provider: a session's tokens go to its issuer's.
+    providers: Vec<Provider>,
     vault: TokenVault,
 }
 
 fn revoker(config: &Config, store: &Store) -> Option<Revoker> {
-    let ProviderChoice::Configured(client) = &config.provider else {
+    let providers: Vec<Provider> = config
+        .clients()
+        .iter()
+        .map(|named| crate::app::provider(config, named, Clock::system()))
+        .collect();
+    if providers.is_empty() {
         return None;
-    };
+    }
     Some(Revoker {
-        provider: crate::app::provider(config, client.clone(), Clock::system()),
+        providers,
         vault: TokenVault::configured(config.token_key.as_ref(), store.login_cookie_key()),
     })
 }
@@ -162,8 +168,9 @@ async fn end_session(store: &Store, entry: &SessionEntry, revoker: Option<&Revok
         issuer = entry.issuer,
         "session ended"
     );
-    Ok(match (revoker, tokens) {
-        (Some(r), Some(tokens)) => revoke_tokens(&r.provider, &r.vault, tokens).await,
+    let provider = revoker.and_then(|r| r.providers.iter().find(|p| p.issuer() == entry.issuer));
+    Ok(match (revoker, provider, tokens) {
+        (Some(r), Some(provider), Some(tokens)) => revoke_tokens(provider, &r.vault, tokens).await,
         _ => 0,
     })
 }

@@ -11,12 +11,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::{ClientConfig, Config, ProviderChoice};
+use crate::config::{ClientConfig, Config, ENV_PROVIDER_ID, NamedClient, ProviderChoice};
 use crate::devprovider::{AccessTokens, DevClient, DevProvider};
 use crate::drain::Drain;
 use crate::gateway::Gateway;
 use crate::metrics::{RequestCounter, RouteGroup};
-use crate::provider::{Provider, ProviderError, ProviderSettings, Reason};
+use crate::provider::{Listed, Provider, ProviderError, ProviderSettings, Providers, Reason};
 use crate::ratelimit::RateLimits;
 use crate::refresh::{RefreshSettings, Refresher};
 use crate::secret::{Secret, random_token};
@@ -100,8 +100,8 @@ impl App {
     /// Builds the routes over an already opened store.
     pub fn with_store(config: &Config, clock: Clock, store: Store) -> Self {
         let dev_path = format!("{}{DEV_PROVIDER_PATH}", config.routes_base());
-        let (client, dev) = match &config.provider {
-            ProviderChoice::Configured(client) => (client.clone(), None),
+        let (clients, dev) = match &config.provider {
+            ProviderChoice::Configured(_) | ProviderChoice::Listed(_) => (config.clients(), None),
             ProviderChoice::Development => {
                 let issuer = config.public_path(&dev_path);
                 let client = ClientConfig {
@@ -123,10 +123,28 @@ impl App {
                     audience: config.bearer.as_ref().map(|b| b.audience.clone()),
                     opaque: config.dev_opaque_access_tokens,
                 });
-                (client, Some(dev))
+                let named = NamedClient {
+                    id: ENV_PROVIDER_ID.to_owned(),
+                    name: "Development provider".to_owned(),
+                    client,
+                    scopes: None,
+                    rules: None,
+                };
+                (vec![named], Some(dev))
             }
         };
-        let provider = provider(config, client, clock.clone());
+        let providers = Providers::new(
+            clients
+                .into_iter()
+                .map(|named| Listed {
+                    provider: provider(config, &named, clock.clone()),
+                    id: named.id,
+                    name: named.name,
+                    rules: named.rules,
+                })
+                .collect(),
+        );
+        let provider = providers.first().provider.clone();
         let cookie = CookieSettings::new(config.is_https(), config.sign_in.cookie_domain.clone());
         let links = match &config.gateway {
             Some(g) => Links::gateway(&g.prefix),
@@ -138,7 +156,7 @@ impl App {
         let vault = || TokenVault::configured(config.token_key.as_ref(), store.login_cookie_key());
         let lifetimes = Lifetimes::new(config.session);
         let refresher = Refresher::new(
-            provider.clone(),
+            providers.clone(),
             store.clone(),
             clock.clone(),
             RefreshSettings {
@@ -153,6 +171,7 @@ impl App {
         let limits = RateLimits::new(|class| config.rate_limits.rate(class), &clock);
         let state = AppState::new(AppStateInner {
             provider,
+            providers,
             pending: PendingLogins::new(store.login_cookie_key(), &cookie),
             store,
             clock,
@@ -288,7 +307,8 @@ impl App {
             Some(metrics) => Some(metrics_listener(metrics).await?),
             None => None,
         };
-        if self.dev.is_none() && self.state.access.is_open() {
+        // Open: no global rule, and a provider without rules of its own.
+        if self.dev.is_none() && self.state.access.is_open() && self.state.providers.iter().any(|p| p.rules.is_none()) {
             open_door_warning(&self.state);
         }
         // One service for every connection (a bare `Router` is rebuilt per
@@ -311,19 +331,23 @@ impl App {
         }
         tracing::info!(%addr, public_url = %self.state.public_url, issuer = self.state.provider.issuer(), "listening");
 
-        let provider = self.state.provider.clone();
-        match provider.refresh().await {
-            Ok(_) => tracing::info!(issuer = provider.issuer(), "provider discovered"),
-            Err(e) if e.reason == Reason::IssuerMismatch => {
-                server.abort();
-                return Err(e.into());
+        let mut background = Vec::new();
+        for listed in self.state.providers.iter() {
+            let provider = listed.provider.clone();
+            match provider.refresh().await {
+                Ok(_) => tracing::info!(provider = listed.id, issuer = provider.issuer(), "provider discovered"),
+                Err(e) if e.reason == Reason::IssuerMismatch => {
+                    server.abort();
+                    abort_all(&background);
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    tracing::warn!(provider = listed.id, reason = %e.reason, error = %e.detail, "provider not reachable yet; retrying in the background")
+                }
             }
-            Err(e) => {
-                tracing::warn!(reason = %e.reason, error = %e.detail, "provider not reachable yet; retrying in the background")
-            }
+            background.push(tokio::spawn(provider.refresh_forever()));
         }
-        let mut background = vec![
-            tokio::spawn(provider.refresh_forever()),
+        background.extend([
             tokio::spawn(
                 self.state
                     .store
@@ -331,7 +355,7 @@ impl App {
                     .clean_up_forever(CLEANUP_PERIOD, self.state.clock.clone()),
             ),
             tokio::spawn(self.state.limits.clone().clean_forever()),
-        ];
+        ]);
         if let Some((listener, handle)) = metrics {
             let metrics_addr = listener.local_addr()?;
             tracing::info!(%metrics_addr, "serving metrics at /metrics");
@@ -352,19 +376,26 @@ impl App {
     }
 }
 
-/// The provider handle of `config` registered as `client`: its HTTP client
+/// The provider handle of `config` registered as `named`: its HTTP client
 /// and timeouts are the server's (`oidc-gate check` uses it too).
-pub(crate) fn provider(config: &Config, client: ClientConfig, clock: Clock) -> Provider {
+pub(crate) fn provider(config: &Config, named: &NamedClient, clock: Clock) -> Provider {
+    // A provider's own rules may read groups the global ones do not.
+    let mut wanted_claims = config.access.wanted_claims();
+    for claim in named.rules.iter().flat_map(|r| r.wanted_claims()) {
+        if !wanted_claims.contains(&claim) {
+            wanted_claims.push(claim);
+        }
+    }
+    let rules = named.rules.as_ref().unwrap_or(&config.access);
     Provider::new(
         ProviderSettings {
-            client,
-            redirect_uri: config.redirect_uri(),
-            scopes: config.scopes.clone(),
+            client: named.client.clone(),
+            redirect_uri: config.redirect_uri_for(&named.id),
+            scopes: named.scopes.clone().unwrap_or_else(|| config.scopes.clone()),
             http_timeout: config.http_timeout,
             clock_skew: config.clock_skew,
-            wanted_claims: config.access.wanted_claims(),
-            authorization_params: config
-                .access
+            wanted_claims,
+            authorization_params: rules
                 .authorization_params()
                 .into_iter()
                 .chain(config.extra_auth_params.iter().cloned())
@@ -412,12 +443,19 @@ fn banner(state: &AppState) {
 /// A real provider and no access rule: say so once, loudly (the
 /// development provider has its own banner).
 fn open_door_warning(state: &AppState) {
-    let issuer = state.provider.issuer();
-    let who = if issuer.trim_end_matches('/') == crate::config::GOOGLE_ISSUER {
-        "any Google account in the world".to_owned()
-    } else {
-        format!("any account at {issuer}")
-    };
+    // Each provider without rules of its own lets its accounts in.
+    let who: Vec<String> = state
+        .providers
+        .iter()
+        .filter(|p| p.rules.is_none())
+        .map(|p| match p.provider.issuer() {
+            issuer if issuer.trim_end_matches('/') == crate::config::GOOGLE_ISSUER => {
+                "any Google account in the world".to_owned()
+            }
+            issuer => format!("any account at {issuer}"),
+        })
+        .collect();
+    let who = who.join(" and ");
     tracing::warn!(
         "no access rule is set: {who} can sign in. Set ALLOWED_EMAIL_DOMAINS, ALLOWED_EMAILS or ALLOWED_GROUPS \
          to choose who may (see \"Who may sign in\" in the README)."

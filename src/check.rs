@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::app::{DEV_PROVIDER_PATH, provider};
 use crate::clock::Clock;
-use crate::config::{Args, Config, GOOGLE_ISSUER, ProviderChoice};
+use crate::config::{Args, Config, GOOGLE_ISSUER, NamedClient, ProviderChoice};
 use crate::provider::Reason;
 use crate::store::{Store, StoreError};
 
@@ -82,25 +82,35 @@ fn mode(config: &Config) -> String {
 }
 
 async fn check_provider(config: &Config, report: &mut Report) {
-    report.heading("provider");
-    let client = match &config.provider {
-        ProviderChoice::Configured(client) => client.clone(),
-        ProviderChoice::Development => {
-            report.line(
-                "issuer",
-                format!(
-                    "none configured (OIDC_ISSUER unset): the development provider would be served at {}, \
-                     where anyone signs in as anyone; nothing to fetch",
-                    config.public_path(&format!("{}{DEV_PROVIDER_PATH}", config.routes_base()))
-                ),
-            );
-            return;
+    let clients = config.clients();
+    if clients.is_empty() {
+        report.heading("provider");
+        report.line(
+            "issuer",
+            format!(
+                "none configured (OIDC_ISSUER unset): the development provider would be served at {}, \
+                 where anyone signs in as anyone; nothing to fetch",
+                config.public_path(&format!("{}{DEV_PROVIDER_PATH}", config.routes_base()))
+            ),
+        );
+        return;
+    }
+    for named in &clients {
+        match &config.provider {
+            ProviderChoice::Listed(_) => report.heading(&format!("provider {} ({})", named.id, named.name)),
+            _ => report.heading("provider"),
         }
-    };
+        check_one(config, named, report).await;
+    }
+}
+
+/// One provider's discovery, keys and endpoints.
+async fn check_one(config: &Config, named: &NamedClient, report: &mut Report) {
+    let client = &named.client;
     report.line("issuer", &client.issuer);
     report.line("client id", &client.client_id);
     let issuer = client.issuer.clone();
-    let provider = provider(config, client, Clock::system());
+    let provider = provider(config, named, Clock::system());
     let snapshot = match provider.refresh().await {
         Ok(snapshot) => snapshot,
         Err(e) => {
@@ -170,7 +180,17 @@ fn register(config: &Config, report: &mut Report) {
     if matches!(config.provider, ProviderChoice::Development) {
         report.line("", "nothing: the development provider knows these already");
     }
-    report.line("redirect URI", config.redirect_uri());
+    match &config.provider {
+        ProviderChoice::Listed(list) => {
+            for named in list {
+                report.line(
+                    &format!("redirect URI ({})", named.id),
+                    config.redirect_uri_for(&named.id),
+                );
+            }
+        }
+        _ => report.line("redirect URI", config.redirect_uri()),
+    }
     report.line("post-logout redirect URI", config.post_logout_url());
     report.line("back-channel logout URI", config.backchannel_logout_uri());
     report.line("front-channel logout URI", config.frontchannel_logout_uri());
@@ -220,18 +240,43 @@ async fn check_store(config: &Config, report: &mut Report) {
 fn access(config: &Config, report: &mut Report) {
     report.heading("who may sign in");
     let rules = config.access.describe();
-    if rules.is_empty() {
+    let own: Vec<(&str, Vec<String>)> = match &config.provider {
+        ProviderChoice::Listed(list) => list
+            .iter()
+            .filter_map(|n| n.rules.as_ref().map(|r| (n.id.as_str(), r.describe())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let open = match &config.provider {
+        ProviderChoice::Listed(list) => list.iter().any(|n| n.rules.is_none()),
+        _ => true,
+    };
+    if rules.is_empty() && open {
         let who = match &config.provider {
             ProviderChoice::Configured(c) if c.issuer.trim_end_matches('/') == GOOGLE_ISSUER => {
                 "any Google account in the world".to_owned()
             }
             ProviderChoice::Configured(c) => format!("any account at {}", c.issuer),
+            ProviderChoice::Listed(list) => format!(
+                "any account at {}",
+                list.iter()
+                    .filter(|n| n.rules.is_none())
+                    .map(|n| n.client.issuer.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             ProviderChoice::Development => "anyone (development provider)".to_owned(),
         };
         report.line("rule", format!("none: {who} can sign in"));
     }
     for rule in rules {
         report.line("rule", rule);
+    }
+    // A provider's own rules, in the words of the global settings they mirror.
+    for (id, rules) in own {
+        for rule in rules {
+            report.line(&format!("rule ({id})"), rule);
+        }
     }
     let Some(gateway) = &config.gateway else { return };
     let paths = &gateway.paths;

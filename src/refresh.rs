@@ -28,7 +28,7 @@ use tower_sessions::session::Id;
 use tower_sessions::session_store::SessionStore as _;
 
 use crate::clock::Clock;
-use crate::provider::{Provider, ProviderError};
+use crate::provider::{ProviderError, Providers};
 use crate::secret::Secret;
 use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, Lifetimes, LoginData, TOKENS_KEY};
 use crate::store::{SessionBackend, Store, StoreError};
@@ -70,7 +70,7 @@ pub struct Ended {
 pub struct Refresher(Arc<Inner>);
 
 struct Inner {
-    provider: Provider,
+    providers: Providers,
     store: Store,
     sessions: SessionBackend,
     vault: TokenVault,
@@ -107,10 +107,10 @@ pub struct RefreshSettings {
 
 impl Refresher {
     /// A refresher for sessions in `store`.
-    pub fn new(provider: Provider, store: Store, clock: Clock, settings: RefreshSettings) -> Self {
+    pub fn new(providers: Providers, store: Store, clock: Clock, settings: RefreshSettings) -> Self {
         let lease = settings.http_timeout * 2 + settings.store_timeout * 3;
         Self(Arc::new(Inner {
-            provider,
+            providers,
             sessions: store.session_backend(),
             store,
             vault: settings.vault,
@@ -249,10 +249,11 @@ impl Refresher {
         let (Some(refresh), Some(login)) = (refresh, login) else {
             return self.unrefreshed(current, now, "no refresh token");
         };
-        if login.issuer != self.0.provider.issuer() {
+        // The provider that signed this session in, and no other.
+        let Some(provider) = self.0.providers.by_issuer(&login.issuer).map(|p| p.provider.clone()) else {
             return Err(self.end(session, id, "refresh_iss", Some(login)).await);
-        }
-        let refreshed = match self.0.provider.refresh_tokens(refresh.expose(), &login.subject).await {
+        };
+        let refreshed = match provider.refresh_tokens(refresh.expose(), &login.subject).await {
             Ok(refreshed) => refreshed,
             Err(e) if ends_session(&e) => {
                 tracing::info!(reason = %e.reason, detail = %e.detail, "refresh refused; the session ends");

@@ -87,14 +87,17 @@ pub struct SharedSignIn {
     pub redirect_domains: Vec<String>,
 }
 
-/// The per-path part of `CONFIG_FILE`.
+/// `CONFIG_FILE`: the gateway's paths and the providers.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub(super) struct FileConfig {
     #[serde(default)]
     public_paths: Vec<String>,
     #[serde(default)]
     paths: Vec<FilePathRule>,
+    /// Taken by the provider settings before the gateway's are read.
+    #[serde(default)]
+    pub(super) providers: Vec<super::providers::FileProvider>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,7 +127,11 @@ enum MaxAge {
 /// Validates the gateway settings; `None` when neither `UPSTREAM_URL` nor
 /// `FORWARD_AUTH` asks for a gateway. `global` are the access rules of
 /// every sign-in, which the per-path rules come on top of.
-pub(super) fn from_args(args: &GatewayArgs, global: &Rules) -> Result<Option<GatewayConfig>, ConfigError> {
+pub(super) fn from_args(
+    args: &GatewayArgs,
+    file: Option<FileConfig>,
+    global: &Rules,
+) -> Result<Option<GatewayConfig>, ConfigError> {
     let forward_auth = match args.forward_auth.as_deref().map(str::trim) {
         None | Some("") => false,
         Some(v) => boolean("FORWARD_AUTH", v)?,
@@ -132,12 +139,16 @@ pub(super) fn from_args(args: &GatewayArgs, global: &Rules) -> Result<Option<Gat
     let upstream = args.upstream_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
     if upstream.is_none() && !forward_auth {
         for (var, set) in [
-            ("PUBLIC_PATHS", args.public_paths.is_some()),
-            ("CONFIG_FILE", args.config_file.is_some()),
+            ("PUBLIC_PATHS is a gateway setting", args.public_paths.is_some()),
+            (
+                "CONFIG_FILE's public_paths and [[paths]] are gateway settings",
+                file.as_ref()
+                    .is_some_and(|f| !f.public_paths.is_empty() || !f.paths.is_empty()),
+            ),
         ] {
             if set {
                 return Err(err(format!(
-                    "{var} is a gateway setting: set UPSTREAM_URL (reverse proxy) or FORWARD_AUTH=true too."
+                    "{var}: set UPSTREAM_URL (reverse proxy) or FORWARD_AUTH=true too."
                 )));
             }
         }
@@ -147,8 +158,7 @@ pub(super) fn from_args(args: &GatewayArgs, global: &Rules) -> Result<Option<Gat
     let prefix = parse_prefix(&args.route_prefix)?;
     let mut public = list(args.public_paths.as_deref());
     let mut rules = Vec::new();
-    if let Some(path) = &args.config_file {
-        let file = read_file(path)?;
+    if let Some(file) = file {
         public.extend(file.public_paths);
         for rule in file.paths {
             rules.push(path_rule(rule, global)?);
@@ -249,7 +259,7 @@ fn parse_prefix(raw: &str) -> Result<String, ConfigError> {
     Ok(prefix.to_owned())
 }
 
-fn read_file(path: &PathBuf) -> Result<FileConfig, ConfigError> {
+pub(super) fn read_file(path: &PathBuf) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| err(format!("CONFIG_FILE `{}` could not be read: {e}.", path.display())))?;
     toml::from_str(&text).map_err(|e| {

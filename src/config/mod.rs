@@ -19,6 +19,7 @@ use crate::web::TrustedProxies;
 
 mod bearer;
 mod gateway;
+mod providers;
 mod public;
 mod ratelimit;
 mod redis;
@@ -26,6 +27,7 @@ mod store;
 
 pub use bearer::BearerArgs;
 pub use gateway::{GatewayArgs, GatewayConfig, SharedSignIn};
+pub use providers::NamedClient;
 pub use public::is_loopback;
 pub use ratelimit::{RateLimitArgs, RateLimitConfig};
 pub use redis::RedisTopology;
@@ -261,9 +263,15 @@ pub struct ShutdownConfig {
 pub enum ProviderChoice {
     /// A provider configured by the operator.
     Configured(ClientConfig),
+    /// `CONFIG_FILE`'s `[[providers]]`: users choose one at sign-in when
+    /// there are several.
+    Listed(Vec<NamedClient>),
     /// The embedded development provider (loopback `PUBLIC_URL` and `LISTEN` only).
     Development,
 }
+
+/// The id of the provider the `OIDC_*` (or `GOOGLE_*`) variables configure.
+pub const ENV_PROVIDER_ID: &str = "default";
 
 /// How this app is registered at a provider.
 #[derive(Debug, Clone)]
@@ -320,7 +328,12 @@ impl Config {
             ))
         })?;
         let metrics_listen = parse_metrics_listen(args.metrics_listen.as_deref(), listen)?;
-        let provider = provider_choice(&args, &public_url, listen)?;
+        let mut file = args.gateway.config_file.as_ref().map(gateway::read_file).transpose()?;
+        let listed = file
+            .as_mut()
+            .map(|f| std::mem::take(&mut f.providers))
+            .unwrap_or_default();
+        let mut provider = provider_choice(&args, &public_url, listen, !listed.is_empty())?;
         let session = SessionConfig {
             idle_timeout: parse_duration("SESSION_IDLE_TIMEOUT", &args.session_idle_timeout)?,
             max_age: parse_duration("SESSION_MAX_AGE", &args.session_max_age)?,
@@ -331,7 +344,10 @@ impl Config {
         };
         let store = store::from_args(&args)?;
         let mut access = Rules::from_args(&args.access, &provider)?;
-        let gateway = gateway::from_args(&args.gateway, &access)?;
+        if !listed.is_empty() {
+            provider = ProviderChoice::Listed(providers::from_file(listed, &access)?);
+        }
+        let gateway = gateway::from_args(&args.gateway, file, &access)?;
         if let Some(gateway) = &gateway {
             // The app behind is told who the user is, and per-path rules
             // judge them: claims are kept in every session.
@@ -385,6 +401,41 @@ impl Config {
     /// or `PUBLIC_URL/oauth2/callback` in the gateway.
     pub fn redirect_uri(&self) -> Url {
         self.public_path(&format!("{}/callback", self.routes_base()))
+    }
+
+    /// The redirect URI of provider `id`: [`Config::redirect_uri`] with one
+    /// provider, `…/callback/ID` with several (a code always comes back to
+    /// the path of the provider that issued it).
+    pub fn redirect_uri_for(&self, id: &str) -> Url {
+        match self.several_providers() {
+            true => self.public_path(&format!("{}/callback/{id}", self.routes_base())),
+            false => self.redirect_uri(),
+        }
+    }
+
+    /// Whether users choose among several providers.
+    pub fn several_providers(&self) -> bool {
+        matches!(&self.provider, ProviderChoice::Listed(list) if list.len() > 1)
+    }
+
+    /// The configured providers, in order: the one of the environment (id
+    /// [`ENV_PROVIDER_ID`], named after its host) or the listed ones; none
+    /// with the development provider.
+    pub fn clients(&self) -> Vec<NamedClient> {
+        match &self.provider {
+            ProviderChoice::Configured(client) => vec![NamedClient {
+                id: ENV_PROVIDER_ID.to_owned(),
+                name: Url::parse(&client.issuer)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_else(|| client.issuer.clone()),
+                client: client.clone(),
+                scopes: None,
+                rules: None,
+            }],
+            ProviderChoice::Listed(list) => list.clone(),
+            ProviderChoice::Development => Vec::new(),
+        }
     }
 
     /// Where the provider sends the browser after logout (register it as a
@@ -446,9 +497,25 @@ fn parse_metrics_listen(raw: Option<&str>, listen: SocketAddr) -> Result<Option<
     Ok(Some(addr))
 }
 
-fn provider_choice(args: &Args, public_url: &Url, listen: SocketAddr) -> Result<ProviderChoice, ConfigError> {
+/// The provider of the environment; with `listed` (`CONFIG_FILE` lists
+/// providers), an empty list to fill, the environment setting none.
+fn provider_choice(
+    args: &Args,
+    public_url: &Url,
+    listen: SocketAddr,
+    listed: bool,
+) -> Result<ProviderChoice, ConfigError> {
     let google = args.google_client_id.is_some() || args.google_client_secret.is_some();
     let generic = args.oidc_issuer.is_some() || args.oidc_client_id.is_some() || args.oidc_client_secret.is_some();
+    if listed {
+        if google || generic {
+            return Err(err(
+                "Set either OIDC_ISSUER/OIDC_CLIENT_ID/OIDC_CLIENT_SECRET (or GOOGLE_*) or CONFIG_FILE's \
+                 [[providers]], not both.",
+            ));
+        }
+        return Ok(ProviderChoice::Listed(Vec::new()));
+    }
     if google && generic && args.oidc_issuer.as_deref().is_some_and(|i| i != GOOGLE_ISSUER) {
         return Err(err(
             "Set either GOOGLE_CLIENT_ID/GOOGLE_CLIENT_SECRET or OIDC_ISSUER/OIDC_CLIENT_ID/OIDC_CLIENT_SECRET, not both.",
@@ -480,25 +547,7 @@ fn provider_choice(args: &Args, public_url: &Url, listen: SocketAddr) -> Result<
         public::allow_development_provider(public_url, listen)?;
         return Ok(ProviderChoice::Development);
     };
-    let issuer_url =
-        Url::parse(&issuer).map_err(|_| err(format!("OIDC_ISSUER must be an absolute URL, got `{issuer}`.")))?;
-    match issuer_url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&issuer_url) => {}
-        "http" => {
-            return Err(err(format!(
-                "OIDC_ISSUER must use https (plain http is only allowed on loopback hosts), got `{issuer}`."
-            )));
-        }
-        _ => {
-            return Err(err(format!("OIDC_ISSUER must be an https URL, got `{issuer}`.")));
-        }
-    }
-    if issuer_url.query().is_some() || issuer_url.fragment().is_some() || issuer_url.host().is_none() {
-        return Err(err(format!(
-            "OIDC_ISSUER must not have a query or fragment, got `{issuer}`."
-        )));
-    }
+    let issuer = providers::check_issuer("OIDC_ISSUER", &issuer)?;
     let client_id = id
         .filter(|v| !v.is_empty())
         .ok_or_else(|| err(format!("{id_var} is required.")))?;

@@ -117,6 +117,7 @@ impl Gateway {
             .route(&format!("{p}/start"), get(pages::start))
             .route(&format!("{p}/sign_in"), get(pages::sign_in))
             .route(&format!("{p}/callback"), get(web::auth::callback))
+            .route(&format!("{p}/callback/{{provider}}"), get(web::auth::callback))
             .route(&format!("{p}/sign_out"), get(pages::sign_out).post(web::auth::logout))
             .route(&format!("{p}/auth"), any(forward_auth::auth))
             .route(&format!("{p}/userinfo"), get(pages::userinfo))

@@ -97,11 +97,11 @@ pub(super) async fn start(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let query = match (param(query.as_deref(), "rd"), return_to(None, &headers)) {
-        (None, Some(rd)) => Some(
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("rd", &rd)
-                .finish(),
-        ),
+        // Added to the rest (the chooser's `provider` among it).
+        (None, Some(rd)) => {
+            let mut query = form_urlencoded::Serializer::new(query.unwrap_or_default());
+            Some(query.append_pair("rd", &rd).finish())
+        }
         _ => query,
     };
     web::auth::login(limited, State(gw.app), headers, RawQuery(query)).await

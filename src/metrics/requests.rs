@@ -86,7 +86,7 @@ impl RouteGroup {
         if base.is_empty() {
             return match path {
                 "/login" => RouteGroup::Login,
-                "/callback" => RouteGroup::Callback,
+                "/callback" | "/callback/{provider}" => RouteGroup::Callback,
                 "/logout" => RouteGroup::Logout,
                 "/backchannel-logout" => RouteGroup::BackchannelLogout,
                 "/frontchannel-logout" => RouteGroup::FrontchannelLogout,
@@ -96,7 +96,7 @@ impl RouteGroup {
         }
         match path.strip_prefix(base) {
             Some("/start" | "/sign_in") => RouteGroup::Login,
-            Some("/callback") => RouteGroup::Callback,
+            Some("/callback" | "/callback/{provider}") => RouteGroup::Callback,
             Some("/sign_out") => RouteGroup::Logout,
             Some("/backchannel-logout") => RouteGroup::BackchannelLogout,
             Some("/frontchannel-logout") => RouteGroup::FrontchannelLogout,
@@ -183,6 +183,7 @@ mod tests {
         let cases: &[(Option<&str>, &str, RouteGroup, RouteGroup)] = &[
             (Some("/login"), "", NotFound, Login),
             (Some("/callback"), "", NotFound, Callback),
+            (Some("/callback/{provider}"), "", NotFound, Callback),
             (Some("/logout"), "", NotFound, Logout),
             (Some("/backchannel-logout"), "", NotFound, BackchannelLogout),
             (Some("/frontchannel-logout"), "", NotFound, FrontchannelLogout),

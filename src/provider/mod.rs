@@ -13,6 +13,7 @@ mod jwk;
 mod keys;
 mod logout;
 mod revoke;
+mod set;
 #[cfg(test)]
 mod test_keys;
 mod token;
@@ -32,6 +33,7 @@ pub use discovery::Metadata;
 pub use error::{ProviderError, Reason};
 pub use logout::LogoutRequest;
 pub use revoke::TokenHint;
+pub use set::{Listed, Providers};
 pub use token::UserInfo;
 pub use verify::{ExtraClaims, VerifiedIdToken};
 

@@ -15,8 +15,8 @@ use super::error::{AppError, render};
 use super::guard::{end_session, wants_json};
 use super::redirect::Links;
 use crate::access::{Claims, Refusal};
-use crate::provider::Login;
-use crate::session::ACCESS_KEY;
+use crate::provider::{Listed, Login};
+use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData};
 
 /// The refusal page.
 #[derive(Template)]
@@ -43,36 +43,68 @@ pub(crate) enum Scope {
     Path,
 }
 
-/// Judges a validated login. `Ok(None)`: no rule is set (and the claims are
-/// not kept); `Ok(Some)`: the
-/// claims to keep in the session; `Err`: the refusal page, after this
-/// browser's earlier session (if any) was ended, so that it leaves signed out.
+/// Judges a validated login from `listed`: its provider's own rules (if
+/// any), then the global ones. `Ok(None)`: no global rule is set (and the
+/// claims are not kept); `Ok(Some)`: the claims to keep in the session;
+/// `Err`: the refusal page, after this browser's earlier session (if any)
+/// was ended, so that it leaves signed out.
 pub(super) async fn admit(
     state: &AppState,
     origin: &Origin,
     session: &Session,
     login: &Login,
     next: &str,
+    listed: &Listed,
 ) -> Result<Option<Claims>, Response> {
-    if !state.access.keeps_claims() {
+    let own = listed.rules.as_ref().map(|rules| (rules, rules.claims_of(login)));
+    if let Some((rules, claims)) = &own
+        && let Err(refusal) = rules.check(claims)
+    {
+        return Err(refuse_sign_in(state, origin, session, login, next, listed, claims, refusal).await);
+    }
+    if !state.access.keeps_claims() && own.is_none() {
         return Ok(None);
     }
-    let claims = state.access.claims_of(login);
-    let Err(refusal) = state.access.check(&claims) else {
-        return Ok(Some(claims));
-    };
-    if session.id().is_some() {
-        end_session(state, session).await.map_err(IntoResponse::into_response)?;
+    // Kept for both rules: the provider's may read groups the global ones do not.
+    let mut claims = state.access.claims_of(login);
+    if let Some((_, own)) = own
+        && claims.groups.is_none()
+    {
+        claims.groups = own.groups;
+    }
+    match state.access.check(&claims) {
+        Ok(()) => Ok(Some(claims)),
+        Err(refusal) => Err(refuse_sign_in(state, origin, session, login, next, listed, &claims, refusal).await),
+    }
+}
+
+/// A sign-in an access rule refused: the browser's earlier session ends,
+/// the refusal is recorded, and its page answers.
+#[allow(clippy::too_many_arguments)]
+async fn refuse_sign_in(
+    state: &AppState,
+    origin: &Origin,
+    session: &Session,
+    login: &Login,
+    next: &str,
+    listed: &Listed,
+    claims: &Claims,
+    refusal: Refusal,
+) -> Response {
+    if session.id().is_some()
+        && let Err(e) = end_session(state, session).await
+    {
+        return e.into_response();
     }
     audit::sign_in_refused(
         origin,
         refusal.code(),
-        state.provider.issuer(),
+        listed.provider.issuer(),
         Some(&login.id_token.subject),
         None,
     );
     crate::metrics::login(crate::metrics::LoginOutcome::Refused, refusal.code());
-    Err(refused(state, &claims, refusal, next, Scope::SignIn, false))
+    refused(state, claims, refusal, next, Scope::SignIn, false)
 }
 
 /// Keeps the admitted claims in the session, for [`recheck`].
@@ -84,7 +116,8 @@ pub(super) async fn keep(session: &Session, claims: Option<&Claims>) -> Result<(
 }
 
 /// Judges a logged-in session again (the rules may have been tightened
-/// since it signed in). Only called when rules are set. A refused session
+/// since it signed in): the global rules and those of its provider. Only
+/// called when rules are set. A refused session
 /// ends and gets the 403; one signed in before these rules existed ends
 /// quietly, and the request goes on anonymous (it then signs in again and
 /// is judged then).
@@ -95,16 +128,25 @@ pub(super) async fn recheck(
     headers: &HeaderMap,
     path: &str,
 ) -> Result<(), Response> {
+    let own = own_rules(state, session).await?;
+    if state.access.is_open() && own.is_none() {
+        return Ok(());
+    }
     let claims = session
         .get::<Claims>(ACCESS_KEY)
         .await
         .map_err(|e| AppError::Session(e).into_response())?;
-    let verdict = match &claims {
-        Some(c) if state.access.can_judge(c) => match state.access.check(c) {
-            Ok(()) => return Ok(()),
-            Err(refusal) => Some(refusal),
-        },
-        _ => None,
+    let judged = |c: &Claims| {
+        let mut rules = std::iter::once(&state.access).chain(own);
+        match rules.clone().all(|r| r.can_judge(c)) {
+            true => Some(rules.try_for_each(|r| r.check(c))),
+            false => None,
+        }
+    };
+    let verdict = match claims.as_ref().and_then(judged) {
+        Some(Ok(())) => return Ok(()),
+        Some(Err(refusal)) => Some(refusal),
+        None => None,
     };
     let ended = end_session(state, session).await.map_err(IntoResponse::into_response)?;
     let reason = verdict.map_or("access_claims_missing", Refusal::code);
@@ -122,6 +164,21 @@ pub(super) async fn recheck(
         Scope::Session,
         wants_json(headers),
     ))
+}
+
+/// The rules of the provider the session signed in with, if it has any
+/// (the session's login is read only when some provider has rules).
+async fn own_rules<'a>(state: &'a AppState, session: &Session) -> Result<Option<&'a crate::access::Rules>, Response> {
+    if !state.providers.have_rules() {
+        return Ok(None);
+    }
+    let login = session
+        .get::<LoginData>(LOGIN_KEY)
+        .await
+        .map_err(|e| AppError::Session(e).into_response())?;
+    Ok(login
+        .and_then(|l| state.providers.by_issuer(&l.issuer))
+        .and_then(|listed| listed.rules.as_ref()))
 }
 
 /// The 403 answer: the page, or JSON for API clients.

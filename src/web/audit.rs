@@ -93,11 +93,12 @@ impl LogoutKind {
 }
 
 /// A user signed in: a new session began.
-pub(crate) fn signed_in(origin: &Origin, issuer: &str, subject: &str, user_id: i64) {
+pub(crate) fn signed_in(origin: &Origin, provider: &str, issuer: &str, subject: &str, user_id: i64) {
     tracing::info!(
         target: "audit",
         event = "sign_in",
         subject,
+        provider,
         issuer,
         user_id,
         client_ip = %origin.client_ip,

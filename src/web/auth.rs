@@ -3,7 +3,7 @@
 //! and at the provider.
 
 use axum::Router;
-use axum::extract::{RawForm, RawQuery, State};
+use axum::extract::{Path, RawForm, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -16,9 +16,9 @@ use super::audit::{self, LogoutKind, Origin};
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::ratelimit::{Limited, class};
-use super::{AppState, access, step_up};
+use super::{AppState, access, chooser, step_up};
 use crate::metrics::{self, LoginOutcome};
-use crate::provider::{Login, VerifiedIdToken};
+use crate::provider::{Listed, Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
 use crate::session::{ACTIVITY_KEY, AUTH_KEY, Activity, LOGIN_KEY, LoginData, TOKENS_KEY};
 use crate::store::{LoginWrites, SessionLink, SignedInFrom, StoreError, UserProfile};
@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(login))
         .route("/callback", get(callback))
+        .route("/callback/{provider}", get(callback))
         .route("/logout", post(logout))
 }
 
@@ -55,11 +56,17 @@ pub(crate) async fn login(
     // "Sign in as someone else" (the refusal page): the provider shows its
     // account chooser rather than signing the same account in again.
     let prompt = param(query.as_deref(), "prompt").filter(|p| p == "select_account");
+    // Several providers: the user picks one (`?provider=` skips the chooser).
+    let listed = match param(query.as_deref(), "provider") {
+        Some(id) => state.providers.by_id(&id).ok_or(AppError::UnknownProvider)?,
+        None if state.providers.several() => return Ok(chooser::page(&state, &next, prompt.as_deref())),
+        None => state.providers.first(),
+    };
     // A sign-in for a path with step-up settings asks for them (so that
     // nginx's 401 → `/oauth2/start?rd=/admin` steps up too).
     let step_up = step_up::of_target(&state, &next);
     let now = state.clock.unix();
-    let snapshot = state.provider.snapshot().await?;
+    let snapshot = listed.provider.snapshot().await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);
     let pending = PendingLogin {
         state: Secret::new(random_token(TOKEN_BYTES)),
@@ -68,8 +75,9 @@ pub(crate) async fn login(
         next,
         started_at: now,
         step_up,
+        provider: listed.id.clone(),
     };
-    let url = state.provider.authorization_url(
+    let url = listed.provider.authorization_url(
         &snapshot,
         pending.state.expose(),
         pending.nonce.expose(),
@@ -82,7 +90,10 @@ pub(crate) async fn login(
     Ok((jar, Redirect::to(url.as_str())).into_response())
 }
 
+/// `/callback`, or `/callback/ID`: the redirect URI of provider `ID` when
+/// there are several.
 pub(crate) async fn callback(
+    at: Option<Path<String>>,
     _: Limited<class::Callback>,
     State(state): State<AppState>,
     origin: Origin,
@@ -91,10 +102,11 @@ pub(crate) async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = query.as_deref();
+    let issuer = state.provider.issuer();
     let Some(presented) = param(query, "state") else {
         return refuse(
-            &state,
             &origin,
+            issuer,
             AppError::Callback {
                 reason: "state_missing",
                 detail: "no state parameter",
@@ -107,22 +119,31 @@ pub(crate) async fn callback(
     let (jar, pending) = state.pending.take(&headers, &presented, now);
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let from = SignedInFrom::new(now, user_agent, origin.client_ip);
-    let result = match pending {
-        Some(pending) => complete(&state, &origin, auth, query, pending, from).await,
-        None => Err(AppError::Callback {
-            reason: "state_mismatch",
-            detail: "state unknown, expired or already used",
-        }),
+    let (issuer, result) = match pending {
+        Some(pending) => match chooser::bound(&state, &pending, at.as_ref().map(|Path(at)| at.as_str())) {
+            Ok(listed) => (
+                listed.provider.issuer(),
+                complete(&state, &origin, auth, query, pending, from, listed).await,
+            ),
+            Err(e) => (issuer, Err(e)),
+        },
+        None => (
+            issuer,
+            Err(AppError::Callback {
+                reason: "state_mismatch",
+                detail: "state unknown, expired or already used",
+            }),
+        ),
     };
     match result {
         Ok(response) => (jar, response).into_response(),
-        Err(e) => (jar, refuse(&state, &origin, e)).into_response(),
+        Err(e) => (jar, refuse(&origin, issuer, e)).into_response(),
     }
 }
 
-/// A refused sign-in: its audit event, then its page.
-fn refuse(state: &AppState, origin: &Origin, e: AppError) -> Response {
-    audit::sign_in_refused(origin, e.reason(), state.provider.issuer(), None, Some(&e));
+/// A refused sign-in at `issuer`: its audit event, then its page.
+fn refuse(origin: &Origin, issuer: &str, e: AppError) -> Response {
+    audit::sign_in_refused(origin, e.reason(), issuer, None, Some(&e));
     metrics::login(LoginOutcome::Failure, e.reason());
     e.into_recorded_response()
 }
@@ -137,9 +158,11 @@ async fn complete(
     query: Option<&str>,
     pending: PendingLogin,
     from: SignedInFrom,
+    listed: &Listed,
 ) -> Result<Response, AppError> {
     let now = from.started_at;
-    let code = code_of(state, query)?;
+    let provider = &listed.provider;
+    let code = code_of(provider.issuer(), query)?;
     // Of two callbacks carrying the same login (a copied cookie), one wins,
     // before either reaches the provider: its single-use code is a second
     // line of defence, not the only one.
@@ -149,20 +172,19 @@ async fn complete(
             detail: "state already used",
         });
     }
-    let login = state
-        .provider
+    let login = provider
         .complete_login(&code, pending.pkce_verifier.expose(), pending.nonce.expose())
         .await?;
     let (auth_time, acr) = step_up::signed_in_as(state, &login.id_token, &pending.step_up, now)?;
     // Who may sign in: judged before anything of theirs is stored.
-    let access = match access::admit(state, origin, &auth.session, &login, &pending.next).await {
+    let access = match access::admit(state, origin, &auth.session, &login, &pending.next, listed).await {
         Ok(access) => access,
         Err(refused) => return Ok(refused),
     };
     let claims = &login.id_token;
     let session = sign_in(state, &auth).await?;
     let data = LoginData {
-        issuer: state.provider.issuer().to_owned(),
+        issuer: provider.issuer().to_owned(),
         subject: claims.subject.clone(),
         sid: claims.sid.clone(),
         csrf: Secret::new(random_token(TOKEN_BYTES)),
@@ -178,14 +200,14 @@ async fn complete(
     let user_id = save_linked(
         state,
         auth,
-        &profile(state, claims),
+        &profile(provider.issuer(), claims),
         &data,
         activity,
         &login.raw_id_token,
         from,
     )
     .await?;
-    audit::signed_in(origin, &data.issuer, &data.subject, user_id);
+    audit::signed_in(origin, &listed.id, &data.issuer, &data.subject, user_id);
     Ok(Redirect::to(&pending.next).into_response())
 }
 
@@ -208,16 +230,18 @@ async fn keep_tokens(state: &AppState, session: &Session, login: &Login, now: i6
 }
 
 /// The code of the provider's answer, once the answer is known to be a
-/// success from our issuer.
-fn code_of(state: &AppState, query: Option<&str>) -> Result<String, AppError> {
+/// success from `issuer`, the provider the login started at.
+fn code_of(issuer: &str, query: Option<&str>) -> Result<String, AppError> {
     if let Some(code) = param(query, "error") {
         return Err(AppError::ProviderRefused {
             code: code.chars().take(64).collect(),
         });
     }
-    // RFC 9207: when the provider names itself, it must be our issuer.
+    // RFC 9207: when the provider names itself, it must be the one this
+    // login started at (a mix-up otherwise: the code must not be sent to
+    // another provider).
     if let Some(iss) = param(query, "iss")
-        && iss != state.provider.issuer()
+        && iss != issuer
     {
         return Err(AppError::Callback {
             reason: "iss_mismatch",
@@ -233,9 +257,9 @@ fn code_of(state: &AppState, query: Option<&str>) -> Result<String, AppError> {
 }
 
 /// The profile to store of a verified sign-in.
-fn profile<'a>(state: &'a AppState, claims: &'a VerifiedIdToken) -> UserProfile<'a> {
+fn profile<'a>(issuer: &'a str, claims: &'a VerifiedIdToken) -> UserProfile<'a> {
     UserProfile {
-        issuer: state.provider.issuer(),
+        issuer,
         subject: &claims.subject,
         email: claims.email.as_deref(),
         email_verified: claims.email_verified,
@@ -388,7 +412,7 @@ pub(crate) async fn logout(
     auth.logout().await?;
     session.flush().await?;
     if let Some(tokens) = tokens {
-        super::revoke::revoke_in_background(&state, tokens);
+        super::revoke::revoke_in_background(&state, &login.issuer, tokens);
     }
     if let Some(id) = id
         && let Err(e) = state.store.unlink_session(&id).await
@@ -397,9 +421,10 @@ pub(crate) async fn logout(
         tracing::warn!(error = %e, "could not remove a logged-out session's link");
     }
     // The provider sends the browser back with `state`, which carries `rd`.
-    let at_provider = state
-        .provider
-        .end_session_url(id_token_hint.as_deref(), &state.post_logout_url, rd.as_deref());
+    let at_provider = state.providers.by_issuer(&login.issuer).and_then(|p| {
+        p.provider
+            .end_session_url(id_token_hint.as_deref(), &state.post_logout_url, rd.as_deref())
+    });
     let kind = match at_provider {
         Some(_) => LogoutKind::RpInitiated,
         None => LogoutKind::Button,

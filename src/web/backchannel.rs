@@ -37,12 +37,18 @@ pub(crate) async fn backchannel_logout(
     origin: Origin,
     RawForm(form): RawForm,
 ) -> Response {
-    let issuer = state.provider.issuer();
     let Some(token) = param(std::str::from_utf8(&form).ok(), "logout_token") else {
-        audit::logout_refused(&origin, "logout_token_missing", issuer, None);
+        audit::logout_refused(&origin, "logout_token_missing", state.provider.issuer(), None);
         return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
     };
-    let request = match state.provider.verify_logout_token(&token).await {
+    // The provider the token says it comes from checks it (its signature
+    // and `iss` among the rest); one we do not know: the first, which
+    // refuses it.
+    let provider = named_issuer(&token)
+        .and_then(|iss| state.providers.by_issuer(&iss))
+        .map_or(&state.provider, |listed| &listed.provider);
+    let issuer = provider.issuer();
+    let request = match provider.verify_logout_token(&token).await {
         Ok(r) => r,
         Err(e) if e.reason.is_upstream_failure() => {
             tracing::warn!(reason = %e.reason, error = %e.detail, "back-channel logout: provider keys unavailable");
@@ -53,7 +59,7 @@ pub(crate) async fn backchannel_logout(
             return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
         }
     };
-    match end_sessions(&state, &request).await {
+    match end_sessions(&state, issuer, &request).await {
         Ok(Some(ended)) => {
             let subject = request.subject.as_deref();
             audit::logged_out(&origin, LogoutKind::BackChannel, issuer, subject, None, ended);
@@ -74,8 +80,11 @@ pub(crate) async fn backchannel_logout(
 /// before. The `jti` is claimed first, so that a replay racing the original
 /// does nothing, and released if the sessions could not all be ended: the
 /// provider retries a failed logout with the same token.
-async fn end_sessions(state: &AppState, request: &crate::provider::LogoutRequest) -> Result<Option<usize>, StoreError> {
-    let issuer = state.provider.issuer();
+async fn end_sessions(
+    state: &AppState,
+    issuer: &str,
+    request: &crate::provider::LogoutRequest,
+) -> Result<Option<usize>, StoreError> {
     if !state
         .store
         .remember_logout_jti(issuer, &request.jti, request.remember_until)
@@ -90,6 +99,16 @@ async fn end_sessions(state: &AppState, request: &crate::provider::LogoutRequest
         tracing::warn!(error = %e, "back-channel logout: could not release the token id for a retry");
     }
     ended.map(Some)
+}
+
+/// The `iss` a JWT names, unverified (it only picks the provider that
+/// then verifies the token).
+fn named_issuer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
 }
 
 /// Ends the sessions of `issuer` that `subject` and/or `sid` name (none

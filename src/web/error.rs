@@ -28,6 +28,9 @@ pub enum AppError {
         /// The OAuth error code (`access_denied`, …), truncated.
         code: String,
     },
+    /// `?provider=` names no configured provider.
+    #[error("unknown provider")]
+    UnknownProvider,
     /// Talking to the provider failed, or its answer failed validation.
     #[error(transparent)]
     Provider(#[from] ProviderError),
@@ -92,6 +95,7 @@ impl AppError {
         match self {
             AppError::Callback { reason, .. } => reason,
             AppError::ProviderRefused { .. } => "provider_error",
+            AppError::UnknownProvider => "provider_unknown",
             AppError::Provider(e) => e.reason.code(),
             AppError::Csrf => "csrf_mismatch",
             AppError::Store(_) | AppError::Session(_) => "store_unavailable",
@@ -110,6 +114,7 @@ impl AppError {
             AppError::Callback { .. } => StatusCode::BAD_REQUEST,
             AppError::ProviderRefused { code } if code == "access_denied" => StatusCode::FORBIDDEN,
             AppError::ProviderRefused { .. } => StatusCode::BAD_REQUEST,
+            AppError::UnknownProvider => StatusCode::BAD_REQUEST,
             AppError::Provider(e) if e.reason.is_upstream_failure() => StatusCode::BAD_GATEWAY,
             AppError::Provider(e) if matches!(e.reason, Reason::IdTokenNonce | Reason::CodeRejected) => {
                 StatusCode::BAD_REQUEST
@@ -162,6 +167,12 @@ impl AppError {
                 "The sign-in provider refused the sign-in",
                 "The sign-in provider answered with an error. You are not signed in; \
                  try again, and contact the site's operator if it keeps happening.",
+                true,
+            ),
+            AppError::UnknownProvider => (
+                "Unknown sign-in provider",
+                "This site does not know the sign-in provider this link names. \
+                 Start again and choose one of those offered.",
                 true,
             ),
             AppError::Provider(e) if e.reason.is_upstream_failure() => (

@@ -37,11 +37,13 @@ pub(crate) async fn frontchannel_logout(
     origin: Origin,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let issuer = state.provider.issuer();
     let query = query.as_deref();
+    // The provider the request names; one we do not know is refused.
+    let listed = param(query, "iss").and_then(|iss| state.providers.by_issuer(&iss));
+    let issuer = listed.map_or(state.provider.issuer(), |l| l.provider.issuer());
     let refused = |reason: &str| {
         audit::logout_refused(&origin, reason, issuer, None);
-        answer(&state, StatusCode::BAD_REQUEST, "This logout request is not valid.")
+        answer(issuer, StatusCode::BAD_REQUEST, "This logout request is not valid.")
     };
     let (Some(iss), Some(sid)) = (param(query, "iss"), param(query, "sid")) else {
         return refused("frontchannel_params_missing");
@@ -59,12 +61,12 @@ pub(crate) async fn frontchannel_logout(
             if ended > 0 {
                 audit::logged_out(&origin, LogoutKind::FrontChannel, issuer, None, None, ended);
             }
-            answer(&state, StatusCode::OK, "Signed out.")
+            answer(issuer, StatusCode::OK, "Signed out.")
         }
         Err(e) => {
             tracing::error!(error = %e, "front-channel logout: store unavailable");
             answer(
-                &state,
+                issuer,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The sign-out could not be completed; try again.",
             )
@@ -72,13 +74,13 @@ pub(crate) async fn frontchannel_logout(
     }
 }
 
-/// A small page the provider's origin alone may frame, never cached.
-fn answer(state: &AppState, status: StatusCode, message: &'static str) -> Response {
+/// A small page the origin of `issuer`, the provider, alone may frame, never cached.
+fn answer(issuer: &str, status: StatusCode, message: &'static str) -> Response {
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-out</title></head>\
          <body><p>{message}</p></body></html>"
     );
-    let csp = format!("default-src 'none'; frame-ancestors {}", provider_origin(state));
+    let csp = format!("default-src 'none'; frame-ancestors {}", provider_origin(issuer));
     let csp = HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'none'"));
     (
         status,
@@ -93,8 +95,8 @@ fn answer(state: &AppState, status: StatusCode, message: &'static str) -> Respon
 
 /// The provider's origin (`https://idp.example.com`), or `'none'` when the
 /// issuer has no origin that could frame us.
-fn provider_origin(state: &AppState) -> String {
-    match url::Url::parse(state.provider.issuer()).map(|u| u.origin()) {
+fn provider_origin(issuer: &str) -> String {
+    match url::Url::parse(issuer).map(|u| u.origin()) {
         Ok(origin) if origin.is_tuple() => origin.ascii_serialization(),
         _ => "'none'".to_owned(),
     }

@@ -40,9 +40,11 @@ async fn readiness(state: &AppState) -> Result<(), &'static str> {
         tracing::warn!(error = %e, "not ready: store unavailable");
         return Err("store unavailable");
     }
-    if let Err(e) = state.provider.snapshot().await {
-        tracing::warn!(reason = %e.reason, "not ready: provider unavailable");
-        return Err("provider unavailable");
+    for listed in state.providers.iter() {
+        if let Err(e) = listed.provider.snapshot().await {
+            tracing::warn!(provider = listed.id, reason = %e.reason, "not ready: provider unavailable");
+            return Err("provider unavailable");
+        }
     }
     Ok(())
 }

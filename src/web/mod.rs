@@ -6,6 +6,7 @@ pub mod audit;
 pub(crate) mod auth;
 pub(crate) mod backchannel;
 pub mod bearer;
+mod chooser;
 pub mod client_ip;
 mod error;
 pub(crate) mod frontchannel;
@@ -46,7 +47,7 @@ pub use trace::RequestLayer;
 
 use crate::access::Rules;
 use crate::clock::Clock;
-use crate::provider::Provider;
+use crate::provider::{Provider, Providers};
 use crate::session::{self, CookieSettings, Lifetimes};
 use crate::store::Store;
 use crate::users::Backend;
@@ -58,8 +59,11 @@ pub struct AppState(Arc<AppStateInner>);
 
 /// What [`AppState`] shares.
 pub struct AppStateInner {
-    /// The OpenID provider.
+    /// The first provider (of [`AppStateInner::providers`]): the one bearer
+    /// tokens are checked with, and the only one in most configurations.
     pub provider: Provider,
+    /// Every provider users may sign in with.
+    pub providers: Providers,
     /// Users and the session index.
     pub store: Store,
     /// The clock for session lifetimes and token times.
@@ -228,13 +232,19 @@ fn set_default(headers: &mut axum::http::HeaderMap, name: HeaderName, value: &He
 /// and browsers hold that redirect to `form-action` too.
 fn content_security_policy(state: &AppState) -> HeaderValue {
     let ours = state.public_url.origin();
-    let form_action = match Url::parse(state.provider.issuer()).map(|issuer| issuer.origin()) {
-        // The development provider is served here: 'self' covers it.
-        Ok(provider) if provider != ours && provider.is_tuple() => {
-            format!("'self' {}", provider.ascii_serialization())
+    let mut form_action = "'self'".to_owned();
+    for listed in state.providers.iter() {
+        match Url::parse(listed.provider.issuer()).map(|issuer| issuer.origin()) {
+            // The development provider is served here: 'self' covers it.
+            Ok(provider) if provider != ours && provider.is_tuple() => {
+                let origin = provider.ascii_serialization();
+                if !form_action.split(' ').any(|o| o == origin) {
+                    form_action = format!("{form_action} {origin}");
+                }
+            }
+            _ => {}
         }
-        _ => "'self'".to_owned(),
-    };
+    }
     let csp = format!(
         "default-src 'self'; img-src 'self' https: data:; form-action {form_action}; frame-ancestors 'none'; \
          base-uri 'none'"

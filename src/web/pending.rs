@@ -50,6 +50,10 @@ pub struct PendingLogin {
     /// which the ID token must then show.
     #[serde(default)]
     pub step_up: StepUp,
+    /// The id of the provider the login was sent to: the only one its code
+    /// is redeemed at (empty in cookies of older versions: the first).
+    #[serde(default)]
+    pub provider: String,
 }
 
 impl PendingLogin {
@@ -231,6 +235,7 @@ mod tests {
             next: "/secret".into(),
             started_at: now,
             step_up: StepUp::default(),
+            provider: String::new(),
         }
     }
 

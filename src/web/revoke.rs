@@ -28,10 +28,15 @@ use crate::tokens::{Kind, StoredTokens, TokenVault};
 /// background. Nothing is sent when the provider advertises no
 /// `revocation_endpoint` or no token is kept; failures are logged (without
 /// the token) and counted as `revocation` provider errors.
-pub fn revoke_in_background(state: &AppState, tokens: StoredTokens) {
+///
+/// They go to the provider of `issuer` (that of the session's sign-in), and
+/// to none when no configured provider has that issuer.
+pub fn revoke_in_background(state: &AppState, issuer: &str, tokens: StoredTokens) {
     let Some(vault) = &state.tokens else { return };
-    let provider = state.provider.clone();
-    let Some(revoke) = revocation(&provider, vault, tokens) else {
+    let Some(listed) = state.providers.by_issuer(issuer) else {
+        return;
+    };
+    let Some(revoke) = revocation(&listed.provider, vault, tokens) else {
         return;
     };
     state.drain.spawn(async move {
@@ -93,12 +98,12 @@ async fn revoke_one(provider: &Provider, token: Option<Secret>, hint: TokenHint)
 }
 
 /// Revokes the tokens of the stored session `id` (when it keeps any) in
-/// the background: for paths that end a session other than the request's
-/// own (the sessions page). Call it before deleting the session, whose
-/// record holds the tokens.
-pub async fn revoke_session(state: &AppState, id: &str) -> Result<(), StoreError> {
+/// the background at the provider of `issuer` (that of its sign-in): for
+/// paths that end a session other than the request's own (the sessions
+/// page). Call it before deleting the session, whose record holds the tokens.
+pub async fn revoke_session(state: &AppState, issuer: &str, id: &str) -> Result<(), StoreError> {
     if let Some(tokens) = session_tokens(&state.store, id).await? {
-        revoke_in_background(state, tokens);
+        revoke_in_background(state, issuer, tokens);
     }
     Ok(())
 }

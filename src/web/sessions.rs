@@ -282,7 +282,8 @@ async fn end(
 /// here too). Its next request, on any instance, is anonymous.
 async fn end_session(state: &AppState, origin: &Origin, login: &LoginData, session_id: &str) -> Result<(), AppError> {
     // Its tokens are revoked at the provider as the Log out button's are.
-    super::revoke::revoke_session(state, session_id).await?;
+    // Every session of a person has their issuer: users are (issuer, subject).
+    super::revoke::revoke_session(state, &login.issuer, session_id).await?;
     state.store.end_session(session_id).await?;
     audit::session_ended(origin, "ended_by_user", Some(&login.issuer), Some(&login.subject));
     Ok(())

@@ -361,6 +361,34 @@ async fn a_real_provider_without_rules_warns_once_at_start_up() {
 }
 
 #[tokio::test]
+async fn with_several_providers_the_warning_names_those_without_rules() {
+    let (a, b) = (FakeOp::start().await, FakeOp::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gate.toml");
+    let entry = |id: &str, op: &FakeOp, rule: &str| {
+        let (issuer, client, secret) = op.client();
+        format!(
+            "[[providers]]\nid = \"{id}\"\nissuer = \"{issuer}\"\nclient_id = \"{client}\"\n\
+             client_secret = \"{secret}\"\n{rule}\n"
+        )
+    };
+    let rule = "allowed_email_domains = [\"example.com\"]";
+    std::fs::write(&file, entry("a", &a, "") + &entry("b", &b, rule)).unwrap();
+    let log = startup_log(&[("CONFIG_FILE", file.to_str().unwrap())]).await;
+    assert!(
+        log.contains(&format!(
+            "no access rule is set: any account at {} can sign in",
+            a.issuer()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains(&format!("any account at {}", b.issuer())), "{log}");
+    std::fs::write(&file, entry("a", &a, rule) + &entry("b", &b, rule)).unwrap();
+    let log = startup_log(&[("CONFIG_FILE", file.to_str().unwrap())]).await;
+    assert!(!log.contains("no access rule is set"), "{log}");
+}
+
+#[tokio::test]
 async fn help_lists_the_access_settings() {
     let o = Command::new(BIN).arg("--help").env_clear().output().await.unwrap();
     let help = String::from_utf8_lossy(&o.stdout);

@@ -184,6 +184,8 @@ async fn json_lines_carry_the_request_id_and_audit_sign_in_refusal_logout_and_se
     assert_origin(first, &sign_in_id, "127.0.0.1");
     assert_eq!(first["level"], "INFO");
     assert_eq!(first["issuer"], issuer.as_str());
+    // The provider's id: `default` with one provider of the environment.
+    assert_eq!(first["provider"], "default");
     let subject = first["subject"].as_str().expect("the subject").to_owned();
     assert!(!subject.is_empty());
     assert!(first["user_id"].is_i64(), "{first}");

@@ -21,6 +21,7 @@ mod login_writes;
 mod logs;
 mod metrics;
 mod own_sessions;
+mod providers;
 mod ratelimit;
 mod redis_ha;
 mod refresh;

@@ -55,14 +55,19 @@ async fn ending_a_stored_session_by_id_revokes_its_tokens() {
     let browser = Browser::new();
     assert_eq!(login(&app, &browser, None).await.status(), StatusCode::SEE_OTHER);
     let id = browser.session_id(&app).expect("a session cookie");
-    oidc_gate::web::revoke::revoke_session(&app.state, &id).await.unwrap();
+    let issuer = app.state.provider.issuer().to_owned();
+    oidc_gate::web::revoke::revoke_session(&app.state, &issuer, &id)
+        .await
+        .unwrap();
     let seen = dev.wait_for_revocations(2, PATIENCE).await;
     let mut revoked: Vec<_> = seen.iter().map(|r| r.revoked).collect();
     revoked.sort_by_key(|r| format!("{r:?}"));
     assert_eq!(revoked, [Some(Revoked::AccessToken), Some(Revoked::RefreshToken)]);
     // An id that is no session, or no id at all: nothing, and no error.
     for id in ["", "not-an-id", "AAAAAAAAAAAAAAAAAAAAAA"] {
-        oidc_gate::web::revoke::revoke_session(&app.state, id).await.unwrap();
+        oidc_gate::web::revoke::revoke_session(&app.state, &issuer, id)
+            .await
+            .unwrap();
     }
     let mut app = app;
     app.stop().await;

@@ -38,6 +38,8 @@ pub struct Options {
     pub routes: Option<fn() -> axum::Router<oidc_gate::web::AppState>>,
     /// Prometheus metrics on a listener of their own (`METRICS_LISTEN`, port 0).
     pub metrics: bool,
+    /// `CONFIG_FILE` (e.g. a list of `[[providers]]`).
+    pub config_file: Option<PathBuf>,
 }
 
 /// Store settings as the environment would give them.
@@ -126,6 +128,7 @@ impl TestApp {
         };
         let metrics_addr = metrics.as_ref().map(|l| l.local_addr().unwrap());
         args.metrics_listen = metrics_addr.map(|a| a.to_string());
+        args.gateway.config_file = options.config_file;
         if let Some(tweak) = options.tweak {
             tweak(&mut args);
         }
