@@ -107,7 +107,10 @@ fn options() -> Result<Options> {
         }
     }
     if o.build_profile != "release" && !o.smoke {
-        bail!("--build-profile {} is only for --smoke: figures from it would not be comparable", o.build_profile);
+        bail!(
+            "--build-profile {} is only for --smoke: figures from it would not be comparable",
+            o.build_profile
+        );
     }
     if o.out.is_none() && (o.smoke || only_given) {
         o.write = false;
@@ -142,7 +145,10 @@ fn run() -> Result<()> {
     }
     let profile = opts.profile && !opts.smoke && server::on_path("perf");
     let root = server::workspace_root();
-    eprintln!("bench: building oidc-gate and the ceiling (cargo profile {})", opts.build_profile);
+    eprintln!(
+        "bench: building oidc-gate and the ceiling (cargo profile {})",
+        opts.build_profile
+    );
     let bins = server::build(&root, &opts.build_profile)?;
     let env = environment(&root, cores);
     // From here on this process and wrk share core 1; servers get core 0.
