@@ -101,6 +101,7 @@ test("11c. a provider's own rule: the partner may not sign Alice in (403), whom 
     await providerConsent(page);
     await expectText(page, 'This account may not use this site', { what: 'the refusal page' });
     await expectText(page, 'email_not_allowed', { what: 'its reason' });
+    await page.screenshot({ path: screenshotPath('11c-partner-rule-refusal-page'), fullPage: true });
     await page.goto(`${app.url}/secret`);
     await expectNoText(page, SECRET, '/secret after the refusal');
   }, { app, provider: partner });
