@@ -144,7 +144,6 @@ impl App {
                 })
                 .collect(),
         );
-        let provider = providers.first().provider.clone();
         let cookie = CookieSettings::new(config.is_https(), config.sign_in.cookie_domain.clone());
         let links = match &config.gateway {
             Some(g) => Links::gateway(&g.prefix),
@@ -170,7 +169,6 @@ impl App {
         let tokens = Some(vault());
         let limits = RateLimits::new(|class| config.rate_limits.rate(class), &clock);
         let state = AppState::new(AppStateInner {
-            provider,
             providers,
             pending: PendingLogins::new(store.login_cookie_key(), &cookie),
             store,
@@ -329,7 +327,7 @@ impl App {
         if self.dev.is_some() {
             banner(&self.state);
         }
-        tracing::info!(%addr, public_url = %self.state.public_url, issuer = self.state.provider.issuer(), "listening");
+        tracing::info!(%addr, public_url = %self.state.public_url, issuer = self.state.providers.first().provider.issuer(), "listening");
 
         let mut background = Vec::new();
         for listed in self.state.providers.iter() {

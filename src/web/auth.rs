@@ -102,7 +102,7 @@ pub(crate) async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = query.as_deref();
-    let issuer = state.provider.issuer();
+    let issuer = state.providers.first().provider.issuer();
     let Some(presented) = param(query, "state") else {
         return refuse(
             &origin,

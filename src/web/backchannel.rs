@@ -38,7 +38,12 @@ pub(crate) async fn backchannel_logout(
     RawForm(form): RawForm,
 ) -> Response {
     let Some(token) = param(std::str::from_utf8(&form).ok(), "logout_token") else {
-        audit::logout_refused(&origin, "logout_token_missing", state.provider.issuer(), None);
+        audit::logout_refused(
+            &origin,
+            "logout_token_missing",
+            state.providers.first().provider.issuer(),
+            None,
+        );
         return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
     };
     // The provider the token says it comes from checks it (its signature
@@ -46,7 +51,7 @@ pub(crate) async fn backchannel_logout(
     // refuses it.
     let provider = named_issuer(&token)
         .and_then(|iss| state.providers.by_issuer(&iss))
-        .map_or(&state.provider, |listed| &listed.provider);
+        .map_or(&state.providers.first().provider, |listed| &listed.provider);
     let issuer = provider.issuer();
     let request = match provider.verify_logout_token(&token).await {
         Ok(r) => r,

@@ -116,7 +116,7 @@ pub(crate) async fn authenticate(state: &AppState, token: &str, origin: &Origin)
         .bearer
         .as_ref()
         .expect("`token_of` finds tokens only when they are accepted");
-    let issuer = state.provider.issuer();
+    let issuer = state.providers.first().provider.issuer();
     if !is_b64token(token) {
         audit::bearer_refused(origin, "bearer_malformed", issuer, None, None);
         return Err(invalid_token("bearer_malformed"));
@@ -147,8 +147,8 @@ async fn verify(
 ) -> Result<Verified, Response> {
     // Bearer clients are programs: the `429` is JSON whatever they accept.
     Limited::<class::Bearer>::check(state, origin.client_ip).map_err(|e| e.response(&HeaderMap::new()))?;
-    let issuer = state.provider.issuer();
-    let token = match state.provider.verify_bearer(token, &auth.rules).await {
+    let issuer = state.providers.first().provider.issuer();
+    let token = match state.providers.first().provider.verify_bearer(token, &auth.rules).await {
         Ok(token) => token,
         Err(e) if e.reason.is_upstream_failure() => return Err(unavailable(&e)),
         Err(e) => {

@@ -40,7 +40,7 @@ pub(crate) async fn frontchannel_logout(
     let query = query.as_deref();
     // The provider the request names; one we do not know is refused.
     let listed = param(query, "iss").and_then(|iss| state.providers.by_issuer(&iss));
-    let issuer = listed.map_or(state.provider.issuer(), |l| l.provider.issuer());
+    let issuer = listed.map_or(state.providers.first().provider.issuer(), |l| l.provider.issuer());
     let refused = |reason: &str| {
         audit::logout_refused(&origin, reason, issuer, None);
         answer(issuer, StatusCode::BAD_REQUEST, "This logout request is not valid.")

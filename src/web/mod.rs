@@ -47,7 +47,7 @@ pub use trace::RequestLayer;
 
 use crate::access::Rules;
 use crate::clock::Clock;
-use crate::provider::{Provider, Providers};
+use crate::provider::Providers;
 use crate::session::{self, CookieSettings, Lifetimes};
 use crate::store::Store;
 use crate::users::Backend;
@@ -59,10 +59,8 @@ pub struct AppState(Arc<AppStateInner>);
 
 /// What [`AppState`] shares.
 pub struct AppStateInner {
-    /// The first provider (of [`AppStateInner::providers`]): the one bearer
+    /// Every provider users may sign in with; the first is the one bearer
     /// tokens are checked with, and the only one in most configurations.
-    pub provider: Provider,
-    /// Every provider users may sign in with.
     pub providers: Providers,
     /// Users and the session index.
     pub store: Store,

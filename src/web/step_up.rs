@@ -54,7 +54,7 @@ pub(crate) fn signed_in_as(
                 detail: "max_age was asked for and the ID token has no auth_time",
             });
         };
-        let skew = state.provider.clock_skew().as_secs() as i64;
+        let skew = state.providers.first().provider.clock_skew().as_secs() as i64;
         if at < now - max_age as i64 - skew {
             return Err(AppError::Callback {
                 reason: "auth_time_too_old",
@@ -94,7 +94,7 @@ pub(crate) async fn unmet(
         auth_time: login.as_ref().and_then(|l| l.auth_time),
         acr: login.as_ref().and_then(|l| l.acr.as_deref()),
     };
-    let grace = (app.provider.clock_skew().as_secs() as i64).max(MIN_FRESH_SECS);
+    let grace = (app.providers.first().provider.clock_skew().as_secs() as i64).max(MIN_FRESH_SECS);
     Ok((!step_up.met_by(signed_in, app.clock.unix(), grace)).then_some(step_up))
 }
 

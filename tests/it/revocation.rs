@@ -55,7 +55,7 @@ async fn ending_a_stored_session_by_id_revokes_its_tokens() {
     let browser = Browser::new();
     assert_eq!(login(&app, &browser, None).await.status(), StatusCode::SEE_OTHER);
     let id = browser.session_id(&app).expect("a session cookie");
-    let issuer = app.state.provider.issuer().to_owned();
+    let issuer = app.state.providers.first().provider.issuer().to_owned();
     oidc_gate::web::revoke::revoke_session(&app.state, &issuer, &id)
         .await
         .unwrap();
