@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::Ctx;
 use super::gateway::PAGE_PATH;
+use super::{Ctx, profiled};
 use crate::client::{Client, SignsIn, browser, login_many};
 use crate::peers;
-use crate::report::{LoginShape, Logins, RelyingParty};
+use crate::report::{LoginShape, Logins, RelyingParty, SEQUENTIAL_PROFILE};
 use crate::server::{Server, Store, free_addr, temp_dir};
 use crate::signin::ToPage;
 
@@ -62,6 +62,17 @@ pub async fn login_shapes(ctx: &mut Ctx) -> Result<()> {
             // Distinct users across rows too: each row signs in new ones.
             let first = 1_000_000 * (ctx.report.login_shapes.len() + 1);
             let logins = rounds(ctx, &server, &client, concurrency, first).await?;
+            if sequential && alg == "RS256" {
+                // The judged row's own profile: what an idle server spends a login on.
+                let rate = logins.count as f64 / logins.elapsed.as_secs_f64();
+                let more = ((ctx.plan.profile.as_secs_f64() + 1.0) * rate).ceil() as usize;
+                profiled(ctx, &server, SEQUENTIAL_PROFILE, async |_| {
+                    login_many(&client, more.min(50_000), 1, first + 900_000)
+                        .await
+                        .map(drop)
+                })
+                .await?;
+            }
             ctx.report.login_shapes.push(LoginShape {
                 rp: RelyingParty::OidcGate,
                 alg,

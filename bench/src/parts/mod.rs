@@ -251,7 +251,7 @@ async fn measure_run(
 }
 
 /// Profiles `server` while `load` runs, if profiling is on.
-async fn profiled(
+pub(super) async fn profiled(
     ctx: &mut Ctx,
     server: &Server,
     title: &str,

@@ -214,7 +214,7 @@ pub async fn login_cost(ctx: &mut Ctx) -> Result<()> {
     let (n, concurrency) = ctx.plan.logins;
     let rate = n as f64 / elapsed.as_secs_f64();
     let more = ((ctx.plan.profile.as_secs_f64() + 1.0) * rate).ceil() as usize;
-    profiled(ctx, &server, "logins (SQLite)", async |_| {
+    profiled(ctx, &server, crate::report::LOGINS_PROFILE, async |_| {
         login_many(&client, more.min(50_000), concurrency, 100 + n)
             .await
             .map(drop)

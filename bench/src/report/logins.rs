@@ -100,7 +100,7 @@ impl Report {
             _ => ("—".into(), Verdict::Skipped),
         };
         vec![Target {
-            kind: Kind::LoginCpu,
+            kind: Kind::LoginSequential,
             goal: "sequential RS256 login on fresh connections ≤ ⅓ of Apache with mod_auth_openidc's CPU per \
                    login measured the same way"
                 .into(),

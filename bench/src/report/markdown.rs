@@ -226,6 +226,19 @@ impl Report {
     }
 }
 
+/// The profile of logins on a busy server (eight in flight, kept-alive connections).
+pub const LOGINS_PROFILE: &str = "logins (SQLite)";
+/// The profile of sequential RS256 logins on fresh connections.
+pub const SEQUENTIAL_PROFILE: &str = "sequential RS256 logins on fresh connections (SQLite)";
+
+/// What a login does besides its HTTP traffic, for the login targets' misses.
+const LOGIN_WORK: &str = "Five HTTP requests per login (four to oidc-gate, the code exchange from it to the \
+     provider) mean much of the kernel share is the loopback TCP traffic of the login itself. `/login` writes \
+     nothing (the login in progress travels in an encrypted cookie); the callback writes the user, the session \
+     and its index entry in one transaction on SQLite's writer: four trips to that connection's thread \
+     (begin, the user, the session with its index entry, commit), each a wake-up of the writer's thread and \
+     one of the tokio worker.";
+
 impl Report {
     /// The profile titled `title`, if taken.
     fn profile(&self, title: &str) -> Option<&Profile> {
@@ -274,15 +287,15 @@ impl Report {
                     m
                 }),
                 Kind::PageShare(store) => self.page_miss(store),
-                Kind::LoginCpu => self.dominant("logins (SQLite)").map(|d| {
+                Kind::LoginCpu => self
+                    .dominant(LOGINS_PROFILE)
+                    .map(|d| format!("Where the CPU of a login goes: {d}. {LOGIN_WORK}")),
+                Kind::LoginSequential => self.dominant(SEQUENTIAL_PROFILE).map(|d| {
                     format!(
-                        "Where the CPU of a login goes: {d}. Five HTTP requests per login (four to oidc-gate, \
-                         the code exchange from it to the provider) mean much of the kernel share is the \
-                         loopback TCP traffic of the login itself. `/login` writes nothing (the login in \
-                         progress travels in an encrypted cookie); the callback runs three SQLite statements \
-                         (user upsert, session insert, session index), each \
-                         handed to a sqlx worker thread and back: with the wake-ups of the one tokio worker, \
-                         that is the context switches per login in the table above."
+                        "Where the CPU of a sequential login goes: {d}. Each of its four requests to \
+                         oidc-gate arrives on a fresh TCP connection at an idle server (accept, a first \
+                         read, the answer, the close, and the worker's wake-up from `epoll_wait` each time). \
+                         {LOGIN_WORK}"
                     )
                 }),
                 Kind::RssSessions => self.memory_miss(),

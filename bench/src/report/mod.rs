@@ -9,6 +9,7 @@ mod markdown;
 
 pub use gateway::{BEARER_PROFILE, Bulk, Direction, FORWARD_AUTH_PROFILE, GatewayRow, Gw, PROXY_PROFILE};
 pub use logins::{LoginShape, RelyingParty};
+pub use markdown::{LOGINS_PROFILE, SEQUENTIAL_PROFILE};
 
 use crate::profile::Profile;
 use crate::wrk::Figures;
@@ -276,8 +277,10 @@ pub enum Kind {
     PageShare(&'static str),
     /// `/secret` p99, per store.
     PageP99(&'static str),
-    /// CPU per login.
+    /// CPU per login (busy server).
     LoginCpu,
+    /// CPU per sequential RS256 login on fresh connections, against Apache's.
+    LoginSequential,
     /// RSS idle.
     RssIdle,
     /// RSS with 100,000 sessions.
