@@ -90,6 +90,29 @@ impl<C: Connection> Dedicated<C> {
         self.run_locked(self.0.conn.lock().await, op).await
     }
 
+    /// Runs `op` like [`Dedicated::run`], but the connection is used again
+    /// only if `op` succeeds: one that fails or is cancelled half-way closes
+    /// it, and the next operation opens another. For an `op` that holds a
+    /// transaction of its own SQL open across statements (a `BEGIN` sqlx does
+    /// not know of, so it cannot roll it back): closing the connection rolls
+    /// back whatever it left open.
+    pub(super) async fn run_or_close<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut C) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut slot = self.0.conn.lock().await;
+        // Out of the slot while in use: dropped, not kept, if cancelled.
+        let mut conn = match slot.take() {
+            Some(conn) => conn,
+            None => self.0.options.connect().await?,
+        };
+        let result = op(&mut conn).await;
+        if result.is_ok() {
+            *slot = Some(conn);
+        }
+        result
+    }
+
     /// Runs `op` on the first of `conns` that is free, or else on the first
     /// once it is. `conns` must not be empty.
     pub(super) async fn run_on_any<T>(
@@ -182,6 +205,58 @@ mod tests {
         // A statement's own error does not cost the connection.
         assert!(conn.run(async |c| mark(c, "first").await).await.is_err());
         assert!(conn.run(async |c| marked(c, "first").await).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_must_finish_closes_the_connection_unless_it_does() {
+        let path = std::env::temp_dir().join(format!("dedicated-{}.sqlite3", std::process::id()));
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .unwrap()
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(5));
+        let conn = Dedicated::new(options.clone(), Cancelled::Keep);
+        conn.run(async |c| sqlx::query("CREATE TABLE t (x)").execute(c).await.map(drop))
+            .await
+            .unwrap();
+        conn.run_or_close(async |c| mark(c, "before").await).await.unwrap();
+        assert!(
+            conn.run(async |c| marked(c, "before").await).await.unwrap(),
+            "kept when done"
+        );
+
+        // A transaction of its own SQL, left open by an error: rolled back.
+        let failed = conn
+            .run_or_close(async |c| {
+                sqlx::query("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::query("INSERT INTO nowhere VALUES (1)").execute(c).await.map(drop)
+            })
+            .await;
+        assert!(failed.is_err());
+        // Left open by a cancellation: rolled back too.
+        let never = conn.run_or_close(async |c| {
+            sqlx::query("BEGIN IMMEDIATE; INSERT INTO t VALUES (2)")
+                .execute(&mut *c)
+                .await?;
+            std::future::pending::<Result<(), sqlx::Error>>().await
+        });
+        assert!(tokio::time::timeout(Duration::from_millis(200), never).await.is_err());
+
+        assert!(
+            !conn.run(async |c| marked(c, "before").await).await.unwrap(),
+            "a new connection"
+        );
+        // Nothing of either was committed, and writes go on (the write lock is free).
+        let rows: i64 = conn
+            .run(async |c| {
+                sqlx::query("INSERT INTO t VALUES (3)").execute(&mut *c).await?;
+                sqlx::query_scalar("SELECT count(*) FROM t").fetch_one(c).await
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]

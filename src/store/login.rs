@@ -13,11 +13,11 @@
 
 use std::sync::Mutex;
 
-use sqlx::{Connection as _, PgPool, SqliteConnection};
+use sqlx::{PgPool, SqliteConnection};
 use tower_sessions::session::{Id, Record};
 
 use super::record::encode;
-use super::{SessionLink, SignedInFrom, UserProfile, UserRow, postgres, sqlite};
+use super::{SessionLink, SignedInFrom, UserProfile, UserRow, binds, postgres, sqlite};
 
 tokio::task_local! {
     /// The login whose session `Session::save` is creating in this task.
@@ -129,35 +129,49 @@ fn encoded(record: &Record) -> Result<Vec<u8>, sqlx::Error> {
     encode(record).map_err(|e| sqlx::Error::Encode(e.into()))
 }
 
+/// The transaction's start and the user (`?1` to `?7`, as
+/// [`binds::user`] binds them): one query, one trip to the
+/// writer's thread. `IMMEDIATE`: the write lock is taken at once.
+const BEGIN_AND_USER: &str = concat!("BEGIN IMMEDIATE;\n", sqlite::upsert_user_sql!());
+
 /// The session's insert (as `SqliteSessions::create` writes a session,
-/// its id `?1`, its data `?10`, its expiry `?11`), then its link (`?1` to
-/// `?9`): one query, one trip to the writer's thread. SQLite stops at the
-/// first statement that fails: a taken id writes no link.
-const SESSION_AND_LINK: &str = concat!(
+/// its id `?1`, its data `?10`, its expiry `?11`), its link (`?1` to `?9`),
+/// and the commit: one query, one trip to the writer's thread. SQLite stops
+/// at the first statement that fails: a taken id writes no link and commits
+/// nothing, and the transaction goes on.
+const SESSION_LINK_AND_COMMIT: &str = concat!(
     "INSERT OR ABORT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?10, ?11);\n",
-    sqlite::link_sql!()
+    sqlite::link_sql!(),
+    ";\nCOMMIT"
 );
 
 /// The login on SQLite's writer `c`: the user, the session (under a new id
-/// if its id is taken) and the link; one transaction, in four trips to the
-/// connection's thread (begin, user, session and link, commit).
+/// if its id is taken) and the link; one transaction, in two trips to the
+/// connection's thread (the begin with the user, then the session with its
+/// link and the commit). The transaction is SQL of its own, which sqlx does
+/// not roll back: run this with [`super::dedicated::Dedicated::run_or_close`],
+/// so that a login that fails or is cancelled half-way closes the
+/// connection, and with it the transaction.
 pub(super) async fn in_sqlite(
     c: &mut SqliteConnection,
     record: &mut Record,
     login: &LoginWrites,
 ) -> Result<(), sqlx::Error> {
-    // Rolled back if dropped unfinished (an error, or a timeout): the
-    // writer's connection is used again.
-    let mut tx = c.begin().await?;
-    let row = sqlite::upsert_user_on(&mut tx, &login.profile(), login.now).await?;
+    let row = binds::user(sqlx::query_as(BEGIN_AND_USER), &login.profile(), login.now)
+        // fetch_all: see `sqlite::upsert_user_on`.
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
     sign_in(record, login, &row);
     loop {
         let id = record.id.to_string();
         let link = login.link(&id);
-        let done = sqlite::bind_link(sqlx::query(SESSION_AND_LINK), &link)
+        let done = binds::link(sqlx::query(SESSION_LINK_AND_COMMIT), &link)
             .bind(encoded(record)?)
             .bind(record.expiry_date)
-            .execute(&mut *tx)
+            .execute(&mut *c)
             .await;
         match done {
             Ok(_) => break,
@@ -166,7 +180,6 @@ pub(super) async fn in_sqlite(
             Err(e) => return Err(e),
         }
     }
-    tx.commit().await?;
     written(row);
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! an unreachable store is an error within `STORE_TIMEOUT`, never a hang.
 
 mod batched_loads;
+mod binds;
 mod dedicated;
 mod listing;
 mod login;

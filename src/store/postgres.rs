@@ -174,23 +174,15 @@ pub(super) async fn upsert_user(
     p: &UserProfile<'_>,
     now: i64,
 ) -> Result<UserRow, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(
+    let query = sqlx::query_as::<_, UserRow>(
         "INSERT INTO users (issuer, subject, email, email_verified, name, picture, created_at, last_login_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
          ON CONFLICT (issuer, subject) DO UPDATE SET
              email = excluded.email, email_verified = excluded.email_verified,
              name = excluded.name, picture = excluded.picture, last_login_at = excluded.last_login_at
          RETURNING *",
-    )
-    .bind(p.issuer)
-    .bind(p.subject)
-    .bind(p.email)
-    .bind(p.email_verified)
-    .bind(p.name)
-    .bind(p.picture)
-    .bind(now)
-    .fetch_one(db)
-    .await
+    );
+    super::binds::user(query, p, now).fetch_one(db).await
 }
 
 pub(super) async fn user(pool: &PgPool, id: i64) -> Result<Option<UserRow>, StoreError> {
@@ -202,26 +194,15 @@ pub(super) async fn user(pool: &PgPool, id: i64) -> Result<Option<UserRow>, Stor
 
 /// Writes the link (on the pool, or in a transaction).
 pub(super) async fn link_session(db: impl sqlx::PgExecutor<'_>, l: &SessionLink<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO session_index (session_id, issuer, subject, sid, expires_at, id_token,
              started_at, user_agent, client_ip)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (session_id) DO UPDATE SET issuer = excluded.issuer, subject = excluded.subject,
              sid = excluded.sid, expires_at = excluded.expires_at, id_token = excluded.id_token,
              started_at = excluded.started_at, user_agent = excluded.user_agent, client_ip = excluded.client_ip",
-    )
-    .bind(l.session_id)
-    .bind(l.issuer)
-    .bind(l.subject)
-    .bind(l.sid)
-    .bind(l.expires_at)
-    .bind(l.id_token)
-    .bind(l.from.started_at)
-    .bind(l.from.user_agent.as_deref())
-    .bind(l.from.client_ip.as_deref())
-    .execute(db)
-    .await
-    .map(drop)
+    );
+    super::binds::link(query, l).execute(db).await.map(drop)
 }
 
 pub(super) async fn unlink_session(pool: &PgPool, session_id: &str) -> Result<Option<String>, StoreError> {

@@ -116,31 +116,29 @@ pub(super) async fn upsert_user(db: &SqliteDb, p: &UserProfile<'_>, now: i64) ->
     Ok(db.writer.run(async |c| upsert_user_on(c, p, now).await).await?)
 }
 
-/// Creates or updates the user on `c` (the writer, perhaps in a transaction).
-pub(super) async fn upsert_user_on(
-    c: &mut SqliteConnection,
-    p: &UserProfile<'_>,
-    now: i64,
-) -> Result<UserRow, sqlx::Error> {
-    let rows: Vec<UserRow> = sqlx::query_as(
+/// The statement that creates or updates a user, returning its row: its
+/// parameters are those [`super::binds::user`] binds, `?1` to `?7`. A macro, so that
+/// a login can send it with the start of its transaction as one query
+/// ([`super::login::in_sqlite`]).
+macro_rules! upsert_user_sql {
+    () => {
         "INSERT INTO users (issuer, subject, email, email_verified, name, picture, created_at, last_login_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
          ON CONFLICT (issuer, subject) DO UPDATE SET
              email = excluded.email, email_verified = excluded.email_verified,
              name = excluded.name, picture = excluded.picture, last_login_at = excluded.last_login_at
-         RETURNING *",
-    )
-    .bind(p.issuer)
-    .bind(p.subject)
-    .bind(p.email)
-    .bind(p.email_verified)
-    .bind(p.name)
-    .bind(p.picture)
-    .bind(now)
-    // fetch_all, not fetch_one: a RETURNING statement holds SQLite's write
-    // lock until it is stepped to the end, and fetch_one stops at the first row.
-    .fetch_all(c)
-    .await?;
+         RETURNING *"
+    };
+}
+pub(super) use upsert_user_sql;
+
+/// Creates or updates the user on `c` (the writer).
+async fn upsert_user_on(c: &mut SqliteConnection, p: &UserProfile<'_>, now: i64) -> Result<UserRow, sqlx::Error> {
+    let rows: Vec<UserRow> = super::binds::user(sqlx::query_as(upsert_user_sql!()), p, now)
+        // fetch_all, not fetch_one: a RETURNING statement holds SQLite's write
+        // lock until it is stepped to the end, and fetch_one stops at the first row.
+        .fetch_all(c)
+        .await?;
     rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)
 }
 
@@ -155,7 +153,7 @@ pub(super) async fn link_session(db: &SqliteDb, l: &SessionLink<'_>) -> Result<(
     Ok(db.writer.run(async |c| link_session_on(c, l).await).await?)
 }
 
-/// The statement that writes a link: its parameters are those [`bind_link`]
+/// The statement that writes a link: its parameters are those [`super::binds::link`]
 /// binds, `?1` to `?9`. A macro, so that a login can send it with its
 /// session's insert as one query ([`super::login::in_sqlite`]).
 macro_rules! link_sql {
@@ -170,26 +168,12 @@ macro_rules! link_sql {
 }
 pub(super) use link_sql;
 
-/// Binds the link `l` to `?1` … `?9` of `query` (see [`link_sql`]).
-pub(super) fn bind_link<'q>(
-    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    l: &'q SessionLink<'_>,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    query
-        .bind(l.session_id)
-        .bind(l.issuer)
-        .bind(l.subject)
-        .bind(l.sid)
-        .bind(l.expires_at)
-        .bind(l.id_token)
-        .bind(l.from.started_at)
-        .bind(l.from.user_agent.as_deref())
-        .bind(l.from.client_ip.as_deref())
-}
-
 /// Writes the link on `c` (the writer).
 async fn link_session_on(c: &mut SqliteConnection, l: &SessionLink<'_>) -> Result<(), sqlx::Error> {
-    bind_link(sqlx::query(link_sql!()), l).execute(c).await.map(drop)
+    super::binds::link(sqlx::query(link_sql!()), l)
+        .execute(c)
+        .await
+        .map(drop)
 }
 
 pub(super) async fn unlink_session(db: &SqliteDb, session_id: &str) -> Result<Option<String>, StoreError> {
@@ -407,7 +391,7 @@ impl SessionStore for SqliteSessions {
         if let Some(login) = super::login::take() {
             let done = self
                 .writer
-                .run(async |c| super::login::in_sqlite(c, record, &login).await);
+                .run_or_close(async |c| super::login::in_sqlite(c, record, &login).await);
             return done.await.map_err(backend);
         }
         loop {
