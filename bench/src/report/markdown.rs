@@ -235,9 +235,9 @@ pub const SEQUENTIAL_PROFILE: &str = "sequential RS256 logins on fresh connectio
 const LOGIN_WORK: &str = "Five HTTP requests per login (four to oidc-gate, the code exchange from it to the \
      provider) mean much of the kernel share is the loopback TCP traffic of the login itself. `/login` writes \
      nothing (the login in progress travels in an encrypted cookie); the callback writes the user, the session \
-     and its index entry in one transaction on SQLite's writer: four trips to that connection's thread \
-     (begin, the user, the session with its index entry, commit), each a wake-up of the writer's thread and \
-     one of the tokio worker.";
+     and its index entry in one transaction on SQLite's writer: two trips to that connection's thread \
+     (the begin with the user; the session with its index entry and the commit), each a wake-up of the \
+     writer's thread and one of the tokio worker.";
 
 impl Report {
     /// The profile titled `title`, if taken.
