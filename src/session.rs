@@ -1,6 +1,7 @@
 //! Server-side sessions: the `tower-sessions` layer (cookie holds only an
 //! opaque id), what a session keeps about a login, and its lifetimes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -211,15 +212,14 @@ impl SessionCookie {
                 continue;
             };
             for piece in value.split(';') {
-                if let Ok(cookie) = Cookie::parse_encoded(piece)
-                    && cookie.name() == self.name
+                if let Some((name, value)) = cookie_pair(piece)
+                    && name == self.name
                 {
-                    found = Some(cookie);
+                    found = Some(value);
                 }
             }
         }
         let id = found?
-            .value()
             .parse::<Id>()
             .map_err(|err| tracing::warn!(err = %err, "possibly suspicious activity: malformed session id"))
             .ok();
@@ -290,6 +290,28 @@ impl SessionCookie {
     }
 }
 
+/// The name and value of one `;`-separated piece of a `Cookie` header, as
+/// `Cookie::parse_encoded` reads them (both trimmed, then percent-decoded;
+/// `None` where it fails: no `=`, an empty name, a decoding that is not
+/// UTF-8), without building a cookie: this runs on every request.
+fn cookie_pair(piece: &str) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    let (name, value) = piece.split_once('=')?;
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    Some((percent_decoded(name)?, percent_decoded(value.trim())?))
+}
+
+/// `s` percent-decoded (`None`: the result is not UTF-8); borrowed when it
+/// holds no `%`, the usual case, which decodes to itself.
+fn percent_decoded(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains('%') {
+        return Some(Cow::Borrowed(s));
+    }
+    percent_encoding::percent_decode_str(s).decode_utf8().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +355,37 @@ mod tests {
         );
         // Not an id: a cookie all the same (to be removed), naming no session.
         assert_eq!(c.presented(&cookies(&["oidc_gate=not-an-id"])), Some(None));
+    }
+
+    /// Each piece of a `Cookie` header is read as `Cookie::parse_encoded`
+    /// reads it: the same name and value, or nothing where it fails.
+    #[test]
+    fn a_cookie_piece_is_read_as_the_cookie_crate_reads_it() {
+        let pieces = [
+            "oidc_gate=abc",
+            " oidc_gate = abc ",
+            "oidc_gate=",
+            "oidc_gate",
+            "=abc",
+            " =abc",
+            "oidc%5Fgate=abc",
+            "oidc_gate=a%20b",
+            "oidc_gate=%FF",
+            "oidc%FF=abc",
+            "oidc_gate=%zz",
+            "oidc_gate=a=b",
+            "oidc_gate=\"quoted\"",
+            "\toidc_gate=\u{a0}abc\u{a0}",
+            "",
+            " ",
+        ];
+        for piece in pieces {
+            let theirs = Cookie::parse_encoded(piece)
+                .ok()
+                .map(|c| (c.name().to_owned(), c.value().to_owned()));
+            let ours = cookie_pair(piece).map(|(n, v)| (n.into_owned(), v.into_owned()));
+            assert_eq!(ours, theirs, "{piece:?}");
+        }
     }
 
     /// The cookies set are those of `tower-sessions`' own layer with the
