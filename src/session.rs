@@ -27,8 +27,11 @@ pub const ACTIVITY_KEY: &str = "oidc.activity";
 pub const ACCESS_KEY: &str = "oidc.access";
 /// Session key of the login's tokens ([`crate::tokens::StoredTokens`]).
 pub const TOKENS_KEY: &str = "oidc.tokens";
-/// What a logged-in session keeps about its provider login.
-#[derive(Clone, Serialize, Deserialize)]
+/// What a logged-in session keeps about its provider login. Written as an
+/// array of its fields in this order ([`LoginData`]'s `Serialize`), read
+/// from that or from an object with their names (as sessions written
+/// before held it).
+#[derive(Clone, Deserialize)]
 pub struct LoginData {
     /// The provider's issuer.
     pub issuer: String,
@@ -48,13 +51,41 @@ pub struct LoginData {
 }
 
 /// When a logged-in session started and was last used: read on every
-/// request, so kept apart from [`LoginData`] and free of strings.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+/// request, so kept apart from [`LoginData`] and free of strings. Written
+/// as an array, `[login_at, last_seen]`; read from that or from an object.
+#[derive(Clone, Copy, Debug, Deserialize)]
 pub struct Activity {
     /// Sign-in time (Unix seconds), for the absolute lifetime.
     pub login_at: i64,
     /// Last request seen (Unix seconds, updated at most once a minute), for the idle timeout.
     pub last_seen: i64,
+}
+
+// Session values are written as arrays of their fields (in declaration
+// order, which is the order serde's derived `Deserialize` reads an array
+// in) rather than as objects: every request that loads a session copies
+// its record, and an array is one allocation where an object is a tree
+// node and a string for each field name. The derived `Deserialize` reads
+// both shapes, so sessions written as objects still load.
+
+impl Serialize for LoginData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (
+            &self.issuer,
+            &self.subject,
+            &self.sid,
+            &self.csrf,
+            &self.auth_time,
+            &self.acr,
+        )
+            .serialize(serializer)
+    }
+}
+
+impl Serialize for Activity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.login_at, self.last_seen).serialize(serializer)
+    }
 }
 
 /// Session lifetime rules.
