@@ -268,7 +268,8 @@ impl SessionCookie {
     /// 5xx) and its cookie set. A failed save is a bare `500`.
     pub async fn finish(&self, session: &Session, presented: bool, mut response: Response) -> Response {
         let modified = session.is_modified();
-        let empty = session.is_empty().await;
+        // A session with an id is never empty: known without locking its record.
+        let empty = session.id().is_none() && session.is_empty().await;
         let cookie = if presented && empty {
             self.removal()
         } else if modified && !empty && !response.status().is_server_error() {

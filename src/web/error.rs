@@ -295,6 +295,10 @@ struct ErrorView<'a> {
 /// keeping its status and headers. Use with `tower::util::MapResponseLayer`
 /// outside every layer that may answer an error.
 pub fn render_error_pages(links: &Links, response: Response) -> Response {
+    // Most answers carry no error page: passed on without being taken apart.
+    if response.extensions().get::<ErrorPage>().is_none() {
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     let Some(page) = parts.extensions.remove::<ErrorPage>() else {
         return Response::from_parts(parts, body);
