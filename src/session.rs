@@ -1,6 +1,7 @@
 //! Server-side sessions: the `tower-sessions` layer (cookie holds only an
 //! opaque id), what a session keeps about a login, and its lifetimes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +27,11 @@ pub const ACTIVITY_KEY: &str = "oidc.activity";
 pub const ACCESS_KEY: &str = "oidc.access";
 /// Session key of the login's tokens ([`crate::tokens::StoredTokens`]).
 pub const TOKENS_KEY: &str = "oidc.tokens";
-/// What a logged-in session keeps about its provider login.
-#[derive(Clone, Serialize, Deserialize)]
+/// What a logged-in session keeps about its provider login. Written as an
+/// array of its fields in this order ([`LoginData`]'s `Serialize`), read
+/// from that or from an object with their names (as sessions written
+/// before held it).
+#[derive(Clone, Deserialize)]
 pub struct LoginData {
     /// The provider's issuer.
     pub issuer: String,
@@ -47,13 +51,41 @@ pub struct LoginData {
 }
 
 /// When a logged-in session started and was last used: read on every
-/// request, so kept apart from [`LoginData`] and free of strings.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+/// request, so kept apart from [`LoginData`] and free of strings. Written
+/// as an array, `[login_at, last_seen]`; read from that or from an object.
+#[derive(Clone, Copy, Debug, Deserialize)]
 pub struct Activity {
     /// Sign-in time (Unix seconds), for the absolute lifetime.
     pub login_at: i64,
     /// Last request seen (Unix seconds, updated at most once a minute), for the idle timeout.
     pub last_seen: i64,
+}
+
+// Session values are written as arrays of their fields (in declaration
+// order, which is the order serde's derived `Deserialize` reads an array
+// in) rather than as objects: every request that loads a session copies
+// its record, and an array is one allocation where an object is a tree
+// node and a string for each field name. The derived `Deserialize` reads
+// both shapes, so sessions written as objects still load.
+
+impl Serialize for LoginData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (
+            &self.issuer,
+            &self.subject,
+            &self.sid,
+            &self.csrf,
+            &self.auth_time,
+            &self.acr,
+        )
+            .serialize(serializer)
+    }
+}
+
+impl Serialize for Activity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.login_at, self.last_seen).serialize(serializer)
+    }
 }
 
 /// Session lifetime rules.
@@ -211,15 +243,14 @@ impl SessionCookie {
                 continue;
             };
             for piece in value.split(';') {
-                if let Ok(cookie) = Cookie::parse_encoded(piece)
-                    && cookie.name() == self.name
+                if let Some((name, value)) = cookie_pair(piece)
+                    && name == self.name
                 {
-                    found = Some(cookie);
+                    found = Some(value);
                 }
             }
         }
         let id = found?
-            .value()
             .parse::<Id>()
             .map_err(|err| tracing::warn!(err = %err, "possibly suspicious activity: malformed session id"))
             .ok();
@@ -237,7 +268,8 @@ impl SessionCookie {
     /// 5xx) and its cookie set. A failed save is a bare `500`.
     pub async fn finish(&self, session: &Session, presented: bool, mut response: Response) -> Response {
         let modified = session.is_modified();
-        let empty = session.is_empty().await;
+        // A session with an id is never empty: known without locking its record.
+        let empty = session.id().is_none() && session.is_empty().await;
         let cookie = if presented && empty {
             self.removal()
         } else if modified && !empty && !response.status().is_server_error() {
@@ -290,6 +322,28 @@ impl SessionCookie {
     }
 }
 
+/// The name and value of one `;`-separated piece of a `Cookie` header, as
+/// `Cookie::parse_encoded` reads them (both trimmed, then percent-decoded;
+/// `None` where it fails: no `=`, an empty name, a decoding that is not
+/// UTF-8), without building a cookie: this runs on every request.
+fn cookie_pair(piece: &str) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    let (name, value) = piece.split_once('=')?;
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    Some((percent_decoded(name)?, percent_decoded(value.trim())?))
+}
+
+/// `s` percent-decoded (`None`: the result is not UTF-8); borrowed when it
+/// holds no `%`, the usual case, which decodes to itself.
+fn percent_decoded(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains('%') {
+        return Some(Cow::Borrowed(s));
+    }
+    percent_encoding::percent_decode_str(s).decode_utf8().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +387,37 @@ mod tests {
         );
         // Not an id: a cookie all the same (to be removed), naming no session.
         assert_eq!(c.presented(&cookies(&["oidc_gate=not-an-id"])), Some(None));
+    }
+
+    /// Each piece of a `Cookie` header is read as `Cookie::parse_encoded`
+    /// reads it: the same name and value, or nothing where it fails.
+    #[test]
+    fn a_cookie_piece_is_read_as_the_cookie_crate_reads_it() {
+        let pieces = [
+            "oidc_gate=abc",
+            " oidc_gate = abc ",
+            "oidc_gate=",
+            "oidc_gate",
+            "=abc",
+            " =abc",
+            "oidc%5Fgate=abc",
+            "oidc_gate=a%20b",
+            "oidc_gate=%FF",
+            "oidc%FF=abc",
+            "oidc_gate=%zz",
+            "oidc_gate=a=b",
+            "oidc_gate=\"quoted\"",
+            "\toidc_gate=\u{a0}abc\u{a0}",
+            "",
+            " ",
+        ];
+        for piece in pieces {
+            let theirs = Cookie::parse_encoded(piece)
+                .ok()
+                .map(|c| (c.name().to_owned(), c.value().to_owned()));
+            let ours = cookie_pair(piece).map(|(n, v)| (n.into_owned(), v.into_owned()));
+            assert_eq!(ours, theirs, "{piece:?}");
+        }
     }
 
     /// The cookies set are those of `tower-sessions`' own layer with the

@@ -56,26 +56,42 @@ impl std::fmt::Debug for TokenVault {
     }
 }
 
-/// A login's tokens as a session keeps them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A login's tokens as a session keeps them. Written as an array of its
+/// fields in this order, absent ones `null` (see `Serialize` below: the
+/// session is copied on every request, an array more cheaply than an
+/// object); read from that or from an object with their names.
+#[derive(Debug, Clone, Deserialize)]
 pub struct StoredTokens {
     /// The access token, sealed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub access: Option<String>,
     /// When the access token expires (Unix seconds), if the provider said.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub access_expires_at: Option<i64>,
     /// When the access token was issued (Unix seconds, our clock): its
     /// lifetime sets the refresh margin, and `SESSION_REFRESH_INTERVAL`
     /// counts from it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub issued_at: Option<i64>,
     /// The ID token, sealed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub id: Option<String>,
     /// The refresh token, sealed, when the provider issued one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub refresh: Option<String>,
+}
+
+impl Serialize for StoredTokens {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (
+            &self.access,
+            &self.access_expires_at,
+            &self.issued_at,
+            &self.id,
+            &self.refresh,
+        )
+            .serialize(serializer)
+    }
 }
 
 impl TokenVault {

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use tower_sessions::session::{Id, Record};
@@ -141,13 +141,14 @@ impl<S: ChangedElsewhere> WriteThrough<S> {
 }
 
 /// The cached records: at most a capacity of them (S3-FIFO eviction), each
-/// only until its own expiry date.
-struct Records(quick_cache::sync::Cache<Id, Record>);
+/// only until its own expiry date (kept beside it as a `SystemTime`, which
+/// is compared with the clock without working out a calendar date).
+struct Records(quick_cache::sync::Cache<Id, (Record, SystemTime)>);
 
 impl Records {
     fn get(&self, id: &Id) -> Option<Record> {
-        let record = self.0.get(id)?;
-        if record.expiry_date <= time::OffsetDateTime::now_utc() {
+        let (record, expires) = self.0.get(id)?;
+        if expires <= SystemTime::now() {
             self.0.remove(id);
             return None;
         }
@@ -155,7 +156,8 @@ impl Records {
     }
 
     fn insert(&self, record: &Record) {
-        self.0.insert(record.id, record.clone());
+        self.0
+            .insert(record.id, (record.clone(), SystemTime::from(record.expiry_date)));
     }
 
     fn remove(&self, id: &Id) {

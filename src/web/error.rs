@@ -295,6 +295,10 @@ struct ErrorView<'a> {
 /// keeping its status and headers. Use with `tower::util::MapResponseLayer`
 /// outside every layer that may answer an error.
 pub fn render_error_pages(links: &Links, response: Response) -> Response {
+    // Most answers carry no error page: passed on without being taken apart.
+    if response.extensions().get::<ErrorPage>().is_none() {
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     let Some(page) = parts.extensions.remove::<ErrorPage>() else {
         return Response::from_parts(parts, body);
@@ -344,9 +348,15 @@ impl IntoResponse for AppError {
 /// `Content-Length`, and perhaps `Strict-Transport-Security` and a cookie.
 const PAGE_HEADERS: usize = 9;
 
+/// Room reserved for a rendered page at least: askama's own estimate can
+/// fall short of a page (the secret page's string grew, and was copied,
+/// on every request under callgrind).
+const PAGE_BYTES: usize = 2048;
+
 /// Renders a template as an HTML response with `status`.
-pub fn render(status: StatusCode, page: &impl Template) -> Response {
-    match page.render() {
+pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
+    let mut html = String::with_capacity(T::SIZE_HINT.max(PAGE_BYTES));
+    match page.render_into(&mut html).map(|()| html) {
         Ok(html) => {
             // As `(status, Html(html))` answers, with room for the headers
             // every page gets on its way out at once, rather than growing

@@ -285,6 +285,67 @@ async fn a_stale_save_does_not_bring_the_spent_refresh_token_back_on_redis() {
     schema.drop().await;
 }
 
+/// A session keeps its login, activity and tokens as arrays (a record is
+/// copied on every request, an array more cheaply than an object). One
+/// written with objects, as before, still works: its page, its logout
+/// form, its access token, a refresh and its activity.
+#[tokio::test]
+async fn a_session_written_with_objects_still_works() {
+    use std::str::FromStr as _;
+    use tower_sessions::SessionStore as _;
+
+    let op = Op::start(Duration::from_secs(60)).await;
+    let clock = Clock::default();
+    let app = instance(&op, &clock, StoreEnv::default()).await;
+    let browser = Browser::new();
+    sign_in(&app, &browser).await;
+    let (status, token) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = tower_sessions::session::Id::from_str(&browser.session_id(&app).unwrap()).unwrap();
+    let sessions = app.store.session_backend();
+    let mut record = sessions.load(&id).await.unwrap().expect("the session");
+    let fields: [(&str, &[&str]); 3] = [
+        ("oidc.login", &["issuer", "subject", "sid", "csrf", "auth_time", "acr"]),
+        ("oidc.activity", &["login_at", "last_seen"]),
+        (
+            "oidc.tokens",
+            &["access", "access_expires_at", "issued_at", "id", "refresh"],
+        ),
+    ];
+    for (key, names) in fields {
+        let written = record.data[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {}", record.data[key]));
+        assert_eq!(written.len(), names.len(), "{key}");
+        // As sessions were written before: an object, without its nulls.
+        let object: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .zip(written)
+            .filter(|(_, v)| !v.is_null())
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect();
+        record.data.insert(key.to_owned(), object.into());
+    }
+    sessions.save(&record).await.unwrap();
+    assert!(sessions.load(&id).await.unwrap().unwrap().data["oidc.login"].is_object());
+
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+    let home = browser.get(&app.url("/")).await;
+    assert_eq!(home.status(), StatusCode::OK);
+    assert!(home.text().await.unwrap().contains("name=\"csrf\""), "the logout form");
+    assert_eq!(api_token(&browser, &app).await, (StatusCode::OK, token.clone()));
+    assert_eq!(op.dev.refreshes(), 0);
+
+    clock.advance(Duration::from_secs(61));
+    let (status, fresh) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(fresh, token, "refreshed");
+    assert_eq!(op.dev.refreshes(), 1);
+    let record = sessions.load(&id).await.unwrap().expect("the session");
+    assert!(record.data["oidc.tokens"].is_array(), "{}", record.data["oidc.tokens"]);
+    assert!(record.data["oidc.activity"].is_array(), "touched");
+}
+
 /// `SESSION_REFRESH_INTERVAL`: tokens that are far from expiry are
 /// refreshed that often, so a user disabled at the provider is noticed
 /// within it.
