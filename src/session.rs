@@ -66,7 +66,8 @@ pub struct Activity {
 // in) rather than as objects: every request that loads a session copies
 // its record, and an array is one allocation where an object is a tree
 // node and a string for each field name. The derived `Deserialize` reads
-// both shapes, so sessions written as objects still load.
+// both shapes, so sessions written as objects still load. A new field goes
+// last, with `#[serde(default)]`, so that arrays written before still read.
 
 impl Serialize for LoginData {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -347,6 +348,32 @@ fn percent_decoded(s: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The arrays are read back in declaration order: a field moved without
+    /// its place in `Serialize` (or the other way round) would put one value
+    /// in another's field. Every field here has a value of its own.
+    #[test]
+    fn session_values_read_back_as_written_field_by_field() {
+        let data = LoginData {
+            issuer: "https://issuer.example".into(),
+            subject: "subject-1".into(),
+            sid: Some("sid-1".into()),
+            csrf: Secret::new("csrf-1"),
+            auth_time: Some(11),
+            acr: Some("mfa".into()),
+        };
+        let back: LoginData = serde_json::from_value(serde_json::to_value(&data).unwrap()).unwrap();
+        assert_eq!(
+            (back.issuer.as_str(), back.subject.as_str(), back.sid.as_deref()),
+            ("https://issuer.example", "subject-1", Some("sid-1"))
+        );
+        assert_eq!(
+            (back.csrf.expose(), back.auth_time, back.acr.as_deref()),
+            ("csrf-1", Some(11), Some("mfa"))
+        );
+        let activity: Activity = serde_json::from_value(serde_json::to_value(login(21, 22)).unwrap()).unwrap();
+        assert_eq!((activity.login_at, activity.last_seen), (21, 22));
+    }
 
     fn login(login_at: i64, last_seen: i64) -> Activity {
         Activity { login_at, last_seen }

@@ -189,6 +189,25 @@ pub fn parse_key(raw: &str) -> Result<[u8; KEY_BYTES], ConfigError> {
 mod tests {
     use super::*;
 
+    /// Read back in declaration order (see `Serialize`): each field keeps
+    /// its own value.
+    #[test]
+    fn stored_tokens_read_back_as_written_field_by_field() {
+        let tokens = StoredTokens {
+            access: Some("a".into()),
+            access_expires_at: Some(1),
+            issued_at: Some(2),
+            id: Some("i".into()),
+            refresh: Some("r".into()),
+        };
+        let back: StoredTokens = serde_json::from_value(serde_json::to_value(&tokens).unwrap()).unwrap();
+        assert_eq!(
+            (back.access.as_deref(), back.access_expires_at, back.issued_at),
+            (Some("a"), Some(1), Some(2))
+        );
+        assert_eq!((back.id.as_deref(), back.refresh.as_deref()), (Some("i"), Some("r")));
+    }
+
     #[test]
     fn tokens_round_trip_and_nothing_else_opens() {
         let vault = TokenVault::new(&[7; KEY_BYTES]);
