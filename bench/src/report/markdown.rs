@@ -276,9 +276,9 @@ impl Report {
                 Kind::PageShare(store) => self.page_miss(store),
                 Kind::LoginCpu => self.dominant("logins (SQLite)").map(|d| {
                     format!(
-                        "Where the CPU of a login goes: {d}. Five HTTP requests per login (four to oidc-gate, \
+                        "Where the CPU of a login goes: {d}. Four HTTP requests per login (three to oidc-gate, \
                          the code exchange from it to the provider) mean much of the kernel share is the \
-                         loopback TCP traffic of the login itself. `/login` writes nothing (the login in \
+                         loopback TCP traffic of the login itself. Starting it writes nothing (the login in \
                          progress travels in an encrypted cookie); the callback runs three SQLite statements \
                          (user upsert, session insert, session index), each \
                          handed to a sqlx worker thread and back: with the wake-ups of the one tokio worker, \
@@ -491,7 +491,7 @@ impl Report {
          warmed up, then {counted} sequential `/secret` requests between zeroing and dumping the \
          counters); that count is the same on every run.\n\
          - **Login cost**: full round trips from `GET /secret` to the final `200` (`/secret` → \
-         `/login` → the provider's page → its form POST → `/callback` → `/secret`), a fresh \
+         the provider's page (one redirect) → its form POST → `/callback` → `/secret`), a fresh \
          cookie jar and a distinct user each, several in flight, in {rounds} rounds of {per_round}; \
          oidc-gate's CPU is utime+stime from `/proc/<pid>/stat` before and after each round, \
          and the figure is the median round's (on a shared machine a neighbour's burst can \
