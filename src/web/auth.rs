@@ -1,6 +1,7 @@
 //! The login routes: `/login` starts the authorization code flow (PKCE,
-//! state, nonce), `/callback` completes it, `/logout` ends the session here
-//! and at the provider.
+//! state, nonce), as does a protected page for an anonymous browser
+//! ([`sign_in_for`]); `/callback` completes it, `/logout` ends the session
+//! here and at the provider.
 
 use axum::Router;
 use axum::extract::{Path, RawForm, RawQuery, State};

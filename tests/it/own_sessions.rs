@@ -275,10 +275,12 @@ async fn the_gateway_serves_the_page_under_its_prefix() {
         let callback = dev_provider_sign_in(browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
         browser.get(&callback).await;
     }
+    // Opened directly: straight to sign in (as someone else than Ada, whose
+    // two sessions follow), and back to the page.
     let anonymous = Browser::new();
     let r = anonymous.get(&app.url("/oauth2/sessions")).await;
-    let done = finish_login(&anonymous, &to_provider(&r)).await;
-    assert_eq!(location(&done), "/oauth2/sessions");
+    let callback = dev_provider_sign_in(&anonymous, &to_provider(&r), "Grace", "grace@example.com", "sign_in").await;
+    assert_eq!(location(&anonymous.get(&callback).await), "/oauth2/sessions");
     let (html, csrf, handles) = page(&app, &one, "/oauth2/sessions").await;
     assert!(html.contains("action=\"/oauth2/sessions/end\""), "{html}");
     assert!(html.contains("/oauth2/static/style.css"));
