@@ -323,11 +323,13 @@ impl App {
         });
         let server =
             axum::serve(listener, service).with_graceful_shutdown(drain.clone().stop_accepting_after(shutdown));
-        let mut server = tokio::spawn(async move { server.await });
+        // Logged before the first request can be answered (the listener is
+        // bound: connections wait), so whoever sees an answer sees these too.
         if self.dev.is_some() {
             banner(&self.state);
         }
         tracing::info!(%addr, public_url = %self.state.public_url, issuer = self.state.providers.first().provider.issuer(), "listening");
+        let mut server = tokio::spawn(async move { server.await });
 
         let mut background = Vec::new();
         for listed in self.state.providers.iter() {

@@ -34,7 +34,8 @@ const CLEAN_PERIOD: Duration = Duration::from_secs(10);
 /// its marker in `web::ratelimit::class`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteClass {
-    /// Starting a sign-in: `/login`, the gateway's `/oauth2/start`.
+    /// Starting a sign-in: `/login`, the gateway's `/oauth2/start`, a
+    /// protected page sending an anonymous browser to the provider.
     Login,
     /// Completing one: `/callback`, `/oauth2/callback` (a code exchange
     /// with the provider).

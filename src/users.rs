@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use axum_login::{AuthUser, AuthnBackend, UserId};
 
 use crate::store::{Store, StoreError, UserRow};
+use crate::web::AppState;
 
 /// A signed-in user.
 #[derive(Debug, Clone)]
@@ -61,10 +62,23 @@ pub struct Backend(Arc<BackendInner>);
 
 /// What a [`Backend`] shares: it is cloned twice for every request, and a
 /// store handle is many reference counts.
-#[derive(Debug)]
 struct BackendInner {
     store: Store,
     cache: Users,
+    /// The app whose router this backend serves: where
+    /// [`crate::web::RequireLoginLayer`] starts an anonymous browser's
+    /// sign-in. Reached through the [`AuthSession`] every request already
+    /// has, it costs a signed-in request nothing.
+    app: Option<AppState>,
+}
+
+impl std::fmt::Debug for BackendInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendInner")
+            .field("store", &self.store)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Users by id, each with when it was loaded.
@@ -90,10 +104,26 @@ impl std::fmt::Debug for Users {
 impl Backend {
     /// A backend over `store`.
     pub fn new(store: Store) -> Self {
+        Self::with_app(store, None)
+    }
+
+    /// The backend of `app`'s router (see [`Backend::app`]).
+    pub(crate) fn of_app(app: &AppState) -> Self {
+        Self::with_app(app.store.clone(), Some(app.clone()))
+    }
+
+    fn with_app(store: Store, app: Option<AppState>) -> Self {
         Self(Arc::new(BackendInner {
             store,
             cache: Users(quick_cache::sync::Cache::new(USER_CACHE_SIZE)),
+            app,
         }))
+    }
+
+    /// The app this backend signs users in to; `None` for a backend built
+    /// with [`Backend::new`] (outside [`crate::web::router`]).
+    pub(crate) fn app(&self) -> Option<&AppState> {
+        self.0.app.as_ref()
     }
 }
 

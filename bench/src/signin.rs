@@ -14,7 +14,9 @@ use url::Url;
 
 use crate::client::{Jar, SignsIn, form};
 
-/// Redirects a sign-in may take (oidc-gate takes 4, mod_auth_openidc 3).
+/// Redirects a sign-in may take (oidc-gate and mod_auth_openidc take 3:
+/// the protected page to the provider, its form to the callback, the
+/// callback to the page; earlier oidc-gate versions took 4, through `/oauth2/start`).
 const MAX_HOPS: usize = 10;
 
 /// Where a sign-in ended.

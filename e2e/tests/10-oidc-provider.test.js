@@ -1,6 +1,7 @@
 // Scenarios 1-5: oidc-gate against a real OpenID Provider (oidc-provider),
 // driven through headless Chromium like a person would.
 import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
 
 import { startProvider, ACCOUNTS } from '../lib/provider.js';
 import { screenshotPath } from '../lib/browser.js';
@@ -31,11 +32,19 @@ const ctx = () => ({ app, provider });
 
 test('1. anonymous /secret → provider login form → consent → back on /secret; index shows the user', { timeout: TEST_TIMEOUT_MS }, async () => {
   await scenario(browser, '1-login-secret', async (page) => {
+    // The page loads oidc-gate's host asks for: /secret redirects straight to
+    // the provider (one redirect, no /login in between).
+    const ours = [];
+    page.on('request', (r) => {
+      const url = new URL(r.url());
+      if (r.isNavigationRequest() && url.origin === new URL(app.url).origin) ours.push(url.pathname);
+    });
     await page.goto(`${app.url}/secret`);
     await providerSignIn(page, provider, 'alice');
     await providerConsent(page);
     await waitForPage(page, app.url, '/secret', 'back from the provider');
     await expectText(page, SECRET, { what: '/secret after login' });
+    assert.deepEqual(ours, ['/secret', '/callback', '/secret'], 'the sign-in from /secret, as oidc-gate saw it');
 
     await page.goto(`${app.url}/`);
     await expectText(page, alice.name, { what: 'index shows the user name' });

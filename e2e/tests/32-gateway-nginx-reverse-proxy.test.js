@@ -106,7 +106,7 @@ test('22. nginx → oidc-gate reverse proxy: a PUBLIC_PATHS page is served anony
   console.log(`path tricks through nginx → oidc-gate: ${JSON.stringify(statuses)}`);
 });
 
-test('23. nginx → oidc-gate reverse proxy: without a session, API requests get 401 and navigations a redirect to /oauth2/start', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('23. nginx → oidc-gate reverse proxy: without a session, API requests get 401 and navigations a redirect straight to the provider', { timeout: TEST_TIMEOUT_MS }, async () => {
   const before = gw.upstream.requests.length;
   for (const [what, method, headers] of [
     ['JSON', 'GET', [['Accept', 'application/json']]],
@@ -118,9 +118,16 @@ test('23. nginx → oidc-gate reverse proxy: without a session, API requests get
   }
   const nav = await rawRequest(gw.url, '/app/deep?x=1&y=2', { headers: [['Accept', 'text/html']] });
   assert.ok([302, 303].includes(nav.status), `HTTP ${nav.status}`);
+  // One redirect, to the provider's authorization endpoint (not /oauth2/start first),
+  // with the login in progress in a cookie of oidc-gate's host; signInAt (19)
+  // shows it comes back to the deep link.
   const location = new URL(nav.headers.location, gw.url);
-  assert.equal(`${location.origin}${location.pathname}`, `${gw.url}/oauth2/start`);
-  assert.equal(new URL(location.searchParams.get('rd'), gw.url).href, `${gw.url}/app/deep?x=1&y=2`);
+  assert.equal(location.origin, new URL(gw.provider.issuer).origin, location.href);
+  assert.equal(location.searchParams.get('redirect_uri'), `${gw.url}/oauth2/callback`);
+  assert.equal(location.searchParams.get('code_challenge_method'), 'S256');
+  for (const name of ['state', 'nonce', 'code_challenge']) assert.ok(location.searchParams.get(name), name);
+  const cookies = [nav.headers['set-cookie'] ?? []].flat();
+  assert.ok(cookies.some((c) => /_login_/.test(c)), `a login-in-progress cookie: ${JSON.stringify(cookies)}`);
   assert.deepEqual(gw.upstream.requests.slice(before).map((r) => r.target), [], 'anonymous requests reached the app');
 });
 

@@ -26,7 +26,8 @@ pub struct RateLimitArgs {
     /// Limit the sign-in routes per client address (false: no limit at all).
     #[arg(long = "rate-limits", env = "RATE_LIMITS", default_value = "true")]
     pub enabled: String,
-    /// `/login` and `/oauth2/start`: N/PERIOD (N requests at once, refilled
+    /// `/login` and `/oauth2/start` (and protected pages sending an anonymous
+    /// browser to the provider): N/PERIOD (N requests at once, refilled
     /// over PERIOD, e.g. 100/1m, 20/30s) or `off`.
     #[arg(long = "rate-limit-login", env = "RATE_LIMIT_LOGIN", default_value = DEFAULT_LOGIN)]
     pub login: String,

@@ -22,7 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRef, Request, State};
 use axum::http::{HeaderMap, Method, Uri, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tower_sessions::Session;
 use url::Url;
@@ -271,8 +271,7 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
     if !verdict.public {
         let Some((_, claims)) = &identity else {
             if navigation {
-                let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-                return Redirect::to(&app.links.login_for(target)).into_response();
+                return sign_in(&app, request).await;
             }
             return unauthenticated(&app.links.login);
         };
@@ -286,8 +285,7 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
             Ok(Some(step_up)) => {
                 tracing::info!(reason = "step_up_required", "path needs a fresh sign-in");
                 if navigation && !by_bearer {
-                    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-                    return Redirect::to(&app.links.login_for(target)).into_response();
+                    return sign_in(&app, request).await;
                 }
                 return step_up::insufficient(&app.links.login, &step_up);
             }
@@ -306,6 +304,15 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
         response.extensions_mut().insert(Upstream);
     }
     response
+}
+
+/// A browser that must sign in (again) for `request`: straight to the
+/// provider and back to the URL it asked for, as `/oauth2/start?rd=` would
+/// answer (the chooser first with several providers).
+async fn sign_in(app: &AppState, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    web::auth::sign_in_for(app, &parts, target).await
 }
 
 /// The request with its path replaced by the normalised one (the query kept).

@@ -1,9 +1,11 @@
 //! The login routes: `/login` starts the authorization code flow (PKCE,
-//! state, nonce), `/callback` completes it, `/logout` ends the session here
-//! and at the provider.
+//! state, nonce), as does a protected page for an anonymous browser
+//! ([`sign_in_for`]); `/callback` completes it, `/logout` ends the session
+//! here and at the provider.
 
 use axum::Router;
 use axum::extract::{Path, RawForm, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -16,7 +18,7 @@ use super::audit::{self, LogoutKind, Origin};
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::ratelimit::{Limited, class};
-use super::{AppState, access, chooser, step_up};
+use super::{AppState, ClientIp, access, chooser, step_up};
 use crate::metrics::{self, LoginOutcome};
 use crate::provider::{Listed, Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
@@ -44,27 +46,52 @@ pub(crate) fn param(raw: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// `/login[?next=][&provider=][&prompt=select_account]`: the chooser, or
+/// the redirect to the provider.
 pub(crate) async fn login(
     _: Limited<class::Login>,
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let next = state
-        .redirects
-        .safe(param(query.as_deref(), state.links.return_param).as_deref());
-    // "Sign in as someone else" (the refusal page): the provider shows its
-    // account chooser rather than signing the same account in again.
-    let prompt = param(query.as_deref(), "prompt").filter(|p| p == "select_account");
+    let query = query.as_deref();
+    let asked = SignIn {
+        next: param(query, state.links.return_param),
+        // "Sign in as someone else" (the refusal page): the provider shows its
+        // account chooser rather than signing the same account in again.
+        prompt: param(query, "prompt").filter(|p| p == "select_account"),
+        provider: param(query, "provider"),
+    };
+    start(&state, &headers, asked).await
+}
+
+/// What a sign-in is asked for: `/login`'s parameters.
+#[derive(Default)]
+struct SignIn {
+    /// Where to come back (unchecked).
+    next: Option<String>,
+    /// `select_account`, or none.
+    prompt: Option<String>,
+    /// The provider's id; none: the only one, or the chooser.
+    provider: Option<String>,
+}
+
+/// Starts a sign-in (for a request with `headers`): with several providers
+/// and none asked for, the chooser; otherwise the redirect to the
+/// provider, the login in progress in its cookie. The body of `/login`,
+/// and of a protected page's answer to an anonymous browser ([`sign_in_for`]).
+async fn start(state: &AppState, headers: &HeaderMap, asked: SignIn) -> Result<Response, AppError> {
+    let next = state.redirects.safe(asked.next.as_deref());
+    let prompt = asked.prompt;
     // Several providers: the user picks one (`?provider=` skips the chooser).
-    let listed = match param(query.as_deref(), "provider") {
+    let listed = match asked.provider {
         Some(id) => state.providers.by_id(&id).ok_or(AppError::UnknownProvider)?,
-        None if state.providers.several() => return Ok(chooser::page(&state, &next, prompt.as_deref())),
+        None if state.providers.several() => return Ok(chooser::page(state, &next, prompt.as_deref())),
         None => state.providers.first(),
     };
     // A sign-in for a path with step-up settings asks for them (so that
     // nginx's 401 → `/oauth2/start?rd=/admin` steps up too).
-    let step_up = step_up::of_target(&state, &next);
+    let step_up = step_up::of_target(state, &next);
     let now = state.clock.unix();
     let snapshot = listed.provider.snapshot().await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(TOKEN_BYTES as u32);
@@ -86,8 +113,31 @@ pub(crate) async fn login(
         &pending.step_up,
     );
     // In the browser, not the session store: /login writes nothing here.
-    let jar = state.pending.start(&headers, &pending, now);
+    let jar = state.pending.start(headers, &pending, now);
     Ok((jar, Redirect::to(url.as_str())).into_response())
+}
+
+/// Where a page that needs a sign-in sends an anonymous browser (the
+/// request's `parts`) to sign in and come back to `target` (a path and
+/// query): with one provider, straight to it, answering exactly as
+/// `/login?next=target` would (its rate limit, its cookie, its errors),
+/// which saves the browser a round trip; with several, to `/login` (or
+/// `/oauth2/start`) for the chooser.
+pub(crate) async fn sign_in_for(state: &AppState, parts: &Parts, target: &str) -> Response {
+    if state.providers.several() {
+        return Redirect::to(&state.links.login_for(target)).into_response();
+    }
+    let ClientIp(client) = ClientIp::of(&parts.extensions);
+    if let Err(exceeded) = Limited::<class::Login>::check(state, client) {
+        return exceeded.response(&parts.headers);
+    }
+    let asked = SignIn {
+        next: Some(target.to_owned()),
+        ..SignIn::default()
+    };
+    start(state, &parts.headers, asked)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `/callback`, or `/callback/ID`: the redirect URI of provider `ID` when

@@ -176,8 +176,9 @@ pub(super) async fn end_session(state: &AppState, session: &Session) -> Result<O
     Ok(login)
 }
 
-/// Protects routes: anonymous browsers are sent to log in (and back), API
-/// clients (`Accept: application/json` or XHR) get 401; with
+/// Protects routes: anonymous browsers are sent to log in (and back):
+/// straight to the provider with one, to `/login`'s chooser with several;
+/// API clients (`Accept: application/json` or XHR) get 401; with
 /// `SKIP_JWT_BEARER_TOKENS`, a request with a bearer token and no signed-in
 /// session is let in by its token ([`crate::web::BearerUser`] in its
 /// extensions) or refused with 401/403 (see [`crate::web::bearer`]). Use with
@@ -216,11 +217,12 @@ where
         let answer = |response: Response| -> Self::Future { Either::Right(Box::pin(ready(Ok(response)))) };
         match request.extensions().get::<AuthSession>() {
             Some(auth) if auth.user.is_some() => Either::Left(self.inner.call(request)),
-            Some(_) => {
+            Some(auth) => {
+                let app = auth.backend.app().cloned();
                 // Only requests with an `Authorization` header, when bearer
                 // tokens are accepted, carry it (see `bearer::layer`).
                 let Some(BearerState(state)) = request.extensions().get::<BearerState>().cloned() else {
-                    return answer(to_login(&request));
+                    return Either::Right(Box::pin(async move { Ok(to_login(app, request).await) }));
                 };
                 // The ready service goes into the future; a clone stays for the next call.
                 let clone = self.inner.clone();
@@ -228,7 +230,7 @@ where
                 Either::Right(Box::pin(async move {
                     match super::bearer::admit(&state, &mut request).await {
                         Ok(Some(())) => inner.call(request).await,
-                        Ok(None) => Ok(to_login(&request)),
+                        Ok(None) => Ok(to_login(app, request).await),
                         Err(response) => Ok(response),
                     }
                 }))
@@ -242,9 +244,11 @@ where
     }
 }
 
-/// Where an anonymous request goes: browsers to the login (and back), API
-/// clients get 401.
-fn to_login(request: &Request) -> Response {
+/// Where an anonymous request goes: API clients get 401; browsers go to
+/// sign in and back, straight to the provider when there is one
+/// ([`super::auth::sign_in_for`]; `app`, the app of the router), else to
+/// the app's `/login`.
+async fn to_login(app: Option<AppState>, request: Request) -> Response {
     // The app's links: this layer protects routes of the app's router.
     let links = Links::app();
     if wants_json(request.headers()) {
@@ -252,13 +256,13 @@ fn to_login(request: &Request) -> Response {
     }
     // Inside a nested router `uri()` has lost the mount point; the URI the
     // browser asked for is the one to come back to.
-    let uri = request
-        .extensions()
-        .get::<OriginalUri>()
-        .map(|o| &o.0)
-        .unwrap_or_else(|| request.uri());
-    let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    Redirect::to(&links.login_for(target)).into_response()
+    let (parts, _) = request.into_parts();
+    let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |o| &o.0);
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    match app {
+        Some(app) => super::auth::sign_in_for(&app, &parts, target).await,
+        None => Redirect::to(&links.login_for(target)).into_response(),
+    }
 }
 
 /// The 401 of a request that needs a sign-in and cannot be sent to one

@@ -140,7 +140,7 @@ pub fn router(
     hosts: Option<LoopbackHostsLayer>,
     requests: Option<crate::metrics::RequestCounter>,
 ) -> Router {
-    let backend = Backend::new(state.store.clone());
+    let backend = Backend::of_app(&state);
     let auth_manager =
         tower::layer::layer_fn(move |inner| axum_login::AuthManager::new(inner, backend.clone(), session::AUTH_KEY));
     let sessions = session::SessionCookie::new(state.store.session_backend(), cookie, state.lifetimes);

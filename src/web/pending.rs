@@ -1,4 +1,5 @@
-//! Logins in progress, kept by the browser: `/login` sets one cookie per
+//! Logins in progress, kept by the browser: `/login` (or a protected page
+//! sending an anonymous browser to the provider) sets one cookie per
 //! login, encrypted and authenticated (AES-256-GCM, the `cookie` crate's
 //! private jar) with a key every instance shares through the database. It
 //! holds that login's `state`, `nonce` and PKCE verifier.

@@ -32,7 +32,8 @@ pub mod class {
         const CLASS: RouteClass;
     }
 
-    /// `/login`, `/oauth2/start`.
+    /// `/login`, `/oauth2/start`, and a protected page's sign-in start
+    /// (`auth::sign_in_for`).
     #[derive(Debug)]
     pub struct Login;
     /// `/callback`, `/oauth2/callback`.

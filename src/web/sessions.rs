@@ -11,6 +11,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{RawForm, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -28,8 +29,8 @@ use crate::users::AuthSession;
 
 /// The routes under `prefix` (empty in the app, `ROUTE_PREFIX` in the
 /// gateway), for signed-in people only: the page sends anyone else to sign
-/// in (through the app's or the gateway's own sign-in), the forms refuse
-/// them (`403`).
+/// in (straight to the provider, or to the chooser with several), the
+/// forms refuse them (`403`).
 pub fn router(prefix: &str) -> Router<AppState> {
     Router::new()
         .route(&format!("{prefix}/sessions"), get(page))
@@ -148,9 +149,10 @@ pub(crate) fn browser(user_agent: Option<&str>) -> String {
     }
 }
 
-async fn page(State(state): State<AppState>, auth: AuthSession) -> Result<Response, AppError> {
+async fn page(State(state): State<AppState>, auth: AuthSession, request: Parts) -> Result<Response, AppError> {
     let Some(login) = login_of(&auth).await? else {
-        return Ok(Redirect::to(&state.links.login_for(&state.links.sessions)).into_response());
+        // A page people open directly (bookmarked, linked): straight to sign in.
+        return Ok(super::auth::sign_in_for(&state, &request, &state.links.sessions).await);
     };
     let current = auth.session.id().map(|id| id.to_string());
     let now = state.clock.unix();

@@ -10,17 +10,21 @@ async fn full_login_opens_the_secret_page() {
     let app = TestApp::spawn().await;
     let browser = Browser::new();
 
-    let r = browser.get(&app.url("/secret")).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), "/login?next=/secret");
-
     let index = text(browser.get(&app.url("/")).await).await;
     assert!(
         index.contains(">login from here</a>") && index.contains("href=\"/login\""),
         "{index}"
     );
 
-    let callback = login(&app, &browser, Some("/secret")).await;
+    // Straight to the provider (no stop at /login), and back to /secret.
+    let r = browser.get(&app.url("/secret")).await;
+    let authorize = to_provider(&r);
+    assert!(
+        authorize.starts_with(&app.url("/dev-provider/authorize?")),
+        "{authorize}"
+    );
+    assert_eq!(query_param(&authorize, "redirect_uri"), app.url("/callback"));
+    let callback = finish_login(&browser, &authorize).await;
     assert_eq!(callback.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&callback), "/secret");
 
@@ -82,19 +86,19 @@ async fn anonymous_api_requests_get_401_not_a_redirect() {
         .unwrap();
     assert_eq!(xhr.status(), StatusCode::UNAUTHORIZED);
     let deep = browser.get(&app.url("/secret?x=1&y=a%20b")).await;
-    assert_eq!(location(&deep), "/login?next=/secret%3Fx%3D1%26y%3Da%2520b");
+    to_provider(&deep);
 }
 
 #[tokio::test]
 async fn deep_link_comes_back_to_the_same_url() {
     let app = TestApp::spawn().await;
-    let browser = Browser::new();
-    let r = browser.get(&app.url("/secret?x=1")).await;
-    let login_path = location(&r);
-    let authorize = redirect_target(&browser.get(&app.url(&login_path)).await);
-    let callback = dev_provider_sign_in(&browser, &authorize, "Ada", "ada@example.com", "sign_in").await;
-    let done = browser.get(&callback).await;
-    assert_eq!(location(&done), "/secret?x=1");
+    for deep in ["/secret?x=1", "/secret?x=1&y=a%20b+c&z=%2F"] {
+        let browser = Browser::new();
+        let r = browser.get(&app.url(deep)).await;
+        let authorize = to_provider(&r);
+        let done = finish_login(&browser, &authorize).await;
+        assert_eq!(location(&done), deep);
+    }
 }
 
 #[tokio::test]
@@ -134,25 +138,28 @@ async fn session_id_changes_at_login() {
 #[tokio::test]
 async fn a_login_in_progress_is_an_encrypted_cookie_not_a_session() {
     let app = TestApp::spawn().await;
-    let browser = Browser::new();
-    let r = browser.get(&app.url("/login")).await;
-    let cookies = set_cookies(&r);
-    assert_eq!(cookies.len(), 1, "{cookies:?}");
-    let cookie = &cookies[0];
-    assert!(cookie.starts_with("oidc_gate_login_"), "{cookie}");
-    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=600"] {
-        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    // /login, and a protected page, which starts the sign-in as /login does.
+    for path in ["/login", "/secret"] {
+        let browser = Browser::new();
+        let r = browser.get(&app.url(path)).await;
+        let cookies = set_cookies(&r);
+        assert_eq!(cookies.len(), 1, "{path}: {cookies:?}");
+        let cookie = &cookies[0];
+        assert!(cookie.starts_with("oidc_gate_login_"), "{cookie}");
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+            assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+        }
+        let authorize = redirect_target(&r);
+        for secret in ["state", "nonce"] {
+            let value = query_param(&authorize, secret);
+            assert!(!cookie.contains(&value), "{secret} in clear in {cookie}");
+        }
+        assert_eq!(
+            app.count("tower_sessions").await,
+            0,
+            "nothing stored for an anonymous {path}"
+        );
     }
-    let authorize = redirect_target(&r);
-    for secret in ["state", "nonce"] {
-        let value = query_param(&authorize, secret);
-        assert!(!cookie.contains(&value), "{secret} in clear in {cookie}");
-    }
-    assert_eq!(
-        app.count("tower_sessions").await,
-        0,
-        "nothing stored for an anonymous /login"
-    );
 }
 
 #[tokio::test]
@@ -220,8 +227,7 @@ async fn a_copied_login_cookie_cannot_replay_the_callback() {
 
 async fn assert_logged_out(app: &TestApp, browser: &Browser) {
     let r = browser.get(&app.url("/secret")).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "still logged out");
-    assert!(location(&r).starts_with("/login"));
+    assert!(is_to_provider(&r), "still logged out: {}", r.status());
 }
 
 #[tokio::test]

@@ -65,6 +65,11 @@ async fn sign_in(app: &TestApp, browser: &Browser, id: &str) -> reqwest::Respons
 async fn with_two_providers_login_shows_a_chooser_and_each_signs_in() {
     let (a, b, app, _dir) = two(&[], Options::default()).await;
     let browser = Browser::new();
+    // A protected page sends the browser to the chooser first, starting nothing.
+    let r = browser.get(&app.url("/secret?x=1")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/login?next=/secret%3Fx%3D1");
+    assert!(set_cookies(&r).is_empty(), "{:?}", set_cookies(&r));
     let r = browser.get(&app.url("/login?next=/secret")).await;
     assert_eq!(r.status(), StatusCode::OK, "the chooser, not a redirect");
     let page = text(r).await;

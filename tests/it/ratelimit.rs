@@ -154,6 +154,39 @@ async fn signed_in_pages_are_never_limited() {
 }
 
 #[tokio::test]
+async fn a_protected_page_starts_sign_ins_in_the_login_bucket() {
+    let app = TestApp::spawn_with(Options {
+        tweak: Some(|a| a.rate_limits.login = "3/1h".into()),
+        ..Default::default()
+    })
+    .await;
+    // An anonymous flood on a protected page: sign-ins, limited as /login is.
+    let ada = client_from("127.0.0.1");
+    for _ in 0..2 {
+        to_provider(&ada.get(app.url("/secret")).send().await.unwrap());
+    }
+    // The same bucket as /login's: one left.
+    assert_eq!(
+        ada.get(app.url("/login")).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    let wait = assert_limited_page(ada.get(app.url("/secret")).send().await.unwrap()).await;
+    assert_limited_page(ada.get(app.url("/login")).send().await.unwrap()).await;
+    // API clients are told to sign in (401), as before, and take nothing.
+    let api = ada
+        .get(app.url("/secret"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    // Another address has its own bucket; the full one refills.
+    to_provider(&client_from("127.0.0.2").get(app.url("/secret")).send().await.unwrap());
+    app.clock.advance(Duration::from_secs(wait));
+    to_provider(&ada.get(app.url("/secret")).send().await.unwrap());
+}
+
+#[tokio::test]
 async fn switched_off_nothing_is_limited() {
     let app = TestApp::spawn_with(Options {
         tweak: Some(|a| {
@@ -206,6 +239,8 @@ async fn the_gateway_limits_its_sign_in_routes_and_never_its_proxied_pages_or_fo
     let start = app.url("/oauth2/start?rd=/");
     assert_eq!(stranger.get(&start).await.status(), StatusCode::SEE_OTHER);
     assert_limited_page(stranger.get(&start).await).await;
+    // An anonymous proxied page starts a sign-in: in the same bucket.
+    assert_limited_page(stranger.get(&app.url("/dashboards")).await).await;
     let callback = app.url("/oauth2/callback?state=forged&code=forged");
     assert_eq!(stranger.get(&callback).await.status(), StatusCode::BAD_REQUEST);
     assert_limited_page(stranger.get(&callback).await).await;

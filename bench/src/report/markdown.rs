@@ -232,9 +232,9 @@ pub const LOGINS_PROFILE: &str = "logins (SQLite)";
 pub const SEQUENTIAL_PROFILE: &str = "sequential RS256 logins on fresh connections (SQLite)";
 
 /// What a login does besides its HTTP traffic, for the login targets' misses.
-const LOGIN_WORK: &str = "Five HTTP requests per login (four to oidc-gate, the code exchange from it to the \
-     provider) mean much of the kernel share is the loopback TCP traffic of the login itself. `/login` writes \
-     nothing (the login in progress travels in an encrypted cookie); the callback writes the user, the session \
+const LOGIN_WORK: &str = "Four HTTP requests per login (three to oidc-gate, the code exchange from it to the \
+     provider) mean much of the kernel share is the loopback TCP traffic of the login itself. Starting the \
+     login writes nothing (the login in progress travels in an encrypted cookie); the callback writes the user, the session \
      and its index entry in one transaction on SQLite's writer: two trips to that connection's thread \
      (the begin with the user; the session with its index entry and the commit), each a wake-up of the \
      writer's thread and one of the tokio worker.";
@@ -292,7 +292,7 @@ impl Report {
                     .map(|d| format!("Where the CPU of a login goes: {d}. {LOGIN_WORK}")),
                 Kind::LoginSequential => self.dominant(SEQUENTIAL_PROFILE).map(|d| {
                     format!(
-                        "Where the CPU of a sequential login goes: {d}. Each of its four requests to \
+                        "Where the CPU of a sequential login goes: {d}. Each of its three requests to \
                          oidc-gate arrives on a fresh TCP connection at an idle server (accept, a first \
                          read, the answer, the close, and the worker's wake-up from `epoll_wait` each time). \
                          {LOGIN_WORK}"
@@ -504,7 +504,7 @@ impl Report {
          warmed up, then {counted} sequential `/secret` requests between zeroing and dumping the \
          counters); that count is the same on every run.\n\
          - **Login cost**: full round trips from `GET /secret` to the final `200` (`/secret` → \
-         `/login` → the provider's page → its form POST → `/callback` → `/secret`), a fresh \
+         the provider's page (one redirect) → its form POST → `/callback` → `/secret`), a fresh \
          cookie jar and a distinct user each, several in flight, in {rounds} rounds of {per_round}; \
          oidc-gate's CPU is utime+stime from `/proc/<pid>/stat` before and after each round, \
          and the figure is the median round's (on a shared machine a neighbour's burst can \

@@ -30,7 +30,7 @@ async fn is_logged_in(app: &TestApp, browser: &Browser) -> bool {
     let r = browser.get(&app.url("/secret")).await;
     match r.status() {
         StatusCode::OK => true,
-        StatusCode::SEE_OTHER if location(&r).starts_with("/login") => false,
+        StatusCode::SEE_OTHER if is_to_provider(&r) => false,
         other => panic!("/secret answered {other}"),
     }
 }

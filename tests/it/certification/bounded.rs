@@ -1,5 +1,5 @@
 //! What anonymous traffic can make the app ask of the provider: a burst of
-//! `/login` while the provider fails costs at most one discovery fetch per
+//! `/login` and protected pages while the provider fails costs at most one discovery fetch per
 //! interval, and a burst of logout tokens naming unknown keys one JWKS
 //! refetch, which no login waits on.
 
@@ -19,8 +19,9 @@ async fn a_burst_of_logins_against_a_failing_provider_asks_it_at_most_once() {
     op.wait_for(|l| l.discovery >= 1).await; // the start-up fetch
     let before = op.log().discovery;
     let mut burst = JoinSet::new();
-    for _ in 0..LOGINS {
-        let url = app.url("/login");
+    for i in 0..LOGINS {
+        // A protected page starts the sign-in as /login does, with its answer.
+        let url = app.url(if i % 2 == 0 { "/login" } else { "/secret" });
         burst.spawn(async move {
             let r = Browser::new().get(&url).await;
             (r.status(), text(r).await)
@@ -42,6 +43,7 @@ async fn a_burst_of_logins_against_a_failing_provider_asks_it_at_most_once() {
     op.wait_for(|l| l.discovery > answered).await;
     let browser = Browser::new();
     start_login(&app, &browser, None).await;
+    to_provider(&browser.get(&app.url("/secret")).await);
 }
 
 #[tokio::test]

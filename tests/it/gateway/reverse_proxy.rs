@@ -131,17 +131,22 @@ async fn get_spoofed(browser: &Browser, url: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn anonymous_browsers_are_sent_to_sign_in_and_api_calls_get_401() {
-    let (upstream, _op, app) = proxy_app().await;
+    let (upstream, op, app) = proxy_app().await;
     let browser = Browser::new();
+    // Straight to the provider (no stop at /oauth2/start), to its callback
+    // under the prefix, and back to the URL asked for.
     let r = browser.get(&app.url("/dashboards/1?x=1")).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), "/oauth2/start?rd=/dashboards/1%3Fx%3D1");
+    let authorize = to_provider(&r);
+    assert!(authorize.starts_with(&op.url("/op/auth?")), "{authorize}");
+    assert_eq!(query_param(&authorize, "redirect_uri"), app.url("/oauth2/callback"));
+    assert!(upstream.seen().is_empty(), "nothing reached the upstream");
+    let other = Browser::new();
     for (method, accept, xhr) in [
         ("GET", "application/json", false),
         ("GET", "text/html", true),
         ("POST", "text/html", false),
     ] {
-        let mut request = browser
+        let mut request = other
             .client
             .request(method.parse().unwrap(), app.url("/api/x"))
             .header("Accept", accept);
@@ -150,11 +155,18 @@ async fn anonymous_browsers_are_sent_to_sign_in_and_api_calls_get_401() {
         }
         let r = request.send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {accept} {xhr}");
+        assert!(set_cookies(&r).is_empty(), "no login started for an API call");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "unauthenticated");
         assert_eq!(body["login"], "/oauth2/start");
     }
     assert!(upstream.seen().is_empty(), "nothing reached the upstream");
+    let callback = redirect_target(&browser.get(&authorize).await);
+    let landed = browser.get(&callback).await;
+    assert_eq!(location(&landed), "/dashboards/1?x=1");
+    let r = browser.get(&app.url("/dashboards/1?x=1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(upstream.seen().len(), 1);
 }
 
 #[tokio::test]
@@ -377,7 +389,6 @@ async fn the_upstream_gets_the_access_token_refreshed_when_due() {
     app.clock.advance(std::time::Duration::from_secs(301));
     let before = upstream.seen().len();
     let r = browser.get(&app.url("/x")).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(location(&r).starts_with("/oauth2/start"), "{}", location(&r));
+    to_provider(&r);
     assert_eq!(upstream.seen().len(), before);
 }

@@ -277,9 +277,10 @@ async fn the_reverse_proxy_sends_browsers_to_step_up_and_api_clients_get_401() {
     let r = browser.get(&app.url("/app")).await;
     assert_eq!(r.status(), StatusCode::OK, "other paths are unaffected");
 
+    // Straight to the provider, asking for a sign-in within ten minutes.
     let r = browser.get(&app.url("/recent/page?x=1")).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), "/oauth2/start?rd=/recent/page%3Fx%3D1");
+    let authorize = to_provider(&r);
+    assert_eq!(query_param(&authorize, "max_age"), "600");
     let r = browser
         .client
         .get(app.url("/recent/page"))
@@ -295,9 +296,28 @@ async fn the_reverse_proxy_sends_browsers_to_step_up_and_api_clients_get_401() {
         "nothing reached the upstream"
     );
 
-    let r = sign_in_with(&op, &app, &browser, "/recent/page?x=1", json!({"auth_time": now()})).await;
+    op.set(|b| b.claims_patch = json!({"auth_time": now()}));
+    let r = browser.get(&redirect_target(&browser.get(&authorize).await)).await;
     assert_eq!(location(&r), "/recent/page?x=1");
     let r = browser.get(&app.url("/recent/page?x=1")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(upstream.seen().iter().any(|s| s.uri == "/recent/page?x=1"));
+
+    // Anonymous: straight to the provider too, asking for what the path needs.
+    for (path, name, value) in [
+        ("/recent/x", "max_age", "600"),
+        ("/fresh/x", "max_age", "0"),
+        ("/fresh/x", "prompt", "login"),
+        ("/mfa/x", "acr_values", "mfa hwk"),
+    ] {
+        let authorize = to_provider(&Browser::new().get(&app.url(path)).await);
+        assert_eq!(query_param(&authorize, name), value, "{path}");
+    }
+    let authorize = to_provider(&Browser::new().get(&app.url("/app")).await);
+    let url = url::Url::parse(&authorize).unwrap();
+    assert!(
+        !url.query_pairs()
+            .any(|(k, _)| ["max_age", "acr_values", "prompt"].contains(&k.as_ref())),
+        "an ordinary path asks for nothing more: {authorize}"
+    );
 }

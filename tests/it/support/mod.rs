@@ -295,6 +295,55 @@ pub fn redirect_target(r: &Response) -> String {
     r.url().join(&loc).unwrap().to_string()
 }
 
+/// Asserts that `r` sends the browser straight to the provider to sign
+/// in: a `303` to an authorization request (code flow, `state`, `nonce`,
+/// PKCE S256, our client and redirect URI) that set its login-in-progress
+/// cookie. Returns the authorization URL.
+pub fn to_provider(r: &Response) -> String {
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "a redirect from {}", r.url());
+    let authorize = redirect_target(r);
+    let url = url::Url::parse(&authorize).unwrap();
+    let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(q.get("response_type").map(String::as_str), Some("code"), "{authorize}");
+    assert_eq!(
+        q.get("code_challenge_method").map(String::as_str),
+        Some("S256"),
+        "{authorize}"
+    );
+    for key in ["state", "nonce", "code_challenge"] {
+        // 32 random bytes, base64url.
+        assert!(q.get(key).is_some_and(|v| v.len() >= 43), "{key} in {authorize}");
+    }
+    for key in ["client_id", "redirect_uri"] {
+        assert!(q.get(key).is_some_and(|v| !v.is_empty()), "{key} in {authorize}");
+    }
+    let cookies = set_cookies(r);
+    assert!(
+        cookies.iter().any(|c| c.contains("_login_")),
+        "a login-in-progress cookie: {cookies:?}"
+    );
+    authorize
+}
+
+/// Whether `r` sends the browser to sign in at the provider (a `303` to
+/// an authorization request with `state`).
+pub fn is_to_provider(r: &Response) -> bool {
+    r.status() == StatusCode::SEE_OTHER
+        && r.headers()
+            .get("location")
+            .and_then(|l| url::Url::parse(l.to_str().ok()?).ok())
+            .is_some_and(|u| {
+                u.query_pairs().any(|(k, _)| k == "state") && u.query_pairs().any(|(k, _)| k == "code_challenge")
+            })
+}
+
+/// Signs in as Ada at the development provider's page `authorize` (where a
+/// protected page or `/login` sent `browser`); returns the callback's answer.
+pub async fn finish_login(browser: &Browser, authorize: &str) -> Response {
+    let callback = dev_provider_sign_in(browser, authorize, "Ada Lovelace", "ada@example.com", "sign_in").await;
+    browser.get(&callback).await
+}
+
 /// Starts a login at `/login?next=…` and returns the provider's authorization URL.
 pub async fn start_login(app: &TestApp, browser: &Browser, next: Option<&str>) -> String {
     let path = match next {
