@@ -4,6 +4,7 @@
 //! here and at the provider.
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawForm, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
@@ -143,7 +144,7 @@ pub(crate) async fn sign_in_for(state: &AppState, parts: &Parts, target: &str) -
 /// `/callback`, or `/callback/ID`: the redirect URI of provider `ID` when
 /// there are several.
 pub(crate) async fn callback(
-    at: Option<Path<String>>,
+    at: Result<Option<Path<String>>, PathRejection>,
     _: Limited<class::Callback>,
     State(state): State<AppState>,
     origin: Origin,
@@ -152,6 +153,14 @@ pub(crate) async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = query.as_deref();
+    // `/callback` names no provider, `/callback/ID` one. An id that is not
+    // UTF-8 once decoded (`/callback/%FF`) names none of ours: the callback
+    // is refused as at another provider's (our page, its state spent),
+    // rather than with the router's bare 400.
+    let at = match at {
+        Ok(at) => at.map(|Path(id)| id),
+        Err(_) => Some(String::new()),
+    };
     let issuer = state.providers.first().provider.issuer();
     let Some(presented) = param(query, "state") else {
         return refuse(
@@ -170,7 +179,7 @@ pub(crate) async fn callback(
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let from = SignedInFrom::new(now, user_agent, origin.client_ip);
     let (issuer, result) = match pending {
-        Some(pending) => match chooser::bound(&state, &pending, at.as_ref().map(|Path(at)| at.as_str())) {
+        Some(pending) => match chooser::bound(&state, &pending, at.as_deref()) {
             Ok(listed) => (
                 listed.provider.issuer(),
                 complete(&state, &origin, auth, query, pending, from, listed).await,

@@ -130,6 +130,27 @@ async fn a_code_from_one_provider_at_anothers_callback_is_refused() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
+/// A provider id that is not UTF-8 once decoded is hostile input: our 400
+/// page, as for another provider's callback, not the router's bare one.
+#[tokio::test]
+async fn a_callback_at_an_undecodable_provider_id_is_refused_with_a_page() {
+    let (a, b, app, _dir) = two(&[], Options::default()).await;
+    let browser = Browser::new();
+    let callback = to_callback(&app, &browser, "a").await;
+    let r = browser.get(&callback.replace("/callback/a?", "/callback/%FF?")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let html = r
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+    let page = text(r).await;
+    assert!(html && page.contains("provider_mismatch"), "{page}");
+    assert_eq!((a.log().token, b.log().token), (0, 0), "the code went nowhere");
+    // Its state was spent as at any callback.
+    let r = browser.get(&callback).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
 #[tokio::test]
 async fn a_callback_naming_another_issuer_is_refused() {
     let (a, b, app, _dir) = two(&[], Options::default()).await;
