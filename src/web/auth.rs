@@ -19,7 +19,7 @@ use super::audit::{self, LogoutKind, Origin};
 use super::error::AppError;
 use super::pending::PendingLogin;
 use super::ratelimit::{Limited, class};
-use super::{AppState, ClientIp, access, chooser, step_up};
+use super::{AppState, access, chooser, step_up};
 use crate::metrics::{self, LoginOutcome};
 use crate::provider::{Listed, Login, VerifiedIdToken};
 use crate::secret::{Secret, random_token};
@@ -128,8 +128,7 @@ pub(crate) async fn sign_in_for(state: &AppState, parts: &Parts, target: &str) -
     if state.providers.several() {
         return Redirect::to(&state.links.login_for(target)).into_response();
     }
-    let ClientIp(client) = ClientIp::of(&parts.extensions);
-    if let Err(exceeded) = Limited::<class::Login>::check(state, client) {
+    if let Err(exceeded) = Limited::<class::Login>::of(state, parts) {
         return exceeded.response(&parts.headers);
     }
     let asked = SignIn {

@@ -72,12 +72,18 @@ where
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        let ClientIp(client) = ClientIp::of(&parts.extensions);
-        Self::check(&AppState::from_ref(state), client).map_err(|e| e.response(&parts.headers))
+        Self::of(&AppState::from_ref(state), parts).map_err(|e| e.response(&parts.headers))
     }
 }
 
 impl<C: class::Class> Limited<C> {
+    /// Takes one request of the bucket of class `C` of the client of the
+    /// request `parts` (see [`ClientIp`]).
+    pub(crate) fn of(app: &AppState, parts: &Parts) -> Result<Self, Exceeded> {
+        let ClientIp(client) = ClientIp::of(&parts.extensions);
+        Self::check(app, client)
+    }
+
     /// Takes one request of `client`'s bucket of class `C`.
     pub(crate) fn check(app: &AppState, client: IpAddr) -> Result<Self, Exceeded> {
         if !app.limits.limits(C::CLASS) {
