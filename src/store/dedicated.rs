@@ -100,17 +100,8 @@ impl<C: Connection> Dedicated<C> {
         &self,
         op: impl AsyncFnOnce(&mut C) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
-        let mut slot = self.0.conn.lock().await;
-        // Out of the slot while in use: dropped, not kept, if cancelled.
-        let mut conn = match slot.take() {
-            Some(conn) => conn,
-            None => self.0.options.connect().await?,
-        };
-        let result = op(&mut conn).await;
-        if result.is_ok() {
-            *slot = Some(conn);
-        }
-        result
+        let slot = self.0.conn.lock().await;
+        self.run_out_of_slot(slot, op, Result::is_ok).await
     }
 
     /// Runs `op` on the first of `conns` that is free, or else on the first
@@ -134,12 +125,9 @@ impl<C: Connection> Dedicated<C> {
         mut slot: MutexGuard<'_, Option<C>>,
         op: impl AsyncFnOnce(&mut C) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
-        let conn = match slot.take() {
-            Some(conn) => conn,
-            None => self.0.options.connect().await?,
-        };
         match self.0.cancelled {
             Cancelled::Keep => {
+                let conn = self.take_or_open(&mut slot).await?;
                 let result = op(slot.insert(conn)).await;
                 if result.as_ref().is_err_and(broken) {
                     *slot = None;
@@ -147,14 +135,34 @@ impl<C: Connection> Dedicated<C> {
                 result
             }
             Cancelled::Close => {
-                // Out of the slot while in use: dropped, not kept, if cancelled.
-                let mut conn = conn;
-                let result = op(&mut conn).await;
-                if !result.as_ref().is_err_and(broken) {
-                    *slot = Some(conn);
-                }
-                result
+                self.run_out_of_slot(slot, op, |result| !result.as_ref().is_err_and(broken))
+                    .await
             }
+        }
+    }
+
+    /// Runs `op` on the connection taken out of `slot`, so that it is
+    /// dropped, not kept, if `op` is cancelled; it goes back if `keep` says
+    /// so of the result.
+    async fn run_out_of_slot<T>(
+        &self,
+        mut slot: MutexGuard<'_, Option<C>>,
+        op: impl AsyncFnOnce(&mut C) -> Result<T, sqlx::Error>,
+        keep: impl FnOnce(&Result<T, sqlx::Error>) -> bool,
+    ) -> Result<T, sqlx::Error> {
+        let mut conn = self.take_or_open(&mut slot).await?;
+        let result = op(&mut conn).await;
+        if keep(&result) {
+            *slot = Some(conn);
+        }
+        result
+    }
+
+    /// The connection in `slot`, or a new one if it has none.
+    async fn take_or_open(&self, slot: &mut Option<C>) -> Result<C, sqlx::Error> {
+        match slot.take() {
+            Some(conn) => Ok(conn),
+            None => self.0.options.connect().await,
         }
     }
 }
