@@ -7,11 +7,13 @@
 //! Then the peer: Apache 2 with mod_auth_openidc signing in the same way,
 //! one at a time with RS256 ID tokens on fresh connections, when Debian's
 //! packages are installed. The provider runs in a process of its own on
-//! core 1 throughout.
+//! core 1 throughout. Last the floor under the sequential rows: the
+//! ceiling (a bare axum handler) answering the three requests a login makes
+//! to its relying party, with no login at all.
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 
 use super::gateway::PAGE_PATH;
 use super::{Ctx, profiled};
@@ -82,6 +84,7 @@ pub async fn login_shapes(ctx: &mut Ctx) -> Result<()> {
         }
     }
     drop(provider);
+    floor(ctx).await?;
     match peers::apache() {
         Ok((bin, modules)) => apache(ctx, &bin, &modules).await,
         Err(why) => {
@@ -109,17 +112,73 @@ async fn apache(ctx: &mut Ctx, bin: &std::path::Path, modules: &std::path::Path)
         start: server.url(PAGE_PATH).parse()?,
         page: page.as_ref().into(),
     };
-    let first = 1_000_000 * (ctx.report.login_shapes.len() + 1);
-    let logins = rounds(ctx, &server, &login, 1, first)
+    sequential_row(ctx, &server, &login, RelyingParty::Apache, "RS256")
         .await
-        .context("logins through Apache's mod_auth_openidc")?;
+        .context("logins through Apache's mod_auth_openidc")
+}
+
+/// Measures `client`'s logins at `server`, one at a time, as `rp`'s row
+/// (`alg`: its ID tokens), with users not signed in before.
+async fn sequential_row(
+    ctx: &mut Ctx,
+    server: &Server,
+    client: &impl SignsIn,
+    rp: RelyingParty,
+    alg: &'static str,
+) -> Result<()> {
+    let first = 1_000_000 * (ctx.report.login_shapes.len() + 1);
+    let logins = rounds(ctx, server, client, 1, first).await?;
     ctx.report.login_shapes.push(LoginShape {
-        rp: RelyingParty::Apache,
-        alg: "RS256",
+        rp,
+        alg,
         sequential: true,
         logins,
     });
     Ok(())
+}
+
+/// The floor: the ceiling (a bare axum handler on the same axum, hyper and
+/// tokio, no session, no login) answering the three requests a sequential
+/// login makes to its relying party (the protected page, the callback, the
+/// page again), each on a fresh connection, one "login" at a time, in the
+/// same rounds. No relying party served by axum can spend less per login
+/// on this machine; the code exchange, the token checks and the session's
+/// writes come on top.
+async fn floor(ctx: &mut Ctx) -> Result<()> {
+    let mut server = Server::ceiling(
+        &ctx.bins.ceiling,
+        FLOOR_PAGE,
+        "content-type: text/html; charset=utf-8\n",
+    )?;
+    server.wait_answering("/secret")?;
+    let three = ThreeRequests {
+        http: browser(0)?,
+        url: server.url("/secret"),
+    };
+    sequential_row(ctx, &server, &three, RelyingParty::Floor, "—")
+        .await
+        .context("the floor's requests to the ceiling")
+}
+
+/// The floor's page (a login's answers are two redirects and a small page).
+const FLOOR_PAGE: &[u8] = b"<!doctype html><title>floor</title><p>Only logged in user can see this.</p>";
+
+/// A "login" of the floor: three `GET`s, each on a fresh connection.
+#[derive(Clone)]
+struct ThreeRequests {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl SignsIn for ThreeRequests {
+    async fn sign_in_as(&self, _name: &str, _email: &str) -> Result<String> {
+        for _ in 0..3 {
+            let r = self.http.get(&self.url).send().await.context("GET the ceiling")?;
+            ensure!(r.status().is_success(), "the ceiling answered {}", r.status());
+            r.bytes().await?;
+        }
+        Ok(String::new())
+    }
 }
 
 /// `ctx.plan.login_rounds` rounds of `ctx.plan.logins` logins, `concurrency`

@@ -13,6 +13,9 @@ pub enum RelyingParty {
     OidcGate,
     /// Apache 2 with mod_auth_openidc (the peer).
     Apache,
+    /// No relying party: the ceiling answering a login's three requests
+    /// (the floor under the sequential rows).
+    Floor,
 }
 
 impl RelyingParty {
@@ -20,6 +23,9 @@ impl RelyingParty {
         match self {
             RelyingParty::OidcGate => "oidc-gate",
             RelyingParty::Apache => "Apache 2 + mod_auth_openidc",
+            RelyingParty::Floor => {
+                "floor: a bare axum handler (the ceiling) answering the login's three requests, no login"
+            }
         }
     }
 }
@@ -84,16 +90,20 @@ impl Report {
     /// CPU per login at most a third of Apache with mod_auth_openidc's,
     /// measured the same way in the same run.
     pub fn login_shape_targets(&self) -> Vec<Target> {
-        let cpu = |rp: RelyingParty| {
-            self.login_shapes
-                .iter()
-                .find(|s| s.rp == rp && s.alg == "RS256" && s.sequential)
-                .map(|s| s.logins.median_cpu().as_secs_f64() * 1e3)
-        };
-        let (gate, apache) = (cpu(RelyingParty::OidcGate), cpu(RelyingParty::Apache));
+        let (gate, apache) = (
+            self.sequential_rs256_ms(RelyingParty::OidcGate),
+            self.sequential_rs256_ms(RelyingParty::Apache),
+        );
+        let floor = self.login_floor_ms().map_or_else(String::new, |f| match apache {
+            Some(a) if a > 0.0 => format!(
+                " (the floor, a bare axum handler's three requests: {f:.2} ms, {:.2} of it)",
+                f / a
+            ),
+            _ => format!(" (the floor, a bare axum handler's three requests: {f:.2} ms)"),
+        });
         let (measured, verdict) = match (gate, apache) {
             (Some(g), Some(a)) if a > 0.0 => (
-                format!("{g:.2} ms against Apache's {a:.2} ms: {:.2} of it", g / a),
+                format!("{g:.2} ms against Apache's {a:.2} ms: {:.2} of it{floor}", g / a),
                 judge(g / a <= 1.0 / 3.0),
             ),
             (Some(g), _) => (format!("{g:.2} ms (Apache's logins not measured)"), Verdict::Skipped),
@@ -107,5 +117,119 @@ impl Report {
             measured,
             verdict,
         }]
+    }
+
+    /// The median CPU per login, in ms, of `rp`'s sequential RS256 row (the
+    /// floor's row, which has no algorithm, for [`RelyingParty::Floor`]).
+    fn sequential_rs256_ms(&self, rp: RelyingParty) -> Option<f64> {
+        self.login_shapes
+            .iter()
+            .find(|s| s.rp == rp && s.sequential && (s.alg == "RS256" || rp == RelyingParty::Floor))
+            .map(|s| s.logins.median_cpu().as_secs_f64() * 1e3)
+    }
+
+    /// The floor's CPU per "login" (three requests to a bare axum handler), in ms.
+    fn login_floor_ms(&self) -> Option<f64> {
+        self.sequential_rs256_ms(RelyingParty::Floor)
+    }
+
+    /// What the floor says of the sequential target when it missed: the
+    /// share of Apache's CPU the floor alone takes, and whether a third of
+    /// Apache's is below it (no axum server could then meet the target on
+    /// this machine).
+    pub(super) fn login_floor_note(&self) -> Option<String> {
+        let (floor, apache) = (self.login_floor_ms()?, self.sequential_rs256_ms(RelyingParty::Apache)?);
+        let third = apache / 3.0;
+        Some(if floor >= third {
+            format!(
+                "A third of Apache's figure is {third:.2} ms, and the floor alone is {floor:.2} ms: the ceiling, a bare \
+                 axum handler with no session and no login, answering the login's three requests on fresh \
+                 connections one at a time. On this machine no relying party served by axum can meet this \
+                 target; what oidc-gate spends above the floor ({:.2} ms) is the login itself.",
+                self.sequential_rs256_ms(RelyingParty::OidcGate)
+                    .map_or(0.0, |g| g - floor)
+            )
+        } else {
+            format!(
+                "The floor (the ceiling, a bare axum handler, answering the login's three requests on fresh \
+                 connections with no login) is {floor:.2} ms of the {third:.2} ms a third of Apache's figure allows."
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn shape(rp: RelyingParty, alg: &'static str, cpu_ms: u64) -> LoginShape {
+        LoginShape {
+            rp,
+            alg,
+            sequential: true,
+            logins: Logins {
+                count: 100,
+                concurrency: 1,
+                elapsed: Duration::from_secs(1),
+                round_cpu: vec![Duration::from_millis(cpu_ms)],
+                clk_tck: 100,
+                context_switches: 0,
+                separate_provider: true,
+            },
+        }
+    }
+
+    fn sequential_target(r: &Report) -> Target {
+        r.login_shape_targets().remove(0)
+    }
+
+    #[test]
+    fn the_floor_is_shown_beside_the_sequential_target_and_explains_a_miss_below_it() {
+        let mut r = Report {
+            login_shapes: vec![
+                shape(RelyingParty::OidcGate, "RS256", 10),
+                shape(RelyingParty::Apache, "RS256", 15),
+                shape(RelyingParty::Floor, "—", 6),
+            ],
+            ..Report::default()
+        };
+        let t = sequential_target(&r);
+        assert_eq!(t.verdict, Verdict::Miss);
+        assert!(
+            t.measured
+                .contains("the floor, a bare axum handler's three requests: 6.00 ms, 0.40 of it"),
+            "{}",
+            t.measured
+        );
+        let note = r.login_floor_note().unwrap();
+        assert!(
+            note.contains("A third of Apache's figure is 5.00 ms, and the floor alone is 6.00 ms"),
+            "{note}"
+        );
+        assert!(note.contains("no relying party served by axum can meet"), "{note}");
+        assert!(note.contains("(4.00 ms)"), "{note}");
+
+        // A floor under a third of Apache's: the target is within reach.
+        r.login_shapes[2] = shape(RelyingParty::Floor, "—", 2);
+        let note = r.login_floor_note().unwrap();
+        assert!(!note.contains("can meet"), "{note}");
+        assert!(note.contains("2.00 ms of the 5.00 ms"), "{note}");
+    }
+
+    #[test]
+    fn without_the_floor_row_the_target_reads_as_before() {
+        let r = Report {
+            login_shapes: vec![
+                shape(RelyingParty::OidcGate, "RS256", 4),
+                shape(RelyingParty::Apache, "RS256", 15),
+            ],
+            ..Report::default()
+        };
+        let t = sequential_target(&r);
+        assert_eq!(t.measured, "4.00 ms against Apache's 15.00 ms: 0.27 of it");
+        assert_eq!(t.verdict, Verdict::Pass);
+        assert!(r.login_floor_note().is_none());
     }
 }

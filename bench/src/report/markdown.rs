@@ -290,14 +290,21 @@ impl Report {
                 Kind::LoginCpu => self
                     .dominant(LOGINS_PROFILE)
                     .map(|d| format!("Where the CPU of a login goes: {d}. {LOGIN_WORK}")),
-                Kind::LoginSequential => self.dominant(SEQUENTIAL_PROFILE).map(|d| {
-                    format!(
-                        "Where the CPU of a sequential login goes: {d}. Each of its three requests to \
-                         oidc-gate arrives on a fresh TCP connection at an idle server (accept, a first \
-                         read, the answer, the close, and the worker's wake-up from `epoll_wait` each time). \
-                         {LOGIN_WORK}"
-                    )
-                }),
+                Kind::LoginSequential => {
+                    let floor = self.login_floor_note();
+                    let profile = self.dominant(SEQUENTIAL_PROFILE).map(|d| {
+                        format!(
+                            "Where the CPU of a sequential login goes: {d}. Each of its three requests to \
+                             oidc-gate arrives on a fresh TCP connection at an idle server (accept, a first \
+                             read, the answer, the close, and the worker's wake-up from `epoll_wait` each time). \
+                             {LOGIN_WORK}"
+                        )
+                    });
+                    match (floor, profile) {
+                        (Some(f), Some(p)) => Some(format!("{f} {p}")),
+                        (f, p) => f.or(p),
+                    }
+                }
                 Kind::RssSessions => self.memory_miss(),
                 Kind::Scale(store) => self.scale_miss(store),
                 Kind::ProxyShare
@@ -526,7 +533,11 @@ impl Report {
          every request, from a protected page that Apache proxies to the gateway rows' upstream \
          (`bench/src/bin/upstream.rs`, core 1) until that page comes back; its CPU is the \
          utime+stime of all Apache's processes (the parent and its child), in the same rounds, \
-         the median round's figure.\n\
+         the median round's figure. Last, the **floor** under those rows: the ceiling (a bare axum \
+         handler, no session, no login; the same binary as in table 1) on core 0 answering the three \
+         requests a login makes to its relying party (the protected page, the callback, the page \
+         again), each on a fresh connection, one such \"login\" at a time, in the same rounds: what \
+         any relying party served by axum spends on a sequential login before doing any of it.\n\
          - **Memory**: VmRSS from `/proc/<pid>/status`: idle one second after start; after \
          {real} real logins; then after adding copies of those real session records under fresh \
          random ids (written straight into the session table, encoded as the store encodes \
