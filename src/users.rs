@@ -151,12 +151,18 @@ impl AuthnBackend for Backend {
     }
 }
 
-/// The session entry that signs in the user `id`: `axum-login`'s data under
-/// its key, as `AuthSession::login` writes it (the test below holds the two
-/// together). A login writes it itself where the user and the session are
-/// written in one transaction, as the user's id is known only then.
+/// The session entry that signs in the user `id`: `axum-login`'s data
+/// under its key, as `AuthSession::login` would write it, but as an array
+/// of its fields (`[user_id, auth_hash]`) rather than an object: the
+/// session is copied and this entry read on every signed-in request, and
+/// an array is one allocation where an object is a tree node and a string
+/// for each field name. `axum-login` reads both shapes (its derived
+/// `Deserialize`), so sessions it signed in itself still load; the tests
+/// below hold the two together. Every login writes this entry (where the
+/// user and the session are written in one transaction, the user's id is
+/// known only then).
 pub fn signed_in_entry(id: i64) -> (String, serde_json::Value) {
-    let data = serde_json::json!({ "user_id": id, "auth_hash": User::AUTH_HASH });
+    let data = serde_json::json!([id, User::AUTH_HASH]);
     (crate::session::AUTH_KEY.to_owned(), data)
 }
 
@@ -178,11 +184,14 @@ mod tests {
     use crate::session::AUTH_KEY;
     use crate::store::UserProfile;
 
-    /// A login that writes the user and its session in one transaction signs
-    /// the session in itself: its entry must be the one `axum-login` writes
-    /// and reads.
+    /// Every login writes the signed-in entry itself (in the array
+    /// `[user_id, auth_hash]`): it must hold what `axum-login` writes, field
+    /// for field, and `axum-login` must read it, and the object it writes
+    /// itself (sessions signed in before), as that user signed in.
     #[tokio::test]
-    async fn the_signed_in_entry_is_what_axum_login_writes() {
+    async fn the_signed_in_entry_is_what_axum_login_writes_and_reads() {
+        use tower_sessions::Session;
+
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&sqlite_for_tests(dir.path())).await.unwrap();
         let profile = UserProfile {
@@ -194,29 +203,65 @@ mod tests {
             picture: None,
         };
         let row = store.upsert_user(&profile, 1).await.unwrap();
+        let id = row.id;
         let user = User { row: Arc::new(row) };
-        let expected = signed_in_entry(user.row.id);
+        let expected = signed_in_entry(id);
         let backend = Backend::new(store.clone());
         let app = Router::new()
             .route(
-                "/",
+                "/theirs",
                 get(async move |mut auth: AuthSession| {
                     auth.login(&user).await.unwrap();
-                    let value = auth.session.get_value(AUTH_KEY).await.unwrap();
-                    axum::Json(value)
+                    axum::Json(auth.session.get_value(AUTH_KEY).await.unwrap())
                 }),
+            )
+            .route(
+                "/ours",
+                get(async move |session: Session| {
+                    let (key, value) = signed_in_entry(id);
+                    session.insert_value(&key, value).await.unwrap();
+                }),
+            )
+            .route(
+                "/who",
+                get(async |auth: AuthSession| axum::Json(auth.user.map(|u| u.row.id))),
             )
             .layer(tower::layer::layer_fn(move |inner| {
                 axum_login::AuthManager::new(inner, backend.clone(), AUTH_KEY)
             }))
             .layer(SessionManagerLayer::new(store.session_backend()));
-        let response = app
-            .oneshot(Request::get("/").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
-        let written: Option<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+        let get = async |path: &str, cookie: Option<&str>| {
+            let mut request = Request::get(path);
+            if let Some(cookie) = cookie {
+                request = request.header(axum::http::header::COOKIE, cookie);
+            }
+            let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+            let cookie = response
+                .headers()
+                .get(axum::http::header::SET_COOKIE)
+                .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned());
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            (cookie, body)
+        };
+
+        let (theirs_cookie, body) = get("/theirs", None).await;
+        let theirs: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(expected.0, AUTH_KEY);
-        assert_eq!(written, Some(expected.1));
+        assert_eq!(
+            expected.1,
+            serde_json::json!([theirs["user_id"], theirs["auth_hash"]]),
+            "{theirs}"
+        );
+        let (ours_cookie, _) = get("/ours", None).await;
+        for cookie in [theirs_cookie, ours_cookie] {
+            let (_, who) = get("/who", cookie.as_deref()).await;
+            assert_eq!(
+                serde_json::from_slice::<Option<i64>>(&who).unwrap(),
+                Some(id),
+                "{cookie:?}"
+            );
+        }
+        let (_, nobody) = get("/who", None).await;
+        assert_eq!(serde_json::from_slice::<Option<i64>>(&nobody).unwrap(), None);
     }
 }

@@ -416,8 +416,11 @@ async fn save_linked(
             from: &from,
         })
         .await?;
-    if let Some(signed_in) = signed_in {
-        session.insert_value(AUTH_KEY, signed_in).await?;
+    // Put back as the entry every other login writes (the same user, in
+    // the array that is cheaper to copy on every request).
+    if signed_in.is_some() {
+        let (_, entry) = signed_in_entry(user_id);
+        session.insert_value(AUTH_KEY, entry).await?;
     }
     session.save().await?;
     let linked = state.store.session_link(&id).await;

@@ -465,6 +465,24 @@ async fn pages_carry_security_headers() {
     // Not `no-referrer`: with it, browsers send `Origin: null` on the logout
     // form, which the logout's origin check rightly refuses.
     assert_eq!(h("referrer-policy"), "same-origin");
+    assert!(h("content-type").starts_with("text/html"));
+    for name in [
+        "cache-control",
+        "content-security-policy",
+        "x-content-type-options",
+        "referrer-policy",
+    ] {
+        assert_eq!(r.headers().get_all(name).iter().count(), 1, "{name}");
+    }
+
+    // An answer that sets one of them itself keeps its own and gets the others.
+    let css = browser.get(&app.url("/static/style.css")).await;
+    let cache: Vec<_> = css.headers().get_all("cache-control").iter().collect();
+    assert_eq!(cache, ["public, max-age=3600"]);
+    assert_eq!(css.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(css.headers()["referrer-policy"], "same-origin");
+    assert!(css.headers().contains_key("content-security-policy"));
+    assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
 }
 
 #[tokio::test]

@@ -367,12 +367,12 @@ pub const FORWARD_AUTH_PROFILE: &str = "`/oauth2/auth`";
 pub const BEARER_PROFILE: &str = "`/oauth2/auth` with a bearer JWT";
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::CpuUse;
     use crate::wrk::Figures;
 
-    fn page(rps: f64, p99_ms: u64, ceiling: bool) -> Page {
+    pub(crate) fn page(rps: f64, p99_ms: u64, ceiling: bool) -> Page {
         Page {
             store: "test",
             ceiling,
