@@ -343,34 +343,24 @@ impl Report {
     /// The issue's targets, judged.
     pub fn targets(&self) -> Vec<Target> {
         let mut out = Vec::new();
-        for (store, share) in [("SQLite", 0.60), ("Redis", 0.30)] {
+        // Issue 20 asks more of the SQLite page than issue 6's goal: a row of its own.
+        for (store, share, asked_by) in [
+            ("SQLite", 0.60, ""),
+            ("Redis", 0.30, ""),
+            ("SQLite", PAGE_SHARE_ISSUE_20, " (issue 20)"),
+        ] {
             let page = self.pages.iter().find(|p| p.store == store);
             let ratio = page.and_then(|p| self.ratio(p));
             out.push(Target {
                 kind: Kind::PageShare(store),
                 goal: format!(
-                    "`/secret` with {store} sessions ≥ {:.0}% of the ceiling's requests/s",
+                    "`/secret` with {store} sessions ≥ {:.0}% of the ceiling's requests/s{asked_by}",
                     share * 100.0
                 ),
                 measured: ratio.map_or("—".into(), |r| format!("{:.1}%", r * 100.0)),
                 verdict: ratio.map_or(Verdict::Skipped, |r| judge(r >= share)),
             });
         }
-        // Issue 20 asks more of the SQLite page than issue 6's goal above.
-        let ratio = self
-            .pages
-            .iter()
-            .find(|p| p.store == "SQLite")
-            .and_then(|p| self.ratio(p));
-        out.push(Target {
-            kind: Kind::PageShare("SQLite"),
-            goal: format!(
-                "`/secret` with SQLite sessions ≥ {:.0}% of the ceiling's requests/s (issue 20)",
-                PAGE_SHARE_ISSUE_20 * 100.0
-            ),
-            measured: ratio.map_or("—".into(), |r| format!("{:.1}%", r * 100.0)),
-            verdict: ratio.map_or(Verdict::Skipped, |r| judge(r >= PAGE_SHARE_ISSUE_20)),
-        });
         for p in self.pages.iter().filter(|p| !p.ceiling) {
             out.push(Target {
                 kind: Kind::PageP99(p.store),
