@@ -19,7 +19,7 @@ use super::gateway::PAGE_PATH;
 use super::{Ctx, profiled};
 use crate::client::{Client, SignsIn, browser, login_many};
 use crate::peers;
-use crate::report::{LoginShape, Logins, RelyingParty, SEQUENTIAL_PROFILE};
+use crate::report::{LoginShape, Logins, NO_ID_TOKENS, RelyingParty, SEQUENTIAL_PROFILE};
 use crate::server::{Server, Store, free_addr, temp_dir};
 use crate::signin::ToPage;
 
@@ -155,7 +155,7 @@ async fn floor(ctx: &mut Ctx) -> Result<()> {
         http: browser(0)?,
         url: server.url("/secret"),
     };
-    sequential_row(ctx, &server, &three, RelyingParty::Floor, "—")
+    sequential_row(ctx, &server, &three, RelyingParty::Floor, NO_ID_TOKENS)
         .await
         .context("the floor's requests to the ceiling")
 }

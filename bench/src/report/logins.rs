@@ -30,6 +30,9 @@ impl RelyingParty {
     }
 }
 
+/// The algorithm column of the floor's row, which verifies no ID token.
+pub const NO_ID_TOKENS: &str = "—";
+
 /// Logins of one (relying party, algorithm, shape).
 #[derive(Debug, Clone)]
 pub struct LoginShape {
@@ -91,8 +94,8 @@ impl Report {
     /// measured the same way in the same run.
     pub fn login_shape_targets(&self) -> Vec<Target> {
         let (gate, apache) = (
-            self.sequential_rs256_ms(RelyingParty::OidcGate),
-            self.sequential_rs256_ms(RelyingParty::Apache),
+            self.sequential_ms(RelyingParty::OidcGate, "RS256"),
+            self.sequential_ms(RelyingParty::Apache, "RS256"),
         );
         let floor = self.login_floor_ms().map_or_else(String::new, |f| match apache {
             Some(a) if a > 0.0 => format!(
@@ -119,18 +122,17 @@ impl Report {
         }]
     }
 
-    /// The median CPU per login, in ms, of `rp`'s sequential RS256 row (the
-    /// floor's row, which has no algorithm, for [`RelyingParty::Floor`]).
-    fn sequential_rs256_ms(&self, rp: RelyingParty) -> Option<f64> {
+    /// The median CPU per login, in ms, of `rp`'s sequential row with `alg` ID tokens.
+    fn sequential_ms(&self, rp: RelyingParty, alg: &str) -> Option<f64> {
         self.login_shapes
             .iter()
-            .find(|s| s.rp == rp && s.sequential && (s.alg == "RS256" || rp == RelyingParty::Floor))
+            .find(|s| s.rp == rp && s.sequential && s.alg == alg)
             .map(|s| s.logins.median_cpu().as_secs_f64() * 1e3)
     }
 
     /// The floor's CPU per "login" (three requests to a bare axum handler), in ms.
     fn login_floor_ms(&self) -> Option<f64> {
-        self.sequential_rs256_ms(RelyingParty::Floor)
+        self.sequential_ms(RelyingParty::Floor, NO_ID_TOKENS)
     }
 
     /// What the floor says of the sequential target when it missed: the
@@ -138,7 +140,10 @@ impl Report {
     /// Apache's is below it (no axum server could then meet the target on
     /// this machine).
     pub(super) fn login_floor_note(&self) -> Option<String> {
-        let (floor, apache) = (self.login_floor_ms()?, self.sequential_rs256_ms(RelyingParty::Apache)?);
+        let (floor, apache) = (
+            self.login_floor_ms()?,
+            self.sequential_ms(RelyingParty::Apache, "RS256")?,
+        );
         let third = apache / 3.0;
         Some(if floor >= third {
             format!(
@@ -146,7 +151,7 @@ impl Report {
                  axum handler with no session and no login, answering the login's three requests on fresh \
                  connections one at a time. On this machine no relying party served by axum can meet this \
                  target; what oidc-gate spends above the floor ({:.2} ms) is the login itself.",
-                self.sequential_rs256_ms(RelyingParty::OidcGate)
+                self.sequential_ms(RelyingParty::OidcGate, "RS256")
                     .map_or(0.0, |g| g - floor)
             )
         } else {
@@ -191,7 +196,7 @@ mod tests {
             login_shapes: vec![
                 shape(RelyingParty::OidcGate, "RS256", 10),
                 shape(RelyingParty::Apache, "RS256", 15),
-                shape(RelyingParty::Floor, "—", 6),
+                shape(RelyingParty::Floor, NO_ID_TOKENS, 6),
             ],
             ..Report::default()
         };
@@ -212,7 +217,7 @@ mod tests {
         assert!(note.contains("(4.00 ms)"), "{note}");
 
         // A floor under a third of Apache's: the target is within reach.
-        r.login_shapes[2] = shape(RelyingParty::Floor, "—", 2);
+        r.login_shapes[2] = shape(RelyingParty::Floor, NO_ID_TOKENS, 2);
         let note = r.login_floor_note().unwrap();
         assert!(!note.contains("can meet"), "{note}");
         assert!(note.contains("2.00 ms of the 5.00 ms"), "{note}");

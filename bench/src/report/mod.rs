@@ -8,7 +8,7 @@ mod logins;
 mod markdown;
 
 pub use gateway::{BEARER_PROFILE, Bulk, Direction, FORWARD_AUTH_PROFILE, GatewayRow, Gw, PROXY_PROFILE};
-pub use logins::{LoginShape, RelyingParty};
+pub use logins::{LoginShape, NO_ID_TOKENS, RelyingParty};
 pub use markdown::{LOGINS_PROFILE, SEQUENTIAL_PROFILE};
 
 use crate::profile::Profile;
