@@ -398,7 +398,7 @@ async fn save_linked(
     if let Some(user) = auth.authenticate(row).await? {
         auth.login(&user).await?;
     }
-    let signed_in = session.remove_value(AUTH_KEY).await?;
+    let signed_in = session.remove_value(AUTH_KEY).await?.is_some();
     session.save().await?;
     let id = session
         .id()
@@ -418,7 +418,7 @@ async fn save_linked(
         .await?;
     // Put back as the entry every other login writes (the same user, in
     // the array that is cheaper to copy on every request).
-    if signed_in.is_some() {
+    if signed_in {
         let (_, entry) = signed_in_entry(user_id);
         session.insert_value(AUTH_KEY, entry).await?;
     }
