@@ -34,6 +34,7 @@ mod token;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -117,6 +118,9 @@ struct Inner {
     access: AccessTokens,
     /// Introspection requests answered, for tests and the curious.
     introspections: AtomicU64,
+    /// Claims of each user's ID tokens beyond the sign-in form's, by `sub`
+    /// ([`DevProvider::set_claims_of`]).
+    extra_claims: Mutex<HashMap<String, serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// What the access tokens are (an API's audience is what a resource
@@ -203,6 +207,7 @@ impl DevProvider {
                 grants: Mutex::default(),
                 refreshes: AtomicU64::new(0),
                 access_ttl: AtomicU64::new(ACCESS_TOKEN_TTL_SECS),
+                extra_claims: Mutex::default(),
             }),
         }
     }
@@ -300,7 +305,41 @@ impl DevProvider {
     fn grants(&self) -> MutexGuard<'_, refresh::Grants> {
         self.inner.grants.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Sets what the provider says of the user `sub` from now on, in the ID
+    /// tokens of their sign-ins and refreshes and in UserInfo, beyond (or
+    /// instead of) the sign-in form's profile: as an administrator adding
+    /// them to a group or changing their address would (tests:
+    /// `{"groups": ["staff"]}`). The claims that identify a token (`iss`,
+    /// `sub`, `aud`, its times, …) are not among them; an empty map clears.
+    pub fn set_claims_of(&self, sub: &str, mut claims: serde_json::Map<String, serde_json::Value>) {
+        claims.retain(|name, _| !PROTOCOL_CLAIMS.contains(&name.as_str()));
+        let mut all = self.inner.extra_claims.lock().unwrap_or_else(|e| e.into_inner());
+        all.insert(sub.to_owned(), claims);
+    }
+
+    /// Adds the claims set for `sub` ([`DevProvider::set_claims_of`]) to `claims`.
+    fn add_claims_of(&self, sub: &str, claims: &mut serde_json::Value) {
+        let all = self.inner.extra_claims.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(extra), Some(claims)) = (all.get(sub), claims.as_object_mut()) {
+            claims.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
 }
+
+/// Claims that identify a token, which [`DevProvider::set_claims_of`] leaves alone.
+const PROTOCOL_CLAIMS: [&str; 10] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "auth_time",
+    "sid",
+    "at_hash",
+    "nonce",
+];
 
 /// Unix time now, for token claims.
 fn unix_now() -> i64 {

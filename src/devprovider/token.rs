@@ -227,6 +227,7 @@ pub(super) fn sign_id_token(
     if let Some(acr) = &signed_in.user.acr {
         claims["acr"] = json!(acr);
     }
+    dev.add_claims_of(&signed_in.user.sub, &mut claims);
     dev.inner.key.sign(&claims).map_err(|err| {
         tracing::error!(%err, "dev provider: cannot sign ID token");
         TokenError::new("server_error", "signing failed")
@@ -304,12 +305,13 @@ pub(super) async fn userinfo(State(dev): State<DevProvider>, headers: HeaderMap)
         tracing::info!("dev provider: userinfo with unknown or expired token");
         return bearer_error(StatusCode::UNAUTHORIZED, Some("invalid_token"));
     };
-    let body = json!({
+    let mut body = json!({
         "sub": user.sub,
         "name": user.name,
         "email": user.email,
         "email_verified": true,
     });
+    dev.add_claims_of(&user.sub, &mut body);
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 

@@ -110,3 +110,31 @@ async fn unknown_or_missing_refresh_tokens_are_refused() {
     let missing = send(&app, token_request(&[("grant_type", "refresh_token")])).await;
     assert_eq!(missing.json()["error"], "invalid_request");
 }
+
+/// Claims set for a user (their groups changed at the provider, say) are
+/// in the ID tokens issued from then on, refreshed ones too, and never
+/// replace those that identify the token.
+#[tokio::test]
+async fn claims_set_for_a_user_are_in_their_next_id_tokens() {
+    let dev = provider();
+    let app = dev.router();
+    let sub = DevProvider::subject_of("ada@example.com");
+    let first = first_tokens(&app).await;
+    assert!(claims(first["id_token"].as_str().unwrap()).get("groups").is_none());
+
+    let set = serde_json::json!({"groups": ["staff"], "email": "ada@example.org", "sub": "mallory"});
+    dev.set_claims_of(&sub, set.as_object().unwrap().clone());
+    let second = refresh(&app, first["refresh_token"].as_str().unwrap()).await.json();
+    let c = claims(second["id_token"].as_str().unwrap());
+    assert_eq!(
+        (&c["groups"], &c["email"]),
+        (&serde_json::json!(["staff"]), &Value::from("ada@example.org"))
+    );
+    assert_eq!(c["sub"], sub.as_str(), "the token's own claims stay");
+
+    dev.set_claims_of(&sub, serde_json::Map::new());
+    let third = refresh(&app, second["refresh_token"].as_str().unwrap()).await.json();
+    let c = claims(third["id_token"].as_str().unwrap());
+    assert!(c.get("groups").is_none());
+    assert_eq!(c["email"], "ada@example.com");
+}
