@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{ConfigError, GOOGLE_ISSUER, ProviderChoice, boolean, err};
-use crate::provider::{ClaimPath, Login};
+use crate::provider::{ClaimPath, Login, VerifiedIdToken};
 
 /// Groups kept in a session, at most (the allowed ones always fit).
 const MAX_GROUPS: usize = 64;
@@ -355,14 +355,42 @@ impl Rules {
     /// What the rules need from a validated login: the ID token's claims,
     /// completed from UserInfo where it lacks them.
     pub fn claims_of(&self, login: &Login) -> Claims {
-        let token = &login.id_token;
-        let find = |path: &ClaimPath| path.find(&token.claims).or_else(|| path.find(&login.userinfo_claims));
+        self.claims_of_id_token(&login.id_token, &login.userinfo_claims)
+    }
+
+    /// What the rules need from a validated ID token (of a sign-in or a
+    /// refresh) and UserInfo's `userinfo` claims.
+    pub fn claims_of_id_token(&self, token: &VerifiedIdToken, userinfo: &serde_json::Map<String, Value>) -> Claims {
+        let find = |path: &ClaimPath| path.find(&token.claims).or_else(|| path.find(userinfo));
         Claims {
             email: token.email.clone(),
             email_verified: token.email_verified,
             name: token.name.as_ref().map(|n| n.chars().take(MAX_NAME_LEN).collect()),
             ..self.other_claims(find)
         }
+    }
+
+    /// The claims a session keeps for these (global) rules and those of its
+    /// provider, `own`: these rules' reading, with the groups of the
+    /// provider's groups claim when these read none; `None` when neither
+    /// keeps claims. At sign-in and at each refresh that brings an ID token.
+    pub fn kept_claims(
+        &self,
+        own: Option<&Rules>,
+        token: &VerifiedIdToken,
+        userinfo: &serde_json::Map<String, Value>,
+    ) -> Option<Claims> {
+        if !self.keeps_claims() && own.is_none() {
+            return None;
+        }
+        // Kept for both rules: the provider's may read groups these do not.
+        let mut claims = self.claims_of_id_token(token, userinfo);
+        if let Some(own) = own
+            && claims.groups.is_none()
+        {
+            claims.groups = own.claims_of_id_token(token, userinfo).groups;
+        }
+        Some(claims)
     }
 
     /// What the rules need from a bearer token's claims (a JWT access

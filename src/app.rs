@@ -159,6 +159,7 @@ impl App {
             store.clone(),
             clock.clone(),
             RefreshSettings {
+                access: config.access.clone(),
                 vault: vault(),
                 lifetimes,
                 interval: config.session.refresh_interval,

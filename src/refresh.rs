@@ -17,6 +17,11 @@
 //! the session at once, for every instance (its record is deleted). An
 //! unreachable provider keeps the session and its token until the token
 //! expires; then the request fails with 503.
+//!
+//! A refreshed ID token also replaces the claims the access rules judge
+//! ([`crate::web`]'s recheck, on every request): they are kept with the
+//! tokens, in the slot and in the session, so that no save of a session
+//! loaded before the refresh brings the old ones back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -27,10 +32,11 @@ use tower_sessions::Session;
 use tower_sessions::session::Id;
 use tower_sessions::session_store::SessionStore as _;
 
+use crate::access::{Claims, Rules};
 use crate::clock::Clock;
 use crate::provider::{ProviderError, Providers};
 use crate::secret::Secret;
-use crate::session::{ACTIVITY_KEY, Activity, LOGIN_KEY, Lifetimes, LoginData, TOKENS_KEY};
+use crate::session::{ACCESS_KEY, ACTIVITY_KEY, Activity, LOGIN_KEY, Lifetimes, LoginData, TOKENS_KEY};
 use crate::store::{SessionBackend, Store, StoreError};
 use crate::tokens::{Kind, StoredTokens, TokenVault};
 
@@ -71,6 +77,8 @@ pub struct Refresher(Arc<Inner>);
 
 struct Inner {
     providers: Providers,
+    /// The global access rules: which claims a session keeps.
+    access: Rules,
     store: Store,
     sessions: SessionBackend,
     vault: TokenVault,
@@ -93,6 +101,9 @@ impl std::fmt::Debug for Refresher {
 
 /// What a refresh needs besides the provider and the store.
 pub struct RefreshSettings {
+    /// The global access rules (`ALLOWED_GROUPS`, …): which claims of a
+    /// refreshed ID token the session keeps.
+    pub access: Rules,
     /// Seals and opens the tokens.
     pub vault: TokenVault,
     /// Session lifetimes (the slot lives to the session's end).
@@ -111,6 +122,7 @@ impl Refresher {
         let lease = settings.http_timeout * 2 + settings.store_timeout * 3;
         Self(Arc::new(Inner {
             providers,
+            access: settings.access,
             sessions: store.session_backend(),
             store,
             vault: settings.vault,
@@ -154,9 +166,9 @@ impl Refresher {
     pub async fn latest(&self, session: &Session) -> Result<Option<StoredTokens>, TokenError> {
         if let Some(id) = session.id()
             && let Some(data) = self.0.sessions.refreshed_tokens(&id.to_string()).await?
-            && let Ok(tokens) = serde_json::from_str::<StoredTokens>(&data)
+            && let Some(slot) = Slot::read(&data)
         {
-            return Ok(Some(tokens));
+            return Ok(Some(slot.tokens));
         }
         Ok(session.get::<StoredTokens>(TOKENS_KEY).await?)
     }
@@ -187,7 +199,11 @@ impl Refresher {
     /// Refreshes the tokens of `session`, or waits for the request that does.
     async fn refresh(&self, session: &Session, stale: StoredTokens, now: i64) -> Result<StoredTokens, Outcome> {
         let Some(id) = session.id() else {
-            return self.unrefreshed(stale, now, "unsaved session");
+            let stale = Slot {
+                tokens: stale,
+                claims: None,
+            };
+            return self.unrefreshed(session, stale, now, "unsaved session").await;
         };
         let key = id.to_string();
         let local = self.local_lock(&key);
@@ -199,7 +215,7 @@ impl Refresher {
         let give_up = Instant::now() + self.0.lease + POLL * 5;
         loop {
             let current = self.current(&id).await?;
-            if !self.due(&current, now) {
+            if !self.due(&current.tokens, now) {
                 return adopt(session, current).await;
             }
             if self.0.sessions.take_refresh_lease(&key, self.0.lease, ends_by).await? {
@@ -222,7 +238,9 @@ impl Refresher {
                     .unwrap_or_else(|e| Err(TokenError::Unavailable(format!("the refresh task failed: {e}")).into()));
             }
             if Instant::now() >= give_up {
-                return self.unrefreshed(current, now, "another refresh did not finish");
+                return self
+                    .unrefreshed(session, current, now, "another refresh did not finish")
+                    .await;
             }
             tokio::time::sleep(POLL).await;
         }
@@ -238,22 +256,29 @@ impl Refresher {
     ) -> Result<StoredTokens, Outcome> {
         // Another request may have finished between our look and the lease.
         let current = self.current(id).await?;
-        if !self.due(&current, now) {
+        if !self.due(&current.tokens, now) {
             return adopt(session, current).await;
         }
         let refresh = current
+            .tokens
             .refresh
             .as_deref()
             .and_then(|sealed| self.0.vault.open(Kind::Refresh, sealed));
         let login = session.get::<LoginData>(LOGIN_KEY).await.map_err(TokenError::from)?;
         let (Some(refresh), Some(login)) = (refresh, login) else {
-            return self.unrefreshed(current, now, "no refresh token");
+            return self.unrefreshed(session, current, now, "no refresh token").await;
         };
         // The provider that signed this session in, and no other.
-        let Some(provider) = self.0.providers.by_issuer(&login.issuer).map(|p| p.provider.clone()) else {
+        let Some(listed) = self.0.providers.by_issuer(&login.issuer) else {
             return Err(self.end(session, id, "refresh_iss", Some(login)).await);
         };
-        let refreshed = match provider.refresh_tokens(refresh.expose(), &login.subject).await {
+        let own = listed.rules.as_ref();
+        let keeps_claims = self.0.access.keeps_claims() || own.is_some();
+        let refreshed = match listed
+            .provider
+            .refresh_tokens(refresh.expose(), &login.subject, keeps_claims)
+            .await
+        {
             Ok(refreshed) => refreshed,
             Err(e) if ends_session(&e) => {
                 tracing::info!(reason = %e.reason, detail = %e.detail, "refresh refused; the session ends");
@@ -261,35 +286,46 @@ impl Refresher {
             }
             Err(e) => {
                 tracing::warn!(reason = %e.reason, detail = %e.detail, "refresh failed; the session keeps its token");
-                return self.unrefreshed(current, now, "the provider did not refresh");
+                return self
+                    .unrefreshed(session, current, now, "the provider did not refresh")
+                    .await;
             }
         };
         let vault = &self.0.vault;
-        let fresh = StoredTokens {
-            access: Some(vault.seal(Kind::Access, refreshed.access_token.expose())),
-            access_expires_at: refreshed.access_expires_at,
-            issued_at: Some(now),
-            id: refreshed.raw_id_token.map(|t| vault.seal(Kind::Id, &t)).or(current.id),
-            refresh: refreshed
-                .refresh_token
-                .map(|t| vault.seal(Kind::Refresh, t.expose()))
-                .or(current.refresh),
+        // What the new ID token says now is what the rules judge from now on.
+        let claims = refreshed
+            .profile
+            .and_then(|p| self.0.access.kept_claims(own, &p.id_token, &p.userinfo_claims));
+        let fresh = Slot {
+            tokens: StoredTokens {
+                access: Some(vault.seal(Kind::Access, refreshed.access_token.expose())),
+                access_expires_at: refreshed.access_expires_at,
+                issued_at: Some(now),
+                id: refreshed
+                    .raw_id_token
+                    .map(|t| vault.seal(Kind::Id, &t))
+                    .or(current.tokens.id),
+                refresh: refreshed
+                    .refresh_token
+                    .map(|t| vault.seal(Kind::Refresh, t.expose()))
+                    .or(current.tokens.refresh),
+            },
+            claims: claims.or(current.claims),
         };
-        let data = serde_json::to_string(&fresh).expect("sealed tokens serialize");
         self.0
             .sessions
-            .keep_refreshed_tokens(&id.to_string(), &data, ends_by)
+            .keep_refreshed_tokens(&id.to_string(), &fresh.write(), ends_by)
             .await?;
         adopt(session, fresh).await
     }
 
-    /// The session's tokens as a refresh last wrote them, else as its
-    /// record holds them; ended if the record is gone.
-    async fn current(&self, id: &Id) -> Result<StoredTokens, Outcome> {
+    /// The session's tokens (and claims) as a refresh last wrote them, else
+    /// as its record holds them; ended if the record is gone.
+    async fn current(&self, id: &Id) -> Result<Slot, Outcome> {
         if let Some(data) = self.0.sessions.refreshed_tokens(&id.to_string()).await?
-            && let Ok(tokens) = serde_json::from_str::<StoredTokens>(&data)
+            && let Some(slot) = Slot::read(&data)
         {
-            return Ok(tokens);
+            return Ok(slot);
         }
         let record = self
             .0
@@ -300,16 +336,27 @@ impl Refresher {
         let tokens = record
             .and_then(|r| r.data.get(TOKENS_KEY).cloned())
             .and_then(|v| serde_json::from_value::<StoredTokens>(v).ok());
-        tokens.ok_or(Outcome::Ended(Ended {
+        let tokens = tokens.ok_or(Outcome::Ended(Ended {
             reason: "ended",
             login: None,
-        }))
+        }))?;
+        Ok(Slot { tokens, claims: None })
     }
 
-    /// No refresh: the current token while it lasts, else unavailable.
-    fn unrefreshed(&self, current: StoredTokens, now: i64, why: &str) -> Result<StoredTokens, Outcome> {
-        if current.access_expires_at.is_none_or(|at| at > now) {
-            Ok(current)
+    /// No refresh: the current token while it lasts, else unavailable. The
+    /// claims of the last refresh are the session's either way.
+    async fn unrefreshed(
+        &self,
+        session: &Session,
+        current: Slot,
+        now: i64,
+        why: &str,
+    ) -> Result<StoredTokens, Outcome> {
+        if let Some(claims) = &current.claims {
+            session.insert(ACCESS_KEY, claims).await.map_err(TokenError::from)?;
+        }
+        if current.tokens.access_expires_at.is_none_or(|at| at > now) {
+            Ok(current.tokens)
         } else {
             Err(TokenError::Unavailable(why.to_owned()).into())
         }
@@ -390,10 +437,54 @@ fn margin(lifetime: i64) -> i64 {
     (lifetime / 4).clamp(0, MAX_MARGIN_SECS)
 }
 
-/// This request uses `tokens` from now on, and saves them with its session.
-async fn adopt(session: &Session, tokens: StoredTokens) -> Result<StoredTokens, Outcome> {
-    session.insert(TOKENS_KEY, &tokens).await.map_err(TokenError::from)?;
-    Ok(tokens)
+/// This request uses `slot`'s tokens from now on, and its claims (if a
+/// refresh brought some) are those the rules judge; saved with its session.
+async fn adopt(session: &Session, slot: Slot) -> Result<StoredTokens, Outcome> {
+    session
+        .insert(TOKENS_KEY, &slot.tokens)
+        .await
+        .map_err(TokenError::from)?;
+    if let Some(claims) = &slot.claims {
+        session.insert(ACCESS_KEY, claims).await.map_err(TokenError::from)?;
+    }
+    Ok(slot.tokens)
+}
+
+/// What a refresh keeps in the session's slot: the tokens, and the claims
+/// the access rules judge as the last refresh's ID token gave them
+/// (`None`: no refresh brought any; the sign-in's, in the session, hold).
+struct Slot {
+    tokens: StoredTokens,
+    claims: Option<Claims>,
+}
+
+impl Slot {
+    /// As written: an object of the tokens' fields by name (which versions
+    /// before claims read as their tokens too) and `claims`.
+    fn write(&self) -> String {
+        let t = &self.tokens;
+        serde_json::json!({
+            "access": t.access,
+            "access_expires_at": t.access_expires_at,
+            "issued_at": t.issued_at,
+            "id": t.id,
+            "refresh": t.refresh,
+            "claims": self.claims,
+        })
+        .to_string()
+    }
+
+    /// A slot as written, or as versions before claims wrote it (the tokens
+    /// alone); `None` if unreadable.
+    fn read(data: &str) -> Option<Slot> {
+        let mut value: serde_json::Value = serde_json::from_str(data).ok()?;
+        let claims = match value.as_object_mut().and_then(|o| o.remove("claims")) {
+            Some(claims) => serde_json::from_value(claims).ok()?,
+            None => None,
+        };
+        let tokens = serde_json::from_value(value).ok()?;
+        Some(Slot { tokens, claims })
+    }
 }
 
 #[cfg(test)]
@@ -426,6 +517,40 @@ mod tests {
         assert!(!due(&open, 299, every));
         assert!(due(&open, 300, every));
         assert!(due(&hour, 300, every));
+    }
+
+    /// A slot keeps its claims; versions before claims read its tokens,
+    /// and their slots (the tokens alone, as an array) are read.
+    #[test]
+    fn slots_carry_claims_and_read_across_versions() {
+        let tokens = StoredTokens {
+            refresh: Some("r".into()),
+            ..issued(100, Some(60))
+        };
+        let claims = Claims {
+            groups: Some(vec!["staff".into()]),
+            ..Claims::default()
+        };
+        let written = Slot {
+            tokens: tokens.clone(),
+            claims: Some(claims.clone()),
+        }
+        .write();
+        let back = Slot::read(&written).unwrap();
+        assert_eq!(back.claims, Some(claims));
+        assert_eq!(
+            (back.tokens.refresh.as_deref(), back.tokens.issued_at),
+            (Some("r"), Some(100))
+        );
+        let before_claims: StoredTokens = serde_json::from_str(&written).unwrap();
+        assert_eq!(before_claims.refresh.as_deref(), Some("r"));
+        assert_eq!(before_claims.access_expires_at, Some(160));
+
+        let old = Slot::read(&serde_json::to_string(&tokens).unwrap()).unwrap();
+        assert_eq!((old.tokens.refresh.as_deref(), old.claims), (Some("r"), None));
+        let none = Slot { tokens, claims: None }.write();
+        assert_eq!(Slot::read(&none).unwrap().claims, None);
+        assert!(Slot::read("{\"claims\": 5}").is_none(), "unreadable claims: no slot");
     }
 
     #[test]

@@ -157,6 +157,18 @@ pub struct Refreshed {
     pub refresh_token: Option<Secret>,
     /// A new ID token, validated like the first and naming the same user.
     pub raw_id_token: Option<String>,
+    /// Its claims, completed from UserInfo as at sign-in, when asked for;
+    /// `None` without a new ID token, or when UserInfo failed.
+    pub profile: Option<Profile>,
+}
+
+/// What a refreshed ID token says of the user, as [`Login`] does of a sign-in.
+#[derive(Debug)]
+pub struct Profile {
+    /// Its validated claims, completed from UserInfo when needed.
+    pub id_token: VerifiedIdToken,
+    /// UserInfo's claims beyond the profile ones (empty when it was not asked).
+    pub userinfo_claims: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Provider {
@@ -351,25 +363,7 @@ impl Provider {
         let mut id_token = self
             .verify_id_token(snapshot, &raw, Some(nonce), &tokens.access_token)
             .await?;
-        let mut userinfo_claims = serde_json::Map::new();
-        let lacks_wanted = s.wanted_claims.iter().any(|c| c.find(&id_token.claims).is_none());
-        if id_token.email.is_none() || id_token.name.is_none() || lacks_wanted {
-            let current = self.snapshot().await?;
-            if let Some(endpoint) = &current.metadata.userinfo_endpoint {
-                let info = token::userinfo(&self.inner.http, endpoint, &tokens.access_token).await?;
-                if info.sub != id_token.subject {
-                    return Err(ProviderError::new(
-                        Reason::UserinfoSub,
-                        "UserInfo sub differs from the ID token's",
-                    ));
-                }
-                id_token.email = id_token.email.or(info.email);
-                id_token.email_verified = id_token.email_verified.or(info.email_verified);
-                id_token.name = id_token.name.or(info.name);
-                id_token.picture = id_token.picture.or(info.picture);
-                userinfo_claims = info.other;
-            }
-        }
+        let userinfo_claims = self.complete_from_userinfo(&mut id_token, &tokens.access_token).await?;
         let now = self.inner.clock.unix();
         Ok(Login {
             id_token,
@@ -383,11 +377,53 @@ impl Provider {
         })
     }
 
+    /// Completes `id_token` from UserInfo when it lacks the email address,
+    /// the name or a wanted claim (and the provider has UserInfo); returns
+    /// UserInfo's other claims (empty when it was not asked).
+    async fn complete_from_userinfo(
+        &self,
+        id_token: &mut VerifiedIdToken,
+        access_token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
+        let lacks_wanted = self
+            .inner
+            .settings
+            .wanted_claims
+            .iter()
+            .any(|c| c.find(&id_token.claims).is_none());
+        if id_token.email.is_some() && id_token.name.is_some() && !lacks_wanted {
+            return Ok(serde_json::Map::new());
+        }
+        let current = self.snapshot().await?;
+        let Some(endpoint) = &current.metadata.userinfo_endpoint else {
+            return Ok(serde_json::Map::new());
+        };
+        let info = token::userinfo(&self.inner.http, endpoint, access_token).await?;
+        if info.sub != id_token.subject {
+            return Err(ProviderError::new(
+                Reason::UserinfoSub,
+                "UserInfo sub differs from the ID token's",
+            ));
+        }
+        id_token.email = id_token.email.take().or(info.email);
+        id_token.email_verified = id_token.email_verified.or(info.email_verified);
+        id_token.name = id_token.name.take().or(info.name);
+        id_token.picture = id_token.picture.take().or(info.picture);
+        Ok(info.other)
+    }
+
     /// Redeems `refresh_token` of the login of `subject` (RFC 6749 §6). A
     /// new ID token, if the answer has one, is validated like the first
     /// (signature, `iss`, `aud`, times, `at_hash`) and must name the same
-    /// `sub` (OIDC Core §12.2), else [`Reason::RefreshSubject`].
-    pub async fn refresh_tokens(&self, refresh_token: &str, subject: &str) -> Result<Refreshed, ProviderError> {
+    /// `sub` (OIDC Core §12.2), else [`Reason::RefreshSubject`]. With
+    /// `profile`, its claims are completed from UserInfo as at sign-in
+    /// ([`Refreshed::profile`]).
+    pub async fn refresh_tokens(
+        &self,
+        refresh_token: &str,
+        subject: &str,
+        profile: bool,
+    ) -> Result<Refreshed, ProviderError> {
         let snapshot = self.snapshot().await?;
         let tokens = token::refresh(
             &self.inner.http,
@@ -397,6 +433,7 @@ impl Provider {
         )
         .await?;
         let raw_id_token = tokens.id_token.filter(|t| !t.is_empty());
+        let mut verified = None;
         if let Some(raw) = &raw_id_token {
             let claims = self.verify_id_token(snapshot, raw, None, &tokens.access_token).await?;
             if claims.subject != subject {
@@ -405,7 +442,24 @@ impl Provider {
                     "the refreshed ID token names another sub than the session's",
                 ));
             }
+            verified = Some(claims);
         }
+        let profile = match verified.filter(|_| profile) {
+            Some(mut id_token) => match self.complete_from_userinfo(&mut id_token, &tokens.access_token).await {
+                Ok(userinfo_claims) => Some(Profile {
+                    id_token,
+                    userinfo_claims,
+                }),
+                // The refresh token may have been spent: the new tokens must
+                // be kept, with the claims the session has.
+                Err(e) if e.reason.is_upstream_failure() => {
+                    tracing::warn!(reason = %e.reason, detail = %e.detail, "UserInfo failed at a refresh; the session's claims stay");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
         let now = self.inner.clock.unix();
         Ok(Refreshed {
             access_expires_at: tokens
@@ -414,6 +468,7 @@ impl Provider {
             access_token: Secret::new(tokens.access_token),
             refresh_token: tokens.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
             raw_id_token,
+            profile,
         })
     }
 

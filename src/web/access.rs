@@ -14,8 +14,10 @@ use super::audit::{self, Origin};
 use super::error::{AppError, render};
 use super::guard::{end_session, wants_json};
 use super::redirect::Links;
+use super::tokens;
 use crate::access::{Claims, Refusal};
 use crate::provider::{Listed, Login};
+use crate::refresh::{Outcome, TokenError};
 use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData};
 
 /// The refusal page.
@@ -56,22 +58,16 @@ pub(super) async fn admit(
     next: &str,
     listed: &Listed,
 ) -> Result<Option<Claims>, Response> {
-    let own = listed.rules.as_ref().map(|rules| (rules, rules.claims_of(login)));
-    if let Some((rules, claims)) = &own
-        && let Err(refusal) = rules.check(claims)
-    {
-        return Err(refuse_sign_in(state, origin, session, login, next, listed, claims, refusal).await);
+    let own = listed.rules.as_ref();
+    if let Some(rules) = own {
+        let claims = rules.claims_of(login);
+        if let Err(refusal) = rules.check(&claims) {
+            return Err(refuse_sign_in(state, origin, session, login, next, listed, &claims, refusal).await);
+        }
     }
-    if !state.access.keeps_claims() && own.is_none() {
+    let Some(claims) = state.access.kept_claims(own, &login.id_token, &login.userinfo_claims) else {
         return Ok(None);
-    }
-    // Kept for both rules: the provider's may read groups the global ones do not.
-    let mut claims = state.access.claims_of(login);
-    if let Some((_, own)) = own
-        && claims.groups.is_none()
-    {
-        claims.groups = own.groups;
-    }
+    };
     match state.access.check(&claims) {
         Ok(()) => Ok(Some(claims)),
         Err(refusal) => Err(refuse_sign_in(state, origin, session, login, next, listed, &claims, refusal).await),
@@ -116,7 +112,8 @@ pub(super) async fn keep(session: &Session, claims: Option<&Claims>) -> Result<(
 }
 
 /// Judges a logged-in session again (the rules may have been tightened
-/// since it signed in): the global rules and those of its provider. Only
+/// since it signed in, the user changed at the provider): the global rules
+/// and those of its provider, on the claims of its newest tokens. Only
 /// called when rules are set. A refused session
 /// ends and gets the 403; one signed in before these rules existed ends
 /// quietly, and the request goes on anonymous (it then signs in again and
@@ -130,6 +127,9 @@ pub(super) async fn recheck(
 ) -> Result<(), Response> {
     let own = own_rules(state, session).await?;
     if state.access.is_open() && own.is_none() {
+        return Ok(());
+    }
+    if !newest_tokens(state, origin, session).await? {
         return Ok(());
     }
     let claims = session
@@ -164,6 +164,22 @@ pub(super) async fn recheck(
         Scope::Session,
         wants_json(headers),
     ))
+}
+
+/// Brings a session whose tokens are due up to date first: refreshed, or
+/// another request's refresh taken (one a stale save of this session
+/// hid), so that the claims judged are those of the newest ID token. An
+/// unreachable provider leaves the claims the session has (pages that need
+/// no token work on); `false`: the refresh ended the session.
+async fn newest_tokens(state: &AppState, origin: &Origin, session: &Session) -> Result<bool, Response> {
+    match state.refresher.tokens(session).await {
+        Ok(_) | Err(Outcome::Failed(TokenError::Unavailable(_))) => Ok(true),
+        Err(Outcome::Ended(ended)) => {
+            tokens::session_ended(origin, ended);
+            Ok(false)
+        }
+        Err(Outcome::Failed(e)) => Err(tokens::into_app_error(e).into_response()),
+    }
 }
 
 /// The rules of the provider the session signed in with, if it has any

@@ -93,7 +93,7 @@ impl Captured {
     }
 
     /// The JSON log of this thread from now on, at info.
-    fn json_default(&self) -> tracing::subscriber::DefaultGuard {
+    pub(crate) fn json_default(&self) -> tracing::subscriber::DefaultGuard {
         let subscriber = subscriber(LogFormat::Json, EnvFilter::new("info"), self.clone(), false);
         tracing::subscriber::set_default(subscriber)
     }
@@ -108,7 +108,7 @@ fn parse_lines(text: &str) -> Vec<Value> {
 }
 
 /// The audit events (target `audit`) named `event`.
-fn audit<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
+pub(crate) fn audit<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
     lines
         .iter()
         .filter(|l| l["target"] == "audit" && l["event"] == event)

@@ -3,7 +3,8 @@
 //! access tokens, refreshes counted there): a session outlives several
 //! access tokens; 50 requests at expiry over two instances sharing
 //! PostgreSQL (then Redis) cause one refresh; a revoked grant ends the
-//! session on both.
+//! session on both; a user removed from `ALLOWED_GROUPS` at the provider is
+//! shut out at the next refresh.
 
 use std::time::Duration;
 
@@ -11,8 +12,10 @@ use axum::Router;
 use oidc_gate::clock::Clock;
 use oidc_gate::devprovider::{DevClient, DevProvider};
 use reqwest::StatusCode;
+use serde_json::json;
 use url::Url;
 
+use crate::logs::{Captured, audit};
 use crate::scale::PgSchema;
 use crate::stores::service_url;
 use crate::support::*;
@@ -197,18 +200,25 @@ fn on_redis() -> Option<(PgSchema, StoreEnv)> {
     Some((schema, store))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_requests_at_expiry_over_two_instances_on_postgres_refresh_once() {
-    let Some(url) = service_url("TEST_DATABASE_URL") else {
-        return;
-    };
+/// Users and sessions in PostgreSQL (a schema of their own), when the test
+/// database is there.
+fn on_postgres() -> Option<(PgSchema, StoreEnv)> {
+    let url = service_url("TEST_DATABASE_URL")?;
     let schema = PgSchema::new(&url);
-    one_refresh_across_instances(StoreEnv {
-        database_url: Some(url.clone()),
+    let store = StoreEnv {
+        database_url: Some(url),
         database_schema: Some(schema.name.clone()),
         ..Default::default()
-    })
-    .await;
+    };
+    Some((schema, store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_requests_at_expiry_over_two_instances_on_postgres_refresh_once() {
+    let Some((schema, store)) = on_postgres() else {
+        return;
+    };
+    one_refresh_across_instances(store).await;
     schema.drop().await;
 }
 
@@ -379,5 +389,130 @@ async fn the_refresh_interval_notices_a_disabled_user_before_the_token_expires()
     op.dev.revoke_grants_of(&DevProvider::subject_of(EMAIL));
     clock.advance(Duration::from_secs(300));
     assert_eq!(api_token(&browser, &app).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
+}
+
+/// `ALLOWED_GROUPS=staff`, behind the load balancer.
+fn staff_only(a: &mut oidc_gate::config::Args) {
+    behind_lb(a);
+    a.access.allowed_groups = Some("staff".into());
+}
+
+/// The user's groups at the provider, in their ID tokens from now on.
+fn in_groups(op: &Op, groups: &[&str]) {
+    let claims = json!({ "groups": groups }).as_object().unwrap().clone();
+    op.dev.set_claims_of(&DevProvider::subject_of(EMAIL), claims);
+}
+
+/// A user removed from `ALLOWED_GROUPS` at the provider: the claims of the
+/// refreshed ID token are judged, so the request of the next refresh is
+/// refused (403, `group_not_allowed`, audited as the session's end) and the
+/// session is gone; a refresh that keeps the group keeps the access.
+async fn a_user_removed_from_the_group_is_shut_out_at_the_next_refresh(store: StoreEnv) {
+    let log = Captured::default();
+    let _guard = log.json_default();
+    let op = Op::start(Duration::from_secs(60)).await;
+    let clock = Clock::default();
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        tweak: Some(staff_only),
+        clock: Some(clock.clone()),
+        store,
+        routes: Some(access_token_routes),
+        ..Default::default()
+    })
+    .await;
+    in_groups(&op, &["staff"]);
+    let browser = Browser::new();
+    sign_in(&app, &browser).await;
+    let (status, first) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Still in the group (and in another): refreshed, still in.
+    in_groups(&op, &["ops", "staff"]);
+    clock.advance(Duration::from_secs(61));
+    let (status, second) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_ne!(second, first);
+    assert_eq!(op.dev.refreshes(), 1);
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+
+    // Removed: judged on the last refresh's claims until the next refresh.
+    in_groups(&op, &["ops"]);
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+    clock.advance(Duration::from_secs(61));
+    let (status, body) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("\"group_not_allowed\""), "{body}");
+    assert_eq!(op.dev.refreshes(), 2);
+    let r = browser.get(&app.url("/secret")).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "the session is gone: sent to sign in"
+    );
+    to_provider(&r);
+    assert_eq!(op.dev.refreshes(), 2);
+
+    let lines = log.json();
+    let ends = audit(&lines, "session_end");
+    assert_eq!(ends.len(), 1, "{ends:#?}");
+    assert_eq!(ends[0]["reason"], "group_not_allowed");
+    assert_eq!(ends[0]["subject"], DevProvider::subject_of(EMAIL).as_str());
+}
+
+#[tokio::test]
+async fn a_user_removed_from_the_group_is_shut_out_at_the_next_refresh_on_sqlite() {
+    a_user_removed_from_the_group_is_shut_out_at_the_next_refresh(StoreEnv::default()).await;
+}
+
+#[tokio::test]
+async fn a_user_removed_from_the_group_is_shut_out_at_the_next_refresh_on_postgres() {
+    let Some((schema, store)) = on_postgres() else {
+        return;
+    };
+    a_user_removed_from_the_group_is_shut_out_at_the_next_refresh(store).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn a_user_removed_from_the_group_is_shut_out_at_the_next_refresh_on_redis() {
+    let Some((schema, store)) = on_redis() else {
+        return;
+    };
+    a_user_removed_from_the_group_is_shut_out_at_the_next_refresh(store).await;
+    schema.drop().await;
+}
+
+/// With `SESSION_REFRESH_INTERVAL`, a session under access rules is
+/// refreshed once it has passed even by a page that needs no token, so a
+/// user removed from the group is shut out within it.
+#[tokio::test]
+async fn the_refresh_interval_shuts_out_a_user_removed_from_the_group_on_any_page() {
+    let op = Op::start(Duration::from_secs(3600)).await;
+    let clock = Clock::default();
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        tweak: Some(|a| {
+            staff_only(a);
+            a.session_refresh_interval = Some("5m".into());
+        }),
+        clock: Some(clock.clone()),
+        ..Default::default()
+    })
+    .await;
+    in_groups(&op, &["staff"]);
+    let browser = Browser::new();
+    sign_in(&app, &browser).await;
+
+    in_groups(&op, &[]);
+    clock.advance(Duration::from_secs(299));
+    assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+    assert_eq!(op.dev.refreshes(), 0);
+    clock.advance(Duration::from_secs(1));
+    let page = browser.get(&app.url("/secret")).await;
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    assert!(text(page).await.contains("group_not_allowed"));
+    assert_eq!(op.dev.refreshes(), 1);
     assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::SEE_OTHER);
 }

@@ -1,7 +1,9 @@
 //! Refresh cases (OIDC Core §12.2): a refreshed ID token is validated like
 //! the first and must name the same user from the same issuer, else the
 //! session ends; a refresh answer without an ID token keeps the claims; a
-//! provider that does not answer keeps the session while its token lasts.
+//! refreshed ID token's claims are those the access rules judge from then
+//! on; a provider that does not answer keeps the session while its token
+//! lasts.
 
 use std::time::Duration;
 
@@ -97,4 +99,42 @@ async fn an_unreachable_provider_keeps_the_session_and_then_answers_503() {
     let (status, fresh) = api_token(&browser, &app).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(fresh, first);
+}
+
+/// The refreshed ID token's claims, completed from UserInfo as at sign-in
+/// (this provider names the groups there only), are judged from then on:
+/// still in `ALLOWED_GROUPS`, the session goes on; removed, the refresh's
+/// request is refused (403) and the session ends.
+#[tokio::test]
+async fn a_refreshed_id_token_without_the_allowed_group_ends_the_session_with_403() {
+    let op = FakeOp::start().await;
+    op.set(|b| {
+        b.expires_in = 4;
+        b.userinfo_patch = json!({"groups": ["admin"]});
+    });
+    let clock = Clock::default();
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        clock: Some(clock.clone()),
+        tweak: Some(|a| a.access.allowed_groups = Some("admin".into())),
+        routes: Some(access_token_routes),
+        ..Default::default()
+    })
+    .await;
+    let browser = logged_in(&app).await;
+    assert_eq!(op.log().userinfo, 1);
+
+    op.set(|b| b.userinfo_patch = json!({"groups": ["admin", "ops"]}));
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(api_token(&browser, &app).await.0, StatusCode::OK);
+    assert_eq!((op.log().refresh, op.log().userinfo), (1, 2));
+
+    op.set(|b| b.userinfo_patch = json!({"groups": ["ops"]}));
+    clock.advance(Duration::from_secs(5));
+    let (status, body) = api_token(&browser, &app).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("group_not_allowed"), "{body}");
+    assert_eq!((op.log().refresh, op.log().userinfo), (2, 3));
+    assert_closed(&app, &browser).await;
+    assert_eq!(app.count("session_index").await, 0, "its link is gone too");
 }

@@ -1,8 +1,11 @@
 //! Forward auth (`FORWARD_AUTH=true`): what nginx, Caddy and Traefik are
 //! answered, the gateway's own routes, sign-out and `rd`.
 
+use std::time::Duration;
+
+use oidc_gate::clock::Clock;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{defaults, gateway, sign_in};
 use crate::support::*;
@@ -393,4 +396,65 @@ async fn a_forwarded_host_cannot_turn_the_sign_in_into_an_open_redirect() {
     let authorize = redirect_target(&browser.get(&start).await);
     let callback = redirect_target(&browser.get(&authorize).await);
     assert_eq!(location(&browser.get(&callback).await), "/");
+}
+
+/// The groups the app is told follow the provider: a refresh's ID token
+/// replaces them (and they are what the rules judge), a save of the session
+/// as a request loaded it before the refresh does not bring the old ones
+/// back, and a user no longer in `ALLOWED_GROUPS` is refused.
+#[tokio::test]
+async fn the_groups_passed_on_follow_each_refresh_and_a_stale_save_does_not_bring_old_ones_back() {
+    use std::str::FromStr as _;
+    use tower_sessions::SessionStore as _;
+
+    let op = crate::fake_op::FakeOp::start().await;
+    op.set(|b| {
+        b.expires_in = 4;
+        b.claims_patch = json!({"groups": ["users", "ops"]});
+    });
+    let clock = Clock::default();
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        tweak: Some(|a| {
+            a.gateway = defaults();
+            a.gateway.forward_auth = Some("true".into());
+            a.access.allowed_groups = Some("users".into());
+        }),
+        clock: Some(clock.clone()),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    sign_in(&app, &browser, "/app").await;
+    let groups = |r: &reqwest::Response| r.headers()["x-auth-request-groups"].to_str().unwrap().to_owned();
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!((r.status(), groups(&r)), (StatusCode::ACCEPTED, "users,ops".into()));
+    let id = tower_sessions::session::Id::from_str(&browser.session_id(&app).unwrap()).unwrap();
+    let sessions = app.store.session_backend();
+    let loaded_before = sessions.load(&id).await.unwrap().expect("the session");
+
+    // Removed from `ops`: the refresh's ID token says so.
+    op.set(|b| b.claims_patch = json!({"groups": ["users"]}));
+    clock.advance(Duration::from_secs(5));
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!((r.status(), groups(&r)), (StatusCode::ACCEPTED, "users".into()));
+    assert_eq!(op.log().refresh, 1);
+    // A request that loaded the session before saves it: its tokens are
+    // due, so the refreshed ones and their claims are taken again.
+    sessions.save(&loaded_before).await.unwrap();
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!((r.status(), groups(&r)), (StatusCode::ACCEPTED, "users".into()));
+    assert_eq!(op.log().refresh, 1, "from the slot, not refreshed again");
+
+    // Removed from `users`: refused at the next refresh, and signed out.
+    op.set(|b| b.claims_patch = json!({"groups": ["ops"]}));
+    clock.advance(Duration::from_secs(5));
+    let r = nginx_asks(&app, &browser, "/app").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(text(r).await.contains("group_not_allowed"));
+    assert_eq!(op.log().refresh, 2);
+    assert_eq!(
+        nginx_asks(&app, &browser, "/app").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
