@@ -1,6 +1,8 @@
 //! Refreshing a session's access token when a request needs it: the
-//! gateway passing it upstream, or a handler asking for it
-//! ([`crate::web::UserTokens`]). Nothing refreshes in the background.
+//! gateway passing it upstream, a handler asking for it
+//! ([`crate::web::UserTokens`]), or the access rules judging the session
+//! (on the claims of its newest ID token). Nothing refreshes in the
+//! background.
 //!
 //! The hot path reads the tokens the session was loaded with and nothing
 //! else. Only when the access token is about to expire (a margin of a
