@@ -9,10 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
-/// The wall clock, optionally shifted forward by a test.
+/// The wall clock, optionally shifted forward by a test, or stopped by one.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
     offset_secs: Arc<AtomicI64>,
+    /// Where a stopped clock stands (Unix seconds, before the shift);
+    /// `None`: the system clock moves it.
+    stopped_at: Option<i64>,
 }
 
 impl Clock {
@@ -21,20 +24,31 @@ impl Clock {
         Self::default()
     }
 
+    /// A clock that stands at the current second and moves only when
+    /// [`Clock::advance`] moves it. For tests whose deadline is a second or
+    /// so away: on the system clock, the real time a loaded machine takes
+    /// between two steps (or a second ticking over between them) can cross it.
+    #[doc(hidden)]
+    pub fn stopped() -> Self {
+        Self {
+            offset_secs: Arc::default(),
+            stopped_at: Some(system_unix()),
+        }
+    }
+
     /// The current time (UTC).
     pub fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc() + time::Duration::seconds(self.offset_secs.load(Ordering::Relaxed))
+        let shift = time::Duration::seconds(self.offset_secs.load(Ordering::Relaxed));
+        match self.stopped_at {
+            Some(at) => OffsetDateTime::from_unix_timestamp(at).unwrap_or(OffsetDateTime::UNIX_EPOCH) + shift,
+            None => OffsetDateTime::now_utc() + shift,
+        }
     }
 
     /// Seconds since the Unix epoch: what `now().unix_timestamp()` says,
     /// without working out a calendar date (read on every request).
     pub fn unix(&self) -> i64 {
-        let since_epoch = match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(after) => after.as_secs() as i64,
-            // Before 1970: whole seconds towards minus infinity, as `time` counts them.
-            Err(before) => -(before.duration().as_nanos().div_ceil(1_000_000_000) as i64),
-        };
-        since_epoch + self.offset_secs.load(Ordering::Relaxed)
+        self.stopped_at.unwrap_or_else(system_unix) + self.offset_secs.load(Ordering::Relaxed)
     }
 
     /// How far a test moved this clock forward (zero for the system clock):
@@ -53,6 +67,15 @@ impl Clock {
     }
 }
 
+/// The system clock's seconds since the Unix epoch.
+fn system_unix() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_secs() as i64,
+        // Before 1970: whole seconds towards minus infinity, as `time` counts them.
+        Err(before) => -(before.duration().as_nanos().div_ceil(1_000_000_000) as i64),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +91,17 @@ mod tests {
             assert!(before <= date && date <= after, "{before} {date} {after}");
             assert!(after - before <= 1);
         }
+    }
+
+    #[test]
+    fn a_stopped_clock_moves_only_when_moved() {
+        let clock = Clock::stopped();
+        let at = clock.unix();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(clock.unix(), at);
+        assert_eq!(clock.now().unix_timestamp(), at);
+        clock.advance(Duration::from_secs(3));
+        assert_eq!((clock.unix(), clock.now().unix_timestamp()), (at + 3, at + 3));
+        assert_eq!(clock.clone().unix(), at + 3, "clones move with it");
     }
 }

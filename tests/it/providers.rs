@@ -186,7 +186,7 @@ async fn a_providers_own_rules_judge_its_sign_ins() {
 
 #[tokio::test]
 async fn refresh_and_logout_go_to_the_provider_of_the_session() {
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let (a, b, app, _dir) = two(
         &[],
         Options {

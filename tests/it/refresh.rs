@@ -89,7 +89,7 @@ async fn sign_in(app: &TestApp, browser: &Browser) {
 #[tokio::test]
 async fn a_session_outlives_several_short_access_tokens() {
     let op = Op::start(Duration::from_secs(4)).await;
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let app = instance(&op, &clock, StoreEnv::default()).await;
     let browser = Browser::new();
     sign_in(&app, &browser).await;
@@ -125,7 +125,7 @@ async fn a_session_outlives_several_short_access_tokens() {
 /// the provider and the next refresh ends the session on both.
 async fn one_refresh_across_instances(store: StoreEnv) {
     let op = Op::start(Duration::from_secs(60)).await;
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let a = instance(&op, &clock, store.clone()).await;
     let b = instance(&op, &clock, store).await;
     let browser = Browser::new();
@@ -234,7 +234,7 @@ async fn fifty_requests_at_expiry_over_two_instances_on_redis_refresh_once() {
 #[tokio::test]
 async fn concurrent_requests_on_one_sqlite_instance_refresh_once() {
     let op = Op::start(Duration::from_secs(60)).await;
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let app = instance(&op, &clock, StoreEnv::default()).await;
     let browser = Browser::new();
     sign_in(&app, &browser).await;
@@ -261,7 +261,7 @@ async fn a_stale_save_does_not_bring_the_spent_refresh_token_back(store: StoreEn
     use tower_sessions::SessionStore as _;
 
     let op = Op::start(Duration::from_secs(60)).await;
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let app = instance(&op, &clock, store).await;
     let browser = Browser::new();
     sign_in(&app, &browser).await;
@@ -304,7 +304,7 @@ async fn a_session_written_with_objects_still_works() {
     use tower_sessions::SessionStore as _;
 
     let op = Op::start(Duration::from_secs(60)).await;
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let app = instance(&op, &clock, StoreEnv::default()).await;
     let browser = Browser::new();
     sign_in(&app, &browser).await;
@@ -361,7 +361,7 @@ async fn a_session_written_with_objects_still_works() {
 #[tokio::test]
 async fn the_refresh_interval_notices_a_disabled_user_before_the_token_expires() {
     let op = Op::start(Duration::from_secs(3600)).await;
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let app = TestApp::spawn_with(Options {
         provider: Some(op.client()),
         tweak: Some(|a| {
@@ -412,7 +412,7 @@ async fn a_user_removed_from_the_group_is_shut_out_at_the_next_refresh(store: St
     let log = Captured::default();
     let _guard = log.json_default();
     let op = Op::start(Duration::from_secs(60)).await;
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let app = TestApp::spawn_with(Options {
         provider: Some(op.client()),
         tweak: Some(staff_only),
@@ -490,7 +490,7 @@ async fn a_user_removed_from_the_group_is_shut_out_at_the_next_refresh_on_redis(
 #[tokio::test]
 async fn the_refresh_interval_shuts_out_a_user_removed_from_the_group_on_any_page() {
     let op = Op::start(Duration::from_secs(3600)).await;
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let app = TestApp::spawn_with(Options {
         provider: Some(op.client()),
         tweak: Some(|a| {

@@ -412,7 +412,7 @@ async fn the_groups_passed_on_follow_each_refresh_and_a_stale_save_does_not_brin
         b.expires_in = 4;
         b.claims_patch = json!({"groups": ["users", "ops"]});
     });
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let app = TestApp::spawn_with(Options {
         provider: Some(op.client()),
         tweak: Some(|a| {
