@@ -118,6 +118,15 @@ pub struct RefreshSettings {
     pub store_timeout: Duration,
 }
 
+/// What a request wants of a session's tokens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// The access token itself (it is passed on, or handed to a handler).
+    Token,
+    /// Only the newest claims, for the access rules.
+    Claims,
+}
+
 impl Refresher {
     /// A refresher for sessions in `store`.
     pub fn new(providers: Providers, store: Store, clock: Clock, settings: RefreshSettings) -> Self {
@@ -147,6 +156,20 @@ impl Refresher {
 
     /// The session's tokens, the access token refreshed first if it is due.
     pub async fn tokens(&self, session: &Session) -> Result<Option<StoredTokens>, Outcome> {
+        self.tokens_for(session, Need::Token).await
+    }
+
+    /// The session's tokens for a request that needs no token, only the
+    /// newest claims for the access rules to judge: as [`Refresher::tokens`],
+    /// except that while the session's provider is failing to refresh
+    /// ([`crate::provider::Provider::refresh_failing`]) the request goes on
+    /// with the tokens and claims the session has, rather than wait for the
+    /// provider's answer (up to `OIDC_HTTP_TIMEOUT`) on every page.
+    pub async fn tokens_to_judge(&self, session: &Session) -> Result<Option<StoredTokens>, Outcome> {
+        self.tokens_for(session, Need::Claims).await
+    }
+
+    async fn tokens_for(&self, session: &Session, need: Need) -> Result<Option<StoredTokens>, Outcome> {
         let Some(tokens) = session
             .get::<StoredTokens>(TOKENS_KEY)
             .await
@@ -158,7 +181,20 @@ impl Refresher {
         if !self.due(&tokens, now) || tokens.refresh.is_none() {
             return Ok(Some(tokens));
         }
-        self.refresh(session, tokens, now).await.map(Some)
+        if need == Need::Claims && self.provider_failing(session).await? {
+            return Ok(Some(tokens));
+        }
+        // Boxed: every request's future would otherwise hold a refresh's
+        // (large, and deeper than the compiler lays out by default).
+        Box::pin(self.refresh(session, tokens, now)).await.map(Some)
+    }
+
+    /// Whether the provider that signed `session` in is failing to refresh.
+    async fn provider_failing(&self, session: &Session) -> Result<bool, Outcome> {
+        let login = session.get::<LoginData>(LOGIN_KEY).await.map_err(TokenError::from)?;
+        Ok(login
+            .and_then(|l| self.0.providers.by_issuer(&l.issuer))
+            .is_some_and(|listed| listed.provider.refresh_failing()))
     }
 
     /// The session's latest tokens, without refreshing: those a refresh

@@ -33,10 +33,16 @@ impl FailedFetch {
     /// long as the one before it (from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`]),
     /// a success forgets them.
     pub fn record<T>(&self, result: &Result<T, ProviderError>) {
+        self.note(result.as_ref().err());
+    }
+
+    /// Records a failure (`Some`), remembered as by [`FailedFetch::record`],
+    /// or a success (`None`), which forgets them.
+    pub fn note(&self, failure: Option<&ProviderError>) {
         let mut failed = self.lock();
-        *failed = match result {
-            Ok(_) => None,
-            Err(e) => {
+        *failed = match failure {
+            None => None,
+            Some(e) => {
                 let backoff = failed
                     .as_ref()
                     .map_or(FIRST_BACKOFF, |f| (f.backoff * 2).min(MAX_BACKOFF));

@@ -89,6 +89,9 @@ struct Inner {
     /// While no discovery was fetched: the last failure, answered at once
     /// to requests until it is time to ask again.
     failed: FailedFetch,
+    /// The last refresh, while it failed for want of an answer (see
+    /// [`Provider::refresh_failing`]).
+    refresh_failed: FailedFetch,
     /// Refetches for logout tokens naming unknown keys: anyone can send
     /// those, so one per interval, and never behind `fetch_lock`, where
     /// logins wait.
@@ -190,6 +193,7 @@ impl Provider {
                 current: ArcSwapOption::empty(),
                 fetch_lock: tokio::sync::Mutex::new(()),
                 failed: FailedFetch::default(),
+                refresh_failed: FailedFetch::default(),
                 logout_refetch: OncePer::default(),
             }),
         }
@@ -424,6 +428,24 @@ impl Provider {
         subject: &str,
         profile: bool,
     ) -> Result<Refreshed, ProviderError> {
+        let refreshed = self.redeem(refresh_token, subject, profile).await;
+        // A refusal is an answer: only a provider that gave none is waited out.
+        let failed = refreshed.as_ref().err().filter(|e| e.reason.is_upstream_failure());
+        self.inner.refresh_failed.note(failed);
+        refreshed
+    }
+
+    /// Whether the last refresh here failed for want of an answer (the
+    /// provider unreachable, slow, a `5xx`, garbage) a moment ago: it is
+    /// remembered for 1 s, doubling up to 30 s while refreshes fail in a
+    /// row. A request that only wants a session's newest claims goes on
+    /// with the ones it has rather than wait for the provider again.
+    pub fn refresh_failing(&self) -> bool {
+        self.inner.refresh_failed.remembered().is_some()
+    }
+
+    /// [`Provider::refresh_tokens`], unrecorded.
+    async fn redeem(&self, refresh_token: &str, subject: &str, profile: bool) -> Result<Refreshed, ProviderError> {
         let snapshot = self.snapshot().await?;
         let tokens = token::refresh(
             &self.inner.http,

@@ -170,9 +170,10 @@ pub(super) async fn recheck(
 /// another request's refresh taken (one a stale save of this session
 /// hid), so that the claims judged are those of the newest ID token. An
 /// unreachable provider leaves the claims the session has (pages that need
-/// no token work on); `false`: the refresh ended the session.
+/// no token work on, and while it keeps failing, without waiting for it);
+/// `false`: the refresh ended the session.
 async fn newest_tokens(state: &AppState, origin: &Origin, session: &Session) -> Result<bool, Response> {
-    match state.refresher.tokens(session).await {
+    match state.refresher.tokens_to_judge(session).await {
         Ok(_) | Err(Outcome::Failed(TokenError::Unavailable(_))) => Ok(true),
         Err(Outcome::Ended(ended)) => {
             tokens::session_ended(origin, ended);

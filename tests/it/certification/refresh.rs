@@ -17,7 +17,7 @@ use crate::fake_op::TokenReply;
 /// The app for `op` (access tokens of 4 s), logged in; its clock.
 async fn logged_in_with_short_tokens(op: &FakeOp) -> (TestApp, Browser, Clock) {
     op.set(|b| b.expires_in = 4);
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let app = TestApp::spawn_with(Options {
         provider: Some(op.client()),
         clock: Some(clock.clone()),
@@ -112,7 +112,7 @@ async fn a_refreshed_id_token_without_the_allowed_group_ends_the_session_with_40
         b.expires_in = 4;
         b.userinfo_patch = json!({"groups": ["admin"]});
     });
-    let clock = Clock::default();
+    let clock = Clock::stopped();
     let app = TestApp::spawn_with(Options {
         provider: Some(op.client()),
         clock: Some(clock.clone()),
@@ -137,4 +137,40 @@ async fn a_refreshed_id_token_without_the_allowed_group_ends_the_session_with_40
     assert_eq!((op.log().refresh, op.log().userinfo), (2, 3));
     assert_closed(&app, &browser).await;
     assert_eq!(app.count("session_index").await, 0, "its link is gone too");
+}
+
+/// Under access rules a page that needs no token tries a due refresh first
+/// (to judge the newest claims), but it does not wait again for a provider
+/// that failed one a moment ago: the pages go on, judged on the session's
+/// claims, and a request that needs the token still asks.
+#[tokio::test]
+async fn under_access_rules_pages_do_not_wait_again_for_a_provider_that_failed_a_refresh() {
+    let op = FakeOp::start().await;
+    op.set(|b| {
+        b.expires_in = 4;
+        b.userinfo_patch = json!({"groups": ["admin"]});
+    });
+    let clock = Clock::stopped();
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        clock: Some(clock.clone()),
+        tweak: Some(|a| a.access.allowed_groups = Some("admin".into())),
+        routes: Some(access_token_routes),
+        ..Default::default()
+    })
+    .await;
+    let browser = logged_in(&app).await;
+    op.set(|b| b.token_reply = TokenReply::Status(503));
+    // Due (within the margin) but not expired.
+    clock.advance(Duration::from_secs(3));
+    for _ in 0..3 {
+        assert_eq!(browser.get(&app.url("/secret")).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        op.log().refresh,
+        1,
+        "one try; the next pages did not wait for the provider"
+    );
+    assert_eq!(api_token(&browser, &app).await.0, StatusCode::OK);
+    assert_eq!(op.log().refresh, 2, "a request that needs the token asks");
 }
