@@ -10,7 +10,11 @@
 //! is public only if every reading is under a public prefix and no per-path
 //! rule covers any reading; a rule applies if it covers any reading. So a
 //! trick that one server would resolve to `/admin` is judged as `/admin`.
-//! Matching is on whole segments and case-sensitive, as paths are.
+//! Matching is on whole segments, and case-sensitive, as paths are, except
+//! that the lenient reading also ignores ASCII case: Express and ASP.NET
+//! Core route case-insensitively by default, as IIS serves files, so
+//! `/ADMIN` is judged as `/admin` too (a rule applies whatever the case;
+//! public needs the exact case of the forwarded reading).
 
 use std::fmt;
 
@@ -43,11 +47,22 @@ impl Prefix {
 
     /// Whether `path` (a normalised reading) is this prefix or under it.
     pub fn matches(&self, path: &str) -> bool {
+        self.matches_as(path, Case::Exact)
+    }
+
+    fn matches_as(&self, path: &str, case: Case) -> bool {
         if self.0 == "/" {
             return true;
         }
-        path.strip_prefix(self.0.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        let (prefix, path) = (self.0.as_bytes(), path.as_bytes());
+        let Some((head, rest)) = path.split_at_checked(prefix.len()) else {
+            return false;
+        };
+        let same = match case {
+            Case::Exact => head == prefix,
+            Case::Ignored => head.eq_ignore_ascii_case(prefix),
+        };
+        same && matches!(rest.first(), None | Some(b'/'))
     }
 }
 
@@ -169,9 +184,18 @@ impl RequestPath {
         Ok(Self { forwarded, lenient })
     }
 
-    fn readings(&self) -> [&str; 2] {
-        [&self.forwarded, &self.lenient]
+    /// The readings, each with how its case is compared.
+    fn readings(&self) -> [(&str, Case); 2] {
+        [(&self.forwarded, Case::Exact), (&self.lenient, Case::Ignored)]
     }
+}
+
+/// How a reading's case is compared with a prefix.
+#[derive(Debug, Clone, Copy)]
+enum Case {
+    Exact,
+    /// ASCII case ignored, as a case-insensitive upstream reads paths.
+    Ignored,
 }
 
 /// What the rules say about one path.
@@ -231,9 +255,12 @@ impl PathRules {
         let rules: Vec<&PathRule> = self
             .rules
             .iter()
-            .filter(|r| readings.iter().any(|p| r.prefix.matches(p)))
+            .filter(|r| readings.iter().any(|&(p, case)| r.prefix.matches_as(p, case)))
             .collect();
-        let public = rules.is_empty() && readings.iter().all(|p| self.public.iter().any(|pre| pre.matches(p)));
+        let public = rules.is_empty()
+            && readings
+                .iter()
+                .all(|&(p, case)| self.public.iter().any(|pre| pre.matches_as(p, case)));
         PathVerdict { public, rules }
     }
 }

@@ -101,6 +101,11 @@ fn per_path_rules_apply_to_every_reading_and_win_over_public() {
         "/x/..;/admin",
         "/x\\..\\admin",
         "/admin;jsessionid=1",
+        // A case-insensitive upstream (Express, ASP.NET Core, IIS).
+        "/ADMIN",
+        "/Admin/users",
+        "/%41dmin",
+        "/public/..%2FADMIN",
     ] {
         assert!(guarded(yes), "{yes} must be guarded");
         assert!(
@@ -108,7 +113,7 @@ fn per_path_rules_apply_to_every_reading_and_win_over_public() {
             "{yes} must not be public"
         );
     }
-    for no in ["/administrator", "/ADMIN", "/x/admin", "/"] {
+    for no in ["/administrator", "/ADMINISTRATOR", "/x/admin", "/"] {
         assert!(!guarded(no), "{no} is not under /admin");
     }
 }
@@ -173,4 +178,23 @@ fn a_step_up_is_met_by_a_recent_enough_and_strong_enough_sign_in() {
     assert!(fresh.met_by(at(Some(1000), None), 1030, 30));
     assert!(!fresh.met_by(at(Some(1000), None), 1031, 30));
     assert!(StepUp::default().met_by(at(None, None), 0, 0));
+}
+
+#[test]
+fn case_never_opens_a_path_and_never_escapes_a_rule() {
+    // A prefix configured in any case guards the path in every case.
+    let r = rules(&["/public"], &["/Finance"]);
+    for raw in ["/Finance", "/finance/q3", "/FINANCE", "/public/..%2Ffinance"] {
+        let verdict = r.judge(&RequestPath::parse(raw).unwrap());
+        assert!(!verdict.rules.is_empty(), "{raw} must be guarded");
+        assert!(!verdict.public, "{raw} must not be public");
+    }
+    // Public needs the exact case: another case may be another resource.
+    for (raw, public) in [("/public/a.css", true), ("/PUBLIC/a.css", false), ("/Public", false)] {
+        assert_eq!(r.judge(&RequestPath::parse(raw).unwrap()).public, public, "{raw}");
+    }
+    // Only ASCII letters fold, on whole segments.
+    for raw in ["/finances", "/FINANCES/x", "/%EF%AC%81nance"] {
+        assert!(r.judge(&RequestPath::parse(raw).unwrap()).rules.is_empty(), "{raw}");
+    }
 }

@@ -119,7 +119,15 @@ async fn a_signed_in_user_gets_202_with_identity_headers_and_per_path_rules_refu
     // The answer names its request, for the web server's logs.
     assert_eq!(h["x-request-id"].len(), 32);
 
-    for ruled in ["/admin", "/admin/x", "/x/../admin", "/%61dmin", "/x/..;/admin"] {
+    for ruled in [
+        "/admin",
+        "/admin/x",
+        "/x/../admin",
+        "/%61dmin",
+        "/x/..;/admin",
+        "/ADMIN",
+        "/Admin/x",
+    ] {
         let r = nginx_asks(&app, &browser, ruled).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{ruled}");
     }
