@@ -101,13 +101,9 @@ async fn an_unreachable_provider_keeps_the_session_and_then_answers_503() {
     assert_ne!(fresh, first);
 }
 
-/// The refreshed ID token's claims, completed from UserInfo as at sign-in
-/// (this provider names the groups there only), are judged from then on:
-/// still in `ALLOWED_GROUPS`, the session goes on; removed, the refresh's
-/// request is refused (403) and the session ends.
-#[tokio::test]
-async fn a_refreshed_id_token_without_the_allowed_group_ends_the_session_with_403() {
-    let op = FakeOp::start().await;
+/// The app for `op` (access tokens of 4 s) with `ALLOWED_GROUPS=admin`,
+/// logged in as a member (the groups are in UserInfo only); its clock.
+async fn logged_in_to_admin_only(op: &FakeOp) -> (TestApp, Browser, Clock) {
     op.set(|b| {
         b.expires_in = 4;
         b.userinfo_patch = json!({"groups": ["admin"]});
@@ -122,6 +118,17 @@ async fn a_refreshed_id_token_without_the_allowed_group_ends_the_session_with_40
     })
     .await;
     let browser = logged_in(&app).await;
+    (app, browser, clock)
+}
+
+/// The refreshed ID token's claims, completed from UserInfo as at sign-in
+/// (this provider names the groups there only), are judged from then on:
+/// still in `ALLOWED_GROUPS`, the session goes on; removed, the refresh's
+/// request is refused (403) and the session ends.
+#[tokio::test]
+async fn a_refreshed_id_token_without_the_allowed_group_ends_the_session_with_403() {
+    let op = FakeOp::start().await;
+    let (app, browser, clock) = logged_in_to_admin_only(&op).await;
     assert_eq!(op.log().userinfo, 1);
 
     op.set(|b| b.userinfo_patch = json!({"groups": ["admin", "ops"]}));
@@ -146,20 +153,7 @@ async fn a_refreshed_id_token_without_the_allowed_group_ends_the_session_with_40
 #[tokio::test]
 async fn under_access_rules_pages_do_not_wait_again_for_a_provider_that_failed_a_refresh() {
     let op = FakeOp::start().await;
-    op.set(|b| {
-        b.expires_in = 4;
-        b.userinfo_patch = json!({"groups": ["admin"]});
-    });
-    let clock = Clock::stopped();
-    let app = TestApp::spawn_with(Options {
-        provider: Some(op.client()),
-        clock: Some(clock.clone()),
-        tweak: Some(|a| a.access.allowed_groups = Some("admin".into())),
-        routes: Some(access_token_routes),
-        ..Default::default()
-    })
-    .await;
-    let browser = logged_in(&app).await;
+    let (app, browser, clock) = logged_in_to_admin_only(&op).await;
     op.set(|b| b.token_reply = TokenReply::Status(503));
     // Due (within the margin) but not expired.
     clock.advance(Duration::from_secs(3));
