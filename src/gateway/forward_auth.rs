@@ -122,11 +122,12 @@ pub(super) async fn auth(
         tracing::info!(reason = "bad_path", "forward auth refused");
         return StatusCode::FORBIDDEN.into_response();
     };
-    let mut identity = match gateway.identity(&app, &auth, &session, Some(&origin)).await {
+    let verdict = gateway.0.paths.judge(&path);
+    let judged = !verdict.rules.is_empty();
+    let mut identity = match gateway.identity(&app, &auth, &session, Some(&origin), judged).await {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
-    let verdict = gateway.0.paths.judge(&path);
     let public = verdict.public;
     let mut by_bearer = false;
     if !public && identity.is_none() {

@@ -151,18 +151,22 @@ impl Gateway {
     ///
     /// With `hand_over` (the request's origin), the tokens the app is
     /// handed are in the identity: the access token refreshed first if it
-    /// is due. A refresh that ends the session leaves nobody signed in.
+    /// is due. With `judged` too (the path has rules of its own), the
+    /// claims are the newest: due tokens are refreshed first even where
+    /// none is handed over. A refresh that ends the session leaves nobody
+    /// signed in.
     async fn identity(
         &self,
         app: &AppState,
         auth: &AuthSession,
         session: &Session,
         hand_over: Option<&Origin>,
+        judged: bool,
     ) -> Result<Option<(Identity, Claims)>, AppError> {
         let Some(user) = &auth.user else { return Ok(None) };
         let (access_token, id_token) = match hand_over {
             None => (None, None),
-            Some(origin) => match self.tokens(app, session).await {
+            Some(origin) => match self.tokens(app, session, judged).await {
                 Ok(tokens) => tokens,
                 Err(Outcome::Ended(ended)) => {
                     tokens::session_ended(origin, ended);
@@ -185,9 +189,19 @@ impl Gateway {
 
     /// The tokens the app is handed, when it is: the access token
     /// (refreshed first if due; an expired one is never passed on), and
-    /// the ID token.
-    async fn tokens(&self, app: &AppState, session: &Session) -> Result<(Option<Secret>, Option<Secret>), Outcome> {
+    /// the ID token. When none is and the path is `judged` by rules of its
+    /// own, due tokens are still refreshed first (as the access rules do
+    /// for every request), so that the rules judge the newest claims.
+    async fn tokens(
+        &self,
+        app: &AppState,
+        session: &Session,
+        judged: bool,
+    ) -> Result<(Option<Secret>, Option<Secret>), Outcome> {
         if !self.0.pass_access_token && !self.0.pass_authorization_header {
+            if judged {
+                app.refresher.tokens_to_judge(session).await?;
+            }
             return Ok((None, None));
         }
         let Some(stored) = app.refresher.tokens(session).await? else {
@@ -253,11 +267,12 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
         return AppError::BadPath.into_response();
     };
     let origin = Origin::of(request.extensions());
-    let mut identity = match gateway.identity(&app, &auth, &session, Some(&origin)).await {
+    let verdict = gateway.0.paths.judge(&path);
+    let judged = !verdict.rules.is_empty();
+    let mut identity = match gateway.identity(&app, &auth, &session, Some(&origin), judged).await {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
-    let verdict = gateway.0.paths.judge(&path);
     let mut by_bearer = false;
     if !verdict.public && identity.is_none() {
         let (parts, body) = request.into_parts();

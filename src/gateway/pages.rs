@@ -125,7 +125,7 @@ pub(super) async fn sign_in(State(gw): State<GatewayState>, headers: HeaderMap, 
 
 /// `/oauth2/userinfo`: who is signed in, as JSON (never a token).
 pub(super) async fn userinfo(State(gw): State<GatewayState>, auth: AuthSession, session: Session) -> Response {
-    match gw.gateway.identity(&gw.app, &auth, &session, None).await {
+    match gw.gateway.identity(&gw.app, &auth, &session, None, false).await {
         Ok(Some((identity, _))) => Json(serde_json::json!({
             "user": identity.user,
             "email": identity.email,

@@ -466,3 +466,49 @@ async fn the_groups_passed_on_follow_each_refresh_and_a_stale_save_does_not_brin
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Per-path rules judge the newest claims too: with no global rule and no
+/// token handed over, a path with rules of its own refreshes due tokens
+/// first, so a user removed from its group at the provider is refused there
+/// at the next refresh; paths without rules refresh nothing, and the
+/// session stays for them.
+#[tokio::test]
+async fn a_path_rule_judges_the_claims_of_the_last_refresh() {
+    let op = crate::fake_op::FakeOp::start().await;
+    op.set(|b| {
+        b.expires_in = 4;
+        b.claims_patch = json!({"groups": ["admins"]});
+    });
+    let clock = Clock::stopped();
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        tweak: Some(|a| {
+            a.gateway = defaults();
+            a.gateway.forward_auth = Some("true".into());
+            a.gateway.config_file = Some(super::admins_only_file());
+        }),
+        clock: Some(clock.clone()),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    sign_in(&app, &browser, "/admin").await;
+    assert_eq!(
+        nginx_asks(&app, &browser, "/admin").await.status(),
+        StatusCode::ACCEPTED
+    );
+
+    op.set(|b| b.claims_patch = json!({"groups": ["users"]}));
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(nginx_asks(&app, &browser, "/app").await.status(), StatusCode::ACCEPTED);
+    assert_eq!(op.log().refresh, 0, "a path without rules refreshes nothing");
+    let r = nginx_asks(&app, &browser, "/admin").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(text(r).await.contains("group_not_allowed"));
+    assert_eq!(op.log().refresh, 1);
+    assert_eq!(
+        nginx_asks(&app, &browser, "/app").await.status(),
+        StatusCode::ACCEPTED,
+        "the session stays for the other paths"
+    );
+}
