@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use oidc_gate::clock::Clock;
+use oidc_gate::config::Args;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -406,6 +407,25 @@ async fn a_forwarded_host_cannot_turn_the_sign_in_into_an_open_redirect() {
     assert_eq!(location(&browser.get(&callback).await), "/");
 }
 
+/// A fake provider whose users are in `groups`, with access tokens of 4 s,
+/// and the app `tweak` sets up for it on a stopped clock.
+async fn with_short_tokens(groups: Value, tweak: fn(&mut Args)) -> (crate::fake_op::FakeOp, TestApp, Clock) {
+    let op = crate::fake_op::FakeOp::start().await;
+    op.set(|b| {
+        b.expires_in = 4;
+        b.claims_patch = json!({ "groups": groups });
+    });
+    let clock = Clock::stopped();
+    let app = TestApp::spawn_with(Options {
+        provider: Some(op.client()),
+        tweak: Some(tweak),
+        clock: Some(clock.clone()),
+        ..Default::default()
+    })
+    .await;
+    (op, app, clock)
+}
+
 /// The groups the app is told follow the provider: a refresh's ID token
 /// replaces them (and they are what the rules judge), a save of the session
 /// as a request loaded it before the refresh does not bring the old ones
@@ -415,21 +435,10 @@ async fn the_groups_passed_on_follow_each_refresh_and_a_stale_save_does_not_brin
     use std::str::FromStr as _;
     use tower_sessions::SessionStore as _;
 
-    let op = crate::fake_op::FakeOp::start().await;
-    op.set(|b| {
-        b.expires_in = 4;
-        b.claims_patch = json!({"groups": ["users", "ops"]});
-    });
-    let clock = Clock::stopped();
-    let app = TestApp::spawn_with(Options {
-        provider: Some(op.client()),
-        tweak: Some(|a| {
-            a.gateway = defaults();
-            a.gateway.forward_auth = Some("true".into());
-            a.access.allowed_groups = Some("users".into());
-        }),
-        clock: Some(clock.clone()),
-        ..Default::default()
+    let (op, app, clock) = with_short_tokens(json!(["users", "ops"]), |a| {
+        a.gateway = defaults();
+        a.gateway.forward_auth = Some("true".into());
+        a.access.allowed_groups = Some("users".into());
     })
     .await;
     let browser = Browser::new();
@@ -474,21 +483,10 @@ async fn the_groups_passed_on_follow_each_refresh_and_a_stale_save_does_not_brin
 /// session stays for them.
 #[tokio::test]
 async fn a_path_rule_judges_the_claims_of_the_last_refresh() {
-    let op = crate::fake_op::FakeOp::start().await;
-    op.set(|b| {
-        b.expires_in = 4;
-        b.claims_patch = json!({"groups": ["admins"]});
-    });
-    let clock = Clock::stopped();
-    let app = TestApp::spawn_with(Options {
-        provider: Some(op.client()),
-        tweak: Some(|a| {
-            a.gateway = defaults();
-            a.gateway.forward_auth = Some("true".into());
-            a.gateway.config_file = Some(super::admins_only_file());
-        }),
-        clock: Some(clock.clone()),
-        ..Default::default()
+    let (op, app, clock) = with_short_tokens(json!(["admins"]), |a| {
+        a.gateway = defaults();
+        a.gateway.forward_auth = Some("true".into());
+        a.gateway.config_file = Some(super::admins_only_file());
     })
     .await;
     let browser = Browser::new();
