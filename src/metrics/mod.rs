@@ -166,13 +166,24 @@ impl LoginOutcome {
     }
 }
 
-/// Counts a sign-in; `reason` is a reason code (`ok` for a success).
-pub fn login(outcome: LoginOutcome, reason: &'static str) {
-    counter!(names::LOGINS, "outcome" => outcome.label(), "reason" => reason).increment(1);
+/// Counts a sign-in at `provider` (its id; [`UNKNOWN_PROVIDER`] when the
+/// callback names none of several); `reason` is a reason code (`ok` for a
+/// success).
+pub fn login(outcome: LoginOutcome, reason: &'static str, provider: &str) {
+    let labels = [
+        ("outcome", outcome.label().into()),
+        ("reason", reason.into()),
+        ("provider", provider.to_owned()),
+    ];
+    counter!(names::LOGINS, &labels).increment(1);
     if outcome == LoginOutcome::Success {
         counter!(names::SESSIONS_CREATED).increment(1);
     }
 }
+
+/// The `provider` of a sign-in refused before it was known which of
+/// several providers it was at (no `state`, or one of no login in progress).
+pub const UNKNOWN_PROVIDER: &str = "unknown";
 
 /// How a logout came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -99,7 +99,7 @@ async fn refuse_sign_in(
         Some(&login.id_token.subject),
         None,
     );
-    crate::metrics::login(crate::metrics::LoginOutcome::Refused, refusal.code());
+    crate::metrics::login(crate::metrics::LoginOutcome::Refused, refusal.code(), &listed.id);
     refused(state, claims, refusal, next, Scope::SignIn, false)
 }
 

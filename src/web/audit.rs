@@ -105,7 +105,7 @@ pub(crate) fn signed_in(origin: &Origin, provider: &str, issuer: &str, subject: 
         request_id = %origin.request_id,
         "signed in"
     );
-    metrics::login(metrics::LoginOutcome::Success, "ok");
+    metrics::login(metrics::LoginOutcome::Success, "ok", provider);
 }
 
 /// A sign-in was refused (`reason`): an invalid answer from the provider, a

@@ -160,11 +160,18 @@ pub(crate) async fn callback(
         Ok(at) => at.map(|Path(id)| id),
         Err(_) => Some(String::new()),
     };
-    let issuer = state.providers.first().provider.issuer();
+    // Until the state names the login in progress, which provider it is at
+    // is known only where there is one.
+    let first = state.providers.first();
+    let issuer = first.provider.issuer();
+    let provider = match state.providers.several() {
+        true => metrics::UNKNOWN_PROVIDER,
+        false => first.id.as_str(),
+    };
     let Some(presented) = param(query, "state") else {
         return refuse(
             &origin,
-            issuer,
+            (issuer, provider),
             AppError::Callback {
                 reason: "state_missing",
                 detail: "no state parameter",
@@ -177,16 +184,16 @@ pub(crate) async fn callback(
     let (jar, pending) = state.pending.take(&headers, &presented, now);
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let from = SignedInFrom::new(now, user_agent, origin.client_ip);
-    let (issuer, result) = match pending {
+    let (at, result) = match pending {
         Some(pending) => match chooser::bound(&state, &pending, at.as_deref()) {
             Ok(listed) => (
-                listed.provider.issuer(),
+                (listed.provider.issuer(), listed.id.as_str()),
                 complete(&state, &origin, auth, query, pending, from, listed).await,
             ),
-            Err(e) => (issuer, Err(e)),
+            Err(e) => ((issuer, provider), Err(e)),
         },
         None => (
-            issuer,
+            (issuer, provider),
             Err(AppError::Callback {
                 reason: "state_mismatch",
                 detail: "state unknown, expired or already used",
@@ -195,14 +202,15 @@ pub(crate) async fn callback(
     };
     match result {
         Ok(response) => (jar, response).into_response(),
-        Err(e) => (jar, refuse(&origin, issuer, e)).into_response(),
+        Err(e) => (jar, refuse(&origin, at, e)).into_response(),
     }
 }
 
-/// A refused sign-in at `issuer`: its audit event, then its page.
-fn refuse(origin: &Origin, issuer: &str, e: AppError) -> Response {
+/// A refused sign-in `at` a provider (its issuer, and its id for the
+/// metrics): its audit event, then its page.
+fn refuse(origin: &Origin, (issuer, provider): (&str, &str), e: AppError) -> Response {
     audit::sign_in_refused(origin, e.reason(), issuer, None, Some(&e));
-    metrics::login(LoginOutcome::Failure, e.reason());
+    metrics::login(LoginOutcome::Failure, e.reason(), provider);
     e.into_recorded_response()
 }
 

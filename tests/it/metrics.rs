@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use reqwest::StatusCode;
 
+use crate::fake_op::FakeOp;
 use crate::support::*;
 
 /// One sample of the exposition: name, labels, value.
@@ -143,7 +144,8 @@ async fn a_sign_in_and_a_logout_are_counted_and_timed() {
     let signed_in = scrape(&app).await;
 
     let logins = "oidc_gate_logins_total";
-    assert!(grew(&before, &signed_in, logins, &[("outcome", "success"), ("reason", "ok")]) >= 1.0);
+    let success = [("outcome", "success"), ("reason", "ok"), ("provider", "default")];
+    assert!(grew(&before, &signed_in, logins, &success) >= 1.0);
     assert!(grew(&before, &signed_in, "oidc_gate_sessions_created_total", &[]) >= 1.0);
     let requests = "oidc_gate_http_requests_total";
     for (group, status) in [("login", "3xx"), ("callback", "3xx"), ("page", "2xx")] {
@@ -220,8 +222,9 @@ async fn a_failed_sign_in_is_counted_with_its_reason() {
 
     let after = scrape(&app).await;
     let logins = "oidc_gate_logins_total";
+    // One provider: a sign-in is at it, even when the state names none.
     for reason in ["state_mismatch", "state_missing"] {
-        let labels = [("outcome", "failure"), ("reason", reason)];
+        let labels = [("outcome", "failure"), ("reason", reason), ("provider", "default")];
         assert!(grew(&before, &after, logins, &labels) >= 1.0, "{reason}");
     }
     let labels = [("group", "callback"), ("status", "4xx")];
@@ -307,4 +310,38 @@ async fn a_gateway_upstream_that_is_down_is_counted() {
     assert_eq!(after.types["oidc_gate_upstream_request_seconds"], "histogram");
     let labels = [("group", "upstream"), ("status", "5xx")];
     assert!(grew(&before, &after, "oidc_gate_http_requests_total", &labels) >= 1.0);
+}
+
+/// With several providers, sign-ins are counted by provider; one refused
+/// before it is known which provider it is at (no state) is `unknown`.
+#[tokio::test]
+async fn with_several_providers_sign_ins_are_counted_by_provider() {
+    let (a, b) = (FakeOp::start().await, FakeOp::start().await);
+    let (_dir, file) = crate::providers::providers_file(&[&a, &b], &[]);
+    let app = TestApp::spawn_with(Options {
+        metrics: true,
+        config_file: Some(file),
+        ..Options::default()
+    })
+    .await;
+    let before = scrape(&app).await;
+    let browser = Browser::new();
+    let r = browser.get(&app.url("/login?provider=b")).await;
+    let at_provider = browser.get(&redirect_target(&r)).await;
+    let r = browser.get(&redirect_target(&at_provider)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "signed in at b");
+    let r = browser.get(&app.url("/callback/a?code=x")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let after = scrape(&app).await;
+    let logins = "oidc_gate_logins_total";
+    let success = [("outcome", "success"), ("reason", "ok"), ("provider", "b")];
+    assert_eq!(grew(&before, &after, logins, &success), 1.0);
+    let missing = [
+        ("outcome", "failure"),
+        ("reason", "state_missing"),
+        ("provider", "unknown"),
+    ];
+    assert_eq!(grew(&before, &after, logins, &missing), 1.0);
+    assert!(after.matching(logins, &[("provider", "a")]).is_empty(), "nothing at a");
 }

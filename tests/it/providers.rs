@@ -16,7 +16,7 @@ use crate::support::*;
 
 /// A `CONFIG_FILE` listing `ops` as providers `a`, `b`, … (named
 /// "Provider A", …), each entry followed by the matching `extra` lines.
-fn providers_file(ops: &[&FakeOp], extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn providers_file(ops: &[&FakeOp], extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("gate.toml");
     let mut text = String::new();
