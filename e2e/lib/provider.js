@@ -2,7 +2,7 @@
 // confidential client registered for oidc-gate.
 import http from 'node:http';
 import crypto from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 import { freePort } from './ports.js';
 
@@ -28,6 +28,8 @@ export const ACCOUNTS = {
 };
 
 export const CLIENT_ID = 'oidc-gate';
+/** The API client of `apiResources` (client_credentials grant). */
+export const API_CLIENT_ID = 'api-client';
 
 /** Where oidc-gate's provider-facing routes are, relative to its PUBLIC_URL. */
 export const APP_ROUTES = { callback: '/callback', postLogout: '/', backchannel: '/backchannel-logout' };
@@ -53,6 +55,8 @@ const WATCHED_EVENTS = [
   'revocation.error',
   'access_token.destroyed',
   'refresh_token.destroyed',
+  // Bearer tokens (`apiResources`): refused introspection requests.
+  'introspection.error',
   'server_error',
 ];
 
@@ -66,10 +70,17 @@ const WATCHED_EVENTS = [
  * @param {number} [opts.refreshWithAccessTokenTtl] issue rotating refresh tokens (without
  *   `offline_access`) and access tokens living this many seconds; refresh grants are counted
  *   in `refreshes`
+ * @param {Record<string, {audience?: string, format: 'jwt'|'opaque'}>} [opts.apiResources]
+ *   resource indicators (RFC 8707) the provider issues access tokens for, each with the
+ *   token's `aud` (default: the indicator) and format (`jwt`: RFC 9068, RS256 like the ID
+ *   tokens; `opaque`: checked at the introspection endpoint, which is then enabled). Also
+ *   registers the client `API_CLIENT_ID` (secret `apiClientSecret` in the handle) for the
+ *   client_credentials grant; the handle's `introspected` lists who asked about which
+ *   client's valid token (only oidc-gate's client gets an answer).
  */
 export async function startProvider({
   publicUrl, routes = APP_ROUTES, clientSecret = crypto.randomBytes(24).toString('base64url'), log = () => {},
-  refreshWithAccessTokenTtl,
+  refreshWithAccessTokenTtl, apiResources,
 }) {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
@@ -77,8 +88,20 @@ export async function startProvider({
   const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'e2e-rs256', use: 'sig', alg: 'RS256' };
 
+  const apiClientSecret = apiResources ? crypto.randomBytes(24).toString('base64url') : undefined;
+  /** The introspection requests about a valid token (`apiResources`): who asked, whose token. */
+  const introspected = [];
   const configuration = {
     clients: [
+      ...(apiResources ? [{
+        client_id: API_CLIENT_ID,
+        client_secret: apiClientSecret,
+        client_name: 'API client (e2e)',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+      }] : []),
       {
         client_id: CLIENT_ID,
         client_secret: clientSecret,
@@ -112,6 +135,7 @@ export async function startProvider({
     // Lifetimes (seconds), set explicitly: a test run is short.
     ttl: {
       AccessToken: refreshWithAccessTokenTtl || 600,
+      ClientCredentials: 600,
       AuthorizationCode: 60,
       IdToken: 600,
       Interaction: 600,
@@ -124,6 +148,34 @@ export async function startProvider({
       rpInitiatedLogout: { enabled: true },
       backchannelLogout: { enabled: true },
       revocation: { enabled: true },
+      ...(apiResources ? {
+        clientCredentials: { enabled: true },
+        // Only oidc-gate, with its own credentials, may ask about the API
+        // client's tokens; each answered question is recorded.
+        introspection: {
+          enabled: true,
+          async allowedPolicy(ctx, caller, token) {
+            introspected.push({ caller: caller.clientId, client: token.clientId });
+            return caller.clientId === CLIENT_ID;
+          },
+        },
+        resourceIndicators: {
+          enabled: true,
+          // A token request names its resource; none: no resource server.
+          defaultResource: async () => undefined,
+          async getResourceServerInfo(ctx, indicator) {
+            const server = apiResources[indicator];
+            if (!server) throw new errors.InvalidTarget();
+            return {
+              scope: 'api',
+              audience: server.audience ?? indicator,
+              accessTokenFormat: server.format,
+              // RS256 by the provider's key, as its ID tokens.
+              ...(server.format === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
+            };
+          },
+        },
+      } : {}),
     },
     // Refresh tokens to every client allowed the grant (no `offline_access`
     // consent needed), a new one at each use.
@@ -189,7 +241,8 @@ export async function startProvider({
     if (ctx.oidc?.params?.grant_type === 'refresh_token') counts.refreshErrors += 1;
   });
 
-  return serveProvider({ handler: provider.callback(), port, issuer, clientSecret, provider, events, counts });
+  const served = await serveProvider({ handler: provider.callback(), port, issuer, clientSecret, provider, events, counts });
+  return apiResources ? Object.assign(served, { apiClientSecret, introspected }) : served;
 }
 
 /**

@@ -119,7 +119,8 @@ impl Provider {
     /// The claims every bearer token must have (of a JWT, or of an
     /// introspection answer): `iss` ours (an introspection answer may leave
     /// it out), `aud` containing the API's, `exp` (required of a JWT),
-    /// `nbf` and `iat` not in the future, and a `sub`. Returns the `sub`.
+    /// `nbf` and `iat` not in the future, and a `sub` (of an introspection
+    /// answer without one, its `client_id`). Returns that subject.
     fn check_claims(&self, c: &Map<String, Value>, rules: &BearerRules, jwt: bool) -> Result<String, ProviderError> {
         let s = &self.inner.settings;
         let now = self.inner.clock.unix();
@@ -154,6 +155,14 @@ impl Provider {
         }
         match c.get("sub").and_then(Value::as_str) {
             Some(sub) if !sub.is_empty() => Ok(sub.to_owned()),
+            // RFC 7662 makes `sub` optional: a token of no resource owner
+            // (the client_credentials grant) is answered with its
+            // `client_id` alone, the subject RFC 9068 §2.2 gives the same
+            // token as a JWT (oidc-provider does both).
+            None if !jwt && !c.contains_key("sub") => match c.get("client_id").and_then(Value::as_str) {
+                Some(client) if !client.is_empty() => Ok(client.to_owned()),
+                _ => refuse(Reason::BearerSub, "no sub and no client_id"),
+            },
             _ => refuse(Reason::BearerSub, "no sub"),
         }
     }

@@ -414,3 +414,49 @@ async fn a_cached_token_is_trusted_no_longer_than_its_exp() {
     let reason = assert_invalid_token(get_with(&secret, &token).await).await;
     assert_eq!(reason, "bearer_exp");
 }
+
+#[tokio::test]
+async fn an_introspected_token_without_sub_is_its_client() {
+    // oidc-provider answers so for a client_credentials token: RFC 7662
+    // makes `sub` optional; the same token as a JWT has `sub` = client_id.
+    let (op, app) = op_app(bearer_on).await;
+    let introspect = op.url("/op/introspect");
+    let issuer = op.issuer().to_owned();
+    let answer = move |patch: Value| {
+        let mut a = json!({
+            "active": true, "client_id": "api-client", "aud": AUDIENCE, "iss": issuer,
+            "exp": now() + 300, "iat": now(), "scope": "api", "token_type": "Bearer",
+        });
+        a.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
+        a
+    };
+    let endpoint = introspect.clone();
+    op.set(|b| b.discovery_patch = json!({"introspection_endpoint": endpoint}));
+    let secret = app.url("/secret");
+
+    let no_sub = answer(json!({}));
+    op.set(|b| b.introspection = no_sub);
+    let r = get_with(&secret, "client-token").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(text(r).await.contains("api-client"));
+
+    // A `sub`, when given, is the subject.
+    let with_sub = answer(json!({"sub": "user-7"}));
+    op.set(|b| b.introspection = with_sub);
+    let r = get_with(&secret, "user-token").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = text(r).await;
+    assert!(page.contains("user-7") && !page.contains("api-client"), "{page}");
+
+    // Neither, or a `sub` that is not a name: nobody.
+    for (token, patch) in [
+        ("anonymous-token", json!({"client_id": null})),
+        ("null-sub-token", json!({"sub": null})),
+        ("empty-sub-token", json!({"sub": ""})),
+    ] {
+        let refused = answer(patch);
+        op.set(|b| b.introspection = refused);
+        let reason = assert_invalid_token(get_with(&secret, token).await).await;
+        assert_eq!(reason, "bearer_sub", "{token}");
+    }
+}

@@ -99,6 +99,8 @@ pub struct Behavior {
     pub userinfo_patch: Value,
     /// The `state` sent back on the post-logout redirect (overrides the RP's).
     pub end_session_state: Option<String>,
+    /// The introspection endpoint's answer, for any token.
+    pub introspection: Value,
 }
 
 impl Default for Behavior {
@@ -126,6 +128,7 @@ impl Default for Behavior {
             userinfo_sub: None,
             userinfo_patch: json!({}),
             end_session_state: None,
+            introspection: json!({"active": false}),
         }
     }
 }

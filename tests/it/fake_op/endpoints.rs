@@ -38,6 +38,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         // Served always, advertised only when a test patches
         // `revocation_endpoint` into discovery.
         .route("/op/revoke", axum::routing::post(revoke))
+        // Likewise `introspection_endpoint`: answers `Behavior::introspection`.
+        .route("/op/introspect", axum::routing::post(introspect))
         .with_state(shared)
 }
 
@@ -374,4 +376,14 @@ async fn revoke(State(op): Op, headers: HeaderMap, body: Bytes) -> Response {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
     StatusCode::OK.into_response()
+}
+
+/// RFC 7662: to an authenticated client, the behaviour's answer, whatever the token.
+async fn introspect(State(op): Op, headers: HeaderMap, body: Bytes) -> Response {
+    let form = params(&body);
+    if !client_auth(&op, &headers, &form).1 {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let answer = op.behavior.lock().unwrap().introspection.clone();
+    axum::Json(answer).into_response()
 }
