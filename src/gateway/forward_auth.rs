@@ -26,7 +26,7 @@ use super::paths::RequestPath;
 use super::{GatewayState, is_navigation};
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
-use crate::web::audit::Origin;
+use crate::web::audit::{self, Origin};
 use crate::web::step_up;
 
 /// What the web server in front says the original request was.
@@ -151,7 +151,7 @@ pub(super) async fn auth(
         return StatusCode::UNAUTHORIZED.into_response();
     };
     if !public && let Err(refusal) = verdict.admits(&claims) {
-        tracing::info!(reason = refusal.code(), "forward auth: path refused");
+        audit::path_refused(&origin, refusal.code(), &identity.user, &path.forwarded);
         let json = by_bearer || !is_navigation(&original.method, &headers);
         return refused(&app, &claims, refusal, &original.uri, Scope::Path, json);
     }

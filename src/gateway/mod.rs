@@ -35,7 +35,7 @@ use crate::secret::Secret;
 use crate::session::ACCESS_KEY;
 use crate::users::AuthSession;
 use crate::web::access::{Scope, refused};
-use crate::web::audit::Origin;
+use crate::web::audit::{self, Origin};
 use crate::web::bearer;
 use crate::web::guard::{unauthenticated, wants_json};
 use crate::web::{self, AppError, AppState, ErrorPage, Upstream, step_up, tokens};
@@ -284,14 +284,14 @@ async fn pass(State(gw): State<GatewayState>, auth: AuthSession, session: Sessio
         request = Request::from_parts(parts, body);
     }
     if !verdict.public {
-        let Some((_, claims)) = &identity else {
+        let Some((who, claims)) = &identity else {
             if navigation {
                 return sign_in(&app, request).await;
             }
             return unauthenticated(&app.links.login);
         };
         if let Err(refusal) = verdict.admits(claims) {
-            tracing::info!(reason = refusal.code(), "path refused");
+            audit::path_refused(&origin, refusal.code(), &who.user, &path.forwarded);
             let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
             return refused(&app, claims, refusal, target, Scope::Path, by_bearer || !navigation);
         }

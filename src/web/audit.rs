@@ -181,6 +181,30 @@ pub(crate) fn session_ended(origin: &Origin, reason: &'static str, issuer: Optio
     metrics::sessions_ended(reason, 1);
 }
 
+/// The most of a refused path an audit event keeps (a path is the
+/// client's to choose, up to the request line's limit).
+const MAX_PATH: usize = 256;
+
+/// A signed-in user (or a bearer token's subject) was refused a path by its
+/// per-path rules (`reason`: the rule's refusal code); the session stays.
+/// `path` is the path as judged (normalised).
+pub(crate) fn path_refused(origin: &Origin, reason: &str, subject: &str, path: &str) {
+    let path = match path.char_indices().nth(MAX_PATH) {
+        Some((cut, _)) => &path[..cut],
+        None => path,
+    };
+    tracing::info!(
+        target: "audit",
+        event = "path_refused",
+        reason,
+        subject,
+        path,
+        client_ip = %origin.client_ip,
+        request_id = %origin.request_id,
+        "path refused"
+    );
+}
+
 /// A bearer token was verified (not one served from the cache) and let in
 /// (`SKIP_JWT_BEARER_TOKENS`): `how` is `jwt` or `introspection`.
 pub(crate) fn bearer_accepted(origin: &Origin, issuer: &str, subject: &str, how: &'static str) {

@@ -510,3 +510,30 @@ async fn a_path_rule_judges_the_claims_of_the_last_refresh() {
         "the session stays for the other paths"
     );
 }
+
+/// A path its rules refuse is an audit event (who, which rule, which path
+/// as judged), as a refused sign-in is; the session stays.
+#[tokio::test]
+async fn a_refused_path_is_audited() {
+    use crate::logs::{Captured, audit};
+
+    let log = Captured::default();
+    let _guard = log.json_default();
+    let (_op, app) = forward_auth_app().await;
+    let browser = Browser::new();
+    sign_in(&app, &browser, "/").await;
+    // Another test's thread may have first met the event's callsite while
+    // this thread's log was being set up, and cached that no one listens.
+    tracing::callsite::rebuild_interest_cache();
+    let r = nginx_asks(&app, &browser, "/x/../ADMIN/users").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(nginx_asks(&app, &browser, "/app").await.status(), StatusCode::ACCEPTED);
+
+    let lines = log.json();
+    let refused = audit(&lines, "path_refused");
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["reason"], "group_not_allowed");
+    assert_eq!(refused[0]["subject"], "user-1");
+    assert_eq!(refused[0]["path"], "/ADMIN/users");
+    assert_eq!(refused[0]["request_id"].as_str().map(str::len), Some(32));
+}

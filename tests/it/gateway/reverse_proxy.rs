@@ -207,6 +207,8 @@ async fn public_paths_reach_the_upstream_anonymously_without_any_identity_and_tr
 
 #[tokio::test]
 async fn signed_in_requests_reach_the_upstream_with_the_gateways_identity_only() {
+    let log = crate::logs::Captured::default();
+    let _guard = log.json_default();
     let (upstream, _op, app) = proxy_app().await;
     let browser = Browser::new();
     assert_eq!(sign_in(&app, &browser, "/dashboards/1?x=1").await, "/dashboards/1?x=1");
@@ -239,7 +241,9 @@ async fn signed_in_requests_reach_the_upstream_with_the_gateways_identity_only()
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(upstream.seen().pop().unwrap().uri, "/a/b/d?q=1");
-    // Per-path rules: refused with the page, the session kept.
+    // Per-path rules: refused with the page, the session kept (and audited:
+    // as to the callsite's cached interest, see `a_refused_path_is_audited`).
+    tracing::callsite::rebuild_interest_cache();
     for ruled in ["/admin", "/x/../admin", "/public/..;/admin", "/ADMIN/x", "/%41dmin"] {
         let r = browser
             .client
@@ -255,6 +259,16 @@ async fn signed_in_requests_reach_the_upstream_with_the_gateways_identity_only()
             .seen()
             .iter()
             .all(|s| !s.uri.to_ascii_lowercase().contains("admin"))
+    );
+    // Each refusal is audited with the path as judged.
+    let lines = log.json();
+    let refused = crate::logs::audit(&lines, "path_refused");
+    let paths: Vec<_> = refused.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/admin", "/admin", "/public/..;/admin", "/ADMIN/x", "/Admin"]);
+    assert!(
+        refused
+            .iter()
+            .all(|e| e["subject"] == "user-1" && e["reason"] == "group_not_allowed")
     );
     assert_eq!(browser.get(&app.url("/dashboards/2")).await.status(), StatusCode::OK);
 }
