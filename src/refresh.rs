@@ -500,13 +500,21 @@ impl Slot {
     /// As written: an object of the tokens' fields by name (which versions
     /// before claims read as their tokens too) and `claims`.
     fn write(&self) -> String {
-        let t = &self.tokens;
+        // Every field by name: a field added to the tokens fails to compile
+        // here until it is written too.
+        let StoredTokens {
+            access,
+            access_expires_at,
+            issued_at,
+            id,
+            refresh,
+        } = &self.tokens;
         serde_json::json!({
-            "access": t.access,
-            "access_expires_at": t.access_expires_at,
-            "issued_at": t.issued_at,
-            "id": t.id,
-            "refresh": t.refresh,
+            "access": access,
+            "access_expires_at": access_expires_at,
+            "issued_at": issued_at,
+            "id": id,
+            "refresh": refresh,
             "claims": self.claims,
         })
         .to_string()
