@@ -159,14 +159,20 @@ impl Refresher {
         self.tokens_for(session, Need::Token).await
     }
 
-    /// The session's tokens for a request that needs no token, only the
-    /// newest claims for the access rules to judge: as [`Refresher::tokens`],
-    /// except that while the session's provider is failing to refresh
-    /// ([`crate::provider::Provider::refresh_failing`]) the request goes on
-    /// with the tokens and claims the session has, rather than wait for the
-    /// provider's answer (up to `OIDC_HTTP_TIMEOUT`) on every page.
-    pub async fn tokens_to_judge(&self, session: &Session) -> Result<Option<StoredTokens>, Outcome> {
-        self.tokens_for(session, Need::Claims).await
+    /// Brings the session's claims up to date for a request that needs no
+    /// token, only the newest claims for the access rules to judge: its
+    /// tokens refreshed first if they are due, as [`Refresher::tokens`]
+    /// does. Such a request never fails for want of the provider: when it
+    /// does not answer (even with the token expired) the request goes on
+    /// with the claims the session has, and while it keeps failing to
+    /// refresh ([`crate::provider::Provider::refresh_failing`]) without
+    /// waiting for it (up to `OIDC_HTTP_TIMEOUT`) on every page. `Err`: the
+    /// refresh ended the session, or the store failed.
+    pub async fn tokens_to_judge(&self, session: &Session) -> Result<(), Outcome> {
+        match self.tokens_for(session, Need::Claims).await {
+            Ok(_) | Err(Outcome::Failed(TokenError::Unavailable(_))) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn tokens_for(&self, session: &Session, need: Need) -> Result<Option<StoredTokens>, Outcome> {

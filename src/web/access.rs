@@ -17,7 +17,7 @@ use super::redirect::Links;
 use super::tokens;
 use crate::access::{Claims, Refusal};
 use crate::provider::{Listed, Login};
-use crate::refresh::{Outcome, TokenError};
+use crate::refresh::Outcome;
 use crate::session::{ACCESS_KEY, LOGIN_KEY, LoginData};
 
 /// The refusal page.
@@ -174,7 +174,7 @@ pub(super) async fn recheck(
 /// `false`: the refresh ended the session.
 async fn newest_tokens(state: &AppState, origin: &Origin, session: &Session) -> Result<bool, Response> {
     match state.refresher.tokens_to_judge(session).await {
-        Ok(_) | Err(Outcome::Failed(TokenError::Unavailable(_))) => Ok(true),
+        Ok(()) => Ok(true),
         Err(Outcome::Ended(ended)) => {
             tokens::session_ended(origin, ended);
             Ok(false)

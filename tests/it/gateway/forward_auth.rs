@@ -537,3 +537,30 @@ async fn a_refused_path_is_audited() {
     assert_eq!(refused[0]["path"], "/ADMIN/users");
     assert_eq!(refused[0]["request_id"].as_str().map(str::len), Some(32));
 }
+
+/// A path with rules of its own needs no token: while the provider does
+/// not answer, its due (even expired) tokens do not stop it, and it is
+/// judged on the claims the session has, as pages under access rules are.
+#[tokio::test]
+async fn a_path_rule_goes_on_with_the_sessions_claims_while_the_provider_is_down() {
+    let (op, app, clock) = with_short_tokens(json!(["admins"]), |a| {
+        a.gateway = defaults();
+        a.gateway.forward_auth = Some("true".into());
+        a.gateway.config_file = Some(super::admins_only_file());
+    })
+    .await;
+    let browser = Browser::new();
+    sign_in(&app, &browser, "/admin").await;
+    op.set(|b| b.token_reply = crate::fake_op::TokenReply::Status(503));
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        nginx_asks(&app, &browser, "/admin").await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(op.log().refresh, 1, "asked once");
+    assert_eq!(
+        nginx_asks(&app, &browser, "/admin").await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(op.log().refresh, 1, "not asked again while it fails");
+}
