@@ -370,6 +370,12 @@ impl Rules {
         }
     }
 
+    /// Whether a session keeps claims for these (global) rules or those of
+    /// its provider, `own` (see [`Rules::kept_claims`]).
+    pub fn keep_claims_with(&self, own: Option<&Rules>) -> bool {
+        self.keeps_claims() || own.is_some()
+    }
+
     /// The claims a session keeps for these (global) rules and those of its
     /// provider, `own`: these rules' reading, with the groups of the
     /// provider's groups claim when these read none; `None` when neither
@@ -380,7 +386,7 @@ impl Rules {
         token: &VerifiedIdToken,
         userinfo: &serde_json::Map<String, Value>,
     ) -> Option<Claims> {
-        if !self.keeps_claims() && own.is_none() {
+        if !self.keep_claims_with(own) {
             return None;
         }
         // Kept for both rules: the provider's may read groups these do not.

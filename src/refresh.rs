@@ -317,10 +317,9 @@ impl Refresher {
             return Err(self.end(session, id, "refresh_iss", Some(login)).await);
         };
         let own = listed.rules.as_ref();
-        let keeps_claims = self.0.access.keeps_claims() || own.is_some();
         let refreshed = match listed
             .provider
-            .refresh_tokens(refresh.expose(), &login.subject, keeps_claims)
+            .refresh_tokens(refresh.expose(), &login.subject, self.0.access.keep_claims_with(own))
             .await
         {
             Ok(refreshed) => refreshed,

@@ -184,7 +184,7 @@ pub(crate) async fn callback(
     let (jar, pending) = state.pending.take(&headers, &presented, now);
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let from = SignedInFrom::new(now, user_agent, origin.client_ip);
-    let (at, result) = match pending {
+    let (refused_at, result) = match pending {
         Some(pending) => match chooser::bound(&state, &pending, at.as_deref()) {
             Ok(listed) => (
                 (listed.provider.issuer(), listed.id.as_str()),
@@ -202,7 +202,7 @@ pub(crate) async fn callback(
     };
     match result {
         Ok(response) => (jar, response).into_response(),
-        Err(e) => (jar, refuse(&origin, at, e)).into_response(),
+        Err(e) => (jar, refuse(&origin, refused_at, e)).into_response(),
     }
 }
 
