@@ -476,13 +476,9 @@ async fn the_groups_passed_on_follow_each_refresh_and_a_stale_save_does_not_brin
     );
 }
 
-/// Per-path rules judge the newest claims too: with no global rule and no
-/// token handed over, a path with rules of its own refreshes due tokens
-/// first, so a user removed from its group at the provider is refused there
-/// at the next refresh; paths without rules refresh nothing, and the
-/// session stays for them.
-#[tokio::test]
-async fn a_path_rule_judges_the_claims_of_the_last_refresh() {
+/// Forward auth with `/admin` for the group `admins` (by its path rule
+/// only), 4-second tokens, and a member signed in.
+async fn signed_in_to_admins_path() -> (crate::fake_op::FakeOp, TestApp, Clock, Browser) {
     let (op, app, clock) = with_short_tokens(json!(["admins"]), |a| {
         a.gateway = defaults();
         a.gateway.forward_auth = Some("true".into());
@@ -491,6 +487,17 @@ async fn a_path_rule_judges_the_claims_of_the_last_refresh() {
     .await;
     let browser = Browser::new();
     sign_in(&app, &browser, "/admin").await;
+    (op, app, clock, browser)
+}
+
+/// Per-path rules judge the newest claims too: with no global rule and no
+/// token handed over, a path with rules of its own refreshes due tokens
+/// first, so a user removed from its group at the provider is refused there
+/// at the next refresh; paths without rules refresh nothing, and the
+/// session stays for them.
+#[tokio::test]
+async fn a_path_rule_judges_the_claims_of_the_last_refresh() {
+    let (op, app, clock, browser) = signed_in_to_admins_path().await;
     assert_eq!(
         nginx_asks(&app, &browser, "/admin").await.status(),
         StatusCode::ACCEPTED
@@ -543,14 +550,7 @@ async fn a_refused_path_is_audited() {
 /// judged on the claims the session has, as pages under access rules are.
 #[tokio::test]
 async fn a_path_rule_goes_on_with_the_sessions_claims_while_the_provider_is_down() {
-    let (op, app, clock) = with_short_tokens(json!(["admins"]), |a| {
-        a.gateway = defaults();
-        a.gateway.forward_auth = Some("true".into());
-        a.gateway.config_file = Some(super::admins_only_file());
-    })
-    .await;
-    let browser = Browser::new();
-    sign_in(&app, &browser, "/admin").await;
+    let (op, app, clock, browser) = signed_in_to_admins_path().await;
     op.set(|b| b.token_reply = crate::fake_op::TokenReply::Status(503));
     clock.advance(Duration::from_secs(5));
     assert_eq!(
