@@ -501,7 +501,10 @@ impl Report {
          checked: no error, every answer the size of the page (a redirect to the login would be \
          smaller), and the session still valid afterwards. The **ceiling** is `bench/src/bin/ceiling.rs`: \
          a bare axum handler on the same axum/hyper/tokio (one `Cargo.lock`) returning the same \
-         body and headers oidc-gate sent, with no session, no login check, no logging. \
+         body and headers oidc-gate sent, with no session, no login check, no logging. The \
+         ceiling and the SQLite row (the ratio issue 20 judges) are measured in pairs of runs in \
+         alternating order (ceiling then oidc-gate, oidc-gate then ceiling, …; an even number of \
+         pairs), both servers up throughout, so that the machine's drift falls on both alike. \
          *Server CPU* is the server's utime+stime over the run (100% = its core saturated).\n\
          - **Metrics cost**: two SQLite servers, one with `METRICS_LISTEN`, measured as above in \
          pairs of runs in alternating order (off then on, on then off, …), each figure the median \
