@@ -4,12 +4,16 @@
 //! eight logins in flight on kept-alive connections (a busy server), and one
 //! login at a time with a fresh connection per request (sign-ins as a mostly
 //! idle server sees them; issue 20 is judged on the sequential RS256 row).
-//! Then the peer: Apache 2 with mod_auth_openidc signing in the same way,
-//! one at a time with RS256 ID tokens on fresh connections, when Debian's
-//! packages are installed. The provider runs in a process of its own on
-//! core 1 throughout. Last the floor under the sequential rows: the
-//! ceiling (a bare axum handler) answering the three requests a login makes
-//! to its relying party, with no login at all.
+//! The provider runs in a process of its own on core 1 throughout.
+//!
+//! The judged row is measured in interleaved rounds with the two it is
+//! compared with: the peer, Apache 2 with mod_auth_openidc signing in the
+//! same way (one at a time, RS256 ID tokens, fresh connections) when
+//! Debian's packages are installed, and the floor (the ceiling, a bare axum
+//! handler, answering the three requests a login makes to its relying
+//! party, with no login at all). On a shared machine the CPU time of the
+//! same work moves by half or more between minutes; rounds taken in turn
+//! see the same machine, so the ratio holds where the figures do not.
 
 use std::time::Duration;
 
@@ -38,6 +42,8 @@ pub async fn login_shapes(ctx: &mut Ctx) -> Result<()> {
         "/callback",
     )?;
     provider.wait_answering("/dev-provider/.well-known/openid-configuration")?;
+    // The rows the judged row is compared with, shown last.
+    let mut compared = Vec::new();
     for alg in ["ES256", "RS256", "PS256"] {
         let path = match alg {
             "ES256" => "/dev-provider".to_owned(),
@@ -56,6 +62,13 @@ pub async fn login_shapes(ctx: &mut Ctx) -> Result<()> {
         server.wait_answering("/healthz")?;
         let url = server.url("");
         for sequential in [false, true] {
+            if sequential && alg == JUDGED_ALG {
+                // In turn with the peer and the floor.
+                let (judged, others) = judged_rows(ctx, &server).await?;
+                ctx.report.login_shapes.push(judged);
+                compared = others;
+                continue;
+            }
             let (client, concurrency) = if sequential {
                 (Client::fresh_connections(&url)?, 1)
             } else {
@@ -64,17 +77,6 @@ pub async fn login_shapes(ctx: &mut Ctx) -> Result<()> {
             // Distinct users across rows too: each row signs in new ones.
             let first = 1_000_000 * (ctx.report.login_shapes.len() + 1);
             let logins = rounds(ctx, &server, &client, concurrency, first).await?;
-            if sequential && alg == "RS256" {
-                // The judged row's own profile: what an idle server spends a login on.
-                let rate = logins.count as f64 / logins.elapsed.as_secs_f64();
-                let more = ((ctx.plan.profile.as_secs_f64() + 1.0) * rate).ceil() as usize;
-                profiled(ctx, &server, SEQUENTIAL_PROFILE, async |_| {
-                    login_many(&client, more.min(50_000), 1, first + 900_000)
-                        .await
-                        .map(drop)
-                })
-                .await?;
-            }
             ctx.report.login_shapes.push(LoginShape {
                 rp: RelyingParty::OidcGate,
                 alg,
@@ -84,80 +86,125 @@ pub async fn login_shapes(ctx: &mut Ctx) -> Result<()> {
         }
     }
     drop(provider);
-    floor(ctx).await?;
-    match peers::apache() {
-        Ok((bin, modules)) => apache(ctx, &bin, &modules).await,
-        Err(why) => {
-            let note = format!("The Apache + mod_auth_openidc login row was skipped: {why}.");
-            eprintln!("bench: {note}");
-            ctx.report.notes.push(note);
-            Ok(())
-        }
-    }
-}
-
-/// The peer's row: sequential RS256 logins on fresh connections through
-/// Apache with mod_auth_openidc, from a protected page proxied to the
-/// gateway rows' upstream back to it (as oidc-gate's logins end on its
-/// protected page); the CPU is that of all Apache's processes.
-async fn apache(ctx: &mut Ctx, bin: &std::path::Path, modules: &std::path::Path) -> Result<()> {
-    let mut upstream = Server::upstream(&ctx.bins.upstream)?;
-    upstream.wait_answering(PAGE_PATH)?;
-    let (_provider, server) =
-        peers::start_apache_at_provider(&ctx.bins.provider, bin, modules, upstream.addr, "/rs256")?;
-    let http = browser(0)?;
-    let page = http.get(upstream.url(PAGE_PATH)).send().await?.bytes().await?;
-    let login = ToPage {
-        http,
-        start: server.url(PAGE_PATH).parse()?,
-        page: page.as_ref().into(),
-    };
-    sequential_row(ctx, &server, &login, RelyingParty::Apache, "RS256")
-        .await
-        .context("logins through Apache's mod_auth_openidc")
-}
-
-/// Measures `client`'s logins at `server`, one at a time, as `rp`'s row
-/// (`alg`: its ID tokens), with users not signed in before.
-async fn sequential_row(
-    ctx: &mut Ctx,
-    server: &Server,
-    client: &impl SignsIn,
-    rp: RelyingParty,
-    alg: &'static str,
-) -> Result<()> {
-    let first = 1_000_000 * (ctx.report.login_shapes.len() + 1);
-    let logins = rounds(ctx, server, client, 1, first).await?;
-    ctx.report.login_shapes.push(LoginShape {
-        rp,
-        alg,
-        sequential: true,
-        logins,
-    });
+    ensure!(!compared.is_empty(), "the judged algorithm was not measured");
+    ctx.report.login_shapes.extend(compared);
     Ok(())
 }
 
-/// The floor: the ceiling (a bare axum handler on the same axum, hyper and
-/// tokio, no session, no login) answering the three requests a sequential
-/// login makes to its relying party (the protected page, the callback, the
-/// page again), each on a fresh connection, one "login" at a time, in the
-/// same rounds. No relying party served by axum can spend less per login
-/// on this machine; the code exchange, the token checks and the session's
-/// writes come on top.
-async fn floor(ctx: &mut Ctx) -> Result<()> {
-    let mut server = Server::ceiling(
+/// The ID tokens of the judged row.
+const JUDGED_ALG: &str = "RS256";
+
+/// The judged row (sequential logins at `server`, an oidc-gate whose
+/// provider signs with [`JUDGED_ALG`]), the floor's and the peer's, in
+/// interleaved rounds: each round of each, in turn, in an order that
+/// rotates from round to round. Then the judged row's profile. Returns the
+/// judged row, and the others.
+async fn judged_rows(ctx: &mut Ctx, server: &Server) -> Result<(LoginShape, Vec<LoginShape>)> {
+    let gate = Client::fresh_connections(&server.url(""))?;
+    let mut ceiling = Server::ceiling(
         &ctx.bins.ceiling,
         FLOOR_PAGE,
         "content-type: text/html; charset=utf-8\n",
     )?;
-    server.wait_answering("/secret")?;
-    let three = ThreeRequests {
+    ceiling.wait_answering("/secret")?;
+    let floor = ThreeRequests {
         http: browser(0)?,
-        url: server.url("/secret"),
+        url: ceiling.url("/secret"),
     };
-    sequential_row(ctx, &server, &three, RelyingParty::Floor, NO_ID_TOKENS)
-        .await
-        .context("the floor's requests to the ceiling")
+    let peer = match peers::apache() {
+        Ok((bin, modules)) => Some(
+            Peer::start(ctx, &bin, &modules)
+                .await
+                .context("Apache with mod_auth_openidc")?,
+        ),
+        Err(why) => {
+            let note = format!("The Apache + mod_auth_openidc login row was skipped: {why}.");
+            eprintln!("bench: {note}");
+            ctx.report.notes.push(note);
+            None
+        }
+    };
+    let (n, _) = ctx.plan.logins;
+    // Distinct users in every row: each signs in new ones.
+    let users = |row: usize, round: usize| 1_000_000 * (10 + row) + 100 + round * n;
+    let mut gate_logins = warm_up(ctx, server, &gate, 1, users(0, 0) - 100).await?;
+    let mut floor_logins = warm_up(ctx, &ceiling, &floor, 1, 0).await?;
+    let mut peer_logins = match &peer {
+        Some(p) => Some(
+            warm_up(ctx, &p.server, &p.login, 1, users(2, 0) - 100)
+                .await
+                .context("Apache")?,
+        ),
+        None => None,
+    };
+    for r in 0..ctx.plan.login_rounds {
+        for k in 0..3 {
+            match (r + k) % 3 {
+                0 => round(ctx, server, &gate, &mut gate_logins, users(0, r)).await?,
+                1 => round(ctx, &ceiling, &floor, &mut floor_logins, 0)
+                    .await
+                    .context("the floor's requests to the ceiling")?,
+                _ => {
+                    if let (Some(p), Some(logins)) = (&peer, peer_logins.as_mut()) {
+                        round(ctx, &p.server, &p.login, logins, users(2, r))
+                            .await
+                            .context("logins through Apache's mod_auth_openidc")?;
+                    }
+                }
+            }
+        }
+    }
+    let row = |rp, alg, logins| LoginShape {
+        rp,
+        alg,
+        sequential: true,
+        logins,
+    };
+    let judged = row(RelyingParty::OidcGate, JUDGED_ALG, gate_logins.clone());
+    let mut others = vec![row(RelyingParty::Floor, NO_ID_TOKENS, floor_logins)];
+    if let Some(logins) = peer_logins {
+        others.push(row(RelyingParty::Apache, JUDGED_ALG, logins));
+    }
+    drop((peer, ceiling));
+    // The judged row's own profile: what an idle server spends a login on.
+    let rate = gate_logins.count as f64 / gate_logins.elapsed.as_secs_f64();
+    let more = ((ctx.plan.profile.as_secs_f64() + 1.0) * rate).ceil() as usize;
+    profiled(ctx, server, SEQUENTIAL_PROFILE, async |_| {
+        login_many(&gate, more.min(50_000), 1, users(3, 0)).await.map(drop)
+    })
+    .await?;
+    Ok((judged, others))
+}
+
+/// The peer, signing in from a protected page proxied to the gateway
+/// rows' upstream back to it (as oidc-gate's logins end on its protected
+/// page); its CPU is that of all Apache's processes.
+struct Peer {
+    server: Server,
+    login: ToPage,
+    /// Kept running while the peer is measured.
+    _behind: (Server, Server),
+}
+
+impl Peer {
+    async fn start(ctx: &Ctx, bin: &std::path::Path, modules: &std::path::Path) -> Result<Self> {
+        let mut upstream = Server::upstream(&ctx.bins.upstream)?;
+        upstream.wait_answering(PAGE_PATH)?;
+        let (provider, server) =
+            peers::start_apache_at_provider(&ctx.bins.provider, bin, modules, upstream.addr, "/rs256")?;
+        let http = browser(0)?;
+        let page = http.get(upstream.url(PAGE_PATH)).send().await?.bytes().await?;
+        let login = ToPage {
+            http,
+            start: server.url(PAGE_PATH).parse()?,
+            page: page.as_ref().into(),
+        };
+        Ok(Self {
+            server,
+            login,
+            _behind: (upstream, provider),
+        })
+    }
 }
 
 /// The floor's page (a login's answers are two redirects and a small page).
@@ -193,11 +240,27 @@ pub(super) async fn rounds(
     first: usize,
 ) -> Result<Logins> {
     let (n, _) = ctx.plan.logins;
-    let fail = |e: anyhow::Error| e.context(server.log_tail());
+    let mut logins = warm_up(ctx, server, client, concurrency, first).await?;
+    for round_no in 0..ctx.plan.login_rounds {
+        round(ctx, server, client, &mut logins, first + 100 + round_no * n).await?;
+    }
+    Ok(logins)
+}
+
+/// A few logins at `server`, `concurrency` at a time, by users numbered
+/// from `first`, to warm up; then nothing measured yet, at that concurrency.
+async fn warm_up(
+    ctx: &Ctx,
+    server: &Server,
+    client: &impl SignsIn,
+    concurrency: usize,
+    first: usize,
+) -> Result<Logins> {
+    let (n, _) = ctx.plan.logins;
     login_many(client, 20.min(n), concurrency, first)
         .await
-        .map_err(|e| fail(e).context("warm-up logins"))?;
-    let mut logins = Logins {
+        .map_err(|e| e.context(server.log_tail()).context("warm-up logins"))?;
+    Ok(Logins {
         count: 0,
         concurrency,
         elapsed: Duration::ZERO,
@@ -205,18 +268,22 @@ pub(super) async fn rounds(
         clk_tck: ctx.clk_tck,
         context_switches: 0,
         separate_provider: true,
-    };
-    for round in 0..ctx.plan.login_rounds {
-        let before = server.stats()?;
-        let (_, elapsed) = login_many(client, n, concurrency, first + 100 + round * n)
-            .await
-            .map_err(fail)?;
-        let after = server.stats()?;
-        let cpu = (after.cpu_ticks - before.cpu_ticks) as f64 / ctx.clk_tck as f64;
-        logins.count += n;
-        logins.elapsed += elapsed;
-        logins.round_cpu.push(Duration::from_secs_f64(cpu) / n as u32);
-        logins.context_switches += after.context_switches - before.context_switches;
-    }
-    Ok(logins)
+    })
+}
+
+/// One measured round of `ctx.plan.logins` logins at `server`, by users
+/// numbered from `first`, added to `logins` (with its concurrency).
+async fn round(ctx: &Ctx, server: &Server, client: &impl SignsIn, logins: &mut Logins, first: usize) -> Result<()> {
+    let (n, _) = ctx.plan.logins;
+    let before = server.stats()?;
+    let (_, elapsed) = login_many(client, n, logins.concurrency, first)
+        .await
+        .map_err(|e| e.context(server.log_tail()))?;
+    let after = server.stats()?;
+    let cpu = (after.cpu_ticks - before.cpu_ticks) as f64 / ctx.clk_tck as f64;
+    logins.count += n;
+    logins.elapsed += elapsed;
+    logins.round_cpu.push(Duration::from_secs_f64(cpu) / n as u32);
+    logins.context_switches += after.context_switches - before.context_switches;
+    Ok(())
 }
