@@ -119,8 +119,8 @@ fn context_switches(pid: u32) -> Result<u64> {
     Ok(total)
 }
 
-/// Busy and total time of each CPU so far, in clock ticks (`/proc/stat`).
-pub fn cpu_times() -> Result<Vec<(u64, u64)>> {
+/// Busy, total and stolen time of each CPU so far, in clock ticks (`/proc/stat`).
+pub fn cpu_times() -> Result<Vec<CoreTimes>> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let mut out = Vec::new();
     for line in stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")) {
@@ -128,9 +128,24 @@ pub fn cpu_times() -> Result<Vec<(u64, u64)>> {
         // user nice system idle iowait irq softirq steal ...
         let total: u64 = v.iter().take(8).sum();
         let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-        out.push((total - idle, total));
+        out.push(CoreTimes {
+            busy: total - idle,
+            total,
+            steal: v.get(7).copied().unwrap_or(0),
+        });
     }
     Ok(out)
+}
+
+/// One core's times from `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreTimes {
+    /// Not idle (steal included).
+    pub busy: u64,
+    /// All.
+    pub total: u64,
+    /// Taken by the hypervisor for other machines while this one had work.
+    pub steal: u64,
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`).

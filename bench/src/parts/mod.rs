@@ -16,7 +16,7 @@ pub use page::{login_cost, metrics_cost, protected_page};
 pub use sessions::{memory, store_scale};
 
 use crate::bulk::Postgres;
-use crate::procfs::cpu_times;
+use crate::procfs::{CoreTimes, cpu_times};
 use crate::report::{CpuUse, Report, Startup};
 use crate::server::{Binaries, LOAD_CORE_INDEX, SERVER_CORE_INDEX, Server, Store, temp_dir};
 use crate::wrk::{self, Figures};
@@ -216,10 +216,12 @@ async fn measure_run(
     let f = run.run()?;
     let elapsed = t.elapsed().as_secs_f64();
     let after = (server.stats()?, cpu_times()?);
-    let core = |i: usize| {
-        let (busy, total) = (after.1[i].0 - before.1[i].0, after.1[i].1 - before.1[i].1);
-        busy as f64 / total.max(1) as f64
+    let share = |i: usize, of: fn(&CoreTimes) -> u64| {
+        let (part, total) = (of(&after.1[i]) - of(&before.1[i]), after.1[i].total - before.1[i].total);
+        part as f64 / total.max(1) as f64
     };
+    let core = |i: usize| share(i, |t| t.busy);
+    let stolen = share(SERVER_CORE_INDEX, |t| t.steal);
     let cpu = CpuUse {
         server: (after.0.cpu_ticks - before.0.cpu_ticks) as f64 / ctx.clk_tck as f64 / elapsed,
         server_core: core(SERVER_CORE_INDEX),
@@ -229,9 +231,17 @@ async fn measure_run(
     // or its core was busy with something else (the server's core runs
     // nothing but the server: a proxy held back by the load core leaves it idle).
     if (cpu.server < 0.9 && cpu.load_core < 0.98) || cpu.server_core - cpu.server > 0.15 {
+        // Steal: the hypervisor ran other machines on this one's core.
+        let competitors = match stolen {
+            s if s >= 0.05 => format!(
+                "{:.0}% of core 0's time went to other virtual machines (steal), and other processes",
+                s * 100.0
+            ),
+            _ => "other processes".to_owned(),
+        };
         let note = format!(
             "Noise: during a run on {} the server used only {:.0}% of its core (core 0 {:.0}% busy, core 1 {:.0}%): \
-             other processes competed for the cores, so that run's figures are low; rerun on a quiet machine.",
+             {competitors} competed for the cores, so that run's figures are low; rerun on a quiet machine.",
             server.addr,
             cpu.server * 100.0,
             cpu.server_core * 100.0,
