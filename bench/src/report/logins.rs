@@ -287,7 +287,7 @@ mod tests {
     fn the_target_is_judged_on_the_interleaved_rounds_ratios() {
         // Round by round, oidc-gate takes a quarter of Apache's CPU while the
         // machine slows down and speeds up; the medians of the two rows,
-        // taken from different rounds, would say 0.40 and miss.
+        // taken from different rounds, would say 0.38 (6 against 16) and miss.
         let r = Report {
             login_shapes: vec![
                 rounds(RelyingParty::OidcGate, "RS256", &[2, 4, 6, 8, 10]),

@@ -485,7 +485,9 @@ impl Report {
         out.push_str("## How it is measured\n\n");
         let _ = writeln!(
             out,
-            "- oidc-gate and the ceiling are release builds, started one at a time on core 0 \
+            "- oidc-gate and the ceiling are release builds, started on core 0 (one at a time, but \
+         for the rows measured in alternating runs or interleaved rounds below, whose servers are \
+         up together, each idle while another is measured) \
          (`taskset -c 0`), each with `TOKIO_WORKER_THREADS=1` (what tokio picks anyway on one \
          core) and `RUST_LOG=warn`; the load generator and this benchmark run on core 1.\n\
          - oidc-gate runs with its embedded development provider (no `OIDC_*` variables), a fresh \
@@ -503,8 +505,9 @@ impl Report {
          a bare axum handler on the same axum/hyper/tokio (one `Cargo.lock`) returning the same \
          body and headers oidc-gate sent, with no session, no login check, no logging. The \
          ceiling and the SQLite row (the ratio issue 20 judges) are measured in pairs of runs in \
-         alternating order (ceiling then oidc-gate, oidc-gate then ceiling, …; an even number of \
-         pairs), both servers up throughout, so that the machine's drift falls on both alike. \
+         alternating order (ceiling then oidc-gate, oidc-gate then ceiling, …), {paired} each (an \
+         even number; the figure is then the upper of the two middle runs), both servers up \
+         throughout, so that the machine's drift falls on both alike. \
          *Server CPU* is the server's utime+stime over the run (100% = its core saturated).\n\
          - **Metrics cost**: two SQLite servers, one with `METRICS_LISTEN`, measured as above in \
          pairs of runs in alternating order (off then on, on then off, …), each figure the median \
@@ -552,10 +555,8 @@ impl Report {
          them) up to {total} sessions, each of which is then requested once with its cookie so \
          oidc-gate loads it.",
             wrk = r.wrk_command,
-            runs = match r.pages.first().map_or(1, |p| p.p99_runs.len().max(1)) {
-                1 => "one measured run".to_owned(),
-                n => format!("{n} measured runs"),
-            },
+            runs = measured_runs(r.pages.last()),
+            paired = measured_runs(r.pages.first()),
             real = thousands(real),
             total = thousands(total),
             rounds = login_rounds,
@@ -600,5 +601,13 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// How many measured runs a page row's figures come from, in words.
+fn measured_runs(page: Option<&Page>) -> String {
+    match page.map_or(1, |p| p.p99_runs.len().max(1)) {
+        1 => "one measured run".to_owned(),
+        n => format!("{n} measured runs"),
     }
 }
