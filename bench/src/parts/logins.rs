@@ -124,29 +124,27 @@ async fn judged_rows(ctx: &mut Ctx, server: &Server) -> Result<(LoginShape, Vec<
             None
         }
     };
-    let (n, _) = ctx.plan.logins;
     // Distinct users in every row: each signs in new ones.
-    let users = |row: usize, round: usize| 1_000_000 * (10 + row) + 100 + round * n;
-    let mut gate_logins = warm_up(ctx, server, &gate, 1, users(0, 0) - 100).await?;
+    let first = |row: usize| 1_000_000 * (10 + row);
+    let mut gate_logins = warm_up(ctx, server, &gate, 1, first(0)).await?;
     let mut floor_logins = warm_up(ctx, &ceiling, &floor, 1, 0).await?;
-    let mut peer_logins = match &peer {
-        Some(p) => Some(
-            warm_up(ctx, &p.server, &p.login, 1, users(2, 0) - 100)
-                .await
-                .context("Apache")?,
-        ),
+    let mut peer = match peer {
+        Some(p) => {
+            let logins = warm_up(ctx, &p.server, &p.login, 1, first(2)).await.context("Apache")?;
+            Some((p, logins))
+        }
         None => None,
     };
     for r in 0..ctx.plan.login_rounds {
         for k in 0..3 {
             match (r + k) % 3 {
-                0 => round(ctx, server, &gate, &mut gate_logins, users(0, r)).await?,
-                1 => round(ctx, &ceiling, &floor, &mut floor_logins, 0)
+                0 => round(ctx, server, &gate, &mut gate_logins, first(0), r).await?,
+                1 => round(ctx, &ceiling, &floor, &mut floor_logins, 0, r)
                     .await
                     .context("the floor's requests to the ceiling")?,
                 _ => {
-                    if let (Some(p), Some(logins)) = (&peer, peer_logins.as_mut()) {
-                        round(ctx, &p.server, &p.login, logins, users(2, r))
+                    if let Some((p, logins)) = peer.as_mut() {
+                        round(ctx, &p.server, &p.login, logins, first(2), r)
                             .await
                             .context("logins through Apache's mod_auth_openidc")?;
                     }
@@ -162,15 +160,16 @@ async fn judged_rows(ctx: &mut Ctx, server: &Server) -> Result<(LoginShape, Vec<
     };
     let judged = row(RelyingParty::OidcGate, JUDGED_ALG, gate_logins.clone());
     let mut others = vec![row(RelyingParty::Floor, NO_ID_TOKENS, floor_logins)];
-    if let Some(logins) = peer_logins {
+    if let Some((p, logins)) = peer {
+        drop(p);
         others.push(row(RelyingParty::Apache, JUDGED_ALG, logins));
     }
-    drop((peer, ceiling));
+    drop(ceiling);
     // The judged row's own profile: what an idle server spends a login on.
     let rate = gate_logins.count as f64 / gate_logins.elapsed.as_secs_f64();
     let more = ((ctx.plan.profile.as_secs_f64() + 1.0) * rate).ceil() as usize;
     profiled(ctx, server, SEQUENTIAL_PROFILE, async |_| {
-        login_many(&gate, more.min(50_000), 1, users(3, 0)).await.map(drop)
+        login_many(&gate, more.min(50_000), 1, first(3)).await.map(drop)
     })
     .await?;
     Ok((judged, others))
@@ -239,10 +238,9 @@ pub(super) async fn rounds(
     concurrency: usize,
     first: usize,
 ) -> Result<Logins> {
-    let (n, _) = ctx.plan.logins;
     let mut logins = warm_up(ctx, server, client, concurrency, first).await?;
     for round_no in 0..ctx.plan.login_rounds {
-        round(ctx, server, client, &mut logins, first + 100 + round_no * n).await?;
+        round(ctx, server, client, &mut logins, first, round_no).await?;
     }
     Ok(logins)
 }
@@ -271,12 +269,20 @@ async fn warm_up(
     })
 }
 
-/// One measured round of `ctx.plan.logins` logins at `server`, by users
-/// numbered from `first`, added to `logins` (with its concurrency).
-async fn round(ctx: &Ctx, server: &Server, client: &impl SignsIn, logins: &mut Logins, first: usize) -> Result<()> {
+/// Measured round `round_no` of `ctx.plan.logins` logins at `server`, added
+/// to `logins` (with its concurrency), by the row's users numbered from
+/// `first` (past those of its warm-up and earlier rounds).
+async fn round(
+    ctx: &Ctx,
+    server: &Server,
+    client: &impl SignsIn,
+    logins: &mut Logins,
+    first: usize,
+    round_no: usize,
+) -> Result<()> {
     let (n, _) = ctx.plan.logins;
     let before = server.stats()?;
-    let (_, elapsed) = login_many(client, n, logins.concurrency, first)
+    let (_, elapsed) = login_many(client, n, logins.concurrency, first + 100 + round_no * n)
         .await
         .map_err(|e| e.context(server.log_tail()))?;
     let after = server.stats()?;
